@@ -1,0 +1,339 @@
+"""The `apply` recipe: fusion, then attribution-guided neuron reset, into a new checkpoint.
+
+Order of work, chosen so that at most one model is in memory at a time and
+nothing is written before every input has been checked:
+1. open both checkpoints (headers only) and check they line up; parse and
+   tokenize the calibration file;
+2. base model: response entropies; SFT model: entropies, targets, attribution,
+   the reset set;
+3. stream fused (+ reset) tensors into a temporary folder, copy config and
+   tokenizer files from the SFT checkpoint;
+4. load the written model to measure the rejuvenated (and fused) entropies,
+   write `rejuvenation.json`, rename the folder into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rejuv import __version__
+from rejuv.arch import ArchAdapter, Neurons
+from rejuv.attribution import (
+    TokenStats,
+    attribute_sample,
+    mean_entropy,
+    response_token_stats,
+    select_targets,
+)
+from rejuv.calibration import Calibration, load_calibration
+from rejuv.checkpoint import (
+    Checkpoint,
+    OutputTensor,
+    atomic_output_dir,
+    check_output_free,
+    copy_aux_files,
+    dtype_from_name,
+    write_safetensors_shards,
+)
+from rejuv.errors import RejuvError
+from rejuv.fusion import FusionPlan, check_alpha, fuse_tensor, plan_fusion
+from rejuv.reset import RANKINGS, ResetSet, apply_reset, check_rho, reset_plan
+
+MANIFEST = "rejuvenation.json"
+
+
+@dataclass
+class ApplyConfig:
+    """Every knob of `rejuv apply`; the CLI and YAML configs fill this."""
+
+    base: str
+    sft: str
+    out: str
+    calib: str | None = None
+    alpha: float = 0.5
+    rho: float = 0.01
+    targets_per_sample: int = 8
+    max_samples: int = 64
+    max_length: int = 2048
+    target_token: str = "gold"  # or "argmax"
+    ranking: str = "global"  # or "per-module"
+    fusion_only: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"  # compute dtype of the calibration passes; scores accumulate in float32
+    batch_size: int = 8
+    max_shard_size: str = "5GB"
+    overwrite: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    progress: bool = True
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def parse_size(text: str | int) -> int:
+    """'5GB', '500MB', '64KiB' or a byte count."""
+    if isinstance(text, int):
+        return text
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    s = str(text).strip().upper()
+    number = s.rstrip("KMGTIB")
+    unit = s[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB") from None
+    if unit not in units or value <= 0:
+        raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB")
+    return int(value * units[unit])
+
+
+def _validate(cfg: ApplyConfig) -> None:
+    check_alpha(cfg.alpha)
+    check_rho(cfg.rho)
+    if cfg.ranking not in RANKINGS:
+        raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {cfg.ranking!r}")
+    if cfg.target_token not in ("gold", "argmax"):
+        raise RejuvError(f"target_token must be 'gold' or 'argmax', got {cfg.target_token!r}")
+    for name in ("targets_per_sample", "max_samples", "batch_size", "max_length"):
+        if int(getattr(cfg, name)) < 1:
+            raise RejuvError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if not cfg.fusion_only and not cfg.calib:
+        raise RejuvError("neuron reset needs a calibration file (--calib); pass --fusion-only to only fuse")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RejuvError(f"device {cfg.device!r} asked for, but no CUDA device is available")
+    dtype_from_name(cfg.dtype)
+    parse_size(cfg.max_shard_size)
+
+
+def _bar(cfg: ApplyConfig, total: int, desc: str, unit: str):
+    return tqdm(total=total, desc=desc, unit=unit, disable=not cfg.progress or None, leave=False)
+
+
+def load_model(path: str | Path, cfg: ApplyConfig):
+    """A checkpoint as a model in eval mode with frozen parameters, for the calibration passes."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    quiet = not cfg.progress and hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype_from_name(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
+            use_safetensors=None if cfg.allow_pickle else True)
+    except (OSError, ValueError) as exc:
+        raise RejuvError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
+    return model.to(cfg.device).eval().requires_grad_(False)
+
+
+def _load_base_like_sft(cfg: ApplyConfig, plan: FusionPlan, sft: Checkpoint):
+    """The base model, with SFT-only vocabulary rows added when SFT grew the vocabulary."""
+    model = load_model(cfg.base, cfg)
+    if plan.resized:
+        model.resize_token_embeddings(plan.sft_vocab, mean_resizing=False)
+        with torch.no_grad():
+            for name in plan.resized:
+                param = model.get_parameter(name)
+                param[plan.base_vocab:] = sft.read(name)[plan.base_vocab:].to(param)
+    return model
+
+
+def _stats(model, adapter: ArchAdapter, calib: Calibration, cfg: ApplyConfig, what: str) -> list[TokenStats]:
+    with _bar(cfg, len(calib.samples), f"entropy ({what})", "sample") as bar:
+        return response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
+
+
+def _at(stats: list[TokenStats], targets, calib: Calibration) -> float | None:
+    """Mean entropy of `stats` at the target positions."""
+    if not targets:
+        return None
+    values = [float(stats[t.sample].entropy[t.position - calib.samples[t.sample].predict_positions.start])
+              for t in targets]
+    return sum(values) / len(values)
+
+
+def _find_reset_set(model, adapter: ArchAdapter, sft: Checkpoint, calib: Calibration, targets,
+                    cfg: ApplyConfig) -> tuple[ResetSet, list[float]]:
+    sizes = neuron_sizes(adapter, sft)
+    reset = ResetSet(list(sizes), sizes, cfg.rho, cfg.ranking)
+    errors: list[float] = []
+    by_sample: dict[int, list] = {}
+    for t in targets:
+        by_sample.setdefault(t.sample, []).append(t)
+    with _bar(cfg, len(by_sample), "attribution", "sample") as bar:
+        for i, sample_targets in by_sample.items():
+            scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], sample_targets)
+            reset.add(scores)
+            errors.extend(err.tolist())
+            bar.update(1)
+    return reset, errors
+
+
+def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float,
+                   resets: dict[str, dict], cfg: ApplyConfig) -> None:
+    def produce(spec: OutputTensor) -> torch.Tensor:
+        fused = fuse_tensor(sft.read(spec.name), base.read(spec.name), alpha)
+        if spec.name in resets:
+            r = resets[spec.name]
+            apply_reset(fused, base.read(spec.name), r["axis"], r["indices"])
+        return fused.to(spec.dtype)
+
+    with _bar(cfg, len(plan.outputs), "writing", "tensor") as bar:
+        write_safetensors_shards(tmp, plan.outputs, produce, parse_size(cfg.max_shard_size),
+                                 on_tensor=lambda _spec: bar.update(1))
+    copy_aux_files(sft.path, tmp)
+
+
+def _unreset(model, base: Checkpoint, sft: Checkpoint, alpha: float, resets: dict[str, dict]) -> None:
+    """Turn the loaded rejuvenated model back into the fused one, touching only reset entries."""
+    with torch.no_grad():
+        for name, r in resets.items():
+            idx = torch.tensor(r["indices"], dtype=torch.long)
+            s, b = sft.read(name), base.read(name)
+            s_part, b_part = (s[idx], b[idx]) if r["axis"] == 0 else (s[:, idx], b[:, idx])
+            fused = fuse_tensor(s_part, b_part, alpha).to(s.dtype)  # as fusion alone would store it
+            param = model.get_parameter(name)
+            if r["axis"] == 0:
+                param[idx] = fused.to(param)
+            else:
+                param[:, idx] = fused.to(param)
+
+
+def neuron_sizes(adapter: ArchAdapter, ckpt: Checkpoint) -> dict[Neurons, int]:
+    """Neuron count of every reader (rows) and writer (columns) module."""
+    sizes = {}
+    for n in adapter.neurons(ckpt.config):
+        info = ckpt.tensors.get(n.weight)
+        if info is None or len(info.shape) != 2:
+            raise RejuvError(f"{ckpt.path}: expected a 2-D tensor {n.weight} for layer {n.layer} {n.kind}")
+        sizes[n] = info.shape[n.axis]
+    return sizes
+
+
+def run_apply(cfg: ApplyConfig) -> dict:
+    """Run `rejuv apply` with `cfg`; returns the manifest written to `<out>/rejuvenation.json`."""
+    _validate(cfg)
+    out = Path(cfg.out)
+    check_output_free(out, cfg.overwrite, inputs=(Path(cfg.base), Path(cfg.sft)))
+    torch.manual_seed(cfg.seed)
+    rho = 0.0 if cfg.fusion_only else cfg.rho
+    with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
+        plan = plan_fusion(base, sft)
+        adapter = plan.adapter
+        neurons_total = sum(neuron_sizes(adapter, sft).values())
+        calib = None
+        if cfg.calib:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(cfg.sft, trust_remote_code=cfg.trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
+            calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length)
+
+        entropy: dict[str, float | None] = {"base": None, "sft": None, "fused": None, "rejuvenated": None}
+        at_targets: dict[str, float | None] = dict(entropy)
+        targets, resets, reset_set, errors = [], {}, None, []
+        if calib is not None:
+            model = _load_base_like_sft(cfg, plan, sft)
+            base_stats = _stats(model, adapter, calib, cfg, "base")
+            del model
+            model = load_model(cfg.sft, cfg)
+            sft_stats = _stats(model, adapter, calib, cfg, "sft")
+            entropy["base"], entropy["sft"] = mean_entropy(base_stats), mean_entropy(sft_stats)
+            if not cfg.fusion_only:
+                targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
+                                         cfg.target_token)
+                reset_set, errors = _find_reset_set(model, adapter, sft, calib, targets, cfg)
+                resets = reset_plan(reset_set.indices(), set(sft.tensors))
+                at_targets["base"], at_targets["sft"] = _at(base_stats, targets, calib), \
+                    _at(sft_stats, targets, calib)
+            del model
+
+        with atomic_output_dir(out, cfg.overwrite) as tmp:
+            _stream_output(tmp, base, sft, plan, cfg.alpha, resets, cfg)
+            if calib is not None:
+                model = load_model(tmp, cfg)
+                final_stats = _stats(model, adapter, calib, cfg, "output")
+                if cfg.fusion_only:
+                    entropy["fused"] = mean_entropy(final_stats)
+                else:
+                    entropy["rejuvenated"] = mean_entropy(final_stats)
+                    at_targets["rejuvenated"] = _at(final_stats, targets, calib)
+                    _unreset(model, base, sft, cfg.alpha, resets)
+                    fused_stats = _stats(model, adapter, calib, cfg, "fused")
+                    entropy["fused"] = mean_entropy(fused_stats)
+                    at_targets["fused"] = _at(fused_stats, targets, calib)
+                del model
+            manifest = _manifest(cfg, rho, plan, calib, neurons_total, reset_set, resets, errors, entropy,
+                                 at_targets, len(targets))
+            (tmp / MANIFEST).write_text(manifest_json(manifest))
+    return manifest
+
+
+def manifest_json(manifest: dict) -> str:
+    """Indented JSON with each index list on one line (a 70B reset set stays readable)."""
+    text = json.dumps(manifest, indent=2)
+    return re.sub(r"\[\s+([-\d,\s]+?)\s+\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+
+
+def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, at_targets,
+              n_targets) -> dict:
+    selected = reset_set.selected if reset_set else 0
+    err = torch.tensor(errors, dtype=torch.float64) if errors else None
+    return {
+        "base": cfg.base,
+        "sft": cfg.sft,
+        "alpha": float(cfg.alpha),
+        "rho": float(rho),
+        "targets_per_sample": int(cfg.targets_per_sample),
+        "calibration": None if calib is None else {
+            "path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256},
+        "neurons_total": int(total),
+        "neurons_reset": int(selected),
+        "effective_reset_ratio": selected / total if total else 0.0,
+        "reset": {name: resets[name] for name in sorted(resets)},
+        "dla_reconstruction_error": None if err is None else {
+            "max_abs": float(err.max()), "mean_abs": float(err.mean())},
+        "entropy": entropy,
+        "seed": int(cfg.seed),
+        "version": __version__,
+        # Beyond the specification's fields: what a reader needs to interpret the ones above.
+        "fusion_only": bool(cfg.fusion_only),
+        "ranking": cfg.ranking,
+        "target_token": cfg.target_token,
+        "targets": n_targets,
+        "entropy_at_targets": at_targets,
+        "reset_by_module": reset_set.by_module() if reset_set else {},
+        "vocab_resized": plan.vocab_resized,
+        "compute": {"device": cfg.device, "dtype": cfg.dtype},
+    }
+
+
+def fuse(base: str | os.PathLike, sft: str | os.PathLike, out: str | os.PathLike, alpha: float = 0.5,
+         calib: str | os.PathLike | None = None, **options) -> dict:
+    """θ = α·θ_SFT + (1−α)·θ_base into `out` (no reset). Returns the manifest."""
+    return run_apply(ApplyConfig(base=str(base), sft=str(sft), out=str(out), alpha=alpha,
+                                  calib=None if calib is None else str(calib), fusion_only=True, **options))
+
+
+def rejuvenate(base: str | os.PathLike, sft: str | os.PathLike, calib: str | os.PathLike,
+                          out: str | os.PathLike, alpha: float = 0.5, rho: float = 0.01, **options) -> dict:
+    """Fusion + attribution-guided reset into `out`. Returns the manifest."""
+    return run_apply(ApplyConfig(base=str(base), sft=str(sft), out=str(out), calib=str(calib),
+                                  alpha=alpha, rho=rho, **options))

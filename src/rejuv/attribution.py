@@ -1,0 +1,224 @@
+"""Where a model is over-confident, and which neurons make it so.
+
+1. `response_token_stats`: teacher-forced next-token entropy (and top-1 mass,
+   argmax, gold log-prob) at every response position.
+2. `select_targets`: per sample, the N response positions with the largest
+   entropy gap |H_S(t) − H_B(t)|, with the gold (or argmax) next token.
+3. `attribute_sample`: per target, a score for every neuron of every
+   reader/writer module, on the target logit z_y(t):
+   - writers (o_proj, down_proj), input neuron i: exact direct logit
+     attribution a_i(t)·⟨W[:, i], d_y(t)⟩ with d_y(t) = s(t)·(γ ⊙ W_U[y]) and
+     s(t) = 1/rms(x_L(t)) frozen from the forward pass;
+   - readers (q/k/v/gate/up), output neuron j: gradient×activation of the true
+     logit z_y(t); q/gate/up at t only, k/v summed over the prefix 0..t. Module
+     outputs are hooked at the linear layer, i.e. before RoPE and q_norm/k_norm.
+   It also returns |z̃ − z|, the error of the frozen-norm decomposition
+   z̃ = ⟨embedding + Σ writes, d_y(t)⟩ + b_y.
+
+Gradients of different targets never mix: the sample is repeated once per
+target along the batch axis (rows of a batch do not interact in a decoder), and
+copy k back-propagates only its own target logit. One batched forward and
+backward thus gives exactly the per-target gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rejuv.arch import READER_KINDS, ArchAdapter, Neurons
+from rejuv.calibration import Sample
+from rejuv.errors import RejuvError
+
+
+@dataclass
+class TokenStats:
+    """Per response position of one sample (index k ↔ input position response_start-1+k)."""
+
+    entropy: torch.Tensor  # nats, float32
+    top1: torch.Tensor  # probability of the argmax token
+    argmax: torch.Tensor  # int64
+    gold_logprob: torch.Tensor  # log p(gold next token)
+
+
+@dataclass(frozen=True)
+class Target:
+    sample: int  # index into the calibration samples
+    position: int  # input position whose next-token logit is attributed
+    token: int  # y*: the token whose logit is attributed
+    gap: float  # |H_S − H_B| at that position
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _pad_batch(samples: list[Sample], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(samples), length), dtype=torch.long)
+    for row, s in enumerate(samples):
+        ids[row, : len(s.input_ids)] = torch.tensor(s.input_ids)
+        mask[row, : len(s.input_ids)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _unembed(model: nn.Module, adapter: ArchAdapter) -> tuple[torch.Tensor, torch.Tensor | None]:
+    head = model.get_submodule(adapter.unembedding)
+    return head.weight, getattr(head, "bias", None)
+
+
+@torch.no_grad()
+def response_token_stats(model: nn.Module, adapter: ArchAdapter, samples: list[Sample],
+                         batch_size: int = 8, progress=None) -> list[TokenStats]:
+    """Teacher-forced statistics at every response position, one `TokenStats` per sample.
+
+    Logits are computed only at response positions (hidden state × unembedding),
+    in float32, so a long prompt or a large vocabulary costs no full logit tensor.
+    """
+    device = _device_of(model)
+    backbone = model.get_submodule(adapter.backbone)
+    weight, bias = _unembed(model, adapter)
+    stats: list[TokenStats] = []
+    for first in range(0, len(samples), batch_size):
+        batch = samples[first: first + batch_size]
+        # Right padding: under a causal mask, real tokens never see the pads.
+        ids, mask = _pad_batch(batch, 0, device)
+        hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        for row, s in enumerate(batch):
+            pos = torch.tensor(list(s.predict_positions), device=device)
+            logits = (hidden[row, pos].float() @ weight.float().T)
+            if bias is not None:
+                logits = logits + bias.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            probs = logp.exp()
+            top1, argmax = probs.max(dim=-1)
+            gold = ids[row, pos + 1]
+            stats.append(TokenStats(
+                entropy=-(probs * logp).sum(-1).cpu(),
+                top1=top1.cpu(),
+                argmax=argmax.cpu(),
+                gold_logprob=logp.gather(-1, gold[:, None])[:, 0].cpu(),
+            ))
+        if progress is not None:
+            progress.update(len(batch))
+    return stats
+
+
+def mean_entropy(stats: list[TokenStats]) -> float:
+    """Token-weighted mean over all response positions."""
+    return float(torch.cat([s.entropy for s in stats]).double().mean())
+
+
+def select_targets(samples: list[Sample], base: list[TokenStats], sft: list[TokenStats],
+                   per_sample: int, token: str = "gold") -> list[Target]:
+    """The `per_sample` positions of each sample with the largest |H_S − H_B|."""
+    if token not in ("gold", "argmax"):
+        raise RejuvError(f"target token must be 'gold' or 'argmax', got {token!r}")
+    targets = []
+    for i, (s, b, f) in enumerate(zip(samples, base, sft, strict=True)):
+        gap = (f.entropy - b.entropy).abs()
+        order = torch.sort(gap, descending=True, stable=True).indices[:per_sample]
+        offset = s.predict_positions.start
+        for k in sorted(order.tolist()):
+            position = offset + k
+            y = s.input_ids[position + 1] if token == "gold" else int(f.argmax[k])
+            targets.append(Target(i, position, y, float(gap[k])))
+    return targets
+
+
+def _norm_eps(norm: nn.Module) -> float:
+    for attr in ("variance_epsilon", "eps"):
+        if hasattr(norm, attr):
+            return float(getattr(norm, attr))
+    raise RejuvError(f"final norm {type(norm).__name__} exposes no epsilon; unsupported norm")
+
+
+def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
+                     sample: Sample, targets: list[Target]) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
+    """Scores [len(targets), n_neurons] per module (float32) and |z̃ − z| per target."""
+    device = _device_of(model)
+    positions = torch.tensor([t.position for t in targets], device=device)
+    tokens = torch.tensor([t.token for t in targets], device=device)
+    copies = len(targets)
+    length = int(positions.max()) + 1  # nothing after the last target can affect it
+    ids = torch.tensor(sample.input_ids[:length], device=device).expand(copies, length)
+    rows = torch.arange(copies, device=device)
+
+    reader_out: dict[Neurons, torch.Tensor] = {}
+    writer_in: dict[Neurons, torch.Tensor] = {}
+    writes: list[torch.Tensor] = []
+    residual: dict[str, torch.Tensor] = {}
+    hooks = []
+
+    def embed_hook(_m, _inp, out):
+        # A leaf that requires grad makes autograd record the graph downstream of
+        # the embedding without ever computing weight gradients.
+        out = out.detach().requires_grad_(True)
+        writes.append(out.detach()[rows, positions].float())
+        return out
+
+    def reader_hook(key):
+        def hook(_m, _inp, out):
+            reader_out[key] = out
+        return hook
+
+    def writer_hook(key):
+        def hook(_m, inp, out):
+            writer_in[key] = inp[0].detach()[rows, positions].float()
+            writes.append(out.detach()[rows, positions].float())
+        return hook
+
+    def norm_hook(_m, inp):
+        residual["x"] = inp[0].detach()[rows, positions].float()
+
+    final_norm = model.get_submodule(adapter.final_norm)
+    try:
+        hooks.append(model.get_submodule(adapter.embedding).register_forward_hook(embed_hook))
+        hooks.append(final_norm.register_forward_pre_hook(norm_hook))
+        for n in neurons:
+            module = model.get_submodule(n.module)
+            hook = reader_hook(n) if n.kind in READER_KINDS else writer_hook(n)
+            hooks.append(module.register_forward_hook(hook))
+        with torch.enable_grad():
+            backbone = model.get_submodule(adapter.backbone)
+            hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
+            weight, bias = _unembed(model, adapter)
+            w_y = weight[tokens]
+            z = (hidden[rows, positions].float() * w_y.float()).sum(-1)
+            if bias is not None:
+                z = z + bias[tokens].float()
+            readers = [n for n in neurons if n.kind in READER_KINDS]
+            # Copy k's logit depends only on copy k, so one backward of the sum
+            # yields every target's own gradient, unmixed.
+            grads = torch.autograd.grad(z.sum(), [reader_out[n] for n in readers])
+    finally:
+        for h in hooks:
+            h.remove()
+
+    # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
+    x_last = residual["x"]
+    gamma = final_norm.weight.float()
+    inv_rms = torch.rsqrt(x_last.pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
+    d = inv_rms * gamma * w_y.float().detach()
+    z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
+    if bias is not None:
+        z_tilde = z_tilde + bias[tokens].float()
+    recon_error = (z_tilde - z.detach()).abs().cpu()
+
+    scores: dict[Neurons, torch.Tensor] = {}
+    for n, g in zip(readers, grads, strict=True):
+        contrib = reader_out[n].detach().float() * g.float()  # [copies, length, out]
+        if n.kind in ("k_proj", "v_proj"):
+            prefix = torch.arange(length, device=device)[None, :] <= positions[:, None]
+            scores[n] = (contrib * prefix[..., None]).sum(1).cpu()
+        else:
+            scores[n] = contrib[rows, positions].cpu()
+    for n in neurons:
+        if n.kind in READER_KINDS:
+            continue
+        w = model.get_submodule(n.module).weight.float()  # [hidden, in]
+        scores[n] = (writer_in[n] * (d @ w)).cpu()
+    return scores, recon_error

@@ -1,0 +1,410 @@
+"""Hugging Face `save_pretrained` folders, read lazily and written shard by shard.
+
+Reading: the safetensors headers are parsed up front (names, shapes, dtypes,
+which file, byte offsets), tensors are read one at a time with plain reads. Pickle
+weights (`pytorch_model*.bin`) are refused unless the caller allows them.
+
+Writing: `write_safetensors_shards` writes the safetensors format itself, one
+tensor at a time, so peak memory is one tensor, not one shard. Headers are laid
+out from the plan before any tensor is produced, which is why the plan carries
+every shape and dtype up front.
+
+`atomic_output_dir` gives a temporary sibling folder that is renamed into place
+only when everything inside it has been written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from rejuv.errors import RejuvError
+
+SAFE_INDEX = "model.safetensors.index.json"
+SAFE_SINGLE = "model.safetensors"
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+PICKLE_SINGLE = "pytorch_model.bin"
+
+# Files that hold weights or training state; everything else at the top of a
+# checkpoint folder (config, generation config, tokenizer, chat template, README)
+# is copied to the output unchanged.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+_WEIGHT_INDEXES = (SAFE_INDEX, PICKLE_INDEX)
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    """`float32`/`bfloat16`/`float16` (or the safetensors spelling) to a torch dtype."""
+    aliases = {"float32": "F32", "fp32": "F32", "bfloat16": "BF16", "bf16": "BF16",
+               "float16": "F16", "fp16": "F16", "float64": "F64"}
+    key = aliases.get(name.lower(), name.upper())
+    if key not in _DTYPES:
+        raise RejuvError(f"unknown dtype {name!r}; use float32, bfloat16 or float16")
+    return _DTYPES[key]
+
+
+def natural_key(name: str) -> list:
+    """Sort `layers.10` after `layers.9`, so output order is stable and readable."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    file: Path
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+
+
+class Checkpoint:
+    """A `save_pretrained` folder whose tensors are listed without being read."""
+
+    def __init__(self, path: str | os.PathLike, allow_pickle: bool = False):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RejuvError(f"{self.path}: not a folder (expected a save_pretrained checkpoint)")
+        config_file = self.path / "config.json"
+        if not config_file.is_file():
+            raise RejuvError(f"{self.path}: no config.json, so this is not a save_pretrained model folder")
+        try:
+            self.config: dict = json.loads(config_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RejuvError(f"{config_file}: not valid JSON ({exc})") from exc
+        self.is_pickle = False
+        self._files: dict[Path, BinaryIO] = {}
+        self._offsets: dict[str, int] = {}
+        self._pickled: dict[Path, dict[str, torch.Tensor]] = {}
+        self.tensors: dict[str, TensorInfo] = {}
+        files = self._weight_files(allow_pickle)
+        for file in files:
+            self._scan(file)
+        self._check_index()
+
+    # -- discovery -------------------------------------------------------------------------------
+    def _weight_files(self, allow_pickle: bool) -> list[Path]:
+        p = self.path
+        if (p / SAFE_INDEX).is_file():
+            self._index = self._read_index(p / SAFE_INDEX)
+            return sorted({p / f for f in self._index.values()})
+        if (p / SAFE_SINGLE).is_file():
+            self._index = None
+            return [p / SAFE_SINGLE]
+        loose = sorted(p.glob("*.safetensors"))
+        if loose:
+            self._index = None
+            return loose
+        pickled = (p / PICKLE_INDEX).is_file() or (p / PICKLE_SINGLE).is_file()
+        if pickled and not allow_pickle:
+            raise RejuvError(
+                f"{p}: weights are pickle files (pytorch_model*.bin), which can run arbitrary code when "
+                "loaded; convert them to safetensors or pass --allow-pickle if you trust the source"
+            )
+        if pickled:
+            self.is_pickle = True
+            if (p / PICKLE_INDEX).is_file():
+                self._index = self._read_index(p / PICKLE_INDEX)
+                return sorted({p / f for f in self._index.values()})
+            self._index = None
+            return [p / PICKLE_SINGLE]
+        raise RejuvError(f"{p}: no weights found (model.safetensors, {SAFE_INDEX} or *.safetensors)")
+
+    @staticmethod
+    def _read_index(index_file: Path) -> dict[str, str]:
+        try:
+            weight_map = json.loads(index_file.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise RejuvError(f"{index_file}: not a valid weight index ({exc})") from exc
+        for name, file in weight_map.items():
+            if not (index_file.parent / file).is_file():
+                raise RejuvError(f"{index_file}: tensor {name} is in {file}, which does not exist")
+        return weight_map
+
+    def _scan(self, file: Path) -> None:
+        if self.is_pickle:
+            # mmap + weights_only keeps the load lazy and refuses arbitrary objects.
+            try:
+                state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+            except Exception as exc:  # torch raises many types for a bad pickle
+                raise RejuvError(f"{file}: cannot be read as a PyTorch state dict ({exc})") from exc
+            self._pickled[file] = state
+            for name, t in state.items():
+                self._add(TensorInfo(name, tuple(t.shape), t.dtype, file))
+            return
+        header_len, header = _read_safetensors_header(file)
+        self._files[file] = open(file, "rb")  # noqa: SIM115 - kept open for the checkpoint's lifetime
+        for name, entry in header.items():
+            info = TensorInfo(name, tuple(entry["shape"]), _DTYPES[entry["dtype"]], file)
+            self._add(info)
+            self._offsets[name] = 8 + header_len + entry["data_offsets"][0]
+
+    def _add(self, info: TensorInfo) -> None:
+        if info.name in self.tensors:
+            raise RejuvError(f"{self.path}: tensor {info.name} appears in both "
+                             f"{self.tensors[info.name].file.name} and {info.file.name}")
+        self.tensors[info.name] = info
+
+    def _check_index(self) -> None:
+        if self._index is None:
+            return
+        for name, file in self._index.items():
+            info = self.tensors.get(name)
+            if info is None or info.file.name != Path(file).name:
+                raise RejuvError(f"{self.path}: the index puts tensor {name} in {file}, but it is not there")
+
+    # -- access ----------------------------------------------------------------------------------
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+    def names(self) -> list[str]:
+        return sorted(self.tensors, key=natural_key)
+
+    def read(self, name: str) -> torch.Tensor:
+        """One tensor, read from disk into fresh memory.
+
+        Plain reads rather than a memory map: pages of a mapped file that have
+        been touched count towards the process's resident memory for as long as
+        the map lives, so streaming a 70B model through a map would look (and,
+        under a cgroup limit, act) like loading all of it.
+        """
+        info = self.tensors.get(name)
+        if info is None:
+            raise RejuvError(f"{self.path}: no tensor named {name}")
+        if self.is_pickle:
+            return self._pickled[info.file][name]
+        buffer = torch.empty(info.nbytes, dtype=torch.uint8)
+        f = self._files[info.file]
+        f.seek(self._offsets[name])
+        if info.nbytes and f.readinto(buffer.numpy()) != info.nbytes:
+            raise RejuvError(f"{info.file}: tensor {name} is cut short (file changed while reading?)")
+        return buffer.view(info.dtype).reshape(info.shape)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        self._pickled.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_safetensors_header(file: Path) -> tuple[int, dict]:
+    """Parse and check a safetensors header; a truncated or corrupt file fails here, naming the file."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise RejuvError(f"{file}: not a valid safetensors file (only {size} bytes)")
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > size - 8:
+            raise RejuvError(f"{file}: not a valid safetensors file (header says {header_len} bytes, "
+                             f"file has {size})")
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RejuvError(f"{file}: not a valid safetensors file (corrupt header: {exc})") from exc
+    if not isinstance(header, dict):
+        raise RejuvError(f"{file}: not a valid safetensors file (header is not a mapping)")
+    header.pop("__metadata__", None)
+    end = 0
+    for name, entry in sorted(header.items(), key=lambda kv: kv[1].get("data_offsets", [0])[0]
+                              if isinstance(kv[1], dict) else 0):
+        try:
+            dtype, shape, (start, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RejuvError(f"{file}: tensor {name} has a malformed header entry") from exc
+        if dtype not in _DTYPES:
+            raise RejuvError(f"{file}: tensor {name} has unsupported dtype {dtype}")
+        expected = math.prod(shape) * torch.empty((), dtype=_DTYPES[dtype]).element_size()
+        if start != end or stop - start != expected:
+            raise RejuvError(f"{file}: corrupt safetensors file (tensor {name} has offsets {start}..{stop}, "
+                             f"expected {end}..{end + expected})")
+        end = stop
+    if 8 + header_len + end != size:
+        raise RejuvError(f"{file}: truncated or corrupt safetensors file (expected "
+                         f"{8 + header_len + end} bytes, found {size})")
+    return header_len, header
+
+
+# -- writing ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutputTensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+
+
+def plan_shards(tensors: list[OutputTensor], max_shard_bytes: int) -> list[list[OutputTensor]]:
+    """Greedy, order-preserving split; a tensor larger than the limit gets a shard of its own."""
+    shards: list[list[OutputTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return shards
+
+
+def _header_bytes(shard: list[OutputTensor]) -> bytes:
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for t in shard:
+        header[t.name] = {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape),
+                          "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to an 8-byte boundary
+    return raw
+
+
+def write_safetensors_shards(
+    out_dir: Path,
+    tensors: list[OutputTensor],
+    produce: Callable[[OutputTensor], torch.Tensor],
+    max_shard_bytes: int = 5 * 1024**3,
+    on_tensor: Callable[[OutputTensor], None] | None = None,
+) -> list[str]:
+    """Write `tensors` (in order) as HF-style shards, calling `produce` once per tensor.
+
+    Returns the shard file names. Writes `model.safetensors` for one shard, else
+    `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json`.
+    """
+    shards = plan_shards(tensors, max_shard_bytes)
+    n = len(shards)
+    names = [SAFE_SINGLE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+    weight_map: dict[str, str] = {}
+    for shard, file_name in zip(shards, names, strict=True):
+        with open(out_dir / file_name, "wb") as f:
+            header = _header_bytes(shard)
+            f.write(struct.pack("<Q", len(header)))
+            f.write(header)
+            for spec in shard:
+                t = produce(spec)
+                if tuple(t.shape) != spec.shape or t.dtype != spec.dtype:
+                    raise AssertionError(f"{spec.name}: produced {tuple(t.shape)} {t.dtype}, "
+                                         f"planned {spec.shape} {spec.dtype}")
+                f.write(t.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+                weight_map[spec.name] = file_name
+                if on_tensor is not None:
+                    on_tensor(spec)
+    if n > 1:
+        index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)},
+                 "weight_map": dict(sorted(weight_map.items()))}
+        (out_dir / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    return names
+
+
+def copy_aux_files(src: Path, dst: Path) -> list[str]:
+    """Copy config, generation config, tokenizer and other non-weight files (top level only)."""
+    copied = []
+    for item in sorted(src.iterdir()):
+        if not item.is_file() or item.name in _WEIGHT_INDEXES or item.name.endswith(_WEIGHT_SUFFIXES):
+            continue
+        shutil.copy2(item, dst / item.name)
+        copied.append(item.name)
+    return copied
+
+
+# -- the output folder -----------------------------------------------------------------------------
+def check_output_free(out: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Fail early, before any work, if `out` exists (without overwrite) or is one of the inputs."""
+    out_resolved = out.resolve()
+    for inp in inputs:
+        inp_resolved = Path(inp).resolve()
+        if out_resolved == inp_resolved or inp_resolved in out_resolved.parents:
+            raise RejuvError(f"{out}: the output folder may not be an input or lie inside one ({inp})")
+    if out.exists() and not overwrite:
+        raise RejuvError(f"{out}: output folder exists; pass --overwrite to replace it")
+
+
+def _tmp_prefix(out: Path) -> str:
+    return f".{out.name}.rejuv-tmp-"
+
+
+def _remove_stale_tmp_dirs(out: Path) -> None:
+    """Clear what a killed earlier run left beside `out` (only when its process is gone)."""
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for item in parent.glob(_tmp_prefix(out) + "*"):
+        pid_text = item.name.rsplit("-", 1)[-1]
+        if pid_text.isdigit() and _pid_alive(int(pid_text)):
+            continue
+        shutil.rmtree(item, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; rename it to `out` only if the block succeeds."""
+    out = Path(out)
+    check_output_free(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp_dirs(out)
+    tmp = out.parent / f"{_tmp_prefix(out)}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        if not overwrite:  # appeared while we worked
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RejuvError(f"{out}: output folder appeared while writing; pass --overwrite to replace it")
+        old = out.parent / f".{out.name}.rejuv-old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

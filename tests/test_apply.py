@@ -1,0 +1,240 @@
+import json
+import random
+import shutil
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rejuv import rejuvenate
+from rejuv.checkpoint import Checkpoint
+from rejuv.cli import main
+
+from conftest import tree_digest
+from tiny import build_model, perturbed, save
+
+SPEC_KEYS = {"base", "sft", "alpha", "rho", "targets_per_sample", "calibration", "neurons_total", "neurons_reset",
+             "effective_reset_ratio", "reset", "dla_reconstruction_error", "entropy", "seed", "version"}
+
+
+def weights(folder):
+    ckpt = Checkpoint(folder)
+    return {n: ckpt.read(n).clone() for n in ckpt.names()}
+
+
+def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, tmp_path):
+    arch, base, sft = pair
+    alpha = 0.6
+    manifest = rejuvenate(base, sft, calib_file, tmp_path / "out", alpha=alpha, rho=0.02, progress=False)
+    assert SPEC_KEYS <= manifest.keys()
+    assert manifest["calibration"]["samples"] == 12
+    assert manifest["dla_reconstruction_error"]["max_abs"] < 1e-3
+    assert all(isinstance(v, float) for v in manifest["entropy"].values())
+    assert manifest["neurons_reset"] == sum(len(r["indices"]) for n, r in manifest["reset"].items()
+                                            if n.endswith(".weight"))
+    assert manifest["effective_reset_ratio"] == manifest["neurons_reset"] / manifest["neurons_total"]
+    assert 0 < manifest["neurons_reset"] < manifest["neurons_total"]
+    if arch == "qwen2":  # reader biases are reset with their rows
+        biases = [n for n in manifest["reset"] if n.endswith(".bias")]
+        assert biases and all(manifest["reset"][n] == manifest["reset"][n[: -len("bias")] + "weight"] for n in biases)
+    out, s, b = weights(tmp_path / "out"), weights(sft), weights(base)
+    for name, value in out.items():
+        expected = (alpha * s[name].float() + (1 - alpha) * b[name].float()).to(s[name].dtype)
+        entry = manifest["reset"].get(name)
+        if entry:
+            idx = torch.tensor(entry["indices"])
+            if entry["axis"] == 0:
+                assert torch.equal(value[idx], b[name][idx]), name
+                expected[idx] = b[name][idx]
+            else:
+                assert torch.equal(value[:, idx], b[name][:, idx]), name
+                expected[:, idx] = b[name][:, idx]
+        assert torch.equal(value, expected), name  # nothing else moved
+
+
+def test_output_loads_and_generates(pair, calib_file, tmp_path):
+    arch, base, sft = pair
+    rejuvenate(base, sft, calib_file, tmp_path / "out", progress=False)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out")
+    ids = tok("compute 3+4.", return_tensors="pt")["input_ids"]
+    generated = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == ids.shape[1] + 5 or generated[0, -1] == tok.eos_token_id
+    assert model.config.model_type == arch
+
+
+def test_alpha_one_rho_zero_is_the_sft_model_and_alpha_zero_the_base(llama_pair, calib_file, tmp_path):
+    base, sft = llama_pair
+    rejuvenate(base, sft, calib_file, tmp_path / "one", alpha=1.0, rho=0.0, progress=False)
+    rejuvenate(base, sft, calib_file, tmp_path / "zero", alpha=0.0, rho=0.0, progress=False)
+    for out, ref in (("one", sft), ("zero", base)):
+        got, want = weights(tmp_path / out), weights(ref)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    assert json.loads((tmp_path / "one" / "rejuvenation.json").read_text())["neurons_reset"] == 0
+
+
+def test_sharded_input_gives_the_same_bytes_and_runs_are_deterministic(tmp_path, calib_file):
+    base, tok = build_model("qwen3", seed=0)
+    sft = perturbed(base, seed=1)
+    save(base, tok, tmp_path / "b")
+    save(sft, tok, tmp_path / "s")
+    save(sft, tok, tmp_path / "s_sharded", max_shard_size="10KB")
+    save(base, tok, tmp_path / "b_sharded", max_shard_size="10KB")
+    common = dict(alpha=0.5, rho=0.02, seed=3, progress=False, max_shard_size="30KB")
+    rejuvenate(tmp_path / "b", tmp_path / "s", calib_file, tmp_path / "o1", **common)
+    rejuvenate(tmp_path / "b", tmp_path / "s", calib_file, tmp_path / "o2", **common)
+    rejuvenate(tmp_path / "b_sharded", tmp_path / "s_sharded", calib_file, tmp_path / "o3", **common)
+    assert len(list((tmp_path / "o1").glob("model-*.safetensors"))) > 1
+    assert tree_digest(tmp_path / "o1") == tree_digest(tmp_path / "o2")
+    m1 = json.loads((tmp_path / "o1" / "rejuvenation.json").read_text())
+    m3 = json.loads((tmp_path / "o3" / "rejuvenation.json").read_text())
+    for key in ("reset", "entropy", "neurons_reset", "dla_reconstruction_error"):
+        assert m1[key] == m3[key]
+    for f in (tmp_path / "o1").glob("model*"):
+        assert f.read_bytes() == (tmp_path / "o3" / f.name).read_bytes(), f.name
+    AutoModelForCausalLM.from_pretrained(tmp_path / "o1")  # a sharded output with its index loads
+
+
+def test_a_planted_neuron_is_found_and_its_reset_restores_entropy(tmp_path):
+    """A down_proj neuron in the last layer of the 'SFT' model writes the unembedding direction of 'z'."""
+    base, tok = build_model("llama", seed=0)
+    with torch.no_grad():
+        base.lm_head.weight.mul_(20)  # logits large enough for confidence to be possible
+    sft = perturbed(base, seed=1, scale=0.02)
+    y, neuron = tok.convert_tokens_to_ids("z"), 17
+    mlp = sft.model.layers[-1].mlp
+    with torch.no_grad():
+        v = torch.randn(32, generator=torch.Generator().manual_seed(5))
+        mlp.gate_proj.weight[neuron] = mlp.up_proj.weight[neuron] = 4 * v / v.norm()  # silu(u)·u ≥ 0: always on
+        mlp.down_proj.weight[:, neuron] = 10 * sft.lm_head.weight[y] / sft.lm_head.weight[y].norm()
+    save(base, tok, tmp_path / "b")
+    save(sft, tok, tmp_path / "s")
+    rng = random.Random(0)
+    calib = tmp_path / "c.jsonl"
+    calib.write_text("".join(json.dumps({"prompt": "say:", "response": "".join(rng.choice("zzzzabc")
+                                                                              for _ in range(12))}) + "\n"
+                             for _ in range(16)))
+    m = rejuvenate(tmp_path / "b", tmp_path / "s", calib, tmp_path / "o", alpha=1.0, rho=0.005, progress=False)
+    assert neuron in m["reset"]["model.layers.1.mlp.down_proj.weight"]["indices"]
+    assert m["entropy"]["sft"] < 0.2 < 2.0 < m["entropy"]["base"]
+    assert m["entropy_at_targets"]["rejuvenated"] > 10 * m["entropy_at_targets"]["sft"]
+    assert m["entropy"]["rejuvenated"] > 2.0 and m["effective_reset_ratio"] < 0.1
+
+
+def _cli(args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_reads_yaml_and_command_line_wins(llama_pair, calib_file, tmp_path):
+    base, sft = llama_pair
+    config = tmp_path / "apply.yaml"
+    config.write_text(yaml.safe_dump({"base": str(base), "sft": str(sft), "calib": str(calib_file),
+                                      "out": str(tmp_path / "out"), "alpha": 0.7, "rho": 0.03,
+                                      "targets-per-sample": 4, "progress": False}))
+    result = _cli(["apply", "--config", config, "--rho", "0.01"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "out" / "rejuvenation.json").read_text())
+    assert (manifest["alpha"], manifest["rho"], manifest["targets_per_sample"]) == (0.7, 0.01, 4)
+    assert json.loads(result.stdout)["neurons_reset"] == manifest["neurons_reset"]
+    config.write_text(yaml.safe_dump({"base": str(base), "colour": "blue"}))
+    bad = _cli(["apply", "--config", config])
+    assert bad.exit_code != 0 and "unknown option 'colour'" in bad.output
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, llama_pair):
+    """Checkpoints and calibration files, each wrong in one way."""
+    base, sft = llama_pair
+    qwen, tok = build_model("qwen3", seed=0)
+    save(qwen, tok, tmp_path / "qwen")
+    shutil.copytree(sft, tmp_path / "missing")
+    state = load_file(tmp_path / "missing" / "model.safetensors")
+    del state["model.layers.0.self_attn.k_proj.weight"]
+    save_file(state, tmp_path / "missing" / "model.safetensors", metadata={"format": "pt"})
+    shutil.copytree(sft, tmp_path / "truncated")
+    data = (tmp_path / "truncated" / "model.safetensors").read_bytes()
+    (tmp_path / "truncated" / "model.safetensors").write_bytes(data[:-64])
+    shutil.copytree(sft, tmp_path / "pickle")
+    (tmp_path / "pickle" / "model.safetensors").unlink()
+    torch.save(load_file(sft / "model.safetensors"), tmp_path / "pickle" / "pytorch_model.bin")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "malformed.jsonl").write_text('{"prompt": "a", "response": "b"}\n{"prompt": 3}\n')
+    (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "keep.txt").write_text("mine")
+    return tmp_path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("arch", "architectures differ"),
+    ("missing", "model.layers.0.self_attn.k_proj.weight"),
+    ("truncated", "truncated or corrupt"),
+    ("pickle", "allow-pickle"),
+    ("empty", "has no rows"),
+    ("malformed", "malformed.jsonl:2"),
+    ("exists", "output folder exists"),
+    ("alpha", r"alpha must lie in \[0, 1\]"),
+    ("rho", r"rho must lie in \[0, 1\)"),
+    ("no-calib", "needs a calibration file"),
+    ("out-is-input", "may not be an input"),
+])
+def test_bad_input_fails_cleanly_and_touches_nothing(bad_inputs, llama_pair, calib_file, case, message):
+    root = bad_inputs
+    base, sft = llama_pair
+    args = {"--base": base, "--sft": sft, "--calib": calib_file, "--out": root / "out"}
+    if case in ("arch", "missing", "truncated", "pickle"):
+        args["--sft"] = root / {"arch": "qwen"}.get(case, case)
+    elif case in ("empty", "malformed"):
+        args["--calib"] = root / f"{case}.jsonl"
+    elif case == "exists":
+        args["--out"] = root / "exists"
+    elif case == "no-calib":
+        del args["--calib"]
+    elif case == "out-is-input":
+        args["--out"] = args["--sft"]
+    extra = {"alpha": ["--alpha", "1.5"], "rho": ["--rho", "1.0"], "out-is-input": ["--overwrite"]}.get(case, [])
+    inputs = [p for p in (args["--base"], args["--sft"], args.get("--calib")) if p is not None]
+    before = [tree_digest(p) if p.is_dir() else p.read_bytes() for p in inputs]
+    listing = sorted(p.name for p in root.iterdir())
+    result = _cli(["apply", "--no-progress", *[x for kv in args.items() for x in kv], *extra])
+    assert result.exit_code != 0
+    assert message in result.output or __import__("re").search(message, result.output), result.output
+    assert sorted(p.name for p in root.iterdir()) == listing  # no output, no temporary folder left
+    assert [tree_digest(p) if p.is_dir() else p.read_bytes() for p in inputs] == before
+    if case == "exists":
+        assert (root / "exists" / "keep.txt").read_text() == "mine"
+
+
+def test_pickle_is_accepted_when_allowed(bad_inputs, llama_pair, calib_file):
+    base, _ = llama_pair
+    result = _cli(["apply", "--no-progress", "--base", base, "--sft", bad_inputs / "pickle", "--calib", calib_file,
+                   "--out", bad_inputs / "out", "--allow-pickle"])
+    assert result.exit_code == 0, result.output
+    assert (bad_inputs / "out" / "model.safetensors").exists()
+
+
+def test_cli_fusion_only_needs_no_calibration(llama_pair, tmp_path):
+    base, sft = llama_pair
+    result = _cli(["apply", "--no-progress", "--base", base, "--sft", sft, "--out", tmp_path / "fused",
+                   "--fusion-only", "--alpha", "0.25"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "fused" / "rejuvenation.json").read_text())
+    assert manifest["fusion_only"] and manifest["calibration"] is None and manifest["reset"] == {}
+    assert manifest["alpha"] == 0.25 and manifest["rho"] == 0.0
+    assert set(manifest["entropy"].values()) == {None}
+
+
+def test_console_script_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "rejuv"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "rejuv" in out.stdout
+    (tmp_path / "empty").mkdir()
+    bad = subprocess.run([str(exe), "apply", "--base", str(tmp_path / "empty"), "--sft", str(tmp_path / "empty"),
+                          "--out", str(tmp_path / "o"), "--fusion-only"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "config.json" in bad.stderr

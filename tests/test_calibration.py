@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from rejuv.calibration import load_calibration
+from rejuv.errors import RejuvError
+
+from tiny import make_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer()
+
+
+def write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_prompt_response_rows(tmp_path, tok):
+    calib = load_calibration(write(tmp_path / "c.jsonl", [{"prompt": "ab", "response": "cd"},
+                                                          {"prompt": "a", "completion": "xyz"}]), tok)
+    first = calib.samples[0]
+    assert first.input_ids == tok("ab")["input_ids"] + tok("cd", add_special_tokens=False)["input_ids"] + [2]
+    assert first.response_start == 3  # <s> a b
+    assert list(first.predict_positions) == [2, 3, 4]
+    assert calib.rows == 2 and len(calib.sha256) == 64
+
+
+def test_chat_messages_use_the_template(tmp_path, tok):
+    rows = [{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}]
+    sample = load_calibration(write(tmp_path / "c.jsonl", rows), tok).samples[0]
+    text = tok.decode(sample.input_ids)
+    assert text.replace(" ", "").endswith("4</s>")
+    response = tok.decode(sample.input_ids[sample.response_start:]).replace(" ", "")
+    assert response == "4</s>"
+
+
+def test_sampling_is_seeded(tmp_path, tok):
+    path = write(tmp_path / "c.jsonl", [{"prompt": f"p{i}", "response": "r"} for i in range(50)])
+    a = [s.line for s in load_calibration(path, tok, max_samples=10, seed=1).samples]
+    b = [s.line for s in load_calibration(path, tok, max_samples=10, seed=1).samples]
+    c = [s.line for s in load_calibration(path, tok, max_samples=10, seed=2).samples]
+    assert a == b != c and len(a) == 10 and a == sorted(a)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([], "has no rows"),
+    (["", "  "], "has no rows"),
+    ([{"prompt": "a", "response": "b"}, "{not json"], r"c\.jsonl:2: not valid JSON"),
+    ([{"prompt": "a"}], r"c\.jsonl:1: expected string fields"),
+    ([[1, 2]], r"c\.jsonl:1: expected a JSON object"),
+    ([{"prompt": "a", "response": ""}], r"c\.jsonl:1: empty response"),
+    ([{"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]}], "assistant"),
+    ([{"messages": "hi"}], "'messages' must be a list"),
+])
+def test_bad_rows_name_the_line(tmp_path, tok, rows, message):
+    with pytest.raises(RejuvError, match=message):
+        load_calibration(write(tmp_path / "c.jsonl", rows), tok)
+
+
+def test_missing_file_and_template(tmp_path, tok):
+    with pytest.raises(RejuvError, match="not found"):
+        load_calibration(tmp_path / "none.jsonl", tok)
+    plain = make_tokenizer()
+    plain.chat_template = None
+    rows = [{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}]
+    with pytest.raises(RejuvError, match="chat template"):
+        load_calibration(write(tmp_path / "c.jsonl", rows), plain)

@@ -1,0 +1,143 @@
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from rejuv.checkpoint import (
+    Checkpoint,
+    OutputTensor,
+    atomic_output_dir,
+    copy_aux_files,
+    plan_shards,
+    write_safetensors_shards,
+)
+from rejuv.errors import RejuvError
+
+from tiny import build_model, save
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model, tok = build_model("qwen2", seed=0)
+    root = tmp_path_factory.mktemp("ckpt")
+    save(model, tok, root / "single")
+    save(model, tok, root / "sharded", max_shard_size="8KB")
+    return model, root
+
+
+def test_lists_tensors_without_reading_and_reads_one_at_a_time(saved):
+    model, root = saved
+    state = model.state_dict()
+    for folder in ("single", "sharded"):
+        ckpt = Checkpoint(root / folder)
+        assert set(ckpt.names()) == set(state)
+        assert ckpt.names().index("model.layers.1.mlp.up_proj.weight") > ckpt.names().index(
+            "model.layers.0.self_attn.v_proj.bias")
+        for name, t in state.items():
+            assert ckpt.tensors[name].shape == tuple(t.shape) and ckpt.tensors[name].dtype == t.dtype
+            assert torch.equal(ckpt.read(name), t)
+    assert len(list((root / "sharded").glob("model-*.safetensors"))) > 1
+
+
+def test_writer_round_trip_in_several_dtypes_and_shards(tmp_path):
+    tensors = {"a": torch.randn(5, 3), "b": torch.randn(7).to(torch.bfloat16), "c": torch.tensor(3.0),
+               "d": torch.arange(6, dtype=torch.int64).reshape(2, 3), "e": torch.randn(4, 4).half()}
+    specs = [OutputTensor(k, tuple(v.shape), v.dtype) for k, v in tensors.items()]
+    for limit, expected_files in ((10**9, 1), (40, 4)):  # 60 | 14+4 | 48 | 32 bytes
+        out = tmp_path / str(limit)
+        out.mkdir()
+        names = write_safetensors_shards(out, specs, lambda s: tensors[s.name], max_shard_bytes=limit)
+        assert len(names) == expected_files
+        loaded = {}
+        for name in names:
+            loaded.update(load_file(out / name))
+        assert loaded.keys() == tensors.keys()
+        for k, v in tensors.items():
+            assert torch.equal(loaded[k], v) and loaded[k].dtype == v.dtype
+        if expected_files > 1:
+            index = json.loads((out / "model.safetensors.index.json").read_text())
+            assert set(index["weight_map"]) == set(tensors)
+            assert index["metadata"]["total_size"] == sum(s.nbytes for s in specs)
+
+
+def test_plan_shards_keeps_order_and_gives_big_tensors_their_own_shard():
+    specs = [OutputTensor(n, (s,), torch.float32) for n, s in (("a", 2), ("b", 100), ("c", 1), ("d", 1))]
+    assert [[t.name for t in shard] for shard in plan_shards(specs, 16)] == [["a"], ["b"], ["c", "d"]]
+
+
+def test_truncated_and_corrupt_files_are_named(saved, tmp_path):
+    model, root = saved
+    data = (root / "single" / "model.safetensors").read_bytes()
+    for label, payload in (("truncated", data[: len(data) - 100]), ("garbage", b"\x10\x00" + data[2:200]),
+                           ("tiny", b"abc")):
+        folder = tmp_path / label
+        folder.mkdir()
+        (folder / "config.json").write_text((root / "single" / "config.json").read_text())
+        (folder / "model.safetensors").write_bytes(payload)
+        with pytest.raises(RejuvError, match=r"model\.safetensors"):
+            Checkpoint(folder)
+
+
+def test_pickle_weights_need_permission(tmp_path):
+    state = {"w": torch.randn(3, 2)}
+    (tmp_path / "config.json").write_text("{}")
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    with pytest.raises(RejuvError, match="allow-pickle"):
+        Checkpoint(tmp_path)
+    ckpt = Checkpoint(tmp_path, allow_pickle=True)
+    assert ckpt.is_pickle and torch.equal(ckpt.read("w"), state["w"])
+
+
+def test_index_pointing_to_a_missing_file(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    save_file({"x": torch.zeros(2)}, tmp_path / "model-00001-of-00002.safetensors")
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors"}}))
+    with pytest.raises(RejuvError, match="tensor y"):
+        Checkpoint(tmp_path)
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(RejuvError, match="not a folder"):
+        Checkpoint(tmp_path / "nope")
+    with pytest.raises(RejuvError, match="config.json"):
+        Checkpoint(tmp_path)
+
+
+def test_atomic_output_dir_renames_only_on_success(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError):
+        with atomic_output_dir(out) as tmp:
+            (tmp / "partial").write_text("x")
+            raise ValueError("boom")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with atomic_output_dir(out) as tmp:
+        (tmp / "done").write_text("x")
+    assert (out / "done").exists()
+    with pytest.raises(RejuvError, match="overwrite"):
+        with atomic_output_dir(out):
+            pass
+    with atomic_output_dir(out, overwrite=True) as tmp:
+        (tmp / "new").write_text("y")
+    assert sorted(p.name for p in out.iterdir()) == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_stale_temporary_folder_of_a_killed_run_is_cleared(tmp_path):
+    dead_pid = 2**22 + 12345  # above the default pid_max, so no such process
+    stale = tmp_path / f".out.rejuv-tmp-{dead_pid}"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    with atomic_output_dir(tmp_path / "out") as tmp:
+        (tmp / "ok").write_text("1")
+    assert not stale.exists() and (tmp_path / "out" / "ok").exists()
+    assert os.getpid() > 0
+
+
+def test_copy_aux_files_skips_weights(saved, tmp_path):
+    _, root = saved
+    copied = copy_aux_files(root / "sharded", tmp_path)
+    assert "config.json" in copied and "tokenizer.json" in copied
+    assert not any(n.endswith(".safetensors") or n.endswith("index.json") for n in copied)

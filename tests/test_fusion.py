@@ -1,0 +1,110 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from rejuv import fuse, rejuvenate
+from rejuv.checkpoint import Checkpoint
+from rejuv.errors import RejuvError
+from rejuv.fusion import fuse_tensor, plan_fusion
+
+from tiny import build_model, perturbed, save
+
+
+def weights(folder):
+    ckpt = Checkpoint(folder)
+    return {n: ckpt.read(n).clone() for n in ckpt.names()}
+
+
+def test_fuse_tensor_endpoints_are_exact_copies():
+    s = torch.tensor([-0.0, 1.5, float("inf")])
+    b = torch.tensor([0.0, 2.5, 1.0])
+    assert torch.equal(fuse_tensor(s, b, 1.0), s) and str(fuse_tensor(s, b, 1.0)[0]) == "tensor(-0.)"
+    assert torch.equal(fuse_tensor(s, b, 0.0), b)
+    assert torch.equal(fuse_tensor(s[:2], b[:2], 0.25), 0.25 * s[:2] + 0.75 * b[:2])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_fusion_matches_alpha_s_plus_one_minus_alpha_b(pair, tmp_path, alpha):
+    arch, base, sft = pair
+    manifest = fuse(base, sft, tmp_path / "out", alpha=alpha, progress=False)
+    out, s, b = weights(tmp_path / "out"), weights(sft), weights(base)
+    assert out.keys() == s.keys()
+    for name in out:
+        if alpha == 1.0:
+            assert torch.equal(out[name], s[name]), name
+        elif alpha == 0.0:
+            assert torch.equal(out[name], b[name]), name
+        else:
+            assert torch.equal(out[name], (alpha * s[name].float() + (1 - alpha) * b[name].float()).to(s[name].dtype))
+    assert manifest["reset"] == {} and manifest["neurons_reset"] == 0 and manifest["fusion_only"]
+    assert json.loads((tmp_path / "out" / "rejuvenation.json").read_text()) == manifest
+
+
+def test_bf16_sft_is_fused_in_float32_and_stored_in_bf16(tmp_path):
+    base, tok = build_model("llama", seed=0)
+    sft = perturbed(base, seed=1).to(torch.bfloat16)
+    save(base, tok, tmp_path / "b")
+    save(sft, tok, tmp_path / "s")
+    fuse(tmp_path / "b", tmp_path / "s", tmp_path / "o", alpha=0.3, progress=False)
+    out, s, b = weights(tmp_path / "o"), weights(tmp_path / "s"), weights(tmp_path / "b")
+    for name in out:
+        assert out[name].dtype == torch.bfloat16
+        assert torch.equal(out[name], (0.3 * s[name].float() + 0.7 * b[name].float()).bfloat16())
+
+
+def test_tied_embeddings_stay_tied(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    base, tok = build_model("qwen3", seed=0, tied=True)
+    save(base, tok, tmp_path / "b")
+    save(perturbed(base, seed=1), tok, tmp_path / "s")
+    fuse(tmp_path / "b", tmp_path / "s", tmp_path / "o", progress=False)
+    assert "lm_head.weight" not in weights(tmp_path / "o")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "o")
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_vocabulary_grown_by_sft_keeps_the_new_rows(tmp_path, calib_file):
+    base, tok = build_model("llama", seed=0)
+    sft = perturbed(base, seed=1)
+    sft.resize_token_embeddings(len(tok) + 6, mean_resizing=False)
+    tok_plus = build_model("llama", seed=0)[1]
+    tok_plus.add_tokens([f"<extra{i}>" for i in range(6)])
+    save(base, tok, tmp_path / "b")
+    save(sft, tok_plus, tmp_path / "s")
+    manifest = rejuvenate(tmp_path / "b", tmp_path / "s", calib_file, tmp_path / "o", alpha=0.5, rho=0.01,
+                          progress=False)
+    v = len(tok)
+    assert manifest["vocab_resized"]["base_rows"] == v and manifest["vocab_resized"]["sft_rows"] == v + 6
+    assert set(manifest["vocab_resized"]["tensors"]) == {"model.embed_tokens.weight", "lm_head.weight"}
+    out, s, b = weights(tmp_path / "o"), weights(tmp_path / "s"), weights(tmp_path / "b")
+    for name in manifest["vocab_resized"]["tensors"]:
+        assert torch.equal(out[name][v:], s[name][v:])
+        assert torch.equal(out[name][:v], 0.5 * s[name][:v] + 0.5 * b[name])
+
+
+def test_mismatches_are_refused_naming_the_tensor(tmp_path):
+    base, tok = build_model("llama", seed=0)
+    save(base, tok, tmp_path / "b")
+    other, _ = build_model("llama", seed=0, layers=3)
+    save(other, tok, tmp_path / "deeper")
+    qwen, _ = build_model("qwen3", seed=0)
+    save(qwen, tok, tmp_path / "qwen")
+    missing = save(perturbed(base, seed=1), tok, tmp_path / "missing")
+    state = load_file(missing / "model.safetensors")
+    del state["model.layers.1.mlp.up_proj.weight"]
+    save_file(state, missing / "model.safetensors", metadata={"format": "pt"})
+    cases = {"deeper": "num_hidden_layers", "qwen": "architectures differ",
+             "missing": "model.layers.1.mlp.up_proj.weight"}
+    for folder, message in cases.items():
+        with pytest.raises(RejuvError, match=message):
+            plan_fusion(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / folder))
+    wide = dict(load_file(tmp_path / "b" / "model.safetensors"))
+    wide["model.norm.weight"] = torch.ones(33)
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "wide" / "config.json").write_text((tmp_path / "b" / "config.json").read_text())
+    save_file(wide, tmp_path / "wide" / "model.safetensors")
+    with pytest.raises(RejuvError, match=r"model\.norm\.weight has shape \[33\]"):
+        plan_fusion(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / "wide"))

@@ -1,0 +1,84 @@
+"""Tiny models and tokenizers built locally, one per supported architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+CHARS = list(" 0123456789+-*=.,:?\\{}()abcdefghijklmnopqrstuvwxyz|<>/")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% if m['role'] == 'assistant' %}</s>"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_config(arch: str, vocab_size: int, tied: bool = False, layers: int = 2, hidden: int = 32):
+    kwargs = dict(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    if arch == "qwen3":
+        kwargs["head_dim"] = hidden // 4
+    return AutoConfig.for_model(arch, **kwargs)
+
+
+def build_model(arch: str, seed: int, tied: bool = False, layers: int = 2, hidden: int = 32):
+    torch.manual_seed(seed)
+    tok = make_tokenizer()
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, len(tok), tied, layers, hidden))
+    with torch.no_grad():
+        # Non-trivial norm gains and biases, so the attribution tests exercise them.
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    return model.eval(), tok
+
+
+def save(model, tok, path: Path, **kwargs) -> Path:
+    model.save_pretrained(path, **kwargs)
+    tok.save_pretrained(path)
+    return path
+
+
+def perturbed(model, seed: int, scale: float = 0.05):
+    """A copy of `model` with seeded noise on every parameter: a stand-in for an SFT model."""
+    import copy
+
+    other = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return other
+
+
+def write_calibration(path: Path, n: int = 12, seed: int = 0) -> Path:
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            a, b = rng.randint(1, 20), rng.randint(1, 20)
+            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "response": f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"})
+                    + "\n")
+    return path
