@@ -82,3 +82,8 @@ def write_calibration(path: Path, n: int = 12, seed: int = 0) -> Path:
             f.write(json.dumps({"prompt": f"compute {a}+{b}.", "response": f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"})
                     + "\n")
     return path
+
+
+def contains_seven(completions, **_) -> list[float]:
+    """A reward a random tiny model can learn within a few GRPO steps (used as `tiny:contains_seven`)."""
+    return [1.0 if "7" in (c if isinstance(c, str) else str(c)) else -1.0 for c in completions]

@@ -6,6 +6,7 @@ Precedence: built-in defaults < `--config x.yaml` < options given on the command
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -95,6 +96,134 @@ def apply_command(config_path: str | None, **options) -> None:
     summary = {k: manifest[k] for k in ("alpha", "rho", "neurons_total", "neurons_reset",
                                         "effective_reset_ratio", "entropy", "dla_reconstruction_error")}
     summary["out"] = cfg.out
+    click.echo(json.dumps(summary, indent=2))
+
+
+def _echo_main(text: str) -> None:
+    """Print once, from the main process of a distributed launch."""
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(text)
+
+
+def _run(config_cls, runner, options: dict, config_path: str | None):
+    try:
+        cfg = merge_options(config_cls, options, config_path)
+        return cfg, runner(cfg)
+    except RejuvError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+_COMMON_TRAIN = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+                 help="YAML with any of these options, and `trl_args` for any other TRL config field."),
+    click.option("--model", help="Starting checkpoint (save_pretrained folder)."),
+    click.option("--data", help="Training data: JSONL or parquet."),
+    click.option("--out", help="Output folder (written atomically)."),
+    click.option("--learning-rate", type=float),
+    click.option("--per-device-batch-size", type=int),
+    click.option("--gradient-accumulation-steps", type=int),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), help="[auto: bf16 on a GPU]"),
+    click.option("--lora/--no-lora", default=None, help="Train LoRA adapters (merged into the saved model)."),
+    click.option("--seed", type=int),
+    click.option("--overwrite/--no-overwrite", default=None),
+    click.option("--trust-remote-code/--no-trust-remote-code", default=None),
+]
+
+
+def _train_options(fn):
+    for option in reversed(_COMMON_TRAIN):
+        fn = option(fn)
+    return fn
+
+
+@main.command("sft")
+@_train_options
+@click.option("--loss", type=click.Choice(["nll", "dft"]), help="Cross-entropy, or Dynamic Fine-Tuning. [nll]")
+@click.option("--save-epochs", help="Epochs to save, e.g. 2,32 (fractions allowed). [2]")
+@click.option("--epochs", type=float, help="Train this long. [the last save epoch]")
+@click.option("--max-length", type=int, help="Truncate sequences to this many tokens. [1024]")
+@click.option("--plasticity-log/--no-plasticity-log", default=None, help="Log grad norm / update size per step.")
+def sft_command(config_path: str | None, **options) -> None:
+    """Supervised fine-tuning on TRL (constant LR, no warm-up or weight decay by default)."""
+    from rejuv.train.sft import SFTRecipeConfig, run_sft
+
+    _, summary = _run(SFTRecipeConfig, run_sft, options, config_path)
+    _echo_main(json.dumps(summary, indent=2, default=str))
+
+
+@main.command("rl")
+@_train_options
+@click.option("--reward", "rewards", multiple=True, help="Reward name (repeatable): math_verify, exact_match, "
+              "format, or module:function. [math_verify]")
+@click.option("--beta", type=float, help="KL coefficient against the initial policy. [0.001]")
+@click.option("--num-generations", type=int, help="Samples per prompt. [8]")
+@click.option("--epsilon", type=float, help="Clip range. [0.2]")
+@click.option("--temperature", type=float, help="Sampling temperature. [1.0]")
+@click.option("--max-completion-length", type=int, help="[1024]")
+@click.option("--max-steps", type=int, help="Optimizer steps. [100]")
+@click.option("--use-vllm/--no-use-vllm", default=None, help="Generate with vLLM (GPU).")
+def rl_command(config_path: str | None, rewards: tuple[str, ...], **options) -> None:
+    """GRPO on TRL, logging gradient norm vs update size per step (plasticity.jsonl)."""
+    from rejuv.train.rl import RLRecipeConfig, run_rl
+
+    options["rewards"] = list(rewards) or None
+    _, summary = _run(RLRecipeConfig, run_rl, options, config_path)
+    _echo_main(json.dumps(summary, indent=2))
+
+
+@main.command("eval")
+@click.argument("checkpoints", nargs=-1)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--data", multiple=True, help="Benchmark JSONL/parquet with problem (or prompt/messages) and answer; "
+              "repeatable.")
+@click.option("--out", help="Output folder for eval.json and samples.jsonl.")
+@click.option("--samples", "-k", type=int, help="Samples per problem (K). [4]")
+@click.option("--pass-k", help="Comma-separated k for pass@k. [1,K]")
+@click.option("--temperature", type=float, help="[0.6]")
+@click.option("--top-p", type=float, help="[1.0]")
+@click.option("--max-new-tokens", type=int, help="[1024]")
+@click.option("--max-problems", type=int, help="Evaluate the first N problems of each file.")
+@click.option("--chat-template", type=click.Choice(["auto", "always", "never"]))
+@click.option("--engine", type=click.Choice(["auto", "transformers", "vllm"]), help="[auto: vLLM on a GPU]")
+@click.option("--batch-size", type=int)
+@click.option("--device")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]))
+@click.option("--seed", type=int)
+@click.option("--overwrite/--no-overwrite", default=None)
+@click.option("--trust-remote-code/--no-trust-remote-code", default=None)
+def eval_command(config_path: str | None, checkpoints: tuple[str, ...], data: tuple[str, ...],
+                 pass_k: str | None, **options) -> None:
+    """Sample K answers per problem; report Pass@1 (averaged over samples) and pass@k."""
+    from rejuv.evaluate import EvalConfig, format_table, run_eval
+
+    options["checkpoints"] = list(checkpoints) or None
+    options["data"] = list(data) or None
+    if pass_k:
+        try:
+            options["pass_k"] = [int(k) for k in pass_k.split(",") if k.strip()]
+        except ValueError:
+            raise click.ClickException(f"--pass-k takes integers like 1,4; got {pass_k!r}") from None
+    _, report = _run(EvalConfig, run_eval, options, config_path)
+    click.echo(format_table(report))
+
+
+@main.command("export-verl")
+@click.option("--data", required=True, help="RL prompts with answers (JSONL/parquet).")
+@click.option("--val", help="Validation prompts with answers.")
+@click.option("--out", required=True, help="Output folder.")
+@click.option("--model", help="Starting checkpoint (e.g. a rejuvenated one), written into the overrides.")
+@click.option("--data-source", default="rejuv", show_default=True)
+@click.option("--ability", default="math", show_default=True)
+@click.option("--system-prompt", help="Prepended as a system message.")
+@click.option("--overwrite", is_flag=True)
+def export_verl_command(**options) -> None:
+    """Write parquet + reward.py for verl's GRPO trainer, and the overrides that use them."""
+    from rejuv.export_verl import export_verl
+
+    try:
+        summary = export_verl(**options)
+    except RejuvError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(summary, indent=2))
 
 

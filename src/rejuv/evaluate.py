@@ -1,0 +1,222 @@
+"""`rejuv eval`: sampled evaluation with Pass@1 averaged over K samples and unbiased pass@k.
+
+Protocol of the paper (appendix B): temperature 0.6, top-p 1.0, K samples per
+problem, Math-Verify on the boxed final answer. Generation runs on vLLM when it
+is installed and a GPU is present (`engine: auto`), otherwise on transformers;
+both give the same results format.
+
+Output (`out/`, written atomically): `eval.json` (every number with its
+sample counts) and `samples.jsonl` (every completion with its grade).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from rejuv import __version__
+from rejuv.checkpoint import atomic_output_dir, check_output_free
+from rejuv.data import problem_records
+from rejuv.errors import RejuvError
+from rejuv.grading import grade_many
+from rejuv.train.common import check_model_path, load_tokenizer
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of P(at least one of k samples is correct) from c correct out of n."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 ≤ c ≤ n and 1 ≤ k ≤ n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    # 1 − C(n−c, k)/C(n, k), as a product to stay exact for large n.
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+@dataclass
+class EvalConfig:
+    checkpoints: list[str]
+    data: list[str]
+    out: str
+    samples: int = 4  # K per problem
+    pass_k: list[int] = field(default_factory=list)  # default: 1 and K
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    max_problems: int | None = None
+    chat_template: str = "auto"  # auto | always | never
+    engine: str = "auto"  # auto | transformers | vllm
+    batch_size: int = 16  # prompts per generate call (transformers)
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+    overwrite: bool = False
+    trust_remote_code: bool = False
+
+
+def prompt_ids(prompt, tokenizer, mode: str, where: str) -> list[int]:
+    """Token ids for the model: chat prompts through the template; text prompts too if it exists (auto)."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if isinstance(prompt, list) or mode == "always" or (mode == "auto" and has_template):
+        if not has_template:
+            raise RejuvError(f"{where}: needs a chat template, and the tokenizer has none")
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template has its own BOS
+    return tokenizer(prompt)["input_ids"]
+
+
+def choose_engine(name: str) -> str:
+    if name not in ("auto", "transformers", "vllm"):
+        raise RejuvError(f"engine must be auto, transformers or vllm; got {name!r}")
+    if name != "auto":
+        return name
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return "transformers"
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+class TransformersEngine:
+    def __init__(self, path: str, cfg: EvalConfig):
+        from transformers import AutoModelForCausalLM
+
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}.get(cfg.dtype)
+        if dtype is None:
+            raise RejuvError(f"dtype must be auto, float32 or bfloat16; got {cfg.dtype!r}")
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                          trust_remote_code=cfg.trust_remote_code).to(device).eval()
+        self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
+        self.tokenizer.padding_side = "left"  # generation continues from the right end
+        self.cfg = cfg
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], progress=None) -> list[list[str]]:
+        cfg, tok = self.cfg, self.tokenizer
+        outputs: list[list[str]] = []
+        for start in range(0, len(prompts), cfg.batch_size):
+            batch = prompts[start: start + cfg.batch_size]
+            # Seeded per batch: results do not depend on what ran before in the process.
+            torch.manual_seed(cfg.seed * 100_003 + start)
+            enc = tok.pad({"input_ids": batch}, return_tensors="pt")
+            enc = {k: v.to(self.model.device) for k, v in enc.items()}
+            generated = self.model.generate(
+                **enc, do_sample=cfg.temperature > 0, temperature=cfg.temperature or None, top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.samples,
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            texts = tok.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            outputs += [texts[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(batch))]
+            if progress is not None:
+                progress.update(len(batch))
+        return outputs
+
+
+class VLLMEngine:
+    def __init__(self, path: str, cfg: EvalConfig):
+        from vllm import LLM
+
+        self.llm = LLM(model=path, seed=cfg.seed, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+        self.cfg = cfg
+
+    def generate(self, prompts: list[list[int]], progress=None) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        cfg = self.cfg
+        params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        results = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
+        if progress is not None:
+            progress.update(len(prompts))
+        return [[o.text for o in r.outputs] for r in results]
+
+
+def _validate(cfg: EvalConfig) -> list[int]:
+    if not cfg.checkpoints:
+        raise RejuvError("give at least one checkpoint to evaluate")
+    if not cfg.data:
+        raise RejuvError("give at least one benchmark file (--data)")
+    if cfg.samples < 1:
+        raise RejuvError(f"samples per problem must be at least 1, got {cfg.samples}")
+    ks = sorted(set(cfg.pass_k or [1, cfg.samples]))
+    too_big = [k for k in ks if k > cfg.samples or k < 1]
+    if too_big:
+        raise RejuvError(f"pass@k needs 1 ≤ k ≤ samples per problem ({cfg.samples}); got k={too_big}")
+    if cfg.chat_template not in ("auto", "always", "never"):
+        raise RejuvError(f"chat_template must be auto, always or never; got {cfg.chat_template!r}")
+    return ks
+
+
+def score(correct: list[list[bool]], ks: list[int]) -> dict:
+    """Pass@1 averaged over samples, and pass@k, from per-problem grades."""
+    counts = [sum(c) for c in correct]
+    n = len(correct[0])
+    return {
+        "problems": len(correct), "samples_per_problem": n,
+        "pass@1": sum(c / n for c in counts) / len(counts),
+        "pass@k": {str(k): sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks},
+        "correct_per_problem": counts,
+    }
+
+
+def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
+    ks = _validate(cfg)
+    out = Path(cfg.out)
+    check_output_free(out, cfg.overwrite, inputs=tuple(Path(c) for c in cfg.checkpoints))
+    for ckpt in cfg.checkpoints:
+        check_model_path(ckpt, cfg.trust_remote_code)
+    benchmarks = {}
+    for path in cfg.data:
+        rows = problem_records(path)
+        benchmarks[Path(path).stem] = rows[: cfg.max_problems] if cfg.max_problems else rows
+    engine_name = choose_engine(cfg.engine)
+    results, samples = [], []
+    for ckpt in cfg.checkpoints:
+        tokenizer = load_tokenizer(ckpt, cfg.trust_remote_code)
+        tokenized = {name: [prompt_ids(r["prompt"], tokenizer, cfg.chat_template, f"{name} row {i + 1}")
+                            for i, r in enumerate(rows)] for name, rows in benchmarks.items()}
+        engine = (VLLMEngine if engine_name == "vllm" else TransformersEngine)(ckpt, cfg)
+        for name, rows in benchmarks.items():
+            prompts = tokenized[name]
+            with tqdm(total=len(prompts), desc=f"{Path(ckpt).name}/{name}", unit="problem",
+                      disable=not progress or None, leave=False) as bar:
+                completions = engine.generate(prompts, progress=bar)
+            flat_gold = [r["answer"] for r, comps in zip(rows, completions, strict=True) for _ in comps]
+            flat = [c for comps in completions for c in comps]
+            grades = grade_many(flat_gold, flat)
+            correct = [grades[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(rows))]
+            results.append({"checkpoint": ckpt, "benchmark": name, **score(correct, ks)})
+            for i, (r, comps) in enumerate(zip(rows, completions, strict=True)):
+                for j, text in enumerate(comps):
+                    samples.append({"checkpoint": ckpt, "benchmark": name, "problem": i, "sample": j,
+                                    "answer": r["answer"], "completion": text, "correct": correct[i][j]})
+        del engine
+    report = {
+        "version": __version__, "engine": engine_name, "config": asdict(cfg),
+        "results": results,
+        "average_pass@1": {c: sum(r["pass@1"] for r in results if r["checkpoint"] == c) / len(benchmarks)
+                           for c in cfg.checkpoints},
+    }
+    with atomic_output_dir(out, cfg.overwrite) as tmp:
+        (tmp / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        with open(tmp / "samples.jsonl", "w") as f:
+            for row in samples:
+                f.write(json.dumps(row) + "\n")
+    return report
+
+
+def format_table(report: dict) -> str:
+    ks = sorted({k for r in report["results"] for k in r["pass@k"]}, key=int)
+    header = ["checkpoint", "benchmark", "problems", "K", "pass@1"] + [f"pass@{k}" for k in ks if k != "1"]
+    rows = [[Path(r["checkpoint"]).name, r["benchmark"], str(r["problems"]), str(r["samples_per_problem"]),
+             f"{100 * r['pass@1']:.1f}"] + [f"{100 * r['pass@k'][k]:.1f}" for k in ks if k != "1"]
+            for r in report["results"]]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

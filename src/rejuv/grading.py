@@ -1,0 +1,117 @@
+"""Answer extraction and Math-Verify grading, safe in any thread.
+
+Math-Verify bounds its own time with SIGALRM, which only works in the main
+thread. `grade_many` therefore uses those signal timeouts in the main thread,
+and elsewhere (a reward function called from a worker thread, a web server, a
+data-loader thread) disables them and runs the check in a worker process that
+is killed when it overruns.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import re
+import threading
+from collections.abc import Sequence
+
+TIMEOUT_S = 5.0
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (balanced braces), or None."""
+    matches = list(_BOXED.finditer(text))
+    for match in reversed(matches):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return None
+
+
+def normalize_answer(text: str) -> str:
+    """For exact match: strip whitespace, `$`, a trailing period, and thousands separators."""
+    text = text.strip().rstrip(".").strip("$ ").rstrip(".")
+    text = re.sub(r"\s+", " ", text)
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", text):
+        text = text.replace(",", "")
+    return text
+
+
+def _verify(gold: str, answer: str, use_signals: bool) -> bool:
+    from math_verify import parse, verify
+
+    timeout = int(TIMEOUT_S) if use_signals else None
+    gold_text = gold if "\\boxed" in gold or "$" in gold else f"${gold}$"
+    parsed_gold = parse(gold_text, parsing_timeout=timeout)
+    parsed_answer = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
+    if not parsed_gold or not parsed_answer:
+        return normalize_answer(gold) == normalize_answer(answer)
+    return bool(verify(parsed_gold, parsed_answer, timeout_seconds=timeout))
+
+
+def _verify_quiet(args: tuple[str, str]) -> bool:
+    try:
+        return _verify(args[0], args[1], use_signals=False)
+    except Exception:  # an unparsable answer is a wrong answer
+        return False
+
+
+class _Pool:
+    """One worker process, recreated after a timeout (a stuck sympy call cannot be interrupted)."""
+
+    def __init__(self) -> None:
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def _get(self):
+        if self._pool is None:
+            # spawn: forking a process that runs torch threads can deadlock.
+            self._pool = mp.get_context("spawn").Pool(1)
+        return self._pool
+
+    def run(self, pairs: Sequence[tuple[str, str]], timeout: float) -> list[bool]:
+        with self._lock:
+            results = []
+            for pair in pairs:
+                job = self._get().apply_async(_verify_quiet, (pair,))
+                try:
+                    results.append(bool(job.get(timeout)))
+                except mp.TimeoutError:
+                    self._pool.terminate()
+                    self._pool = None
+                    results.append(False)
+            return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+
+_POOL = _Pool()
+
+
+def grade_many(golds: Sequence[str], completions: Sequence[str], timeout: float = TIMEOUT_S) -> list[bool]:
+    """Is the last \\boxed{} answer of each completion equal to its gold answer (Math-Verify)?"""
+    answers = [last_boxed(c) for c in completions]
+    todo = [(i, (g, a)) for i, (g, a) in enumerate(zip(golds, answers, strict=True)) if a is not None]
+    results = [False] * len(completions)
+    if threading.current_thread() is threading.main_thread():
+        for i, (gold, answer) in todo:
+            try:
+                results[i] = _verify(gold, answer, use_signals=True)
+            except Exception:  # Math-Verify's own timeout or a parser error: not correct
+                results[i] = False
+    elif todo:
+        for (i, _), ok in zip(todo, _POOL.run([pair for _, pair in todo], timeout), strict=True):
+            results[i] = ok
+    return results
+
+
+def grade(gold: str, completion: str) -> bool:
+    return grade_many([gold], [completion])[0]

@@ -1,0 +1,91 @@
+"""Reward functions for `rejuv rl`, registered by name.
+
+Each has TRL's reward signature: `f(completions, **columns) -> list[float]`,
+where `completions` are strings (or chat message lists) and the dataset's other
+columns (here `answer`) arrive as keyword lists.
+
+- `math_verify`: +1 if Math-Verify finds the last \\boxed{} answer equal to
+  `answer`, else −1 (the paper's reward).
+- `exact_match`: +1 if the last \\boxed{} answer (or, without one, the last
+  line) equals `answer` after light normalisation, else −1.
+- `format`: +1 if the completion ends its reasoning with exactly one
+  \\boxed{...} answer, else 0 (a shaping term; give it a small weight).
+
+`--reward module:function` loads any other function with the same signature.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from rejuv.errors import RejuvError
+from rejuv.grading import grade_many, last_boxed, normalize_answer
+
+RewardFn = Callable[..., list[float]]
+REWARDS: dict[str, RewardFn] = {}
+
+
+def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+    def wrap(fn: RewardFn) -> RewardFn:
+        fn.__name__ = name  # TRL logs rewards under the function's name
+        REWARDS[name] = fn
+        return fn
+    return wrap
+
+
+def completion_text(completion) -> str:
+    """TRL passes plain strings, or for chat prompts a list of messages."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+
+
+def _answers(answer, n: int) -> list[str]:
+    if answer is None:
+        raise RejuvError("this reward needs an 'answer' column in the RL dataset")
+    return [str(a) for a in answer][:n]
+
+
+@register_reward("math_verify")
+def math_verify_reward(completions, answer=None, **_) -> list[float]:
+    texts = [completion_text(c) for c in completions]
+    return [1.0 if ok else -1.0 for ok in grade_many(_answers(answer, len(texts)), texts)]
+
+
+@register_reward("exact_match")
+def exact_match_reward(completions, answer=None, **_) -> list[float]:
+    rewards = []
+    for completion, gold in zip(completions, _answers(answer, len(completions)), strict=True):
+        text = completion_text(completion)
+        boxed = last_boxed(text)
+        candidate = boxed if boxed is not None else (text.strip().splitlines() or [""])[-1]
+        rewards.append(1.0 if normalize_answer(candidate) == normalize_answer(gold) else -1.0)
+    return rewards
+
+
+@register_reward("format")
+def format_reward(completions, **_) -> list[float]:
+    rewards = []
+    for completion in completions:
+        text = completion_text(completion)
+        ok = text.count("\\boxed{") == 1 and last_boxed(text) is not None
+        rewards.append(1.0 if ok else 0.0)
+    return rewards
+
+
+def resolve_reward(name: str) -> RewardFn:
+    """A registered name, or `package.module:function`."""
+    if name in REWARDS:
+        return REWARDS[name]
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise RejuvError(f"reward {name!r} cannot be imported ({exc})") from exc
+        if not callable(fn):
+            raise RejuvError(f"reward {name!r} is not a function")
+        return fn
+    raise RejuvError(f"unknown reward {name!r}; registered: {', '.join(sorted(REWARDS))} "
+                     "(or give module:function)")

@@ -1,0 +1,1 @@
+"""Training recipes on TRL: `sft` (SFTTrainer, NLL or DFT loss) and `rl` (GRPOTrainer)."""

@@ -1,0 +1,149 @@
+"""`rejuv rl`: GRPO on TRL's GRPOTrainer, with the paper's plasticity signals logged per step.
+
+Defaults follow the paper's protocol (appendix B): 8 samples per prompt at
+temperature 1.0, top-p 1.0, KL loss against the initial policy with coefficient
+0.001, symmetric clip 0.2, constant learning rate 1e-6, gradient clip 1.0,
+per-sequence token-mean loss (TRL's `grpo` loss type), reward ±1 from
+Math-Verify on the boxed answer.
+
+Output (`out/`, written to a temporary sibling and renamed at the end): the
+final policy as a full save_pretrained folder (LoRA adapters merged),
+`plasticity.jsonl` (one row per optimizer step: grad norm, update size, drift
+from the initial policy, reward, KL, entropy), `train_log.jsonl`,
+`rl_config.json`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rejuv.checkpoint import check_output_free
+from rejuv.data import problem_records
+from rejuv.errors import RejuvError
+from rejuv.rewards import resolve_reward
+from rejuv.train.common import (
+    check_model_path,
+    device_defaults,
+    distributed_state,
+    load_tokenizer,
+    make_trl_config,
+    save_model,
+    training_output_dir,
+    write_json,
+    write_jsonl,
+)
+from rejuv.train.plasticity import PlasticityCallback, read_plasticity_log
+
+_NEED_ANSWER = {"math_verify", "exact_match"}
+
+
+@dataclass
+class RLRecipeConfig:
+    model: str
+    data: str
+    out: str
+    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
+    reward_weights: list[float] | None = None
+    beta: float = 0.001  # KL coefficient against the initial policy (>0 keeps a reference model)
+    num_generations: int = 8
+    epsilon: float = 0.2  # clip range
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 1024
+    learning_rate: float = 1e-6
+    max_steps: int = 100
+    per_device_batch_size: int = 8  # completions per device per step
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    loss_type: str = "grpo"
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    use_vllm: bool = False
+    plasticity_every: int = 1
+    seed: int = 0
+    overwrite: bool = False
+    trust_remote_code: bool = False
+    trl_args: dict = field(default_factory=dict)  # any other GRPOConfig field
+
+
+def _check(cfg: RLRecipeConfig) -> list:
+    if isinstance(cfg.rewards, str):
+        cfg.rewards = [r.strip() for r in cfg.rewards.split(",") if r.strip()]
+    if not cfg.rewards:
+        raise RejuvError("give at least one reward (--reward math_verify)")
+    funcs = [resolve_reward(name) for name in cfg.rewards]
+    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
+        raise RejuvError(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
+    if cfg.num_generations < 2:
+        raise RejuvError(f"GRPO needs at least 2 generations per prompt, got {cfg.num_generations}")
+    world = distributed_state().num_processes
+    batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * world
+    if batch % cfg.num_generations:
+        raise RejuvError(
+            f"the completions per step (per_device_batch_size {cfg.per_device_batch_size} × "
+            f"gradient_accumulation_steps {cfg.gradient_accumulation_steps} × {world} process(es) = {batch}) "
+            f"must be divisible by num_generations ({cfg.num_generations})")
+    if cfg.beta < 0:
+        raise RejuvError(f"beta (KL coefficient) must be ≥ 0, got {cfg.beta}")
+    return funcs
+
+
+def run_rl(cfg: RLRecipeConfig) -> dict:
+    """Train; returns a summary (mean reward of the first and last steps, steps, paths)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    funcs = _check(cfg)
+    out = Path(cfg.out)
+    check_output_free(out, cfg.overwrite, inputs=(Path(cfg.model), Path(cfg.data)))
+    check_model_path(cfg.model, cfg.trust_remote_code)
+    records = problem_records(cfg.data, need_answer=bool(_NEED_ANSWER & set(cfg.rewards)))
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+
+    with training_output_dir(out, cfg.overwrite) as tmp:
+        values = dict(
+            output_dir=str(tmp / "trainer"), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+            per_device_train_batch_size=cfg.per_device_batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
+            num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon, temperature=cfg.temperature,
+            top_p=cfg.top_p, max_completion_length=cfg.max_completion_length, loss_type=cfg.loss_type,
+            reward_weights=cfg.reward_weights, use_vllm=cfg.use_vllm, seed=cfg.seed, data_seed=cfg.seed,
+            activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
+            model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": "auto"},
+            **device_defaults(cfg.dtype),
+        )
+        args = make_trl_config(GRPOConfig, values, cfg.trl_args, "rl")
+        peft_config = None
+        if cfg.lora:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
+                                     task_type="CAUSAL_LM")
+        plasticity = PlasticityCallback(tmp / "plasticity.jsonl", every=cfg.plasticity_every)
+        try:
+            trainer = GRPOTrainer(model=cfg.model, reward_funcs=funcs, args=args,
+                                  train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                                  peft_config=peft_config, callbacks=[plasticity])
+        except (ValueError, KeyError) as exc:
+            raise RejuvError(f"rl: the trainer refused the set-up ({exc})") from exc
+        trainer.train()
+        save_model(trainer, tmp)
+        rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+        if trainer.accelerator.is_main_process:
+            write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
+            write_json(tmp / "rl_config.json", cfg)
+            shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
+        steps = len(read_plasticity_log(tmp / "plasticity.jsonl")) if (tmp / "plasticity.jsonl").exists() else 0
+    head, tail = rewards[:5], rewards[-5:]
+    return {
+        "out": str(out), "steps": trainer.state.global_step, "plasticity_rows": steps,
+        "reward_first": sum(head) / len(head) if head else None,
+        "reward_last": sum(tail) / len(tail) if tail else None,
+    }

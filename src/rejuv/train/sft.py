@@ -1,0 +1,164 @@
+"""`rejuv sft`: supervised fine-tuning on TRL's SFTTrainer, saving chosen epochs.
+
+Defaults follow the paper's protocol (appendix B): AdamW, constant learning
+rate 3e-6, no warm-up, no decay, no weight decay, so over-training can show its
+full effect. `loss: dft` switches TRL's loss to Dynamic Fine-Tuning (each
+token's NLL weighted by its detached probability), the paper's baseline.
+
+Output (`out/`, written to a temporary sibling and renamed at the end):
+`epoch-<e>/` for every epoch in `save_epochs` (full save_pretrained folders with
+tokenizer), `train_log.jsonl` (the trainer's log history), `sft_config.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rejuv.checkpoint import check_output_free
+from rejuv.data import sft_records
+from rejuv.errors import RejuvError
+from rejuv.train.common import (
+    check_model_path,
+    device_defaults,
+    load_tokenizer,
+    make_trl_config,
+    save_model,
+    training_output_dir,
+    write_json,
+    write_jsonl,
+)
+from rejuv.train.plasticity import PlasticityCallback
+
+
+@dataclass
+class SFTRecipeConfig:
+    model: str
+    data: str
+    out: str
+    loss: str = "nll"  # or "dft"
+    save_epochs: list[float] = field(default_factory=lambda: [2.0])
+    epochs: float | None = None  # default: the last of save_epochs
+    learning_rate: float = 3e-6
+    lr_scheduler: str = "constant"
+    warmup_steps: float = 0  # steps, or a ratio of all steps if in (0, 1)
+    weight_decay: float = 0.0
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_length: int = 1024
+    max_grad_norm: float = 1.0
+    dtype: str = "auto"  # auto: bf16 on a GPU that has it, else float32
+    gradient_checkpointing: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    plasticity_log: bool = False  # per-step grad norm / update size, as in `rejuv rl`
+    seed: int = 0
+    overwrite: bool = False
+    trust_remote_code: bool = False
+    trl_args: dict = field(default_factory=dict)  # any other SFTConfig field
+
+
+def parse_epochs(value) -> list[float]:
+    """'2,32' or [2, 32] -> [2.0, 32.0], sorted, positive."""
+    items = value.split(",") if isinstance(value, str) else list(value if isinstance(value, list | tuple) else [value])
+    try:
+        epochs = sorted({float(x) for x in items if str(x).strip()})
+    except ValueError:
+        raise RejuvError(f"save_epochs must be numbers like 2,32; got {value!r}") from None
+    if not epochs or epochs[0] <= 0:
+        raise RejuvError(f"save_epochs must be positive numbers; got {value!r}")
+    return epochs
+
+
+def epoch_dir_name(epoch: float) -> str:
+    return f"epoch-{int(epoch)}" if float(epoch).is_integer() else f"epoch-{epoch:g}"
+
+
+def _make_epoch_saver(save_epochs: list[float], root: Path):
+    from transformers import TrainerCallback
+
+    class EpochSaver(TrainerCallback):
+        """Saves a full checkpoint when training reaches each requested epoch (fractions allowed)."""
+
+        def __init__(self):
+            self.trainer = None
+            self.at_step: dict[int, float] = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            steps_per_epoch = state.max_steps / args.num_train_epochs
+            self.at_step = {max(1, round(e * steps_per_epoch)): e for e in save_epochs}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            epoch = self.at_step.get(state.global_step)
+            if epoch is not None:
+                save_model(self.trainer, root / epoch_dir_name(epoch))
+
+    return EpochSaver()
+
+
+def run_sft(cfg: SFTRecipeConfig) -> dict:
+    """Train; returns a summary (paths of the saved epochs, first and last logged loss)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if cfg.loss not in ("nll", "dft"):
+        raise RejuvError(f"loss must be 'nll' or 'dft', got {cfg.loss!r}")
+    save_epochs = parse_epochs(cfg.save_epochs)
+    epochs = float(cfg.epochs) if cfg.epochs is not None else save_epochs[-1]
+    if save_epochs[-1] > epochs:
+        raise RejuvError(f"save_epochs go up to {save_epochs[-1]} but training stops at epoch {epochs}")
+    out = Path(cfg.out)
+    check_output_free(out, cfg.overwrite, inputs=(Path(cfg.model), Path(cfg.data)))
+    check_model_path(cfg.model, cfg.trust_remote_code)
+    records = sft_records(cfg.data)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+
+    with training_output_dir(out, cfg.overwrite) as tmp:
+        values = dict(
+            output_dir=str(tmp / "trainer"), num_train_epochs=epochs, learning_rate=cfg.learning_rate,
+            lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+            per_device_train_batch_size=cfg.per_device_batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
+            max_grad_norm=cfg.max_grad_norm, loss_type=cfg.loss, seed=cfg.seed, data_seed=cfg.seed,
+            activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
+            model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": "auto"},
+            **device_defaults(cfg.dtype),
+        )
+        args = make_trl_config(SFTConfig, values, cfg.trl_args, "sft")
+        peft_config = None
+        if cfg.lora:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
+                                     task_type="CAUSAL_LM")
+        saver = _make_epoch_saver(save_epochs, tmp)
+        callbacks = [saver]
+        if cfg.plasticity_log:
+            callbacks.append(PlasticityCallback(tmp / "plasticity.jsonl"))
+        try:
+            trainer = SFTTrainer(model=cfg.model, args=args, train_dataset=Dataset.from_list(records),
+                                 processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+        except (ValueError, KeyError) as exc:
+            raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc
+        saver.trainer = trainer
+        trainer.train()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        if trainer.accelerator.is_main_process:
+            write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
+            write_json(tmp / "sft_config.json", cfg)
+            shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
+        missing = [e for e in save_epochs if not (tmp / epoch_dir_name(e)).is_dir()]
+        if missing:
+            raise RejuvError(f"sft: training ended before epoch(s) {missing} were reached")
+    return {
+        "out": str(out),
+        "epochs": {e: os.path.join(str(out), epoch_dir_name(e)) for e in save_epochs},
+        "steps": trainer.state.global_step,
+        "first_loss": losses[0] if losses else math.nan,
+        "last_loss": losses[-1] if losses else math.nan,
+    }

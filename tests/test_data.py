@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from rejuv.data import problem_records, read_records, sft_records
+from rejuv.errors import RejuvError
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sft_formats(tmp_path):
+    assert sft_records(write(tmp_path / "a.jsonl", [{"prompt": "p", "response": "r"}])) == [
+        {"prompt": "p", "completion": "r"}]
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert sft_records(write(tmp_path / "b.jsonl", [{"messages": chat}])) == [
+        {"prompt": chat[:1], "completion": chat[1:]}]
+    assert sft_records(write(tmp_path / "c.jsonl", [{"text": "t"}])) == [{"text": "t"}]
+
+
+def test_parquet_is_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"problem": "1+1?", "answer": 2}]), tmp_path / "p.parquet")
+    assert problem_records(tmp_path / "p.parquet") == [{"prompt": "1+1?", "answer": "2"}]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"question": "q", "solution": "s"}], r"row 1: expected 'prompt'\+'completion'.*found columns \['question'"),
+    ([{"prompt": "p", "completion": "c"}, {"text": "t"}], "mix formats"),
+    ([{"messages": [{"role": "user", "content": "q"}]}], "ending with the assistant"),
+])
+def test_sft_bad_rows(tmp_path, rows, message):
+    with pytest.raises(RejuvError, match=message):
+        sft_records(write(tmp_path / "d.jsonl", rows))
+
+
+def test_problem_rows_and_errors(tmp_path):
+    rows = problem_records(write(tmp_path / "e.jsonl", [
+        {"problem": "1+1?", "answer": "2", "level": 1},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "answer": 3}]))
+    assert rows[0] == {"prompt": "1+1?", "answer": "2", "level": 1}
+    assert rows[1]["prompt"] == [{"role": "user", "content": "q"}] and rows[1]["answer"] == "3"
+    with pytest.raises(RejuvError, match="row 1: missing the 'answer' column"):
+        problem_records(write(tmp_path / "f.jsonl", [{"prompt": "p"}]))
+    assert problem_records(tmp_path / "f.jsonl", need_answer=False) == [{"prompt": "p"}]
+    with pytest.raises(RejuvError, match="row 1: expected a 'prompt' or 'problem'"):
+        problem_records(write(tmp_path / "g.jsonl", [{"question": "q", "answer": 1}]))
+    (tmp_path / "h.jsonl").write_text('{"prompt": "p"}\n{oops\n')
+    with pytest.raises(RejuvError, match=r"h\.jsonl:2: not valid JSON"):
+        read_records(tmp_path / "h.jsonl")
+    with pytest.raises(RejuvError, match="not found"):
+        read_records(tmp_path / "none.jsonl")

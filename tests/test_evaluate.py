@@ -1,0 +1,108 @@
+import itertools
+import json
+import sys
+import types
+from math import comb
+
+import pytest
+from click.testing import CliRunner
+
+from rejuv.cli import main
+from rejuv.errors import RejuvError
+from rejuv.evaluate import EvalConfig, choose_engine, pass_at_k, run_eval, score
+
+from tiny import build_model, save
+
+
+@pytest.mark.parametrize("n, c, k", [(4, 0, 1), (4, 1, 1), (4, 1, 2), (5, 2, 3), (6, 3, 6), (8, 5, 4), (10, 1, 10)])
+def test_pass_at_k_matches_the_closed_form_and_enumeration(n, c, k):
+    closed = 1 - comb(n - c, k) / comb(n, k)
+    # Enumerate every k-subset of n samples, c of them correct.
+    subsets = list(itertools.combinations([True] * c + [False] * (n - c), k))
+    enumerated = sum(any(s) for s in subsets) / len(subsets)
+    assert pass_at_k(n, c, k) == pytest.approx(closed, abs=1e-12) == pytest.approx(enumerated, abs=1e-12)
+
+
+def test_score_averages_pass1_over_samples():
+    result = score([[True, False, False, False], [True, True, True, True], [False] * 4], ks=[1, 4])
+    assert result["pass@1"] == pytest.approx((0.25 + 1 + 0) / 3)
+    assert result["pass@k"]["4"] == pytest.approx(2 / 3)
+    assert result["correct_per_problem"] == [1, 4, 0]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    model, tok = build_model("qwen3", seed=0)
+    save(model, tok, root / "model")
+    (root / "arith.jsonl").write_text("".join(json.dumps({"problem": f"compute {i}+1.", "answer": str(i + 1)}) + "\n"
+                                              for i in range(3)))
+    return root
+
+
+def test_eval_writes_every_number_with_its_counts(bench, tmp_path):
+    cfg = dict(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], samples=4, max_new_tokens=6,
+               engine="transformers", chat_template="never")
+    report = run_eval(EvalConfig(out=str(tmp_path / "a"), **cfg), progress=False)
+    (result,) = report["results"]
+    assert result["problems"] == 3 and result["samples_per_problem"] == 4
+    assert set(result["pass@k"]) == {"1", "4"} and 0 <= result["pass@1"] <= result["pass@k"]["4"] <= 1
+    samples = [json.loads(x) for x in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 and {s["sample"] for s in samples} == {0, 1, 2, 3}
+    assert json.loads((tmp_path / "a" / "eval.json").read_text()) == report
+    again = run_eval(EvalConfig(out=str(tmp_path / "b"), **cfg), progress=False)
+    assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
+    assert again["results"] == report["results"]
+
+
+def test_eval_bad_input(bench, tmp_path):
+    base = dict(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], out=str(tmp_path / "o"))
+    with pytest.raises(RejuvError, match="pass@k needs 1 ≤ k ≤ samples per problem \\(4\\)"):
+        run_eval(EvalConfig(samples=4, pass_k=[8], **base))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RejuvError, match="not a model folder"):
+        run_eval(EvalConfig(**{**base, "checkpoints": [str(tmp_path / "empty")]}))
+    (tmp_path / "q.jsonl").write_text(json.dumps({"problem": "x"}) + "\n")
+    with pytest.raises(RejuvError, match="missing the 'answer' column"):
+        run_eval(EvalConfig(**{**base, "data": [str(tmp_path / "q.jsonl")]}))
+    assert not (tmp_path / "o").exists()
+
+
+def test_vllm_engine_gives_the_same_format(bench, tmp_path, monkeypatch):
+    """vLLM is not installed on CPU machines; a stand-in with its API checks our side of the call."""
+    calls = {}
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            calls["params"] = kwargs
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["llm"] = kwargs
+
+        def generate(self, prompts, params):
+            calls["prompts"] = prompts
+            out = types.SimpleNamespace(text="\\boxed{1}")
+            return [types.SimpleNamespace(outputs=[out] * params_n()) for _ in prompts]
+
+    def params_n():
+        return calls["params"]["n"]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    assert choose_engine("auto") == "transformers"  # vLLM present but no GPU
+    report = run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")],
+                                 out=str(tmp_path / "v"), samples=2, engine="vllm", chat_template="never",
+                                 temperature=0.6, max_new_tokens=5), progress=False)
+    assert calls["params"] == {"n": 2, "temperature": 0.6, "top_p": 1.0, "max_tokens": 5, "seed": 0}
+    assert all("prompt_token_ids" in p for p in calls["prompts"])
+    (result,) = report["results"]
+    assert result["correct_per_problem"] == [2, 0, 0]  # only problem 0 has answer 1
+    assert report["engine"] == "vllm"
+
+
+def test_eval_cli_prints_a_table(bench, tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(bench / "model"), "--data", str(bench / "arith.jsonl"),
+                                       "--out", str(tmp_path / "c"), "-k", "2", "--max-new-tokens", "4",
+                                       "--engine", "transformers", "--pass-k", "1,2"])
+    assert result.exit_code == 0, result.output
+    assert "pass@1" in result.stdout and "pass@2" in result.stdout and "arith" in result.stdout

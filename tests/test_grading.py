@@ -1,0 +1,66 @@
+import threading
+
+import pytest
+
+from rejuv.errors import RejuvError
+from rejuv.grading import grade, grade_many, last_boxed, normalize_answer
+from rejuv.rewards import REWARDS, exact_match_reward, format_reward, math_verify_reward, resolve_reward
+
+# (gold, completion, correct) labelled by hand.
+LABELLED = [
+    ("0.5", "so x = \\boxed{1/2}", True),
+    ("0.5", "\\boxed{\\frac{1}{2}}", True),
+    ("1/2", "\\boxed{0.5}", True),
+    ("7", "3+4=7. \\boxed{7}", True),
+    ("7", "first \\boxed{3} then \\boxed{7}", True),  # the last box counts
+    ("7", "\\boxed{8}", False),
+    ("7", "the answer is 7", False),  # no boxed answer
+    ("12", "\\boxed{12.0}", True),
+    ("\\sqrt{2}", "\\boxed{\\sqrt{2}}", True),
+    ("3", "\\boxed{-3}", False),
+    ("x+1", "\\boxed{1+x}", True),
+]
+
+
+def test_last_boxed_handles_nesting_and_absence():
+    assert last_boxed("a \\boxed{\\frac{1}{2}} b") == "\\frac{1}{2}"
+    assert last_boxed("\\boxed{1} \\boxed{ 2 }") == "2"
+    assert last_boxed("no box") is None and last_boxed("\\boxed{unclosed") is None
+    assert normalize_answer(" $1,000$. ") == "1000"
+
+
+def test_grading_agrees_with_hand_labels():
+    golds, completions, labels = zip(*LABELLED, strict=True)
+    assert grade_many(list(golds), list(completions)) == list(labels)
+    assert grade("0.5", "\\boxed{1/2}")
+
+
+def test_grading_works_from_a_worker_thread():
+    golds, completions, labels = zip(*LABELLED, strict=True)
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("grades", grade_many(list(golds), list(completions))))
+    thread.start()
+    thread.join(timeout=120)
+    assert out["grades"] == list(labels)
+
+
+def test_rewards_on_hand_made_completions():
+    completions = ["3+4=7. \\boxed{7}", "\\boxed{8}", "7", "\\boxed{7} \\boxed{7}"]
+    answers = ["7"] * 4
+    assert math_verify_reward(completions, answer=answers) == [1.0, -1.0, -1.0, 1.0]
+    assert exact_match_reward(completions, answer=answers) == [1.0, -1.0, 1.0, 1.0]
+    assert format_reward(completions) == [1.0, 1.0, 0.0, 0.0]
+    chat = [[{"role": "assistant", "content": "\\boxed{7}"}]]
+    assert math_verify_reward(chat, answer=["7"]) == [1.0]
+
+
+def test_reward_lookup():
+    assert set(REWARDS) >= {"math_verify", "exact_match", "format"}
+    assert resolve_reward("format") is format_reward
+    assert resolve_reward("tiny:contains_seven")(["a7", "b"]) == [1.0, -1.0]
+    with pytest.raises(RejuvError, match="unknown reward 'accuracy'"):
+        resolve_reward("accuracy")
+    with pytest.raises(RejuvError, match="cannot be imported"):
+        resolve_reward("no_such_module:f")
+    with pytest.raises(RejuvError, match="'answer' column"):
+        math_verify_reward(["\\boxed{1}"])

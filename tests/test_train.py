@@ -1,0 +1,131 @@
+"""`rejuv sft` and `rejuv rl` on a tiny local model (TRL engines, CPU)."""
+
+import json
+import math
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rejuv.checkpoint import Checkpoint
+from rejuv.errors import RejuvError
+from rejuv.train.plasticity import read_plasticity_log
+from rejuv.train.rl import RLRecipeConfig, run_rl
+from rejuv.train.sft import SFTRecipeConfig, run_sft
+
+from tiny import build_model, save
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    base, tok = build_model("llama", seed=0)
+    save(base, tok, root / "base")
+    rng = random.Random(0)
+    with open(root / "sft.jsonl", "w") as f:
+        for _ in range(32):
+            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "completion": f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"})
+                    + "\n")
+    with open(root / "rl.jsonl", "w") as f:
+        for i in range(16):
+            f.write(json.dumps({"prompt": f"compute {i}+1.", "answer": "7"}) + "\n")
+    return root
+
+
+def weights(folder):
+    ckpt = Checkpoint(folder)
+    return {n: ckpt.read(n).clone() for n in ckpt.names()}
+
+
+def test_sft_lowers_the_loss_and_saves_loadable_epochs(world, tmp_path):
+    summary = run_sft(SFTRecipeConfig(model=str(world / "base"), data=str(world / "sft.jsonl"),
+                                      out=str(tmp_path / "nll"), save_epochs=[1, 4], learning_rate=3e-3,
+                                      plasticity_log=True))
+    log = [json.loads(x) for x in (tmp_path / "nll" / "train_log.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in log if "loss" in row]
+    assert summary["steps"] == 16 and len(losses) == 16
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
+    for epoch in ("epoch-1", "epoch-4"):
+        folder = tmp_path / "nll" / epoch
+        assert not (folder / "training_args.bin").exists()
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        assert model.config.model_type == "llama"
+    first, last = weights(tmp_path / "nll" / "epoch-1"), weights(tmp_path / "nll" / "epoch-4")
+    assert any(not torch.equal(first[n], last[n]) for n in first)
+    rows = read_plasticity_log(tmp_path / "nll" / "plasticity.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 17))
+    assert rows[-1]["drift_l2"] > rows[0]["drift_l2"] > 0
+
+
+def test_dft_gives_different_weights_than_nll_from_the_same_seed(world, tmp_path):
+    common = dict(model=str(world / "base"), data=str(world / "sft.jsonl"), save_epochs=[1], learning_rate=3e-3, seed=1)
+    run_sft(SFTRecipeConfig(out=str(tmp_path / "a"), loss="nll", **common))
+    run_sft(SFTRecipeConfig(out=str(tmp_path / "b"), loss="nll", **common))
+    run_sft(SFTRecipeConfig(out=str(tmp_path / "c"), loss="dft", **common))
+    a, b, c = (weights(tmp_path / x / "epoch-1") for x in "abc")
+    assert all(torch.equal(a[n], b[n]) for n in a)  # same seed: same weights
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+
+
+def test_grpo_raises_the_reward_and_logs_plasticity_every_step(world, tmp_path):
+    summary = run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "rl"),
+                                    rewards=["tiny:contains_seven"], learning_rate=2e-2, max_steps=20,
+                                    max_completion_length=6))
+    assert summary["reward_last"] > summary["reward_first"] + 0.5
+    rows = read_plasticity_log(tmp_path / "rl" / "plasticity.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    for row in rows:
+        for key in ("grad_norm", "update_l2", "drift_l2", "drift_rel", "frac_changed", "reward", "kl"):
+            assert math.isfinite(row[key]), (key, row)
+    AutoModelForCausalLM.from_pretrained(tmp_path / "rl")
+    assert json.loads((tmp_path / "rl" / "rl_config.json").read_text())["beta"] == 0.001
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": "bad.jsonl"}, "expected 'prompt'\\+'completion'"),
+    ({"model": "not_a_model"}, "not a model folder"),
+    ({"loss": "focal"}, "loss must be 'nll' or 'dft'"),
+    ({"save_epochs": "2,x"}, "save_epochs must be numbers"),
+])
+def test_sft_bad_input_fails_before_training(world, tmp_path, change, message):
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "solution": "s"}) + "\n")
+    (tmp_path / "not_a_model").mkdir()
+    values = {"model": str(world / "base"), "data": str(world / "sft.jsonl"), "out": str(tmp_path / "out")}
+    values.update({k: str(tmp_path / v) if k in ("data", "model") else v for k, v in change.items()})
+    with pytest.raises(RejuvError, match=message):
+        run_sft(SFTRecipeConfig(**values))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rewards": ["accuracy"]}, "unknown reward 'accuracy'"),
+    ({"per_device_batch_size": 6, "num_generations": 4}, "must be divisible by num_generations \\(4\\)"),
+    ({"data": "noanswer.jsonl"}, "missing the 'answer' column"),
+    ({"model": "not_a_model"}, "not a model folder"),
+])
+def test_rl_bad_input_fails_before_training(world, tmp_path, change, message):
+    (tmp_path / "noanswer.jsonl").write_text(json.dumps({"prompt": "p"}) + "\n")
+    (tmp_path / "not_a_model").mkdir()
+    values = {"model": str(world / "base"), "data": str(world / "rl.jsonl"), "out": str(tmp_path / "out")}
+    values.update({k: str(tmp_path / v) if k in ("data", "model") else v for k, v in change.items()})
+    with pytest.raises(RejuvError, match=message):
+        run_rl(RLRecipeConfig(**values))
+    assert not (tmp_path / "out").exists()
+
+
+def test_sft_runs_as_two_processes_under_torchrun(world, tmp_path):
+    """The distributed path (DDP over gloo on CPUs) saves one set of checkpoints with half the steps."""
+    out = tmp_path / "dist"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rejuv.cli", "sft",
+           "--model", str(world / "base"), "--data", str(world / "sft.jsonl"), "--out", str(out),
+           "--save-epochs", "1,2", "--learning-rate", "1e-3", "--per-device-batch-size", "4"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.rindex('{\n  "out"'):])  # the trainer prints logs first
+    assert summary["steps"] == 8  # 32 rows / (2 processes × 4) × 2 epochs
+    assert sorted(p.name for p in out.iterdir()) == ["epoch-1", "epoch-2", "sft_config.json", "train_log.jsonl"]
+    assert not list(tmp_path.glob(".dist.rejuv-tmp-*"))
