@@ -129,3 +129,37 @@ def test_sft_runs_as_two_processes_under_torchrun(world, tmp_path):
     assert summary["steps"] == 8  # 32 rows / (2 processes × 4) × 2 epochs
     assert sorted(p.name for p in out.iterdir()) == ["epoch-1", "epoch-2", "sft_config.json", "train_log.jsonl"]
     assert not list(tmp_path.glob(".dist.rejuv-tmp-*"))
+
+
+def test_rl_with_lora_saves_a_merged_full_model(world, tmp_path):
+    run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "lora"),
+                          rewards=["tiny:contains_seven"], learning_rate=5e-2, max_steps=3, max_completion_length=4,
+                          lora=True, lora_r=4, lora_alpha=8))
+    assert not list((tmp_path / "lora").glob("adapter_*"))
+    out, base = weights(tmp_path / "lora"), weights(world / "base")
+    assert out.keys() == base.keys()  # plain model tensor names, adapters merged in
+    assert any(not torch.equal(out[n], base[n]) for n in out)
+    rows = read_plasticity_log(tmp_path / "lora" / "plasticity.jsonl")
+    assert len(rows) == 3 and rows[-1]["drift_l2"] > 0
+
+
+def test_cli_rl_reads_yaml_with_trl_args(world, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from rejuv.cli import main
+
+    config = tmp_path / "rl.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(world / "base"), "data": str(world / "rl.jsonl"), "out": str(tmp_path / "out"),
+        "rewards": ["tiny:contains_seven", "format"], "reward_weights": [1.0, 0.1], "max_steps": 2,
+        "max_completion_length": 4, "num_generations": 4, "trl_args": {"top_k": 20}}))
+    result = CliRunner().invoke(main, ["rl", "--config", str(config), "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "rl_config.json").read_text())
+    assert saved["max_steps"] == 3 and saved["trl_args"] == {"top_k": 20} and saved["num_generations"] == 4
+    assert len(read_plasticity_log(tmp_path / "out" / "plasticity.jsonl")) == 3
+    config.write_text(yaml.safe_dump({"model": str(world / "base"), "data": str(world / "rl.jsonl"),
+                                      "out": str(tmp_path / "out2"), "trl_args": {"no_such_field": 1}}))
+    bad = CliRunner().invoke(main, ["rl", "--config", str(config)])
+    assert bad.exit_code != 0 and "no_such_field" in bad.output and not (tmp_path / "out2").exists()
