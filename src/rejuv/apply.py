@@ -44,6 +44,7 @@ from rejuv.checkpoint import (
 )
 from rejuv.errors import RejuvError
 from rejuv.fusion import FusionPlan, check_alpha, fuse_tensor, plan_fusion
+from rejuv.modeling import load_frozen_model
 from rejuv.reset import RANKINGS, ResetSet, apply_reset, check_rho, reset_plan
 
 MANIFEST = "rejuvenation.json"
@@ -121,23 +122,7 @@ def _bar(cfg: ApplyConfig, total: int, desc: str, unit: str):
 
 
 def load_model(path: str | Path, cfg: ApplyConfig):
-    """A checkpoint as a model in eval mode with frozen parameters, for the calibration passes."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    quiet = not cfg.progress and hf_logging.is_progress_bar_enabled()
-    if quiet:
-        hf_logging.disable_progress_bar()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype_from_name(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
-            use_safetensors=None if cfg.allow_pickle else True)
-    except (OSError, ValueError) as exc:
-        raise RejuvError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()
-    return model.to(cfg.device).eval().requires_grad_(False)
+    return load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress)
 
 
 def _load_base_like_sft(cfg: ApplyConfig, plan: FusionPlan, sft: Checkpoint):

@@ -207,6 +207,40 @@ def eval_command(config_path: str | None, checkpoints: tuple[str, ...], data: tu
     click.echo(format_table(report))
 
 
+@main.command("diagnose")
+@click.argument("checkpoints", nargs=-1)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--base", help="Base model folder the checkpoints were trained from.")
+@click.option("--calib", help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
+@click.option("--eval", "eval_", help="Benchmark (problem/answer rows): adds pass@1, pass@k and their gap.")
+@click.option("--k", type=int, help="k of pass@k. [8]")
+@click.option("--samples", type=int, help="Samples drawn per problem. [k]")
+@click.option("--max-problems", type=int)
+@click.option("--max-new-tokens", type=int, help="[512]")
+@click.option("--max-samples", type=int, help="Calibration rows used. [64]")
+@click.option("--out", help="Report folder: report.json, report.html, PNG plots.")
+@click.option("--name", "names", multiple=True, help="Label per checkpoint, in order (default: folder names).")
+@click.option("--device")
+@click.option("--dtype")
+@click.option("--seed", type=int)
+@click.option("--overwrite/--no-overwrite", default=None)
+@click.option("--allow-pickle/--no-allow-pickle", default=None)
+@click.option("--trust-remote-code/--no-trust-remote-code", default=None)
+@click.option("--progress/--no-progress", default=None)
+def diagnose_command(config_path: str | None, checkpoints: tuple[str, ...], eval_: str | None,
+                     names: tuple[str, ...], **options) -> None:
+    """Parameter drift, token entropy, top-1 mass, NLL and pass@k gap of checkpoints against their base."""
+    from rejuv.diagnose import DiagnoseConfig, run_diagnose
+
+    options.update(checkpoints=list(checkpoints) or None, eval=eval_, names=list(names) or None)
+    _, report = _run(DiagnoseConfig, run_diagnose, options, config_path)
+    for e in sorted(report["checkpoints"], key=lambda e: e["rank"]):
+        verdict = "OVER-TRAINED: " + "; ".join(e["signals"].values()) if e["flagged"] else "ok"
+        click.echo(f"{e['rank']}. {e['name']}: entropy {e['outputs']['mean_entropy']:.3f} nats, "
+                   f"drift {e['params']['model']['rel'] or 0:.4f}  [{verdict}]")
+    click.echo(f"report: {Path(options['out'] or report['config']['out']) / 'report.html'}")
+
+
 @main.command("export-verl")
 @click.option("--data", required=True, help="RL prompts with answers (JSONL/parquet).")
 @click.option("--val", help="Validation prompts with answers.")

@@ -1,0 +1,1 @@
+"""Plasticity diagnostics: parameter drift (params), output statistics (outputs), report (report)."""

@@ -1,0 +1,222 @@
+"""Flags, ranking, plots and the self-contained HTML page of `rejuv diagnose`.
+
+A checkpoint is flagged as over-trained when two or more warning signs fire,
+or when its entropy alone is below the collapse level. The signs (each stated
+in the report when it fires):
+- entropy: mean teacher-forced entropy below 0.18 nats, or below half the
+  highest among the checkpoints given;
+- drift: relative drift from the base at least twice the smallest among them;
+- spikiness: share of ‖Δ‖² in the top 0.1% of entries at least 1.5× the smallest;
+- pass gap: pass@k − pass@1 at most half the largest among them (with --eval).
+Relative signs need two or more checkpoints. The ranking orders checkpoints by
+the mean of their ranks on entropy (high first), drift, spikiness (low first)
+and pass gap (high first).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+
+from rejuv.arch import NEURON_KINDS
+from rejuv.diagnostics.outputs import COLLAPSE_NATS
+
+
+def assess(entries: list[dict]) -> None:
+    """Add `signals`, `flagged` and `rank` to each checkpoint entry (in place)."""
+    several = len(entries) > 1
+    entropy = [e["outputs"]["mean_entropy"] for e in entries]
+    drift = [e["params"]["model"]["rel"] or 0.0 for e in entries]
+    spiky = [e["params"]["model"]["top_0.1pct_share"] for e in entries]
+    gaps = [e["sampling"]["gap"] if e.get("sampling") else None for e in entries]
+    for i, e in enumerate(entries):
+        signals = {}
+        if entropy[i] < COLLAPSE_NATS:
+            signals["entropy"] = f"mean entropy {entropy[i]:.3f} nats is below the collapse level {COLLAPSE_NATS}"
+        elif several and entropy[i] < 0.5 * max(entropy):
+            signals["entropy"] = f"mean entropy {entropy[i]:.3f} nats is under half the highest ({max(entropy):.3f})"
+        if several and min(drift) > 0 and drift[i] >= 2 * min(drift):
+            signals["drift"] = f"relative drift {drift[i]:.4f} is {drift[i] / min(drift):.1f}× the smallest"
+        if several and min(spiky) > 0 and spiky[i] >= 1.5 * min(spiky):
+            signals["spikiness"] = (f"top-0.1% share of the drift {spiky[i]:.3f} is {spiky[i] / min(spiky):.1f}× "
+                                    "the smallest")
+        known_gaps = [g for g in gaps if g is not None]
+        if several and gaps[i] is not None and max(known_gaps) > 0 and gaps[i] <= 0.5 * max(known_gaps):
+            signals["pass_gap"] = f"pass@k − pass@1 = {gaps[i]:.3f} is at most half the largest ({max(known_gaps):.3f})"
+        e["signals"] = signals
+        e["flagged"] = len(signals) >= 2 or entropy[i] < COLLAPSE_NATS
+    orders = [_ranks([-x for x in entropy]), _ranks(drift), _ranks(spiky)]
+    if all(g is not None for g in gaps):
+        orders.append(_ranks([-g for g in gaps]))
+    score = [sum(o[i] for o in orders) / len(orders) for i in range(len(entries))]
+    for position, i in enumerate(sorted(range(len(entries)), key=lambda i: (score[i], i)), start=1):
+        entries[i]["rank"] = position
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Average ranks (1 = smallest), ties shared."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+# -- plots -------------------------------------------------------------------------------------------
+def _figure_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_drift_heatmaps(entries: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = sorted({int(layer) for e in entries for layer in e["params"]["by_layer"]})
+    grids = []
+    for e in entries:
+        grid = [[(e["params"]["by_layer"].get(str(layer), {}).get(kind, {}).get("rel") or 0.0)
+                 for kind in NEURON_KINDS] for layer in layers]
+        grids.append(grid)
+    vmax = max((v for g in grids for row in g for v in row), default=1.0) or 1.0
+    fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries) + 1, 0.28 * len(layers) + 2.2),
+                             squeeze=False)
+    for ax, e, grid in zip(axes[0], entries, grids, strict=True):
+        image = ax.imshow(grid, aspect="auto", cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(e["name"], fontsize=9)
+        ax.set_xticks(range(len(NEURON_KINDS)), [k.replace("_proj", "") for k in NEURON_KINDS], fontsize=7,
+                      rotation=45)
+        ax.set_yticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
+        ax.set_ylabel("layer", fontsize=8)
+    fig.colorbar(image, ax=axes[0].tolist(), label="‖Δ‖ / ‖θ_base‖")
+    fig.suptitle("Relative drift from the base, per layer and module", fontsize=10, y=1.03)
+    return _figure_png(fig)
+
+
+def plot_entropy_histograms(entries: list[dict], base_outputs: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for label, outputs, style in [("base", base_outputs, "--")] + [(e["name"], e["outputs"], "-") for e in entries]:
+        hist = outputs["entropy_histogram"]
+        total = max(sum(hist["counts"]), 1)
+        ax.stairs([c / total for c in hist["counts"]], hist["edges"], label=label, linestyle=style)
+    ax.axvline(COLLAPSE_NATS, color="grey", linewidth=0.8)
+    ax.set_xlabel("teacher-forced next-token entropy (nats)")
+    ax.set_ylabel("share of response positions")
+    ax.legend(fontsize=8)
+    ax.set_title("Per-position entropy on the calibration set", fontsize=10)
+    return _figure_png(fig)
+
+
+def plot_across_checkpoints(entries: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("mean entropy (nats)", [e["outputs"]["mean_entropy"] for e in entries]),
+              ("relative drift", [e["params"]["model"]["rel"] or 0.0 for e in entries]),
+              ("top-0.1% share of drift", [e["params"]["model"]["top_0.1pct_share"] for e in entries])]
+    if all(e.get("sampling") for e in entries):
+        panels.append(("pass@k − pass@1", [e["sampling"]["gap"] for e in entries]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False)
+    names = [e["name"] for e in entries]
+    for ax, (title, values) in zip(axes[0], panels, strict=True):
+        ax.plot(range(len(values)), values, marker="o")
+        ax.set_xticks(range(len(names)), names, rotation=45, fontsize=7, ha="right")
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("Across checkpoints (in the order given)", fontsize=10, y=1.04)
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+# -- HTML --------------------------------------------------------------------------------------------
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return html.escape(str(value))
+
+
+def render_html(report: dict, images: dict[str, bytes]) -> str:
+    entries = sorted(report["checkpoints"], key=lambda e: e["rank"])
+    rows = []
+    for e in entries:
+        s = e.get("sampling") or {}
+        reasons = "<br>".join(html.escape(v) for v in e["signals"].values()) or "–"
+        rows.append(
+            f"<tr class={'flagged' if e['flagged'] else 'ok'}><td>{e['rank']}</td><td>{html.escape(e['name'])}</td>"
+            f"<td>{_fmt(e['outputs']['mean_entropy'])}</td><td>{_fmt(e['outputs']['entropy_gap_to_base'])}</td>"
+            f"<td>{_fmt(e['outputs']['top1_mass'])}</td><td>{_fmt(e['outputs']['nll'])}</td>"
+            f"<td>{_fmt(e['params']['model']['rel'])}</td><td>{_fmt(e['params']['model']['kurtosis'])}</td>"
+            f"<td>{_fmt(e['params']['model']['top_0.1pct_share'])}</td>"
+            f"<td>{_fmt(s.get('pass@1'))}</td><td>{_fmt(s.get('pass@k'))}</td><td>{_fmt(s.get('gap'))}</td>"
+            f"<td>{'over-trained' if e['flagged'] else 'ok'}</td><td>{reasons}</td></tr>")
+    figures = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, png in images.items())
+    token_tables = []
+    for e in report["checkpoints"]:
+        items = "".join(f"<tr><td><code>{html.escape(t['token'])}</code></td><td>{t['count']}</td>"
+                        f"<td>{_fmt(t['mean_entropy_drop'])}</td></tr>" for t in e["outputs"]["tokens_lost_entropy"])
+        token_tables.append(f"<h3>{html.escape(e['name'])}</h3><table><tr><th>token</th><th>count</th>"
+                            f"<th>mean entropy drop (nats)</th></tr>{items}</table>")
+    base = report["base"]
+    k = report["sampling"]["k"] if report.get("sampling") else None
+    sample_note = (f"Sampling: {report['sampling']['problems']} problems × {report['sampling']['samples']} samples "
+                   f"at T={report['sampling']['temperature']}, pass@{k}." if k else "Sampling: not run (no --eval).")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rejuv diagnose</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }}
+td:nth-child(2), td:last-child {{ text-align: left; }}
+tr.flagged {{ background: #fde2e1; }}
+figure {{ display: inline-block; margin: 8px; }} img {{ max-width: 100%; border: 1px solid #eee; }}
+</style></head>
+<body data-images="{len(images)}" data-images-loaded="0">
+<h1>Plasticity diagnosis</h1>
+<p>Base: <code>{html.escape(base['path'])}</code>, mean entropy {_fmt(base['outputs']['mean_entropy'])} nats.
+Calibration: <code>{html.escape(report['calibration']['path'])}</code>, {report['calibration']['samples']} samples,
+{base['outputs']['positions']} response positions. {html.escape(sample_note)} Seed {report['seed']}.</p>
+<h2>Ranking</h2>
+<table id="ranking"><tr><th>rank</th><th>checkpoint</th><th>entropy</th><th>gap to base</th><th>top-1 mass</th>
+<th>NLL</th><th>rel. drift</th><th>kurtosis of Δ</th><th>top-0.1% share</th><th>pass@1</th><th>pass@k</th>
+<th>gap</th><th>verdict</th><th>signals</th></tr>{''.join(rows)}</table>
+<h2>Plots</h2>{figures}
+<h2>Tokens that lost the most entropy against the base</h2>{''.join(token_tables)}
+<script>
+document.querySelectorAll("img").forEach(function (img) {{
+  function done() {{
+    var n = Array.prototype.filter.call(document.images, function (i) {{ return i.naturalWidth > 0; }}).length;
+    document.body.setAttribute("data-images-loaded", String(n));
+  }}
+  if (img.complete) {{ done(); }} else {{ img.addEventListener("load", done); }}
+}});
+</script>
+</body></html>
+"""
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2) + "\n"

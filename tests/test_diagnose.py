@@ -1,0 +1,159 @@
+"""`rejuv diagnose` on tiny models trained here: flags, numbers, schema, a real browser."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rejuv.cli import main
+from rejuv.diagnose import SCHEMA, diagnose
+from rejuv.diagnostics.params import DriftGroup
+from rejuv.errors import RejuvError
+from rejuv.train.sft import SFTRecipeConfig, run_sft
+
+from tiny import build_model, save
+
+
+def _rows(rng, n, key):
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        answer = f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"
+        rows.append({"prompt": f"compute {a}+{b}.", key: answer} if key != "answer" else
+                    {"problem": f"compute {a}+{b}.", "answer": str(a + b)})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A base, a checkpoint after 1 epoch and one after 16 epochs on the same data."""
+    root = tmp_path_factory.mktemp("diag")
+    base, tok = build_model("llama", seed=0)
+    save(base, tok, root / "base")
+    rng = random.Random(0)
+    for name, rows in (("sft", _rows(rng, 32, "completion")), ("calib", _rows(rng, 16, "response")),
+                       ("bench", _rows(rng, 4, "answer"))):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for epochs in (1, 16):
+        run_sft(SFTRecipeConfig(model=str(root / "base"), data=str(root / "sft.jsonl"), out=str(root / f"e{epochs}"),
+                                save_epochs=[epochs], learning_rate=3e-3))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report_dir(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "rep"
+    result = CliRunner().invoke(main, [
+        "diagnose", "--base", str(trained / "base"), str(trained / "e1" / "epoch-1"), str(trained / "e16" / "epoch-16"),
+        "--calib", str(trained / "calib.jsonl"), "--eval", str(trained / "bench.jsonl"), "--k", "4",
+        "--max-new-tokens", "12", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "epoch-16" in result.stdout and "OVER-TRAINED" in result.stdout
+    return out
+
+
+def test_the_longer_trained_checkpoint_is_flagged(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    short, long = report["checkpoints"]
+    assert long["outputs"]["mean_entropy"] < 0.5 * short["outputs"]["mean_entropy"]
+    assert long["params"]["model"]["rel"] > 2 * short["params"]["model"]["rel"]
+    assert long["flagged"] and not short["flagged"]
+    assert {"entropy", "drift"} <= set(long["signals"])
+    assert (short["rank"], long["rank"]) == (1, 2)
+    assert long["outputs"]["entropy_gap_to_base"] < short["outputs"]["entropy_gap_to_base"] < 0
+    assert long["outputs"]["top1_mass"] > short["outputs"]["top1_mass"]
+    assert long["outputs"]["tokens_lost_entropy"][0]["count"] >= 1
+    assert report["sampling"]["samples"] == 4 and report["sampling"]["problems"] == 4
+    assert 0 <= long["sampling"]["pass@1"] <= long["sampling"]["pass@k"] <= 1
+    kinds = set(long["params"]["by_kind"])
+    assert {"q_proj", "down_proj", "embedding", "norm"} <= kinds
+    assert set(long["params"]["by_layer"]) == {"0", "1"}
+
+
+def test_report_matches_its_schema(report_dir):
+    schema = json.loads(Path(SCHEMA).read_text())
+    report = json.loads((report_dir / "report.json").read_text())
+    jsonschema.validate(report, schema)
+    broken = json.loads(json.dumps(report))
+    broken["checkpoints"][0]["outputs"]["top1_mass"] = 1.5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+    assert sorted(report["plots"]) == ["across_checkpoints.png", "drift_heatmap.png", "entropy_histograms.png"]
+    for name in report["plots"]:
+        assert (report_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not _chromium() and not os.environ.get("CI"), reason="Debian's chromium is not installed")
+def test_html_report_renders_in_headless_chromium(report_dir, tmp_path):
+    browser = _chromium()
+    assert browser, "CI installs chromium (.ci/run); it is missing"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,1800", "--virtual-time-budget=5000"]
+    url = (report_dir / "report.html").as_uri()
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-images="3"' in dom and 'data-images-loaded="3"' in dom  # every plot decoded by the browser
+    assert '<table id="ranking">' in dom and "epoch-16" in dom and "over-trained" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a page with plots, not a blank one
+
+
+def test_identical_checkpoints_have_zero_drift_and_zero_gap(trained, tmp_path):
+    shutil.copytree(trained / "base", tmp_path / "copy")
+    report = diagnose(trained / "base", [tmp_path / "copy"], trained / "calib.jsonl", tmp_path / "rep", progress=False)
+    (entry,) = report["checkpoints"]
+    model = entry["params"]["model"]
+    assert model["l2"] == 0 and model["max_abs"] == 0 and model["frac_changed"]["exact"] == 0
+    assert model["kurtosis"] is None and model["top_0.1pct_share"] == 0
+    assert entry["outputs"]["entropy_gap_to_base"] == 0
+    assert not entry["flagged"]
+
+
+def test_pooled_statistics_equal_direct_ones():
+    torch.manual_seed(0)
+    parts = [torch.randn(300) * 0.01, torch.randn(50, 20) ** 3, torch.zeros(7)]
+    pooled = DriftGroup()
+    for p in parts:
+        one = DriftGroup()
+        one.add(p, torch.ones_like(p), torch.ones_like(p) + p)
+        pooled.merge(one)
+    direct = DriftGroup()
+    flat = torch.cat([p.flatten() for p in parts])
+    direct.add(flat, torch.ones_like(flat), torch.ones_like(flat) + flat)
+    a, b = pooled.summary(), direct.summary()
+    for key in ("numel", "l2", "max_abs", "kurtosis", "norm", "frac_changed", "top_0.1pct_share"):
+        assert a[key] == pytest.approx(b[key], rel=1e-9), key
+    d = flat.double()
+    kurt = float(((d - d.mean()) ** 4).mean() / ((d - d.mean()) ** 2).mean() ** 2 - 3)
+    assert a["kurtosis"] == pytest.approx(kurt, rel=1e-6)
+    k = -(-len(d) // 1000)
+    exact_share = float(d.pow(2).topk(k).values.sum() / d.pow(2).sum())
+    assert a["top_0.1pct_share"] == pytest.approx(exact_share, rel=0.03)  # histogram bins are 0.01 decade
+
+
+def test_diagnose_bad_input(trained, tmp_path):
+    qwen, tok = build_model("qwen3", seed=0)
+    save(qwen, tok, tmp_path / "qwen")
+    (tmp_path / "calib_bad.jsonl").write_text(json.dumps({"question": "q"}) + "\n")
+    common = dict(base=trained / "base", out=tmp_path / "rep")
+    with pytest.raises(RejuvError, match="architectures differ"):
+        diagnose(checkpoints=[tmp_path / "qwen"], calib=trained / "calib.jsonl", **common)
+    with pytest.raises(RejuvError, match=r"calib_bad\.jsonl:1: expected string fields"):
+        diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=tmp_path / "calib_bad.jsonl", **common)
+    with pytest.raises(RejuvError, match="--k 8 is larger than the 4 samples drawn"):
+        diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
+                 eval=str(trained / "bench.jsonl"), k=8, samples=4, **common)
+    assert not (tmp_path / "rep").exists()
