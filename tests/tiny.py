@@ -6,27 +6,15 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from rejuv.lab.world import make_char_tokenizer
 
 ARCHS = ("llama", "mistral", "qwen2", "qwen3")
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-CHARS = list(" 0123456789+-*=.,:?\\{}()abcdefghijklmnopqrstuvwxyz|<>/")
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% if m['role'] == 'assistant' %}</s>"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + CHARS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+def make_tokenizer():
+    return make_char_tokenizer()
 
 
 def tiny_config(arch: str, vocab_size: int, tied: bool = False, layers: int = 2, hidden: int = 32):

@@ -10,11 +10,11 @@ errors name the file and line.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from rejuv.data import jsonl_rows
 from rejuv.errors import RejuvError
 
 
@@ -48,20 +48,9 @@ def file_sha256(path: Path) -> str:
 
 def read_rows(path: str | Path) -> list[tuple[int, dict]]:
     """Parse and validate every row; returns (line number, row)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RejuvError(f"{path}: calibration file not found")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RejuvError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            _validate_row(row, f"{path}:{lineno}")
-            rows.append((lineno, row))
+    rows = jsonl_rows(path, "calibration")
+    for lineno, row in rows:
+        _validate_row(row, f"{path}:{lineno}")
     if not rows:
         raise RejuvError(f"{path}: calibration file has no rows")
     return rows

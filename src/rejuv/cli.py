@@ -50,6 +50,20 @@ def merge_options(config_cls, cli_values: dict, config_path: str | None):
         raise RejuvError(str(exc)) from exc
 
 
+def _echo_main(text: str) -> None:
+    """Print once, from the main process of a distributed launch."""
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(text)
+
+
+def _run(config_cls, runner, options: dict, config_path: str | None):
+    try:
+        cfg = merge_options(config_cls, options, config_path)
+        return cfg, runner(cfg)
+    except RejuvError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rejuv")
 def main() -> None:
@@ -88,29 +102,11 @@ def apply_command(config_path: str | None, **options) -> None:
     """
     from rejuv.apply import ApplyConfig, run_apply
 
-    try:
-        cfg = merge_options(ApplyConfig, options, config_path)
-        manifest = run_apply(cfg)
-    except RejuvError as exc:
-        raise click.ClickException(str(exc)) from exc
+    cfg, manifest = _run(ApplyConfig, run_apply, options, config_path)
     summary = {k: manifest[k] for k in ("alpha", "rho", "neurons_total", "neurons_reset",
                                         "effective_reset_ratio", "entropy", "dla_reconstruction_error")}
     summary["out"] = cfg.out
     click.echo(json.dumps(summary, indent=2))
-
-
-def _echo_main(text: str) -> None:
-    """Print once, from the main process of a distributed launch."""
-    if os.environ.get("RANK", "0") == "0":
-        click.echo(text)
-
-
-def _run(config_cls, runner, options: dict, config_path: str | None):
-    try:
-        cfg = merge_options(config_cls, options, config_path)
-        return cfg, runner(cfg)
-    except RejuvError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 _COMMON_TRAIN = [
@@ -127,6 +123,7 @@ _COMMON_TRAIN = [
     click.option("--seed", type=int),
     click.option("--overwrite/--no-overwrite", default=None),
     click.option("--trust-remote-code/--no-trust-remote-code", default=None),
+    click.option("--progress/--no-progress", default=None, help="Progress bar and per-step log lines. [on]"),
 ]
 
 
@@ -262,13 +259,34 @@ def export_verl_command(**options) -> None:
 
 
 @main.command("demo")
-@click.option("--preset", type=click.Choice(["smoke", "small", "full"]), default="small", show_default=True)
+@click.option("--preset", type=click.Choice(["smoke", "small", "full"]), default="small", show_default=True,
+              help="smoke: ~2 min plumbing check; small: the experiment on a laptop; full: for a GPU.")
+@click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
+@click.option("--arms", help="Comma-separated arms: modsft, oversft, dft, oversft_fusion, oversft_rejuv, "
+              "modsft_rejuv. [all but modsft_rejuv]")
 @click.option("--out", default="runs/demo", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def demo_command(preset: str, out: str, seed: int) -> None:
-    """The lab: the paper's experiment in miniature (not built yet; see issue 5)."""
-    click.echo("rejuv demo: the lab (SFT -> rejuvenation -> GRPO -> evaluation on a built-in task) is not "
-               "built yet; it lands with the lab issue. Meanwhile `rejuv apply --help` shows what works.")
+@click.option("--device", help="cpu or cuda for the calibration passes (the preset's by default).")
+@click.option("--overwrite", is_flag=True, help="Discard an existing demo with other settings.")
+def demo_command(preset: str, seeds: str | None, arms: str | None, out: str, device: str | None,
+                 overwrite: bool) -> None:
+    """The lab: base → ModSFT/OverSFT/DFT → fusion/Rejuvenation → GRPO → eval, with a report."""
+    from rejuv.lab.demo import DEFAULT_ARMS, run_demo
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise click.ClickException(f"--seeds takes integers like 0,1,2; got {seeds!r}") from None
+    arm_list = tuple(a.strip() for a in arms.split(",")) if arms else DEFAULT_ARMS
+    try:
+        report = run_demo(preset, out, seed_list, arm_list, overwrite, device)
+    except RejuvError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from rejuv.lab.report import markdown_table
+
+    click.echo(markdown_table(report["table"], tuple(report["arms"])))
+    for claim in report["claims"]:
+        click.echo("- " + claim["text"])
+    click.echo(f"report: {Path(out) / 'report.html'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,12 +16,27 @@ from pathlib import Path
 from rejuv.errors import RejuvError
 
 
+def jsonl_rows(path: str | Path, what: str = "data") -> list[tuple[int, object]]:
+    """(line number, parsed JSON) for every non-blank line; a bad line is named in the error."""
+    path = Path(path)
+    if not path.is_file():
+        raise RejuvError(f"{path}: {what} file not found")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                rows.append((lineno, json.loads(text)))
+            except json.JSONDecodeError as exc:
+                raise RejuvError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+    return rows
+
+
 def read_records(path: str | Path) -> list[dict]:
     """Rows of a JSONL (.jsonl/.json lines) or parquet file; JSON errors name the line."""
     path = Path(path)
-    if not path.is_file():
-        raise RejuvError(f"{path}: data file not found")
-    if path.suffix == ".parquet":
+    if path.suffix == ".parquet" and path.is_file():
         import pyarrow.parquet as pq
 
         try:
@@ -29,17 +44,10 @@ def read_records(path: str | Path) -> list[dict]:
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise RejuvError(f"{path}: cannot be read as parquet ({exc})") from exc
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RejuvError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise RejuvError(f"{path}:{lineno}: expected a JSON object")
-            rows.append(row)
+    for lineno, row in jsonl_rows(path):
+        if not isinstance(row, dict):
+            raise RejuvError(f"{path}:{lineno}: expected a JSON object")
+        rows.append(row)
     if not rows:
         raise RejuvError(f"{path}: no rows")
     return rows

@@ -117,6 +117,44 @@ def make_trl_config(config_cls, values: dict, extra: dict | None, what: str):
         raise RejuvError(f"{what}: {exc}") from exc
 
 
+def shared_trainer_args(cfg, tmp: Path) -> dict:
+    """TrainingArguments both recipes set the same way (cfg: an SFT or RL recipe config)."""
+    return dict(
+        output_dir=str(tmp / "trainer"), learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed, data_seed=cfg.seed, activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
+        model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": "auto"},
+        **device_defaults(cfg.dtype),
+    )
+
+
+def lora_config(cfg):
+    """LoRA on every linear layer when the recipe asks for it, else None."""
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def silence(trainer) -> None:
+    """Drop the trainer's progress bar and per-step log printing (the logs are still recorded)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+
+
+def finish_run(trainer, tmp: Path, cfg, config_name: str) -> None:
+    """Write the log history and the recipe config; drop the trainer's scratch folder."""
+    if trainer.accelerator.is_main_process:
+        write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
+        write_json(tmp / config_name, cfg)
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+
+
 def write_json(path: Path, obj) -> None:
     if is_dataclass(obj):
         obj = asdict(obj)

@@ -15,7 +15,6 @@ from the initial policy, reward, KL, entropy), `train_log.jsonl`,
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +24,15 @@ from rejuv.errors import RejuvError
 from rejuv.rewards import resolve_reward
 from rejuv.train.common import (
     check_model_path,
-    device_defaults,
     distributed_state,
+    finish_run,
     load_tokenizer,
+    lora_config,
     make_trl_config,
     save_model,
+    shared_trainer_args,
+    silence,
     training_output_dir,
-    write_json,
-    write_jsonl,
 )
 from rejuv.train.plasticity import PlasticityCallback, read_plasticity_log
 
@@ -68,6 +68,7 @@ class RLRecipeConfig:
     seed: int = 0
     overwrite: bool = False
     trust_remote_code: bool = False
+    progress: bool = True  # progress bar and per-step log lines
     trl_args: dict = field(default_factory=dict)  # any other GRPOConfig field
 
 
@@ -107,39 +108,25 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
 
     with training_output_dir(out, cfg.overwrite) as tmp:
         values = dict(
-            output_dir=str(tmp / "trainer"), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-            per_device_train_batch_size=cfg.per_device_batch_size,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
-            num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon, temperature=cfg.temperature,
-            top_p=cfg.top_p, max_completion_length=cfg.max_completion_length, loss_type=cfg.loss_type,
-            reward_weights=cfg.reward_weights, use_vllm=cfg.use_vllm, seed=cfg.seed, data_seed=cfg.seed,
-            activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
-            model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": "auto"},
-            **device_defaults(cfg.dtype),
+            shared_trainer_args(cfg, tmp), max_steps=cfg.max_steps, lr_scheduler_type="constant", warmup_steps=0,
+            weight_decay=0.0, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
+            temperature=cfg.temperature, top_p=cfg.top_p, max_completion_length=cfg.max_completion_length,
+            loss_type=cfg.loss_type, reward_weights=cfg.reward_weights, use_vllm=cfg.use_vllm,
         )
         args = make_trl_config(GRPOConfig, values, cfg.trl_args, "rl")
-        peft_config = None
-        if cfg.lora:
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
-                                     task_type="CAUSAL_LM")
         plasticity = PlasticityCallback(tmp / "plasticity.jsonl", every=cfg.plasticity_every)
         try:
             trainer = GRPOTrainer(model=cfg.model, reward_funcs=funcs, args=args,
                                   train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-                                  peft_config=peft_config, callbacks=[plasticity])
+                                  peft_config=lora_config(cfg), callbacks=[plasticity])
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"rl: the trainer refused the set-up ({exc})") from exc
+        if not cfg.progress:
+            silence(trainer)
         trainer.train()
         save_model(trainer, tmp)
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-        if trainer.accelerator.is_main_process:
-            write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
-            write_json(tmp / "rl_config.json", cfg)
-            shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        trainer.accelerator.wait_for_everyone()
+        finish_run(trainer, tmp, cfg, "rl_config.json")
         steps = len(read_plasticity_log(tmp / "plasticity.jsonl")) if (tmp / "plasticity.jsonl").exists() else 0
     head, tail = rewards[:5], rewards[-5:]
     return {

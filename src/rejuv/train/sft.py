@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +22,14 @@ from rejuv.data import sft_records
 from rejuv.errors import RejuvError
 from rejuv.train.common import (
     check_model_path,
-    device_defaults,
+    finish_run,
     load_tokenizer,
+    lora_config,
     make_trl_config,
     save_model,
+    shared_trainer_args,
+    silence,
     training_output_dir,
-    write_json,
-    write_jsonl,
 )
 from rejuv.train.plasticity import PlasticityCallback
 
@@ -59,6 +59,7 @@ class SFTRecipeConfig:
     seed: int = 0
     overwrite: bool = False
     trust_remote_code: bool = False
+    progress: bool = True  # progress bar and per-step log lines
     trl_args: dict = field(default_factory=dict)  # any other SFTConfig field
 
 
@@ -119,39 +120,26 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
 
     with training_output_dir(out, cfg.overwrite) as tmp:
         values = dict(
-            output_dir=str(tmp / "trainer"), num_train_epochs=epochs, learning_rate=cfg.learning_rate,
-            lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-            per_device_train_batch_size=cfg.per_device_batch_size,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
-            max_grad_norm=cfg.max_grad_norm, loss_type=cfg.loss, seed=cfg.seed, data_seed=cfg.seed,
-            activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
-            model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": "auto"},
-            **device_defaults(cfg.dtype),
+            shared_trainer_args(cfg, tmp), num_train_epochs=epochs, lr_scheduler_type=cfg.lr_scheduler,
+            warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_length=cfg.max_length,
+            loss_type=cfg.loss,
         )
         args = make_trl_config(SFTConfig, values, cfg.trl_args, "sft")
-        peft_config = None
-        if cfg.lora:
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
-                                     task_type="CAUSAL_LM")
         saver = _make_epoch_saver(save_epochs, tmp)
         callbacks = [saver]
         if cfg.plasticity_log:
             callbacks.append(PlasticityCallback(tmp / "plasticity.jsonl"))
         try:
             trainer = SFTTrainer(model=cfg.model, args=args, train_dataset=Dataset.from_list(records),
-                                 processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+                                 processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=callbacks)
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc
+        if not cfg.progress:
+            silence(trainer)
         saver.trainer = trainer
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        if trainer.accelerator.is_main_process:
-            write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
-            write_json(tmp / "sft_config.json", cfg)
-            shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        trainer.accelerator.wait_for_everyone()
+        finish_run(trainer, tmp, cfg, "sft_config.json")
         missing = [e for e in save_epochs if not (tmp / epoch_dir_name(e)).is_dir()]
         if missing:
             raise RejuvError(f"sft: training ended before epoch(s) {missing} were reached")

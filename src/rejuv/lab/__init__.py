@@ -1,0 +1,1 @@
+"""The lab: the paper's experiment in miniature (task, world, demo recipe, report)."""

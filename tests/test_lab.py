@@ -1,0 +1,74 @@
+"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
+
+import json
+import math
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from rejuv.cli import main
+from rejuv.errors import RejuvError
+from rejuv.grading import grade_many
+from rejuv.lab.demo import DEFAULT_ARMS, run_demo
+from rejuv.lab.task import TaskSpec, pretraining_texts, solve, write_task_files
+from rejuv.lab.world import make_char_tokenizer
+
+
+def test_task_files_are_seeded_and_solutions_grade_correct(tmp_path):
+    a = write_task_files(tmp_path / "a", TaskSpec(), seed=3, sft_rows=20, rl_rows=10, eval_rows=10, calib_rows=5)
+    b = write_task_files(tmp_path / "b", TaskSpec(), seed=3, sft_rows=20, rl_rows=10, eval_rows=10, calib_rows=5)
+    assert all(a[k].read_text() == b[k].read_text() for k in a)
+    ood = [json.loads(x) for x in a["ood"].read_text().splitlines()]
+    assert all(row["problem"].startswith("what is ") for row in ood)  # a phrasing SFT never shows
+    sft = [json.loads(x) for x in a["sft"].read_text().splitlines()]
+    assert all(row["prompt"].startswith("compute ") and "\\boxed{" in row["completion"] for row in sft)
+    rows = [json.loads(x) for x in a["rl"].read_text().splitlines()]
+    completions = [solve(*map(int, r["prompt"][len("compute "):-1].split("+"))) for r in rows]
+    assert grade_many([r["answer"] for r in rows], completions) == [True] * len(rows)
+    texts = pretraining_texts(TaskSpec(), random.Random(0), 50)
+    assert not any("boxed" in t["text"] for t in texts)  # pre-training never shows the SFT format
+    tok = make_char_tokenizer()
+    assert tok.decode(tok(solve(3, 4))["input_ids"], skip_special_tokens=True) == solve(3, 4)
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield obj
+
+
+def test_smoke_demo_runs_every_arm_end_to_end(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "demo"
+    report = json.loads((root / "report.json").read_text())
+    assert report["arms"] == list(DEFAULT_ARMS) and report["seeds"] == [0]
+    for arm in DEFAULT_ARMS:
+        row = report["per_seed"]["0"][arm]
+        for stage in ("before", "after"):
+            assert set(row[stage]) == {"id", "ood", "overall"}
+            assert all(0 <= v <= 1 for v in row[stage].values())
+        assert len(row["rl"]["reward"]) == report["settings"]["rl_steps"]
+        assert math.isfinite(row["entropy"]) and row["drift_rel"] > 0
+        for key in ("before_id", "after_ood", "gain", "entropy", "drift_rel"):
+            assert report["table"][arm][key]["n"] == 1 and math.isfinite(report["table"][arm][key]["mean"])
+    assert all(math.isfinite(x) for x in _numbers(report["per_seed"]))
+    assert {c["claim"].split(" (")[0] for c in report["claims"]} >= {
+        "OverSFT loses entropy", "Rejuvenation restores entropy", "Rejuvenation + RL ≥ OverSFT + RL"}
+    assert all(c["verdict"] in ("held", "did not hold", "held on some seeds") for c in report["claims"])
+    for name in ("report.html", "rl_curves.png", "before_after.png", "table.md"):
+        assert (root / name).stat().st_size > 0
+    assert "Table 2 in miniature" in (root / "report.html").read_text()
+    manifest = json.loads((root / "seed-0" / "oversft_rejuv" / "rejuvenation.json").read_text())
+    assert manifest["alpha"] == report["settings"]["alpha"]
+    # A second run reuses every finished step (resumable) and gives the same table.
+    again = run_demo("smoke", str(root))
+    assert again["table"] == report["table"]
+    with pytest.raises(RejuvError, match="other settings"):
+        run_demo("smoke", str(root), arms=("modsft", "oversft"))
