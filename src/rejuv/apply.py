@@ -171,10 +171,11 @@ def _find_reset_set(model, adapter: ArchAdapter, sft: Checkpoint, calib: Calibra
 def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float,
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
     def produce(spec: OutputTensor) -> torch.Tensor:
-        fused = fuse_tensor(sft.read(spec.name), base.read(spec.name), alpha)
+        base_value = base.read(spec.name)
+        fused = fuse_tensor(sft.read(spec.name), base_value, alpha)
         if spec.name in resets:
             r = resets[spec.name]
-            apply_reset(fused, base.read(spec.name), r["axis"], r["indices"])
+            apply_reset(fused, base_value, r["axis"], r["indices"])
         return fused.to(spec.dtype)
 
     with _bar(cfg, len(plan.outputs), "writing", "tensor") as bar:
