@@ -108,3 +108,13 @@ def test_mismatches_are_refused_naming_the_tensor(tmp_path):
     save_file(wide, tmp_path / "wide" / "model.safetensors")
     with pytest.raises(RejuvError, match=r"model\.norm\.weight has shape \[33\]"):
         plan_fusion(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / "wide"))
+
+
+def test_chunked_fusion_gives_the_bytes_of_the_plain_formula():
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(700, 1000, generator=gen).to(torch.bfloat16)  # 700k elements: several chunks
+    b = torch.randn(700, 1000, generator=gen)  # a float32 base beside a bf16 SFT model
+    for alpha in (0.3, 0.5, 0.8):
+        expected = (alpha * s.float() + (1 - alpha) * b.float()).to(torch.bfloat16)
+        assert torch.equal(fuse_tensor(s, b, alpha, torch.bfloat16), expected)
+        assert torch.equal(fuse_tensor(s, b, alpha), alpha * s.float() + (1 - alpha) * b.float())

@@ -172,11 +172,11 @@ def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPla
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
     def produce(spec: OutputTensor) -> torch.Tensor:
         base_value = base.read(spec.name)
-        fused = fuse_tensor(sft.read(spec.name), base_value, alpha)
+        fused = fuse_tensor(sft.read(spec.name), base_value, alpha, spec.dtype)
         if spec.name in resets:
             r = resets[spec.name]
             apply_reset(fused, base_value, r["axis"], r["indices"])
-        return fused.to(spec.dtype)
+        return fused
 
     with _bar(cfg, len(plan.outputs), "writing", "tensor") as bar:
         write_safetensors_shards(tmp, plan.outputs, produce, parse_size(cfg.max_shard_size),
@@ -191,7 +191,7 @@ def _unreset(model, base: Checkpoint, sft: Checkpoint, alpha: float, resets: dic
             idx = torch.tensor(r["indices"], dtype=torch.long)
             s, b = sft.read(name), base.read(name)
             s_part, b_part = (s[idx], b[idx]) if r["axis"] == 0 else (s[:, idx], b[:, idx])
-            fused = fuse_tensor(s_part, b_part, alpha).to(s.dtype)  # as fusion alone would store it
+            fused = fuse_tensor(s_part, b_part, alpha, s.dtype)  # as fusion alone would store it
             param = model.get_parameter(name)
             if r["axis"] == 0:
                 param[idx] = fused.to(param)
