@@ -8,6 +8,7 @@ benchmark; then flags, a ranking, plots, `report.json` (validated by
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,9 +95,15 @@ def run_diagnose(cfg: DiagnoseConfig) -> dict:
     out = Path(cfg.out)
     check_output_free(out, cfg.overwrite, inputs=tuple(Path(p) for p in [cfg.base, *cfg.checkpoints]))
     labels = _labels(cfg)
-    base = Checkpoint(cfg.base, cfg.allow_pickle)
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
+        ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]
+        return _diagnose(cfg, samples, out, labels, base, ckpts)
+
+
+def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], base: Checkpoint,
+              ckpts: list[Checkpoint]) -> dict:
     adapter = adapter_for(base.config, where=str(base.path))
-    ckpts = [Checkpoint(p, cfg.allow_pickle) for p in cfg.checkpoints]
     plans = [plan_fusion(base, c) for c in ckpts]  # refuses a different architecture, naming the tensor
 
     from transformers import AutoTokenizer

@@ -160,6 +160,12 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     return {a: str(ckpt[a]) for a in arms}
 
 
+def _fingerprint(record: dict) -> dict:
+    """What must match for finished steps to be reused; the seed list may grow or shrink."""
+    settings = {k: v for k, v in record["settings"].items() if k != "seeds"}
+    return {"preset": record["preset"], "arms": record["arms"], "settings": settings}
+
+
 def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | None = None,
              arms: tuple[str, ...] = DEFAULT_ARMS, overwrite: bool = False, device: str | None = None) -> dict:
     from rejuv.lab.report import write_report
@@ -175,15 +181,11 @@ def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | N
     root = Path(out)
     record = {"preset": preset, "settings": asdict(p), "arms": list(arms)}
     recorded = root / "preset.json"
-    if recorded.exists():
-        previous = json.loads(recorded.read_text())
-        if {k: previous.get(k) for k in ("preset", "arms")} != {k: record[k] for k in ("preset", "arms")} \
-                or {k: v for k, v in previous["settings"].items() if k != "seeds"} != \
-                {k: v for k, v in record["settings"].items() if k != "seeds"}:
-            if not overwrite:
-                raise RejuvError(f"{root}: holds a demo with other settings ({recorded}); pass --overwrite "
-                                 "or another --out")
-            shutil.rmtree(root)
+    if recorded.exists() and _fingerprint(json.loads(recorded.read_text())) != _fingerprint(record):
+        if not overwrite:
+            raise RejuvError(f"{root}: holds a demo with other settings ({recorded}); pass --overwrite "
+                             "or another --out")
+        shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     recorded.write_text(json.dumps(record, indent=2) + "\n")
     base = build_base(root, p)
