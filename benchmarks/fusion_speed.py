@@ -7,7 +7,10 @@ time after dropping the page cache (root only; otherwise the reads may come from
 says so):
 - floor: `cat base/*.safetensors > /dev/null` plus `cp` of the SFT shards (reads the second input and
   writes the output's bytes), on the same disk;
-- rejuv: `rejuv apply --fusion-only --alpha 0.5`, with its peak RSS from /usr/bin/time.
+- rejuv: `rejuv apply --fusion-only --alpha 0.5`, with its peak RSS from /usr/bin/time;
+- with `--mergekit PATH/TO/mergekit-yaml` (installed in its own environment): mergekit's `linear` merge
+  with the same settings (weights 0.5/0.5, no normalisation, float32 arithmetic, bf16 output), timed the
+  same way, and every output tensor compared with rejuv's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,40 @@ import sys
 import time
 from pathlib import Path
 
+from rejuv.checkpoint import Checkpoint
 from rejuv.synthetic import perturb_checkpoint, write_synthetic_model
+
+MERGEKIT_CONFIG = """merge_method: linear
+models:
+  - model: {sft}
+    parameters:
+      weight: 0.5
+  - model: {base}
+    parameters:
+      weight: 0.5
+parameters:
+  normalize: false
+dtype: float32
+out_dtype: bfloat16
+"""
+
+
+def time_and_peak(cmd: list[str]) -> tuple[float, int]:
+    result = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], capture_output=True, text=True, check=True)
+    wall, peak_kb = result.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(peak_kb) // 1024
+
+
+def identical_tensors(a: Path, b: Path) -> tuple[int, int]:
+    ours, theirs = Checkpoint(a), Checkpoint(b)
+    same = sum(torch_equal(ours.read(n), theirs.read(n)) for n in ours.names())
+    return same, len(ours.names())
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return x.dtype == y.dtype and x.shape == y.shape and bool(torch.equal(x, y))
 
 
 def drop_caches() -> bool:
@@ -45,6 +81,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--workdir", default="/tmp/fusion-bench")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--mergekit", help="path to mergekit-yaml in a separate environment")
     args = parser.parse_args()
     work = Path(args.workdir)
     base, sft = work / "base", work / "sft"
@@ -65,19 +102,29 @@ def main() -> None:
         drop_caches()
         out = work / "fused"
         shutil.rmtree(out, ignore_errors=True)
-        result = subprocess.run(["/usr/bin/time", "-f", "%e %M", rejuv, "apply", "--base", str(base), "--sft", str(sft),
-                                 "--out", str(out), "--fusion-only", "--no-progress"],
-                                capture_output=True, text=True, check=True)
-        wall, peak_kb = result.stderr.strip().splitlines()[-1].split()
-        rows.append({"params": params, "bytes_per_model": size, "cold_cache": cold, "floor_s": round(floor, 2),
-                     "rejuv_s": float(wall), "ratio": round(float(wall) / floor, 2),
-                     "peak_rss_mb": round(int(peak_kb) / 1024)})
+        wall, peak = time_and_peak([rejuv, "apply", "--base", str(base), "--sft", str(sft), "--out", str(out),
+                                    "--fusion-only", "--no-progress"])
+        row = {"params": params, "bytes_per_model": size, "cold_cache": cold, "floor_s": round(floor, 2),
+               "rejuv_s": wall, "ratio": round(wall / floor, 2), "peak_rss_mb": peak}
+        if args.mergekit:
+            config = work / "mergekit.yaml"
+            config.write_text(MERGEKIT_CONFIG.format(sft=sft, base=base))
+            shutil.rmtree(work / "mergekit_out", ignore_errors=True)
+            drop_caches()
+            mk_wall, mk_peak = time_and_peak([args.mergekit, str(config), str(work / "mergekit_out"),
+                                              "--no-copy-tokenizer"])
+            same, total = identical_tensors(out, work / "mergekit_out")
+            row.update(mergekit_s=mk_wall, mergekit_peak_rss_mb=mk_peak, speedup=round(mk_wall / wall, 2),
+                       memory_ratio=round(mk_peak / peak, 2), identical_tensors=f"{same}/{total}")
+        rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| parameters | GB per model | floor (s) | rejuv apply --fusion-only (s) | ratio | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| parameters | GB per model | floor (s) | rejuv (s) | ratio to floor | rejuv peak RSS (MB) | "
+          "mergekit (s) | mergekit peak RSS (MB) | outputs identical |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['params'] / 1e9:.2f} B | {r['bytes_per_model'] / 1e9:.2f} | {r['floor_s']} | {r['rejuv_s']} | "
-              f"{r['ratio']} | {r['peak_rss_mb']} |")
+              f"{r['ratio']} | {r['peak_rss_mb']} | {r.get('mergekit_s', '–')} | "
+              f"{r.get('mergekit_peak_rss_mb', '–')} | {r.get('identical_tensors', '–')} |")
 
 
 if __name__ == "__main__":
