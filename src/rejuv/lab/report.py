@@ -131,15 +131,21 @@ def _fmt(cell: dict, scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * cell['mean']:.{digits}f}{sd}"
 
 
+TABLE_HEADER = ["arm", "ID before", "OOD before", "overall before", "ID after", "OOD after", "overall after",
+                "RL gain", "entropy (nats)", "rel. drift"]
+
+
+def table_rows(table: dict, arms: tuple[str, ...]) -> list[list[str]]:
+    """The cells of Table 2 in miniature, one row per arm (pass@1 in %, entropy and drift as measured)."""
+    return [[LABELS[arm]]
+            + [_fmt(table[arm][k]) for k in ("before_id", "before_ood", "before_overall", "after_id", "after_ood",
+                                             "after_overall", "gain")]
+            + [_fmt(table[arm]["entropy"], 1, 3), _fmt(table[arm]["drift_rel"], 1, 3)] for arm in arms]
+
+
 def markdown_table(table: dict, arms: tuple[str, ...]) -> str:
-    head = ("| arm | ID before | OOD before | overall before | ID after | OOD after | overall after | RL gain | "
-            "entropy (nats) | rel. drift |\n|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
-    for arm in arms:
-        t = table[arm]
-        lines.append(f"| {LABELS[arm]} | " + " | ".join(_fmt(t[k]) for k in (
-            "before_id", "before_ood", "before_overall", "after_id", "after_ood", "after_overall", "gain"))
-            + f" | {_fmt(t['entropy'], 1, 3)} | {_fmt(t['drift_rel'], 1, 3)} |")
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(table, arms)]
     return "\n".join(lines)
 
 
@@ -208,11 +214,9 @@ def write_report(root: Path, preset, arms: tuple[str, ...], preset_name: str, se
     (root / "table.md").write_text(markdown_table(table, arms) + "\n")
     figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
                       f"<figcaption>{name}</figcaption></figure>" for name, png in images.items())
-    rows = markdown_table(table, arms).splitlines()
-    header = [c.strip() for c in rows[0].strip("|").split("|")]
-    body = [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
-    table_html = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-                  + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    table_html = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADER) + "</tr>"
+                  + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                            for row in table_rows(table, arms))
                   + "</table>")
     claims_html = "".join(f"<li class='{c['verdict'].replace(' ', '-')}'>{html.escape(c['text'])}</li>" for c in found)
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>rejuv lab: {preset_name}</title>
