@@ -1,13 +1,15 @@
 """Fusion wall time against the physical floor (reading both inputs, writing the output), and peak memory.
 
-    python benchmarks/fusion_speed.py --hidden 2048 --layers 16 --vocab 32000 --workdir /tmp/fusion-bench
+    python benchmarks/fusion_speed.py --size 1B --workdir /tmp/fusion-bench [--mergekit PATH]
 
-Writes a random bf16 Llama checkpoint (here 1.2 B parameters, 2.4 GB) and a perturbed copy, then, each
-time after dropping the page cache (root only; otherwise the reads may come from memory and the run
-says so):
+Writes a random bf16 Llama checkpoint of the requested size (0.5B, 1B, 3B; or --hidden/--layers/--vocab)
+and a perturbed copy, then, each time after dropping the page cache (root only; otherwise the reads may
+come from memory and the run says so):
 - floor: `cat base/*.safetensors > /dev/null` plus `cp` of the SFT shards (reads the second input and
   writes the output's bytes), on the same disk;
-- rejuv: `rejuv apply --fusion-only --alpha 0.5`, with its peak RSS from /usr/bin/time;
+- rejuv: `rejuv apply --fusion-only --alpha 0.5`, with its peak RSS from /usr/bin/time, and its
+  start-up (interpreter + `import torch`, timed as `rejuv --version`), so the ratio is given with
+  and without that fixed cost;
 - with `--mergekit PATH/TO/mergekit-yaml` (installed in its own environment): mergekit's `linear` merge
   with the same settings (weights 0.5/0.5, no normalisation, float32 arithmetic, bf16 output), timed the
   same way, and every output tensor compared with rejuv's.
@@ -74,8 +76,16 @@ def timed(cmd: list[str] | str, shell: bool = False) -> float:
     return time.perf_counter() - start
 
 
+SIZES = {  # Llama shapes (4× MLP, vocab 32000, untied head) giving about the named parameter count
+    "0.5B": {"hidden": 1024, "layers": 24},  # 0.47 B
+    "1B": {"hidden": 2048, "layers": 16},  # 1.20 B
+    "3B": {"hidden": 2560, "layers": 28},  # 3.10 B
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), help="preset shape; overrides --hidden/--layers")
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--vocab", type=int, default=32000)
@@ -83,9 +93,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mergekit", help="path to mergekit-yaml in a separate environment")
     args = parser.parse_args()
+    if args.size:
+        args.hidden, args.layers = SIZES[args.size]["hidden"], SIZES[args.size]["layers"]
     work = Path(args.workdir)
     base, sft = work / "base", work / "sft"
-    if not (base / "config.json").exists():
+    wanted = {"hidden_size": args.hidden, "num_hidden_layers": args.layers, "vocab_size": args.vocab}
+    have = json.loads((base / "config.json").read_text()) if (base / "config.json").exists() else {}
+    if any(have.get(k) != v for k, v in wanted.items()):
         shutil.rmtree(work, ignore_errors=True)
         write_synthetic_model(base, hidden=args.hidden, layers=args.layers, vocab=args.vocab, heads=16,
                               dtype="bfloat16")
@@ -104,8 +118,10 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         wall, peak = time_and_peak([rejuv, "apply", "--base", str(base), "--sft", str(sft), "--out", str(out),
                                     "--fusion-only", "--no-progress"])
+        startup = timed([rejuv, "--version"])
         row = {"params": params, "bytes_per_model": size, "cold_cache": cold, "floor_s": round(floor, 2),
-               "rejuv_s": wall, "ratio": round(wall / floor, 2), "peak_rss_mb": peak}
+               "rejuv_s": wall, "startup_s": round(startup, 2), "ratio": round(wall / floor, 2),
+               "ratio_after_startup": round((wall - startup) / floor, 2), "peak_rss_mb": peak}
         if args.mergekit:
             config = work / "mergekit.yaml"
             config.write_text(MERGEKIT_CONFIG.format(sft=sft, base=base))
@@ -118,12 +134,13 @@ def main() -> None:
                        memory_ratio=round(mk_peak / peak, 2), identical_tensors=f"{same}/{total}")
         rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| parameters | GB per model | floor (s) | rejuv (s) | ratio to floor | rejuv peak RSS (MB) | "
-          "mergekit (s) | mergekit peak RSS (MB) | outputs identical |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| parameters | GB per model | floor (s) | rejuv (s) | of which start-up (s) | ratio to floor | "
+          "ratio without start-up | rejuv peak RSS (MB) | mergekit (s) | mergekit peak RSS (MB) | outputs identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['params'] / 1e9:.2f} B | {r['bytes_per_model'] / 1e9:.2f} | {r['floor_s']} | {r['rejuv_s']} | "
-              f"{r['ratio']} | {r['peak_rss_mb']} | {r.get('mergekit_s', '–')} | "
+              f"{r['startup_s']} | {r['ratio']} | {r['ratio_after_startup']} | {r['peak_rss_mb']} | "
+              f"{r.get('mergekit_s', '–')} | "
               f"{r.get('mergekit_peak_rss_mb', '–')} | {r.get('identical_tensors', '–')} |")
 
 

@@ -179,6 +179,8 @@ def bad_inputs(tmp_path, llama_pair):
     ("rho", r"rho must lie in \[0, 1\)"),
     ("no-calib", "needs a calibration file"),
     ("out-is-input", "may not be an input"),
+    ("device", "device must be cpu, cuda, cuda:N or auto"),
+    ("workers", "workers must be at least 1"),
 ])
 def test_bad_input_fails_cleanly_and_touches_nothing(bad_inputs, llama_pair, calib_file, case, message):
     root = bad_inputs
@@ -194,7 +196,8 @@ def test_bad_input_fails_cleanly_and_touches_nothing(bad_inputs, llama_pair, cal
         del args["--calib"]
     elif case == "out-is-input":
         args["--out"] = args["--sft"]
-    extra = {"alpha": ["--alpha", "1.5"], "rho": ["--rho", "1.0"], "out-is-input": ["--overwrite"]}.get(case, [])
+    extra = {"alpha": ["--alpha", "1.5"], "rho": ["--rho", "1.0"], "out-is-input": ["--overwrite"],
+             "device": ["--device", "tpu"], "workers": ["--workers", "0"]}.get(case, [])
     inputs = [p for p in (args["--base"], args["--sft"], args.get("--calib")) if p is not None]
     before = [tree_digest(p) if p.is_dir() else p.read_bytes() for p in inputs]
     listing = sorted(p.name for p in root.iterdir())

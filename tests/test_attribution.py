@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rejuv.arch import READER_KINDS, adapter_for
-from rejuv.attribution import Target, attribute_sample, response_token_stats, select_targets
+from rejuv.attribution import Target, attribute_sample, group_targets, response_token_stats, select_targets
 from rejuv.calibration import Sample
 
 from tiny import ARCHS, build_model, perturbed
@@ -122,6 +122,42 @@ def test_batched_targets_do_not_mix():
         alone, _ = attribute_sample(model, adapter, neurons, sample, [t])
         for n in neurons:
             torch.testing.assert_close(together[n][k], alone[n][0], rtol=1e-4, atol=1e-6)
+
+
+def test_targets_are_grouped_by_prefix_length_within_the_slack():
+    targets = [Target(0, p, 0, 0.0) for p in (99, 10, 95, 12, 90, 11, 30)]
+    groups = group_targets(targets, max_copies=8, slack=1.25)
+    assert [[t.position for t in g] for g in groups] == [[99, 95, 90], [30], [12, 11, 10]]
+    for g in groups:  # copies × longest prefix stays within the slack of the per-target floor
+        assert len(g) * (g[0].position + 1) <= 1.25 * sum(t.position + 1 for t in g)
+    assert sorted(t.position for g in groups for t in g) == sorted(t.position for t in targets)
+    assert [len(g) for g in group_targets(targets, max_copies=2, slack=1e9)] == [2, 2, 2, 1]
+    assert group_targets(targets, max_copies=8, slack=1e9) == [sorted(targets, key=lambda t: -t.position)]
+
+
+def test_a_model_placed_by_device_map_auto_gives_the_same_scores(tmp_path):
+    """device="auto" (accelerate's placement) is accepted and changes nothing; with no GPU here every layer
+    lands on the CPU, so the multi-device paths (inputs to the embedding's device, per-target vectors to the
+    head's) run but all on one device."""
+    from rejuv.modeling import load_frozen_model
+
+    from tiny import save
+
+    model, tok = build_model("llama", seed=3)
+    save(perturbed(model, seed=4, scale=0.2), tok, tmp_path / "m")
+    placed = load_frozen_model(tmp_path / "m", device="auto", progress=False)
+    plain = load_frozen_model(tmp_path / "m", device="cpu", progress=False)
+    adapter = adapter_for(plain.config.to_dict())
+    neurons = adapter.neurons(plain.config.to_dict())
+    sample = Sample(SEQ, 8, 1)
+    targets = [Target(0, p, SEQ[p + 1], 0.0) for p in (9, 14)]
+    ours, err = attribute_sample(placed, adapter, neurons, sample, targets)
+    ref, _ = attribute_sample(plain, adapter, neurons, sample, targets)
+    assert err.max() < 1e-3
+    for n in neurons:
+        torch.testing.assert_close(ours[n], ref[n])
+    stats = response_token_stats(placed, adapter, [sample])[0]
+    torch.testing.assert_close(stats.entropy, response_token_stats(plain, adapter, [sample])[0].entropy)
 
 
 def test_entropy_stats_and_target_selection():

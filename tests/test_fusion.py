@@ -118,3 +118,36 @@ def test_chunked_fusion_gives_the_bytes_of_the_plain_formula():
         expected = (alpha * s.float() + (1 - alpha) * b.float()).to(torch.bfloat16)
         assert torch.equal(fuse_tensor(s, b, alpha, torch.bfloat16), expected)
         assert torch.equal(fuse_tensor(s, b, alpha), alpha * s.float() + (1 - alpha) * b.float())
+
+
+def test_streamed_blocks_give_the_whole_tensor_result(tmp_path):
+    """Tiny blocks (several per tensor, rows split across them) give the bytes of whole-tensor fusion + reset."""
+    from rejuv.checkpoint import OutputTensor, write_safetensors_shards
+    from rejuv.fusion import FusedStream
+    from rejuv.reset import apply_reset
+
+    gen = torch.Generator().manual_seed(0)
+    sft = {"w": torch.randn(9, 5, generator=gen).to(torch.bfloat16), "emb": torch.randn(7, 3, generator=gen),
+           "bias": torch.randn(9, generator=gen), "scale": torch.tensor(2.0), "ids": torch.arange(6)}
+    base = {"w": torch.randn(9, 5, generator=gen), "emb": torch.randn(5, 3, generator=gen),  # SFT grew 2 rows
+            "bias": torch.randn(9, generator=gen), "scale": torch.tensor(-1.0), "ids": torch.zeros(6, dtype=torch.long)}
+    for name, tensors in (("s", sft), ("b", base)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        save_file(tensors, tmp_path / name / "model.safetensors")
+    resets = {"w": {"axis": 1, "indices": [0, 3]}, "bias": {"axis": 0, "indices": [1, 4, 8]},
+              "emb": {"axis": 0, "indices": [4]}}
+    specs = [OutputTensor(n, tuple(t.shape), t.dtype) for n, t in sft.items()]
+    for alpha in (0.3, 1.0):
+        out = tmp_path / f"out{alpha}"
+        out.mkdir()
+        with Checkpoint(tmp_path / "b") as b, Checkpoint(tmp_path / "s") as s:
+            write_safetensors_shards(out, specs, FusedStream(b, s, alpha, resets).fill, block_bytes=16, workers=3)
+        got = load_file(out / "model.safetensors")
+        for name, t in sft.items():
+            expected = fuse_tensor(t, base[name], alpha, t.dtype)
+            if name in resets:
+                apply_reset(expected, base[name], resets[name]["axis"], resets[name]["indices"])
+            assert got[name].dtype == t.dtype and torch.equal(got[name], expected), (alpha, name)
+    assert torch.equal(got["ids"], sft["ids"]) and got["scale"] == 2.0
+    assert torch.equal(got["emb"][5:], sft["emb"][5:]) and torch.equal(got["emb"][4], base["emb"][4])

@@ -28,6 +28,7 @@ from rejuv.arch import ArchAdapter, Neurons
 from rejuv.attribution import (
     TokenStats,
     attribute_sample,
+    group_targets,
     mean_entropy,
     response_token_stats,
     select_targets,
@@ -35,7 +36,6 @@ from rejuv.attribution import (
 from rejuv.calibration import Calibration, load_calibration
 from rejuv.checkpoint import (
     Checkpoint,
-    OutputTensor,
     atomic_output_dir,
     check_output_free,
     copy_aux_files,
@@ -43,9 +43,9 @@ from rejuv.checkpoint import (
     write_safetensors_shards,
 )
 from rejuv.errors import RejuvError
-from rejuv.fusion import FusionPlan, check_alpha, fuse_tensor, plan_fusion
-from rejuv.modeling import load_frozen_model
-from rejuv.reset import RANKINGS, ResetSet, apply_reset, check_rho, reset_plan
+from rejuv.fusion import FusedStream, FusionPlan, check_alpha, fuse_tensor, plan_fusion
+from rejuv.modeling import check_device, load_frozen_model
+from rejuv.reset import RANKINGS, ResetSet, check_rho, reset_plan
 
 MANIFEST = "rejuvenation.json"
 
@@ -69,8 +69,9 @@ class ApplyConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"  # compute dtype of the calibration passes; scores accumulate in float32
-    batch_size: int = 8
+    batch_size: int = 8  # samples per statistics pass; target copies per attribution pass
     max_shard_size: str = "5GB"
+    workers: int = 2  # threads that read, fuse and write blocks of the output at once
     overwrite: bool = False
     allow_pickle: bool = False
     trust_remote_code: bool = False
@@ -106,13 +107,12 @@ def _validate(cfg: ApplyConfig) -> None:
         raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {cfg.ranking!r}")
     if cfg.target_token not in ("gold", "argmax"):
         raise RejuvError(f"target_token must be 'gold' or 'argmax', got {cfg.target_token!r}")
-    for name in ("targets_per_sample", "max_samples", "batch_size", "max_length"):
+    for name in ("targets_per_sample", "max_samples", "batch_size", "max_length", "workers"):
         if int(getattr(cfg, name)) < 1:
             raise RejuvError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if not cfg.fusion_only and not cfg.calib:
         raise RejuvError("neuron reset needs a calibration file (--calib); pass --fusion-only to only fuse")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RejuvError(f"device {cfg.device!r} asked for, but no CUDA device is available")
+    check_device(cfg.device)
     dtype_from_name(cfg.dtype)
     parse_size(cfg.max_shard_size)
 
@@ -161,26 +161,22 @@ def _find_reset_set(model, adapter: ArchAdapter, sft: Checkpoint, calib: Calibra
         by_sample.setdefault(t.sample, []).append(t)
     with _bar(cfg, len(by_sample), "attribution", "sample") as bar:
         for i, sample_targets in by_sample.items():
-            scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], sample_targets)
-            reset.add(scores)
-            errors.extend(err.tolist())
+            for group in group_targets(sample_targets, cfg.batch_size):
+                scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], group)
+                reset.add(scores)
+                errors.extend(err.tolist())
             bar.update(1)
     return reset, errors
 
 
 def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float,
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
-    def produce(spec: OutputTensor) -> torch.Tensor:
-        base_value = base.read(spec.name)
-        fused = fuse_tensor(sft.read(spec.name), base_value, alpha, spec.dtype)
-        if spec.name in resets:
-            r = resets[spec.name]
-            apply_reset(fused, base_value, r["axis"], r["indices"])
-        return fused
-
-    with _bar(cfg, len(plan.outputs), "writing", "tensor") as bar:
-        write_safetensors_shards(tmp, plan.outputs, produce, parse_size(cfg.max_shard_size),
-                                 on_tensor=lambda _spec: bar.update(1))
+    stream = FusedStream(base, sft, alpha, resets)
+    total = sum(spec.nbytes for spec in plan.outputs)
+    with tqdm(total=total, desc="writing", unit="B", unit_scale=True, unit_divisor=1024,
+              disable=not cfg.progress or None, leave=False) as bar:
+        write_safetensors_shards(tmp, plan.outputs, stream.fill, parse_size(cfg.max_shard_size),
+                                 on_progress=bar.update, workers=cfg.workers)
     copy_aux_files(sft.path, tmp)
 
 

@@ -18,7 +18,13 @@
 Gradients of different targets never mix: the sample is repeated once per
 target along the batch axis (rows of a batch do not interact in a decoder), and
 copy k back-propagates only its own target logit. One batched forward and
-backward thus gives exactly the per-target gradients.
+backward thus gives exactly the per-target gradients. Every copy runs up to the
+group's last target, so `group_targets` puts targets of similar position
+together: the work stays within a set slack of one forward+backward per target
+prefix (the floor), instead of paying the longest prefix for every target.
+
+The model may be spread over devices (`device_map="auto"`): inputs go to the
+embedding's device, per-target vectors are gathered on the unembedding's.
 """
 
 from __future__ import annotations
@@ -51,8 +57,8 @@ class Target:
     gap: float  # |H_S − H_B| at that position
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _input_device(model: nn.Module) -> torch.device:
+    return model.get_input_embeddings().weight.device
 
 
 def _pad_batch(samples: list[Sample], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +84,7 @@ def response_token_stats(model: nn.Module, adapter: ArchAdapter, samples: list[S
     Logits are computed only at response positions (hidden state × unembedding),
     in float32, so a long prompt or a large vocabulary costs no full logit tensor.
     """
-    device = _device_of(model)
+    device = _input_device(model)
     backbone = model.get_submodule(adapter.backbone)
     weight, bias = _unembed(model, adapter)
     stats: list[TokenStats] = []
@@ -87,8 +93,9 @@ def response_token_stats(model: nn.Module, adapter: ArchAdapter, samples: list[S
         # Right padding: under a causal mask, real tokens never see the pads.
         ids, mask = _pad_batch(batch, 0, device)
         hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        hidden, ids = hidden.to(weight.device), ids.to(weight.device)
         for row, s in enumerate(batch):
-            pos = torch.tensor(list(s.predict_positions), device=device)
+            pos = torch.tensor(list(s.predict_positions), device=weight.device)
             logits = (hidden[row, pos].float() @ weight.float().T)
             if bias is not None:
                 logits = logits + bias.float()
@@ -129,6 +136,26 @@ def select_targets(samples: list[Sample], base: list[TokenStats], sft: list[Toke
     return targets
 
 
+def group_targets(targets: list[Target], max_copies: int, slack: float = 1.25) -> list[list[Target]]:
+    """Split one sample's targets into attribution batches of at most `max_copies`.
+
+    A batch runs every copy up to its last target, so it costs copies × longest
+    prefix; targets are taken longest first and a batch is closed when that cost
+    would exceed `slack` × the sum of its own prefix lengths (the floor).
+    """
+    groups: list[list[Target]] = []
+    for t in sorted(targets, key=lambda t: (-t.position, t.token)):
+        group = groups[-1] if groups else None
+        if group is not None and len(group) < max_copies:
+            longest = group[0].position + 1
+            own = sum(g.position + 1 for g in group) + t.position + 1
+            if (len(group) + 1) * longest <= slack * own:
+                group.append(t)
+                continue
+        groups.append([t])
+    return groups
+
+
 def _norm_eps(norm: nn.Module) -> float:
     for attr in ("variance_epsilon", "eps"):
         if hasattr(norm, attr):
@@ -138,14 +165,15 @@ def _norm_eps(norm: nn.Module) -> float:
 
 def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
                      sample: Sample, targets: list[Target]) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
-    """Scores [len(targets), n_neurons] per module (float32) and |z̃ − z| per target."""
-    device = _device_of(model)
-    positions = torch.tensor([t.position for t in targets], device=device)
-    tokens = torch.tensor([t.token for t in targets], device=device)
+    """Scores [len(targets), n_neurons] per module (float32, on the CPU) and |z̃ − z| per target."""
+    weight, bias = _unembed(model, adapter)
+    head = weight.device  # per-target vectors are gathered here
+    positions = torch.tensor([t.position for t in targets])  # index tensors stay on the CPU: valid for any device
+    tokens = torch.tensor([t.token for t in targets], device=head)
     copies = len(targets)
     length = int(positions.max()) + 1  # nothing after the last target can affect it
-    ids = torch.tensor(sample.input_ids[:length], device=device).expand(copies, length)
-    rows = torch.arange(copies, device=device)
+    ids = torch.tensor(sample.input_ids[:length], device=_input_device(model)).expand(copies, length)
+    rows = torch.arange(copies)
 
     reader_out: dict[Neurons, torch.Tensor] = {}
     writer_in: dict[Neurons, torch.Tensor] = {}
@@ -157,7 +185,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         # A leaf that requires grad makes autograd record the graph downstream of
         # the embedding without ever computing weight gradients.
         out = out.detach().requires_grad_(True)
-        writes.append(out.detach()[rows, positions].float())
+        writes.append(out.detach()[rows, positions].float().to(head))
         return out
 
     def reader_hook(key):
@@ -168,11 +196,11 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     def writer_hook(key):
         def hook(_m, inp, out):
             writer_in[key] = inp[0].detach()[rows, positions].float()
-            writes.append(out.detach()[rows, positions].float())
+            writes.append(out.detach()[rows, positions].float().to(head))
         return hook
 
     def norm_hook(_m, inp):
-        residual["x"] = inp[0].detach()[rows, positions].float()
+        residual["x"] = inp[0].detach()[rows, positions].float().to(head)
 
     final_norm = model.get_submodule(adapter.final_norm)
     try:
@@ -185,9 +213,8 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         with torch.enable_grad():
             backbone = model.get_submodule(adapter.backbone)
             hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
-            weight, bias = _unembed(model, adapter)
             w_y = weight[tokens]
-            z = (hidden[rows, positions].float() * w_y.float()).sum(-1)
+            z = (hidden[rows, positions].to(head).float() * w_y.float()).sum(-1)
             if bias is not None:
                 z = z + bias[tokens].float()
             readers = [n for n in neurons if n.kind in READER_KINDS]
@@ -200,7 +227,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
 
     # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
     x_last = residual["x"]
-    gamma = final_norm.weight.float()
+    gamma = final_norm.weight.float().to(head)
     inv_rms = torch.rsqrt(x_last.pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
     d = inv_rms * gamma * w_y.float().detach()
     z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
@@ -212,13 +239,13 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     for n, g in zip(readers, grads, strict=True):
         contrib = reader_out[n].detach().float() * g.float()  # [copies, length, out]
         if n.kind in ("k_proj", "v_proj"):
-            prefix = torch.arange(length, device=device)[None, :] <= positions[:, None]
-            scores[n] = (contrib * prefix[..., None]).sum(1).cpu()
+            prefix = torch.arange(length)[None, :] <= positions[:, None]
+            scores[n] = (contrib * prefix[..., None].to(contrib.device)).sum(1).cpu()
         else:
             scores[n] = contrib[rows, positions].cpu()
     for n in neurons:
         if n.kind in READER_KINDS:
             continue
-        w = model.get_submodule(n.module).weight.float()  # [hidden, in]
-        scores[n] = (writer_in[n] * (d @ w)).cpu()
+        w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
+        scores[n] = (writer_in[n] * (d.to(w.device) @ w.float())).cpu()
     return scores, recon_error

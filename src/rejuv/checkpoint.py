@@ -4,10 +4,11 @@ Reading: the safetensors headers are parsed up front (names, shapes, dtypes,
 which file, byte offsets), tensors are read one at a time with plain reads. Pickle
 weights (`pytorch_model*.bin`) are refused unless the caller allows them.
 
-Writing: `write_safetensors_shards` writes the safetensors format itself, one
-tensor at a time, so peak memory is one tensor, not one shard. Headers are laid
-out from the plan before any tensor is produced, which is why the plan carries
-every shape and dtype up front.
+Writing: `write_safetensors_shards` writes the safetensors format itself, in
+blocks of rows of ~16 MB, so peak memory is a few blocks, not one tensor and
+not one shard. Headers are laid out from the plan before any tensor is produced
+(which is why the plan carries every shape and dtype up front), so every block
+has a known offset and worker threads write them with `pwrite` as they finish.
 
 `atomic_output_dir` gives a temporary sibling folder that is renamed into place
 only when everything inside it has been written.
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +74,15 @@ def dtype_from_name(name: str) -> torch.dtype:
 def natural_key(name: str) -> list:
     """Sort `layers.10` after `layers.9`, so output order is stable and readable."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def rows_of(shape: tuple[int, ...]) -> int:
+    """Rows along the first axis; a 0-d tensor counts as one row. Streaming works in blocks of rows."""
+    return shape[0] if shape else 1
+
+
+def block_shape(shape: tuple[int, ...], rows: int) -> tuple[int, ...]:
+    return (rows, *shape[1:]) if shape else ()
 
 
 @dataclass(frozen=True)
@@ -197,20 +208,35 @@ class Checkpoint:
         the map lives, so streaming a 70B model through a map would look (and,
         under a cgroup limit, act) like loading all of it.
         """
-        info = self.tensors.get(name)
-        if info is None:
-            raise RejuvError(f"{self.path}: no tensor named {name}")
+        info = self._info(name)
+        return self.read_rows(name, 0, rows_of(info.shape))
+
+    def read_rows(self, name: str, start: int, stop: int, into: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows `start:stop` (along the first axis) of one tensor, read into `into` when given.
+
+        `into` is a uint8 buffer of at least the block's size, reused across calls
+        so that streaming does not fault in fresh pages for every block.
+        """
+        info = self._info(name)
         if self.is_pickle:
-            return self._pickled[info.file][name]
-        buffer = torch.empty(info.nbytes, dtype=torch.uint8)
+            return self._pickled[info.file][name][start:stop] if info.shape else self._pickled[info.file][name]
+        row_bytes = info.nbytes // max(1, rows_of(info.shape))
+        nbytes = (stop - start) * row_bytes
+        buffer = torch.empty(nbytes, dtype=torch.uint8) if into is None else into[:nbytes]
         view = memoryview(buffer.numpy())
-        fd, offset, done = self._files[info.file].fileno(), self._offsets[name], 0
-        while done < info.nbytes:  # positional reads: safe from several threads at once
+        fd, offset, done = self._files[info.file].fileno(), self._offsets[name] + start * row_bytes, 0
+        while done < nbytes:  # positional reads: safe from several threads at once
             got = os.preadv(fd, [view[done:]], offset + done)
             if got == 0:
                 raise RejuvError(f"{info.file}: tensor {name} is cut short (file changed while reading?)")
             done += got
-        return buffer.view(info.dtype).reshape(info.shape)
+        return buffer.view(info.dtype).reshape(block_shape(info.shape, stop - start))
+
+    def _info(self, name: str) -> TensorInfo:
+        info = self.tensors.get(name)
+        if info is None:
+            raise RejuvError(f"{self.path}: no tensor named {name}")
+        return info
 
     def close(self) -> None:
         for f in self._files.values():
@@ -334,63 +360,91 @@ def _header_bytes(shard: list[OutputTensor]) -> bytes:
     return raw
 
 
+BLOCK_BYTES = 16 << 20  # output bytes per block of rows: big enough for long sequential I/O, small enough
+# that each worker's buffers stay in the tens of MB whatever the tensor size.
+
+Fill = Callable[[OutputTensor, int, int, torch.Tensor], None]
+
+
 def write_safetensors_shards(
     out_dir: Path,
     tensors: list[OutputTensor],
-    produce: Callable[[OutputTensor], torch.Tensor],
+    fill: Fill,
     max_shard_bytes: int = 5 * 1024**3,
-    on_tensor: Callable[[OutputTensor], None] | None = None,
-    prefetch: int = 2,
+    on_progress: Callable[[int], None] | None = None,
     workers: int = 2,
+    block_bytes: int = BLOCK_BYTES,
 ) -> list[str]:
-    """Write `tensors` (in order) as HF-style shards, calling `produce` once per tensor.
+    """Write `tensors` as HF-style shards, block of rows by block of rows.
 
-    Returns the shard file names. Writes `model.safetensors` for one shard, else
-    `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json`. `produce` may be called
-    from `workers` threads at once (for different tensors); the output order never changes.
+    `fill(spec, start, stop, out)` must write rows `start:stop` of tensor `spec`
+    into `out`, a tensor of that block's shape and `spec.dtype` that lives in a
+    buffer reused by the calling worker. `workers` threads fill and write blocks
+    at once (reading, arithmetic and `pwrite` all release the GIL), each at its
+    known offset in the file, so memory is a few blocks per worker whatever the
+    model size. `on_progress(nbytes)` is called from this thread, in file order.
+
+    Returns the shard file names: `model.safetensors` for one shard, else
+    `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json`.
     """
     shards = plan_shards(tensors, max_shard_bytes)
     n = len(shards)
     names = [SAFE_SINGLE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
-    weight_map: dict[str, str] = {}
-    # `workers` threads produce up to `prefetch` tensors ahead (reading and computing release the GIL)
-    # while this thread writes them in order: disk reads, arithmetic and disk writes overlap.
-    order = iter(spec for shard in shards for spec in shard)
-    pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rejuv-produce") as pool:
-        def submit_next() -> None:
-            spec = next(order, None)
-            if spec is not None:
-                pending.append(pool.submit(produce, spec))
+    buffers = threading.local()
 
-        for _ in range(max(1, prefetch)):
-            submit_next()
-        try:
-            for shard, file_name in zip(shards, names, strict=True):
-                with open(out_dir / file_name, "wb") as f:
-                    header = _header_bytes(shard)
-                    f.write(struct.pack("<Q", len(header)))
-                    f.write(header)
-                    for spec in shard:
-                        t = pending.popleft().result()
-                        submit_next()
-                        if tuple(t.shape) != spec.shape or t.dtype != spec.dtype:
-                            raise AssertionError(f"{spec.name}: produced {tuple(t.shape)} {t.dtype}, "
-                                                 f"planned {spec.shape} {spec.dtype}")
-                        f.write(t.contiguous().reshape(-1).view(torch.uint8).numpy().data)
-                        weight_map[spec.name] = file_name
-                        del t
-                        release_freed_memory(spec.nbytes)
-                        if on_tensor is not None:
-                            on_tensor(spec)
-        finally:
-            for future in pending:
-                future.cancel()
+    def write_block(fd: int, spec: OutputTensor, start: int, stop: int, offset: int) -> int:
+        nbytes = spec.nbytes // rows_of(spec.shape) * (stop - start)
+        buffer = getattr(buffers, "out", None)
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = buffers.out = torch.empty(max(nbytes, block_bytes), dtype=torch.uint8)
+        block = buffer[:nbytes].view(spec.dtype).reshape(block_shape(spec.shape, stop - start))
+        fill(spec, start, stop, block)
+        view, done = memoryview(buffer[:nbytes].numpy()), 0
+        while done < nbytes:
+            done += os.pwrite(fd, view[done:], offset + done)
+        return nbytes
+
+    fds: list[int] = []
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rejuv-write")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # parallel across blocks; intra-op threads on top only oversubscribe the cores
+    try:
+        for shard, file_name in zip(shards, names, strict=True):
+            fd = os.open(out_dir / file_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fds.append(fd)
+            header = _header_bytes(shard)
+            os.pwrite(fd, struct.pack("<Q", len(header)) + header, 0)
+            offset = 8 + len(header)
+            for spec in shard:
+                rows = rows_of(spec.shape)
+                row_bytes = spec.nbytes // max(1, rows)
+                step = max(1, block_bytes // max(1, row_bytes))
+                for start in range(0, rows, step):  # an empty tensor has no rows and no bytes
+                    if len(pending) >= 2 * workers:  # bounded look-ahead: files appear in order
+                        _finish(pending.popleft(), on_progress)
+                    stop = min(rows, start + step)
+                    pending.append(pool.submit(write_block, fd, spec, start, stop, offset + start * row_bytes))
+                offset += spec.nbytes
+        while pending:
+            _finish(pending.popleft(), on_progress)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
+        for fd in fds:
+            os.close(fd)
     if n > 1:
+        weight_map = {t.name: file_name for shard, file_name in zip(shards, names, strict=True) for t in shard}
         index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)},
                  "weight_map": dict(sorted(weight_map.items()))}
         (out_dir / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return names
+
+
+def _finish(future, on_progress: Callable[[int], None] | None) -> None:
+    nbytes = future.result()
+    if on_progress is not None:
+        on_progress(nbytes)
 
 
 def copy_aux_files(src: Path, dst: Path) -> list[str]:

@@ -8,22 +8,40 @@ from rejuv.checkpoint import dtype_from_name
 from rejuv.errors import RejuvError
 
 
+def check_device(device: str) -> str:
+    """`cpu`, `cuda`, `cuda:N`, or `auto` (accelerate's device_map: GPUs first, then CPU memory)."""
+    import torch
+
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+        raise RejuvError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RejuvError(f"device {device!r} asked for, but no CUDA device is available")
+    return device
+
+
 def load_frozen_model(path: str | Path, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
                       allow_pickle: bool = False, progress: bool = True):
-    """A causal LM in eval mode with parameters that need no gradients."""
+    """A causal LM in eval mode with parameters that need no gradients.
+
+    `device="auto"` lets accelerate place layers over every GPU and then CPU
+    memory (for a model larger than one GPU); the passes follow the placement.
+    """
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    check_device(device)
     quiet = not progress and hf_logging.is_progress_bar_enabled()
     if quiet:
         hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype_from_name(dtype), trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True)
+            use_safetensors=None if allow_pickle else True, device_map="auto" if device == "auto" else None)
     except (OSError, ValueError) as exc:
         raise RejuvError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
     finally:
         if quiet:
             hf_logging.enable_progress_bar()
-    return model.to(device).eval().requires_grad_(False)
+    if device != "auto":
+        model = model.to(device)
+    return model.eval().requires_grad_(False)

@@ -109,9 +109,10 @@ def reset_plan(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dic
     return plan
 
 
-def apply_reset(fused: torch.Tensor, base: torch.Tensor, axis: int, indices: list[int]) -> torch.Tensor:
+def apply_reset(fused: torch.Tensor, base: torch.Tensor, axis: int,
+                indices: list[int] | torch.Tensor) -> torch.Tensor:
     """Overwrite rows (axis 0) or columns (axis 1) of `fused` with `base` values, in place."""
-    idx = torch.tensor(indices, dtype=torch.long)
+    idx = torch.as_tensor(indices, dtype=torch.long)
     base = base.to(fused.dtype)
     if axis == 0:
         fused[idx] = base[idx]

@@ -51,13 +51,15 @@ def write_synthetic_model(path: str | Path, hidden: int = 512, layers: int = 4, 
     specs += [OutputTensor("model.norm.weight", (hidden,), torch_dtype),
               OutputTensor("lm_head.weight", (vocab, hidden), torch_dtype)]
 
-    def produce(spec: OutputTensor) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + sum(map(ord, spec.name)) * 31 + len(spec.name))
+    def fill(spec: OutputTensor, start: int, stop: int, out: torch.Tensor) -> None:
+        gen = torch.Generator().manual_seed(
+            seed * 1_000_003 + sum(map(ord, spec.name)) * 31 + len(spec.name) + start * 7_919)
         if len(spec.shape) == 1:
-            return (1.0 + 0.1 * torch.randn(spec.shape, generator=gen)).to(spec.dtype)
-        return (0.02 * torch.randn(spec.shape, generator=gen)).to(spec.dtype)
+            out.copy_(1.0 + 0.1 * torch.randn(out.shape, generator=gen))
+        else:
+            out.copy_(0.02 * torch.randn(out.shape, generator=gen))
 
-    write_safetensors_shards(path, specs, produce, max_shard_bytes)
+    write_safetensors_shards(path, specs, fill, max_shard_bytes)
     config = llama_config(hidden, layers, intermediate, vocab, heads, kv_heads, dtype)
     (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -74,11 +76,11 @@ def perturb_checkpoint(src: str | Path, dst: str | Path, scale: float = 0.01, se
         specs = [OutputTensor(n, ckpt.tensors[n].shape, ckpt.tensors[n].dtype) for n in ckpt.names()]
         order = {spec.name: i for i, spec in enumerate(specs)}
 
-        def produce(spec: OutputTensor) -> torch.Tensor:
-            t = ckpt.read(spec.name).float()
-            gen = torch.Generator().manual_seed(seed * 7919 + order[spec.name])
-            return (t + scale * torch.randn(t.shape, generator=gen)).to(spec.dtype)
+        def fill(spec: OutputTensor, start: int, stop: int, out: torch.Tensor) -> None:
+            t = ckpt.read_rows(spec.name, start, stop).float()
+            gen = torch.Generator().manual_seed(seed * 7919 + order[spec.name] * 1_000_003 + start)
+            out.copy_(t + scale * torch.randn(t.shape, generator=gen))
 
-        write_safetensors_shards(dst, specs, produce, max_shard_bytes)
+        write_safetensors_shards(dst, specs, fill, max_shard_bytes)
         copy_aux_files(Path(src), dst)
     return dst
