@@ -75,3 +75,8 @@ def write_calibration(path: Path, n: int = 12, seed: int = 0) -> Path:
 def contains_seven(completions, **_) -> list[float]:
     """A reward a random tiny model can learn within a few GRPO steps (used as `tiny:contains_seven`)."""
     return [1.0 if "7" in (c if isinstance(c, str) else str(c)) else -1.0 for c in completions]
+
+
+def always_zero(completions, **_) -> list[float]:
+    """A reward that never pays (used as `tiny:always_zero`): a probe learns nothing from it."""
+    return [0.0 for _ in completions]

@@ -239,6 +239,67 @@ def diagnose_command(config_path: str | None, checkpoints: tuple[str, ...], eval
     click.echo(f"report: {Path(options['out'] or report['config']['out']) / 'report.html'}")
 
 
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.ClickException(f"{option} takes numbers like 0.3,0.5; got {text!r}") from None
+
+
+@main.command("plan")
+@click.argument("checkpoints", nargs=-1)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True))
+@click.option("--base", help="Base model folder the checkpoints were trained from.")
+@click.option("--checkpoints", "checkpoint_list", help="Comma-separated checkpoints (or give them as arguments).")
+@click.option("--name", "names", multiple=True, help="Label per checkpoint, in order (default: folder names).")
+@click.option("--calib", help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
+@click.option("--probe-data", help="RL prompts with answers for the probes (JSONL/parquet).")
+@click.option("--eval-data", help="Problems for pass@1 / pass@k. [the probe data]")
+@click.option("--reward", "rewards", multiple=True, help="Reward name or module:function (repeatable). [math_verify]")
+@click.option("--budget-steps", type=int, help="GRPO steps per probe. [30]")
+@click.option("--alphas", help="α grid of the search, comma-separated. [0.3,0.5,0.7,0.9]")
+@click.option("--rhos", help="ρ grid of the search (0 = fusion only). [0,0.01]")
+@click.option("--search-on", help="Checkpoint (name or path) the α/ρ search runs on. [the last]")
+@click.option("--probe-top", type=int, help="Search candidates that get an RL probe. [2]")
+@click.option("--keep-candidates/--no-keep-candidates", default=None, help="Keep the searched candidates' weights.")
+@click.option("--learning-rate", type=float, help="Probe learning rate. [1e-6]")
+@click.option("--num-generations", type=int, help="Probe samples per prompt. [8]")
+@click.option("--prompts-per-step", type=int, help="Probe prompts per step. [4]")
+@click.option("--max-completion-length", type=int, help="Probe completion tokens. [512]")
+@click.option("--samples", type=int, help="Evaluation samples per problem. [4]")
+@click.option("--k", type=int, help="k of pass@k. [4]")
+@click.option("--max-problems", type=int, help="Evaluation problems. [64]")
+@click.option("--max-new-tokens", type=int, help="Evaluation completion tokens. [512]")
+@click.option("--max-samples", type=int, help="Calibration rows used. [64]")
+@click.option("--out", help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
+@click.option("--device")
+@click.option("--dtype")
+@click.option("--seed", type=int)
+@click.option("--overwrite/--no-overwrite", default=None)
+@click.option("--allow-pickle/--no-allow-pickle", default=None)
+@click.option("--trust-remote-code/--no-trust-remote-code", default=None)
+@click.option("--progress/--no-progress", default=None)
+def plan_command(config_path: str | None, checkpoints: tuple[str, ...], checkpoint_list: str | None,
+                 names: tuple[str, ...], rewards: tuple[str, ...], alphas: str | None, rhos: str | None,
+                 **options) -> None:
+    """Which checkpoint to hand to RL, and which α/ρ: cheap signals checked against short RL probes."""
+    from rejuv.plan import PlanConfig, run_plan
+
+    given = list(checkpoints) + [c.strip() for c in (checkpoint_list or "").split(",") if c.strip()]
+    options.update(checkpoints=given or None, names=list(names) or None, rewards=list(rewards) or None,
+                   alphas=_floats(alphas, "--alphas"), rhos=_floats(rhos, "--rhos"))
+    _, plan = _run(PlanConfig, run_plan, options, config_path)
+    rec = plan["recommendation"]
+    how = "as it is" if rec["kind"] == "checkpoint" else f"{rec['kind']} from {rec['from']} (α {rec['alpha']:g}, " \
+        f"ρ {rec['rho']:g}): {rec['command']}"
+    click.echo(f"recommended: {rec['name']} {how}")
+    for name, rho in plan["correlations_with_probe"].items():
+        click.echo(f"  Spearman({name}, probe) = {'n/a' if rho is None else f'{rho:+.2f}'}")
+    click.echo(f"plan: {Path(options['out'] or plan['config']['out']) / 'plan.html'}")
+
+
 @main.command("export-verl")
 @click.option("--data", required=True, help="RL prompts with answers (JSONL/parquet).")
 @click.option("--val", help="Validation prompts with answers.")

@@ -47,15 +47,15 @@ def assess(entries: list[dict]) -> None:
             signals["pass_gap"] = f"pass@k − pass@1 = {gaps[i]:.3f} is at most half the largest ({max(known_gaps):.3f})"
         e["signals"] = signals
         e["flagged"] = len(signals) >= 2 or entropy[i] < COLLAPSE_NATS
-    orders = [_ranks([-x for x in entropy]), _ranks(drift), _ranks(spiky)]
+    orders = [ranks([-x for x in entropy]), ranks(drift), ranks(spiky)]
     if all(g is not None for g in gaps):
-        orders.append(_ranks([-g for g in gaps]))
+        orders.append(ranks([-g for g in gaps]))
     score = [sum(o[i] for o in orders) / len(orders) for i in range(len(entries))]
     for position, i in enumerate(sorted(range(len(entries)), key=lambda i: (score[i], i)), start=1):
         entries[i]["rank"] = position
 
 
-def _ranks(values: list[float]) -> list[float]:
+def ranks(values: list[float]) -> list[float]:
     """Average ranks (1 = smallest), ties shared."""
     order = sorted(range(len(values)), key=lambda i: values[i])
     ranks = [0.0] * len(values)
@@ -71,7 +71,7 @@ def _ranks(values: list[float]) -> list[float]:
 
 
 # -- plots -------------------------------------------------------------------------------------------
-def _figure_png(fig) -> bytes:
+def figure_png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     import matplotlib.pyplot as plt
@@ -104,7 +104,7 @@ def plot_drift_heatmaps(entries: list[dict]) -> bytes:
         ax.set_ylabel("layer", fontsize=8)
     fig.colorbar(image, ax=axes[0].tolist(), label="‖Δ‖ / ‖θ_base‖")
     fig.suptitle("Relative drift from the base, per layer and module", fontsize=10, y=1.03)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_entropy_histograms(entries: list[dict], base_outputs: dict) -> bytes:
@@ -123,7 +123,7 @@ def plot_entropy_histograms(entries: list[dict], base_outputs: dict) -> bytes:
     ax.set_ylabel("share of response positions")
     ax.legend(fontsize=8)
     ax.set_title("Per-position entropy on the calibration set", fontsize=10)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_across_checkpoints(entries: list[dict]) -> bytes:
@@ -145,7 +145,7 @@ def plot_across_checkpoints(entries: list[dict]) -> bytes:
         ax.set_title(title, fontsize=9)
     fig.suptitle("Across checkpoints (in the order given)", fontsize=10, y=1.04)
     fig.tight_layout()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 # -- HTML --------------------------------------------------------------------------------------------

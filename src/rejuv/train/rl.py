@@ -65,6 +65,7 @@ class RLRecipeConfig:
     lora_alpha: int = 32
     use_vllm: bool = False
     plasticity_every: int = 1
+    save_model: bool = True  # False: logs only (a probe run), no weights written
     seed: int = 0
     overwrite: bool = False
     trust_remote_code: bool = False
@@ -124,7 +125,8 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
         if not cfg.progress:
             silence(trainer)
         trainer.train()
-        save_model(trainer, tmp)
+        if cfg.save_model:
+            save_model(trainer, tmp)
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
         finish_run(trainer, tmp, cfg, "rl_config.json")
         steps = len(read_plasticity_log(tmp / "plasticity.jsonl")) if (tmp / "plasticity.jsonl").exists() else 0

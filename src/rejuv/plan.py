@@ -1,0 +1,273 @@
+"""The `plan` recipe: which checkpoint to hand to RL, and which α and ρ, with the evidence.
+
+1. cheap signals of every checkpoint: `run_diagnose` (entropy, top-1 mass, NLL,
+   drift, pass@1 and the pass@k gap on the evaluation problems);
+2. α/ρ search on one checkpoint (`search_on`, by default the last given):
+   `run_apply` for every grid point, then entropy recovered and accuracy kept
+   (`run_eval`), combined into the search score;
+3. RL probes: the same short GRPO run (`run_rl`, `budget_steps` steps, no
+   weights saved) from every checkpoint and from the `probe_top` best search
+   candidates; its outcome (mean reward over the last quarter) is the ground
+   truth the cheap signals are judged against;
+4. the recommendation (best probe outcome), the rank correlation of each cheap
+   signal with the probe outcome over the checkpoints, plots: `plan.json`,
+   `plan.html` and PNGs, written atomically into `out`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rejuv import __version__
+from rejuv.apply import ApplyConfig, run_apply
+from rejuv.checkpoint import Checkpoint, atomic_output_dir, check_output_free
+from rejuv.diagnose import DiagnoseConfig, run_diagnose
+from rejuv.errors import RejuvError
+from rejuv.evaluate import EvalConfig, run_eval
+from rejuv.fusion import plan_fusion
+from rejuv.planner.search import (
+    accuracy_kept,
+    best,
+    check_probes_learn,
+    entropy_recovered,
+    probe_metrics,
+    search_grid,
+    search_score,
+    spearman,
+)
+from rejuv.train.plasticity import read_plasticity_log
+from rejuv.train.rl import RLRecipeConfig, run_rl
+
+# Cheap signals correlated with the probe outcome: (label, how to read it from a diagnose entry).
+SIGNALS = {
+    "entropy": lambda e: e["outputs"]["mean_entropy"],
+    "top1_mass": lambda e: e["outputs"]["top1_mass"],
+    "nll": lambda e: e["outputs"]["nll"],
+    "drift": lambda e: e["params"]["model"]["rel"],
+    "pass@1": lambda e: (e.get("sampling") or {}).get("pass@1"),
+    "pass_gap": lambda e: (e.get("sampling") or {}).get("gap"),
+}
+
+
+@dataclass
+class PlanConfig:
+    base: str
+    checkpoints: list[str]
+    calib: str
+    probe_data: str  # RL prompts with answers (the same format as `rejuv rl --data`)
+    out: str
+    names: list[str] = field(default_factory=list)
+    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
+    eval_data: str | None = None  # problems for pass@1 / pass@k (default: probe_data)
+    budget_steps: int = 30  # GRPO steps per probe
+    alphas: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
+    rhos: list[float] = field(default_factory=lambda: [0.0, 0.01])
+    search_on: str | None = None  # name or path of the checkpoint searched (default: the last)
+    probe_top: int = 2  # search candidates that get an RL probe
+    keep_candidates: bool = False  # keep the searched candidates' weights (otherwise only their manifests)
+    # probe settings, identical for every candidate
+    learning_rate: float = 1e-6
+    num_generations: int = 8
+    prompts_per_step: int = 4
+    max_completion_length: int = 512
+    beta: float = 0.001
+    rl_temperature: float = 1.0
+    # evaluation settings
+    samples: int = 4
+    k: int = 4
+    max_problems: int | None = 64
+    temperature: float = 0.6
+    max_new_tokens: int = 512
+    chat_template: str = "auto"
+    # calibration passes
+    max_samples: int = 64
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    overwrite: bool = False
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    progress: bool = True
+
+
+def _labels(cfg: PlanConfig) -> list[str]:
+    if cfg.names:
+        if len(cfg.names) != len(cfg.checkpoints):
+            raise RejuvError(f"{len(cfg.names)} names for {len(cfg.checkpoints)} checkpoints")
+        labels = list(cfg.names)
+    else:
+        labels = [Path(c).name for c in cfg.checkpoints]
+        if len(set(labels)) < len(labels):
+            labels = [f"{Path(c).parent.name}/{Path(c).name}" for c in cfg.checkpoints]
+    if len(set(labels)) < len(labels):
+        raise RejuvError(f"checkpoint names must differ, got {labels}; pass --names")
+    return labels
+
+
+def _validate(cfg: PlanConfig) -> tuple[list[str], int]:
+    if len(cfg.checkpoints) < 2:
+        raise RejuvError(f"plan compares checkpoints and got {len(cfg.checkpoints)}; give at least two "
+                         "(for α/ρ on one checkpoint alone, use `rejuv apply`)")
+    labels = _labels(cfg)
+    search_grid(cfg.alphas, cfg.rhos)
+    if cfg.budget_steps < 4:
+        raise RejuvError(f"budget_steps must be at least 4 (a reward trend needs a few steps), got {cfg.budget_steps}")
+    if cfg.probe_top < 0:
+        raise RejuvError(f"probe_top must be ≥ 0, got {cfg.probe_top}")
+    if cfg.k > cfg.samples:
+        raise RejuvError(f"k {cfg.k} is larger than the {cfg.samples} samples drawn per problem")
+    for path in (cfg.calib, cfg.probe_data, cfg.eval_data):
+        if path and not Path(path).is_file():
+            raise RejuvError(f"{path}: no such file")
+    target = cfg.search_on or cfg.checkpoints[-1]
+    matches = [i for i, (c, n) in enumerate(zip(cfg.checkpoints, labels, strict=True)) if target in (c, n)]
+    if not matches:
+        raise RejuvError(f"search_on {target!r} is none of the checkpoints ({', '.join(labels)})")
+    return labels, matches[0]
+
+
+def _check_architectures(cfg: PlanConfig) -> None:
+    """Fail before any work if a checkpoint does not line up with the base (names the tensor or field)."""
+    with Checkpoint(cfg.base, cfg.allow_pickle) as base:
+        for path in cfg.checkpoints:
+            with Checkpoint(path, cfg.allow_pickle) as ckpt:
+                plan_fusion(base, ckpt)
+
+
+def _log(cfg: PlanConfig, message: str) -> None:
+    if cfg.progress:
+        print(f"[plan] {message}", flush=True)
+
+
+def run_plan(cfg: PlanConfig) -> dict:
+    """Run `rejuv plan`; returns the content of `<out>/plan.json`."""
+    from rejuv.planner.report import render_html, write_plots
+
+    labels, searched = _validate(cfg)
+    out = Path(cfg.out)
+    check_output_free(out, cfg.overwrite, inputs=tuple(Path(p) for p in [cfg.base, *cfg.checkpoints]))
+    _check_architectures(cfg)
+    eval_data = cfg.eval_data or cfg.probe_data
+    with atomic_output_dir(out, cfg.overwrite) as tmp:
+        _log(cfg, f"diagnosing {len(cfg.checkpoints)} checkpoints")
+        diagnosis = run_diagnose(DiagnoseConfig(
+            base=cfg.base, checkpoints=list(cfg.checkpoints), names=labels, calib=cfg.calib, out=str(tmp / "diagnose"),
+            eval=eval_data, k=cfg.k, samples=cfg.samples, temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, max_samples=cfg.max_samples,
+            device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, allow_pickle=cfg.allow_pickle,
+            trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
+        entries = {e["name"]: e for e in diagnosis["checkpoints"]}
+
+        search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data)
+        ranked = sorted(search, key=lambda c: -c["score"])
+        probed = {label: path for label, path in zip(labels, cfg.checkpoints, strict=True)}
+        for c in ranked[: cfg.probe_top]:
+            probed[c["label"]] = c["path"]
+        probes = {}
+        for label, path in probed.items():
+            _log(cfg, f"RL probe from {label} ({cfg.budget_steps} steps)")
+            probes[label] = _probe(cfg, tmp / "probes" / label.replace("/", "_"), path)
+        check_probes_learn(probes, cfg.rewards)
+
+        plan = _assemble(cfg, labels, searched, entries, search, probes, diagnosis)
+        plots = write_plots(plan, tmp)
+        (tmp / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+        (tmp / "plan.html").write_text(render_html(plan, plots))
+        if not cfg.keep_candidates:
+            for c in search:
+                for weights in Path(c["path"]).glob("*.safetensors*"):
+                    weights.unlink()
+    return plan
+
+
+def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval_data: str) -> list[dict]:
+    grid = search_grid(cfg.alphas, cfg.rhos)
+    results = []
+    for cand in grid:
+        folder = tmp / "candidates" / cand.label
+        _log(cfg, f"search on {label}: α={cand.alpha:g}, ρ={cand.rho:g}")
+        manifest = run_apply(ApplyConfig(
+            base=cfg.base, sft=path, calib=cfg.calib, out=str(folder), alpha=cand.alpha, rho=cand.rho,
+            fusion_only=cand.rho == 0.0, max_samples=cfg.max_samples, seed=cfg.seed, device=cfg.device,
+            dtype=cfg.dtype, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
+            progress=cfg.progress))
+        entropy = manifest["entropy"]
+        results.append({"label": cand.label, "alpha": cand.alpha, "rho": cand.rho, "path": str(folder),
+                        "entropy": entropy["rejuvenated"] if cand.rho > 0 else entropy["fused"],
+                        "entropy_sft": entropy["sft"], "entropy_base": entropy["base"],
+                        "neurons_reset": manifest["neurons_reset"]})
+    report = run_eval(EvalConfig(
+        checkpoints=[r["path"] for r in results], data=[eval_data], out=str(tmp / "candidates" / "eval"),
+        samples=cfg.samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, chat_template=cfg.chat_template,
+        device="cpu" if cfg.device == "cpu" else "auto", seed=cfg.seed, trust_remote_code=cfg.trust_remote_code),
+        progress=cfg.progress)
+    sft_accuracy = entry["sampling"]["pass@1"]
+    for r, ev in zip(results, report["results"], strict=True):
+        r["pass@1"] = ev["pass@1"]
+        r["entropy_recovered"] = entropy_recovered(r["entropy"], r["entropy_sft"], r["entropy_base"])
+        r["accuracy_kept"] = accuracy_kept(r["pass@1"], sft_accuracy)
+        r["score"] = search_score(r["entropy_recovered"], r["accuracy_kept"])
+    return results
+
+
+def _probe(cfg: PlanConfig, folder: Path, model: str) -> dict:
+    run_rl(RLRecipeConfig(
+        model=model, data=cfg.probe_data, out=str(folder), rewards=list(cfg.rewards), learning_rate=cfg.learning_rate,
+        max_steps=cfg.budget_steps, num_generations=cfg.num_generations,
+        per_device_batch_size=cfg.prompts_per_step * cfg.num_generations, beta=cfg.beta,
+        temperature=cfg.rl_temperature, max_completion_length=cfg.max_completion_length, seed=cfg.seed,
+        save_model=False, trust_remote_code=cfg.trust_remote_code, progress=False))
+    return probe_metrics(read_plasticity_log(folder / "plasticity.jsonl"))
+
+
+def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, search: list[dict],
+              probes: dict[str, dict], diagnosis: dict) -> dict:
+    checkpoints = []
+    for label, path in zip(labels, cfg.checkpoints, strict=True):
+        e = entries[label]
+        checkpoints.append({"name": label, "path": path, "signals": {k: f(e) for k, f in SIGNALS.items()},
+                            "flagged": e["flagged"], "probe": probes[label]})
+    outcome = [c["probe"]["reward_end"] for c in checkpoints]
+    correlations = {k: spearman([c["signals"][k] for c in checkpoints], outcome) for k in SIGNALS}
+    for c in search:
+        c["probe"] = probes.get(c["label"])
+    winner = best(probes)
+    if winner in entries:
+        recommendation = {"kind": "checkpoint", "name": winner, "path": cfg.checkpoints[labels.index(winner)],
+                          "alpha": 1.0, "rho": 0.0}
+    else:
+        cand = next(c for c in search if c["label"] == winner)
+        recommendation = {"kind": "rejuvenated" if cand["rho"] > 0 else "fused", "name": winner,
+                          "from": labels[searched], "alpha": cand["alpha"], "rho": cand["rho"],
+                          "command": _apply_command(cfg, cfg.checkpoints[searched], cand)}
+    recommendation["probe_reward_end"] = probes[winner]["reward_end"]
+    probed_search = [c for c in search if c["probe"] is not None]
+    best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
+    return {
+        "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
+        "recommendation": recommendation,
+        "checkpoints": checkpoints,
+        "correlations_with_probe": correlations,
+        "checkpoint_order": {"by_probe": sorted(labels, key=lambda n: -probes[n]["reward_end"]),
+                             "by_pass@1": sorted(labels, key=lambda n: -(entries[n]["sampling"]["pass@1"]))},
+        "search": {"on": labels[searched], "candidates": [{k: v for k, v in c.items() if k != "path"} for c in search],
+                   "best_probed": best_search,
+                   "best_probed_alpha": next((c["alpha"] for c in search if c["label"] == best_search), None),
+                   "best_probed_rho": next((c["rho"] for c in search if c["label"] == best_search), None)},
+        "probe": {"steps": cfg.budget_steps, "rewards": cfg.rewards, "learning_rate": cfg.learning_rate,
+                  "num_generations": cfg.num_generations, "prompts_per_step": cfg.prompts_per_step,
+                  "outcome": "mean reward over the last quarter of the probe's steps"},
+        "evaluation": {"problems": diagnosis["sampling"]["problems"] if diagnosis.get("sampling") else None,
+                       "samples": cfg.samples, "k": cfg.k, "temperature": cfg.temperature},
+        "calibration": diagnosis["calibration"],
+    }
+
+
+def _apply_command(cfg: PlanConfig, sft: str, cand: dict) -> str:
+    """The command that rebuilds the recommended candidate (its weights are not kept by default)."""
+    parts = ["rejuv apply", f"--base {cfg.base}", f"--sft {sft}", f"--alpha {cand['alpha']:g}"]
+    parts += ["--fusion-only"] if cand["rho"] == 0 else [f"--calib {cfg.calib}", f"--rho {cand['rho']:g}"]
+    return " ".join([*parts, f"--max-samples {cfg.max_samples}", f"--seed {cfg.seed}", "--out OUT"])

@@ -1,0 +1,132 @@
+"""What the planner computes from measurements: candidate grid, cheap scores, probe metrics, ranking.
+
+Pure functions over numbers, so they are tested on small synthetic inputs; the
+recipe (`rejuv.plan`) produces the numbers with diagnose, apply, eval and rl.
+
+- Search score of a fused/rejuvenated candidate, before any RL: the geometric
+  mean of the share of the SFT→base entropy gap it recovers (clipped to [0, 1])
+  and the share of the SFT checkpoint's accuracy it keeps. Either at zero gives
+  zero: the base model (all entropy, little skill) and a collapsed checkpoint
+  (all skill, no entropy) both score low.
+- Probe outcome, the planner's ground truth: the mean reward over the last
+  quarter of a short GRPO run (at least one step). The recommendation is the
+  candidate with the best outcome (ties: steeper reward slope, then input order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rejuv.errors import RejuvError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    alpha: float
+    rho: float
+
+    @property
+    def label(self) -> str:
+        return f"alpha{self.alpha:g}-rho{self.rho:g}"
+
+
+def search_grid(alphas: list[float], rhos: list[float]) -> list[Candidate]:
+    """Every (α, ρ) pair except α=1, ρ=0 (that is the checkpoint itself, probed anyway)."""
+    for a in alphas:
+        if not 0.0 <= a <= 1.0:
+            raise RejuvError(f"alpha values must lie in [0, 1], got {a}")
+    for r in rhos:
+        if not 0.0 <= r < 1.0:
+            raise RejuvError(f"rho values must lie in [0, 1), got {r}")
+    grid = [Candidate(float(a), float(r)) for a in sorted(set(alphas)) for r in sorted(set(rhos))
+            if not (a == 1.0 and r == 0.0)]
+    if not grid:
+        raise RejuvError("the α/ρ grid is empty (give --alphas below 1 or a --rhos value above 0)")
+    return grid
+
+
+def entropy_recovered(candidate: float, sft: float, base: float) -> float:
+    """Share of the entropy the SFT checkpoint lost against the base that the candidate has back, in [0, 1]."""
+    gap = base - sft
+    if gap <= 0:
+        return 0.0  # nothing was lost: nothing to recover
+    return min(1.0, max(0.0, (candidate - sft) / gap))
+
+
+def accuracy_kept(candidate: float, sft: float) -> float:
+    """Candidate accuracy over the SFT checkpoint's (may exceed 1); 1 when both are 0."""
+    if sft <= 0:
+        return 1.0 if candidate <= 0 else 2.0
+    return candidate / sft
+
+
+def search_score(recovered: float, kept: float) -> float:
+    return math.sqrt(max(0.0, recovered) * max(0.0, kept))
+
+
+def slope(values: list[float]) -> float | None:
+    """Least-squares slope per step of `values` against 0, 1, 2, ...; None for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    sxx = sum((i - mean_x) ** 2 for i in range(n))
+    return sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values)) / sxx
+
+
+def probe_metrics(rows: list[dict]) -> dict:
+    """Summary of one probe from its plasticity.jsonl rows (one per optimizer step)."""
+    rewards = [r["reward"] for r in rows if r.get("reward") is not None]
+    if not rewards:
+        raise RejuvError("the probe logged no rewards (did the RL run take any step?)")
+    quarter = max(1, len(rewards) // 4)
+    grads = [r["grad_norm"] for r in rows if r.get("grad_norm") is not None]
+    updates = [r["update_l2"] for r in rows if r.get("update_l2") is not None]
+    entropy = [r["entropy"] for r in rows if r.get("entropy") is not None]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {
+        "steps": len(rewards),
+        "reward_start": mean(rewards[:quarter]),
+        "reward_end": mean(rewards[-quarter:]),
+        "reward_gain": mean(rewards[-quarter:]) - mean(rewards[:quarter]),
+        "reward_slope": slope(rewards),
+        "grad_to_update": (mean(grads) / mean(updates)) if grads and updates and mean(updates) else None,
+        "entropy_start": entropy[0] if entropy else None,
+        "entropy_slope": slope(entropy),
+        "rewards": rewards,
+    }
+
+
+def check_probes_learn(probes: dict[str, dict], rewards: list[str]) -> None:
+    """Refuse to rank when every step of every probe got the same mean reward: the probe saw no signal."""
+    values = {v for p in probes.values() for v in p["rewards"]}
+    if len(values) == 1:
+        (value,) = values
+        raise RejuvError(
+            f"the reward ({', '.join(rewards)}) averaged {value:g} at every step of every RL probe, so the probes "
+            "cannot tell the checkpoints apart; check --reward and that --probe-data has answers it can match "
+            "(or raise --max-completion-length if completions are cut before the answer)")
+
+
+def spearman(xs: list[float | None], ys: list[float | None]) -> float | None:
+    """Rank correlation over the pairs where both are known; None below three pairs or for a constant side."""
+    from rejuv.diagnostics.report import ranks
+
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None and y is not None]
+    if len(pairs) < 3:
+        return None
+    rx, ry = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sx = math.sqrt(sum((r - mx) ** 2 for r in rx))
+    sy = math.sqrt(sum((r - my) ** 2 for r in ry))
+    if sx == 0 or sy == 0:
+        return None
+    return sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True)) / (sx * sy)
+
+
+def best(outcomes: dict[str, dict]) -> str:
+    """Label with the best probe outcome; ties go to the steeper slope, then to the first given."""
+    order = list(outcomes)
+    return max(order, key=lambda k: (outcomes[k]["reward_end"], outcomes[k]["reward_slope"] or 0.0,
+                                     -order.index(k)))

@@ -1,0 +1,180 @@
+"""`rejuv plan`: the search and ranking logic on hand-made numbers, then the recipe on tiny models."""
+
+import json
+import math
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from rejuv.cli import main
+from rejuv.errors import RejuvError
+from rejuv.plan import PlanConfig, run_plan
+from rejuv.planner.search import (
+    Candidate,
+    accuracy_kept,
+    best,
+    check_probes_learn,
+    entropy_recovered,
+    probe_metrics,
+    search_grid,
+    search_score,
+    slope,
+    spearman,
+)
+
+from tiny import build_model, perturbed, save, write_calibration
+
+
+# -- components -------------------------------------------------------------------------------------
+def test_grid_skips_the_checkpoint_itself_and_refuses_bad_values():
+    grid = search_grid([0.5, 1.0, 0.5], [0.0, 0.02])
+    assert grid == [Candidate(0.5, 0.0), Candidate(0.5, 0.02), Candidate(1.0, 0.02)]
+    assert grid[1].label == "alpha0.5-rho0.02"
+    with pytest.raises(RejuvError, match=r"alpha values must lie in \[0, 1\]"):
+        search_grid([1.2], [0.0])
+    with pytest.raises(RejuvError, match=r"rho values must lie in \[0, 1\)"):
+        search_grid([0.5], [1.0])
+    with pytest.raises(RejuvError, match="grid is empty"):
+        search_grid([1.0], [0.0])
+
+
+def test_search_score_trades_entropy_recovered_against_accuracy_kept():
+    # SFT 0.1 nats, base 0.5: a candidate at 0.3 recovers half the gap; beyond the base counts as all of it.
+    assert entropy_recovered(0.3, sft=0.1, base=0.5) == pytest.approx(0.5)
+    assert entropy_recovered(0.9, 0.1, 0.5) == 1.0 and entropy_recovered(0.05, 0.1, 0.5) == 0.0
+    assert entropy_recovered(0.9, sft=0.6, base=0.5) == 0.0  # nothing was lost
+    assert accuracy_kept(0.4, 0.8) == 0.5 and accuracy_kept(0.0, 0.0) == 1.0
+    assert search_score(0.5, 0.5) == pytest.approx(0.5)
+    assert search_score(1.0, 0.0) == 0.0 and search_score(0.0, 1.0) == 0.0  # the base model; a collapsed one
+    assert search_score(0.64, 1.0) == pytest.approx(0.8)
+
+
+def test_probe_metrics_by_hand():
+    rows = [{"step": i + 1, "reward": r, "grad_norm": g, "update_l2": u, "entropy": e}
+            for i, (r, g, u, e) in enumerate([(0.0, 2.0, 0.1, 1.0), (0.2, 2.0, 0.1, 0.9),
+                                              (0.4, 4.0, 0.3, 0.8), (0.6, 4.0, 0.3, 0.7),
+                                              (0.8, 2.0, 0.2, 0.6), (1.0, 4.0, 0.2, 0.5),
+                                              (1.0, 2.0, 0.1, 0.4), (1.0, 4.0, 0.3, 0.3)])]
+    m = probe_metrics(rows)
+    assert m["steps"] == 8
+    assert m["reward_start"] == pytest.approx(0.1)  # first quarter: steps 1-2
+    assert m["reward_end"] == pytest.approx(1.0)  # last quarter: steps 7-8
+    assert m["reward_gain"] == pytest.approx(0.9)
+    assert m["grad_to_update"] == pytest.approx(3.0 / 0.2)
+    assert m["entropy_slope"] == pytest.approx(-0.1)
+    assert slope([1.0, 3.0, 5.0]) == pytest.approx(2.0) and slope([4.0]) is None
+    assert probe_metrics([{"reward": 0.5}])["reward_end"] == 0.5
+    with pytest.raises(RejuvError, match="no rewards"):
+        probe_metrics([{"step": 1}])
+
+
+def test_spearman_by_hand_with_ties_and_missing_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks x: 1, 2.5, 2.5, 4; y: 1, 2, 3, 4 → r = 4.5 / sqrt(4.5 · 5)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(4.5 * 5))
+    assert spearman([1, None, 2, 3], [3, 9, 2, 1]) == pytest.approx(-1.0)  # the pair with a gap is left out
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_recommendation_is_the_best_probe_outcome_with_stated_tie_breaks():
+    outcomes = {"a": {"reward_end": 0.5, "reward_slope": 0.01}, "b": {"reward_end": 0.7, "reward_slope": 0.0},
+                "c": {"reward_end": 0.7, "reward_slope": 0.02}, "d": {"reward_end": 0.7, "reward_slope": 0.02}}
+    assert best(outcomes) == "c"  # b ties on outcome but climbs slower; d ties on both and comes later
+    assert best({"x": {"reward_end": 0.0, "reward_slope": None}}) == "x"
+
+
+def test_a_reward_that_never_pays_is_refused():
+    flat = {"a": {"rewards": [0.0, 0.0]}, "b": {"rewards": [0.0, 0.0, 0.0]}}
+    with pytest.raises(RejuvError, match=r"averaged 0 at every step of every RL probe"):
+        check_probes_learn(flat, ["tiny:always_zero"])
+    check_probes_learn({"a": {"rewards": [0.0, 0.0]}, "b": {"rewards": [0.0, 1.0]}}, ["r"])
+
+
+# -- the recipe on tiny models -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def planning(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plan")
+    base, tok = build_model("llama", seed=0)
+    save(base, tok, root / "base")
+    save(perturbed(base, seed=1, scale=0.05), tok, root / "early")
+    save(perturbed(base, seed=2, scale=0.3), tok, root / "late")
+    write_calibration(root / "calib.jsonl", n=8)
+    rng = random.Random(0)
+    with open(root / "rl.jsonl", "w") as f:
+        for _ in range(16):
+            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "answer": "7"}) + "\n")
+    return root
+
+
+def small_plan(root, out, **overrides) -> PlanConfig:
+    values = dict(base=str(root / "base"), checkpoints=[str(root / "early"), str(root / "late")],
+                  calib=str(root / "calib.jsonl"), probe_data=str(root / "rl.jsonl"), out=str(out),
+                  rewards=["tiny:contains_seven"], budget_steps=4, alphas=[0.5], rhos=[0.0, 0.05], probe_top=1,
+                  learning_rate=2e-2, num_generations=4, prompts_per_step=2, max_completion_length=6, samples=2, k=2,
+                  max_problems=4, max_new_tokens=6, max_samples=8, progress=False)
+    values.update(overrides)
+    return PlanConfig(**values)
+
+
+def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path):
+    plan = run_plan(small_plan(planning, tmp_path / "plan"))
+    out = tmp_path / "plan"
+    assert json.loads((out / "plan.json").read_text()) == plan
+    names = [c["name"] for c in plan["checkpoints"]]
+    assert names == ["early", "late"]
+    for c in plan["checkpoints"]:
+        assert c["probe"]["steps"] == 4 and len(c["probe"]["rewards"]) == 4
+        assert set(c["signals"]) == {"entropy", "top1_mass", "nll", "drift", "pass@1", "pass_gap"}
+        assert c["signals"]["drift"] > 0
+    cands = plan["search"]["candidates"]
+    assert [(c["alpha"], c["rho"]) for c in cands] == [(0.5, 0.0), (0.5, 0.05)]
+    probed = [c for c in cands if c["probe"] is not None]
+    assert len(probed) == 1 and probed[0]["score"] == max(c["score"] for c in cands)
+    for c in cands:
+        assert 0.0 <= c["entropy_recovered"] <= 1.0
+    # The recommendation is the best probe outcome among everything probed.
+    outcomes = {c["name"]: c["probe"]["reward_end"] for c in plan["checkpoints"]}
+    outcomes[probed[0]["label"]] = probed[0]["probe"]["reward_end"]
+    rec = plan["recommendation"]
+    assert rec["probe_reward_end"] == max(outcomes.values()) and outcomes[rec["name"]] == rec["probe_reward_end"]
+    if rec["kind"] != "checkpoint":
+        assert rec["command"].startswith("rejuv apply") and f"--alpha {rec['alpha']:g}" in rec["command"]
+    assert all(v is None for v in plan["correlations_with_probe"].values())  # two checkpoints: no correlation
+    assert sorted(plan["checkpoint_order"]["by_probe"]) == names
+    html = (out / "plan.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "Hand-off plan" in html
+    assert {p.name for p in out.glob("plan_*.png")} == {"plan_probes.png", "plan_signals.png", "plan_search.png"}
+    assert not list((out / "candidates").rglob("*.safetensors"))  # candidates' weights are not kept
+    assert (out / "candidates" / "alpha0.5-rho0.05" / "rejuvenation.json").exists()
+    assert not list((out / "probes").rglob("*.safetensors"))  # probes keep logs only
+    assert (out / "probes" / "early" / "plasticity.jsonl").exists()
+
+
+def test_plan_bad_inputs_are_named(planning, tmp_path):
+    other, tok = build_model("qwen3", seed=0)
+    save(other, tok, tmp_path / "qwen")
+    with pytest.raises(RejuvError, match="give at least two"):
+        run_plan(small_plan(planning, tmp_path / "o1", checkpoints=[str(planning / "late")]))
+    with pytest.raises(RejuvError, match="architectures differ"):
+        run_plan(small_plan(planning, tmp_path / "o2", checkpoints=[str(planning / "early"), str(tmp_path / "qwen")]))
+    with pytest.raises(RejuvError, match="search_on 'nope' is none of the checkpoints"):
+        run_plan(small_plan(planning, tmp_path / "o3", search_on="nope"))
+    with pytest.raises(RejuvError, match="budget_steps must be at least 4"):
+        run_plan(small_plan(planning, tmp_path / "o4", budget_steps=2))
+    assert not any(tmp_path.glob("o*"))
+
+
+def test_plan_refuses_a_reward_that_is_always_zero(planning, tmp_path):
+    result = CliRunner().invoke(main, [
+        "plan", str(planning / "early"), str(planning / "late"), "--base", str(planning / "base"),
+        "--calib", str(planning / "calib.jsonl"), "--probe-data", str(planning / "rl.jsonl"),
+        "--reward", "tiny:always_zero", "--budget-steps", "4", "--alphas", "0.5", "--rhos", "0", "--probe-top", "0",
+        "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "4", "--samples", "2",
+        "--k", "2", "--max-problems", "2", "--max-new-tokens", "4", "--max-samples", "4", "--no-progress",
+        "--out", str(tmp_path / "zero")])
+    assert result.exit_code != 0
+    assert "averaged 0 at every step of every RL probe" in result.output
+    assert not (tmp_path / "zero").exists()
