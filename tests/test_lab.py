@@ -3,6 +3,7 @@
 import json
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -10,7 +11,8 @@ from click.testing import CliRunner
 from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
-from rejuv.lab.demo import DEFAULT_ARMS, run_demo
+from rejuv.lab.demo import DEFAULT_ARMS, PRESETS, run_demo
+from rejuv.lab.planner import summarize_planner
 from rejuv.lab.task import TaskSpec, pretraining_texts, solve, write_task_files
 from rejuv.lab.world import make_char_tokenizer
 
@@ -43,7 +45,9 @@ def _numbers(obj):
         yield obj
 
 
-def test_smoke_demo_runs_every_arm_end_to_end(tmp_path):
+def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
+    # A reward the smoke model can move within a few steps, so the planner's probes rank something.
+    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], rewards=["math_verify", "tiny:contains_seven"]))
     result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     root = tmp_path / "demo"
@@ -67,8 +71,34 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path):
     assert "Table 2 in miniature" in (root / "report.html").read_text()
     manifest = json.loads((root / "seed-0" / "oversft_rejuv" / "rejuvenation.json").read_text())
     assert manifest["alpha"] == report["settings"]["alpha"]
+    planner = report["planner"]
+    assert planner["seeds"] == 1 and not planner["skipped"]
+    check = planner["per_seed"]["0"]
+    assert check["epochs"] == ["epoch-1", "epoch-2", "epoch-4"] and len(check["post_rl_pass@1"]) == 3
+    assert check["recommendation"] in check["epochs"] + ["alpha0.5-rho0", "alpha0.8-rho0"]
+    assert check["alpha_chosen"] in (0.5, 0.8) and 0 <= check["post_rl_alpha_0.5"] <= 1
+    assert "The planner against full RL" in (root / "report.html").read_text()
+    assert (root / "seed-0" / "plan" / "plan.html").exists()
     # A second run reuses every finished step (resumable) and gives the same table.
     again = run_demo("smoke", str(root))
     assert again["table"] == report["table"]
     with pytest.raises(RejuvError, match="other settings"):
         run_demo("smoke", str(root), arms=("modsft", "oversft"))
+
+
+def test_planner_summary_counts_seeds_and_spreads_by_hand():
+    def seed(probe, sft, chosen, half):
+        return {"epochs": ["e1", "e2", "e3"], "spearman_probe": probe, "spearman_sft_accuracy": sft,
+                "post_rl_alpha_chosen": chosen, "post_rl_alpha_0.5": half}
+
+    summary = summarize_planner({0: seed(1.0, 0.5, 0.6, 0.5), 1: seed(0.5, 0.5, 0.4, 0.5), 2: None,
+                                 3: {"skipped": "no signal"}})
+    assert summary["seeds"] == 2 and summary["skipped"] == {3: "no signal"}
+    assert summary["probe_better_seeds"] == 1  # a tie is not "better"
+    assert summary["spearman_probe"]["mean"] == pytest.approx(0.75)
+    assert summary["spearman_probe"]["sd"] == pytest.approx(0.3535534, rel=1e-6)
+    assert summary["alpha_at_least_as_good_seeds"] == 1
+    assert summary["alpha_difference"]["mean"] == pytest.approx(0.0)
+    assert "did not hold" in summary["texts"][0] and "1 seed(s) skipped" in summary["texts"][1]
+    assert summarize_planner({0: None}) is None
+    assert summarize_planner({0: {"skipped": "x"}})["seeds"] == 0

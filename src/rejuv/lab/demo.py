@@ -2,7 +2,8 @@
 
 base model ("pre-trained" here) → SFT (ModSFT, OverSFT), DFT → fusion, Rejuvenation
 → identical GRPO from every arm → evaluation in and out of distribution, before
-and after RL → diagnosis → report. Each step calls the same function the CLI
+and after RL → diagnosis → the planner over the SFT epochs, checked against
+full RL from each (lab/planner.py) → report. Each step calls the same function the CLI
 calls (`run_sft`, `run_apply`, `run_rl`, `run_eval`, `run_diagnose`).
 
 Every step writes its own output folder atomically and is skipped when that
@@ -23,6 +24,7 @@ from rejuv.apply import ApplyConfig, run_apply
 from rejuv.diagnose import DiagnoseConfig, run_diagnose
 from rejuv.errors import RejuvError
 from rejuv.evaluate import EvalConfig, run_eval
+from rejuv.lab.planner import run_planner_stage
 from rejuv.lab.task import TaskSpec, pretraining_texts, write_jsonl, write_task_files
 from rejuv.lab.world import build_base_model
 from rejuv.train.rl import RLRecipeConfig, run_rl
@@ -57,6 +59,10 @@ class Preset:
     seeds: list[int] = field(default_factory=lambda: [0])
     rewards: list[str] = field(default_factory=lambda: ["math_verify"])
     device: str = "cpu"
+    # planner stage (`rejuv plan` over these SFT epochs, then full RL from each to check it); [] skips it
+    plan_epochs: list[float] = field(default_factory=list)
+    plan_probe_steps: int = 10
+    plan_alphas: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
 
 
 PRESETS = {
@@ -64,17 +70,19 @@ PRESETS = {
     "smoke": Preset(hidden=32, layers=2, pretrain_texts=800, pretrain_epochs=1, pretrain_lr=3e-3, sft_rows=64,
                     mod_epochs=1, over_epochs=4, sft_lr=3e-3, calib_rows=8, rl_rows=32, rl_steps=2, rl_lr=2e-4,
                     rl_prompts_per_step=2, num_generations=4, max_completion_length=24, eval_rows=6, samples=2,
-                    alpha=0.8, rho=0.01, seeds=[0]),
+                    alpha=0.8, rho=0.01, seeds=[0], plan_epochs=[1, 2, 4], plan_probe_steps=4,
+                    plan_alphas=[0.5, 0.8]),
     # The experiment at laptop scale: OverSFT has 16× ModSFT's epochs on the same data.
     "small": Preset(hidden=128, layers=4, pretrain_texts=4000, pretrain_epochs=3, pretrain_lr=1e-3, sft_rows=768,
                     mod_epochs=2, over_epochs=32, sft_lr=2e-3, calib_rows=32, rl_rows=512, rl_steps=30, rl_lr=2e-4,
                     rl_prompts_per_step=8, num_generations=8, max_completion_length=24, eval_rows=48, samples=4,
-                    alpha=0.8, rho=0.001, seeds=[0, 1, 2]),
+                    alpha=0.8, rho=0.001, seeds=[0, 1, 2], plan_epochs=[1, 2, 4, 8, 16, 32], plan_probe_steps=10),
     # Sized for a GPU (--device cuda): a larger model, the paper's 2 vs 32 epochs, longer RL.
     "full": Preset(hidden=512, layers=8, pretrain_texts=40000, pretrain_epochs=4, pretrain_lr=5e-4, sft_rows=4096,
                    mod_epochs=2, over_epochs=32, sft_lr=5e-4, calib_rows=64, rl_rows=4096, rl_steps=200, rl_lr=1e-4,
                    rl_prompts_per_step=16, num_generations=8, max_completion_length=24, eval_rows=256, samples=8,
-                   alpha=0.7, rho=0.01, seeds=[0, 1, 2], device="cuda"),
+                   alpha=0.7, rho=0.01, seeds=[0, 1, 2], device="cuda", plan_epochs=[1, 2, 4, 8, 16, 32],
+                   plan_probe_steps=40),
 }
 
 
@@ -123,8 +131,8 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             model=str(base), data=str(files["sft"]), out=str(folder), loss=loss, save_epochs=epochs,
             learning_rate=p.sft_lr, per_device_batch_size=32, max_length=64, seed=seed, progress=False))
 
-    _step(out, root / "sft", f"seed {seed}: SFT to epochs {p.mod_epochs} and {p.over_epochs}",
-          sft(root / "sft", "nll", [p.mod_epochs, p.over_epochs]))
+    saved = sorted({p.mod_epochs, p.over_epochs, *p.plan_epochs})
+    _step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
     ckpt = {"modsft": root / "sft" / epoch_dir_name(p.mod_epochs),
             "oversft": root / "sft" / epoch_dir_name(p.over_epochs)}
     if "dft" in arms:
@@ -157,6 +165,8 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
                             calib=str(files["calib"]), out=str(root / "diagnose"), seed=seed, progress=False)
     _step(out, root / "diagnose", f"seed {seed}: diagnosis of the arms before RL", lambda: run_diagnose(config))
+    if p.plan_epochs:
+        run_planner_stage(out, root, base, p, seed, files, _step)
     return {a: str(ckpt[a]) for a in arms}
 
 

@@ -15,6 +15,8 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from rejuv.lab.planner import seed_result, summarize_planner
+
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation"}
 
@@ -194,13 +196,32 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     return images
 
 
+def _planner_html(planner: dict | None) -> str:
+    if planner is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{seed}</td><td>{html.escape(r['recommendation'])}</td><td>{html.escape(r['best_by_full_rl'])}</td>"
+        f"<td>{_num(r['spearman_probe'])}</td><td>{_num(r['spearman_sft_accuracy'])}</td><td>{r['alpha_chosen']:g}</td>"
+        f"<td>{100 * r['post_rl_alpha_chosen']:.1f}</td><td>{100 * r['post_rl_alpha_0.5']:.1f}</td></tr>"
+        for seed, r in planner["per_seed"].items())
+    items = "".join(f"<li>{html.escape(t)}</li>" for t in planner["texts"])
+    return (f"<h2>The planner against full RL</h2><ul>{items}</ul><table><tr><th>seed</th><th>recommended</th>"
+            "<th>best by full RL</th><th>Spearman probe</th><th>Spearman SFT accuracy</th><th>searched α</th>"
+            f"<th>post-RL pass@1, searched α</th><th>post-RL pass@1, α=0.5</th></tr>{rows}</table>")
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
 def write_report(root: Path, preset, arms: tuple[str, ...], preset_name: str, seconds: float) -> dict:
     per_seed = collect(root, list(preset.seeds), arms)
     table = summarize(per_seed, arms)
     found = claims(per_seed, arms)
     images = _plots(per_seed, arms)
+    planner = summarize_planner({seed: seed_result(root / f"seed-{seed}") for seed in preset.seeds})
     report = {"preset": preset_name, "settings": asdict(preset), "arms": list(arms), "seeds": list(preset.seeds),
-              "compute_seconds": seconds, "table": table, "claims": found, "per_seed": per_seed,
+              "compute_seconds": seconds, "table": table, "claims": found, "per_seed": per_seed, "planner": planner,
               "deviations": [
                   f"alpha {preset.alpha} instead of the paper's 0.5 (at this scale 0.5 erases the SFT format; "
                   "see docs/lab.md)",
@@ -211,7 +232,9 @@ def write_report(root: Path, preset, arms: tuple[str, ...], preset_name: str, se
     (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for name, png in images.items():
         (root / f"{name}.png").write_bytes(png)
-    (root / "table.md").write_text(markdown_table(table, arms) + "\n")
+    planner_lines = [] if planner is None else ["", "Planner (rejuv plan) against full RL:", *
+                                                 [f"- {t}" for t in planner["texts"]]]
+    (root / "table.md").write_text("\n".join([markdown_table(table, arms), *planner_lines]) + "\n")
     figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
                       f"<figcaption>{name}</figcaption></figure>" for name, png in images.items())
     table_html = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADER) + "</tr>"
@@ -231,6 +254,7 @@ reward {', '.join(preset.rewards)}. Fusion α = {preset.alpha}, reset ρ = {pres
 Compute time of all steps: {seconds / 60:.1f} min (out/timings.jsonl).</p>
 <h2>Table 2 in miniature</h2>{table_html}
 <h2>What this run says about the paper's claims</h2><ul>{claims_html}</ul>
+{_planner_html(planner)}
 <h2>Curves</h2>{figures}
 <h2>Deviations from the paper</h2><ul>{''.join(f'<li>{html.escape(d)}</li>' for d in report['deviations'])}</ul>
 </body></html>
