@@ -163,3 +163,39 @@ def test_cli_rl_reads_yaml_with_trl_args(world, tmp_path):
                                       "out": str(tmp_path / "out2"), "trl_args": {"no_such_field": 1}}))
     bad = CliRunner().invoke(main, ["rl", "--config", str(config)])
     assert bad.exit_code != 0 and "no_such_field" in bad.output and not (tmp_path / "out2").exists()
+
+
+def test_chord_with_mu_zero_is_plain_grpo_and_logs_its_schedule(world, tmp_path):
+    common = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), rewards=["tiny:contains_seven"],
+                  learning_rate=2e-2, max_steps=3, max_completion_length=6, seed=4)
+    run_rl(RLRecipeConfig(out=str(tmp_path / "grpo"), **common))
+    run_rl(RLRecipeConfig(out=str(tmp_path / "mu0"), chord_data=str(world / "sft.jsonl"), chord_mu_peak=0.0,
+                          chord_mu_valley=0.0, **common))
+    plain, zero = weights(tmp_path / "grpo"), weights(tmp_path / "mu0")
+    assert all(torch.equal(plain[n], zero[n]) for n in plain)  # µ = 0: the subclass changes nothing
+    run_rl(RLRecipeConfig(out=str(tmp_path / "chord"), chord_data=str(world / "sft.jsonl"), chord_mu_peak=0.9,
+                          chord_mu_valley=0.1, chord_mu_decay_steps=2, **common))
+    rows = read_plasticity_log(tmp_path / "chord" / "plasticity.jsonl")
+    assert [r["chord_mu"] for r in rows] == pytest.approx([0.9, 0.5, 0.1])  # half-cosine over 2 steps
+    assert all(r["chord_sft_loss"] > 0 for r in rows)
+    mixed = weights(tmp_path / "chord")
+    assert any(not torch.equal(plain[n], mixed[n]) for n in plain)
+
+
+def test_chord_at_mu_one_is_sft_on_the_expert_rows(world, tmp_path):
+    run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "sft"),
+                          rewards=["tiny:contains_seven"], learning_rate=1e-2, max_steps=8, max_completion_length=4,
+                          chord_data=str(world / "sft.jsonl"), chord_mu_peak=1.0, chord_mu_valley=1.0,
+                          chord_expert_batch_size=8, seed=1))
+    losses = [r["chord_sft_loss"] for r in read_plasticity_log(tmp_path / "sft" / "plasticity.jsonl")]
+    assert len(losses) == 8 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # the expert loss falls
+
+
+def test_chord_options_are_checked(world, tmp_path):
+    base = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "x"),
+                chord_data=str(world / "sft.jsonl"))
+    with pytest.raises(RejuvError, match=r"chord_mu_peak must lie in \[0, 1\]"):
+        run_rl(RLRecipeConfig(chord_mu_peak=1.5, **base))
+    with pytest.raises(RejuvError, match="chord_expert_batch_size must be at least 1"):
+        run_rl(RLRecipeConfig(chord_expert_batch_size=0, **base))
+    assert not (tmp_path / "x").exists()

@@ -160,6 +160,13 @@ def sft_command(config_path: str | None, **options) -> None:
 @click.option("--max-completion-length", type=int, help="[1024]")
 @click.option("--max-steps", type=int, help="Optimizer steps. [100]")
 @click.option("--use-vllm/--no-use-vllm", default=None, help="Generate with vLLM (GPU).")
+@click.option("--chord-data", help="CHORD: expert SFT rows mixed into the GRPO loss with weight µ (docs/training.md).")
+@click.option("--chord-mu-peak", type=float, help="CHORD µ after warm-up. [0.9]")
+@click.option("--chord-mu-valley", type=float, help="CHORD µ after the cosine decay. [0.05]")
+@click.option("--chord-mu-warmup-steps", type=int, help="[0]")
+@click.option("--chord-mu-decay-steps", type=int, help="[200]")
+@click.option("--chord-phi/--no-chord-phi", default=None, help="Weight expert tokens by p(1-p) (CHORD-φ).")
+@click.option("--chord-expert-batch-size", type=int, help="Expert rows per step. [prompts per device step]")
 def rl_command(config_path: str | None, rewards: tuple[str, ...], **options) -> None:
     """GRPO on TRL, logging gradient norm vs update size per step (plasticity.jsonl)."""
     from rejuv.train.rl import RLRecipeConfig, run_rl

@@ -66,6 +66,14 @@ class RLRecipeConfig:
     use_vllm: bool = False
     plasticity_every: int = 1
     save_model: bool = True  # False: logs only (a probe run), no weights written
+    # CHORD (train/chord.py): SFT on expert rows inside GRPO, weight µ scheduled; on when chord_data is given
+    chord_data: str | None = None
+    chord_mu_peak: float = 0.9
+    chord_mu_valley: float = 0.05
+    chord_mu_warmup_steps: int = 0
+    chord_mu_decay_steps: int = 200
+    chord_phi: bool = False  # weight each expert token by p(1 − p)
+    chord_expert_batch_size: int | None = None  # expert rows per step (default: prompts per device step)
     seed: int = 0
     overwrite: bool = False
     trust_remote_code: bool = False
@@ -92,7 +100,30 @@ def _check(cfg: RLRecipeConfig) -> list:
             f"must be divisible by num_generations ({cfg.num_generations})")
     if cfg.beta < 0:
         raise RejuvError(f"beta (KL coefficient) must be ≥ 0, got {cfg.beta}")
+    if cfg.chord_data is not None:
+        for name in ("chord_mu_peak", "chord_mu_valley"):
+            if not 0.0 <= getattr(cfg, name) <= 1.0:
+                raise RejuvError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
+        if cfg.chord_mu_warmup_steps < 0 or cfg.chord_mu_decay_steps < 0:
+            raise RejuvError("chord_mu_warmup_steps and chord_mu_decay_steps must be ≥ 0")
+        if cfg.chord_expert_batch_size is not None and cfg.chord_expert_batch_size < 1:
+            raise RejuvError(f"chord_expert_batch_size must be at least 1, got {cfg.chord_expert_batch_size}")
     return funcs
+
+
+def _trainer_extras(cfg: RLRecipeConfig, tokenizer) -> tuple[type | None, dict]:
+    """The trainer class and extra arguments for the options TRL has no hook for (CHORD)."""
+    if cfg.chord_data is None:
+        return None, {}
+    from rejuv.data import sft_records
+    from rejuv.train.chord import ChordSchedule, ExpertBatches, chord_trainer_class, tokenize_expert
+
+    rows = tokenize_expert(sft_records(cfg.chord_data), tokenizer)
+    size = cfg.chord_expert_batch_size or max(1, cfg.per_device_batch_size // cfg.num_generations)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    schedule = ChordSchedule(cfg.chord_mu_peak, cfg.chord_mu_valley, cfg.chord_mu_warmup_steps,
+                             cfg.chord_mu_decay_steps, cfg.chord_phi)
+    return chord_trainer_class(), {"expert": ExpertBatches(rows, size, cfg.seed, pad), "schedule": schedule}
 
 
 def run_rl(cfg: RLRecipeConfig) -> dict:
@@ -102,7 +133,8 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
 
     funcs = _check(cfg)
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(Path(cfg.model), Path(cfg.data)))
+    inputs = [Path(cfg.model), Path(cfg.data)] + ([Path(cfg.chord_data)] if cfg.chord_data else [])
+    check_output_free(out, cfg.overwrite, inputs=tuple(inputs))
     check_model_path(cfg.model, cfg.trust_remote_code)
     records = problem_records(cfg.data, need_answer=bool(_NEED_ANSWER & set(cfg.rewards)))
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -116,8 +148,9 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
         )
         args = make_trl_config(GRPOConfig, values, cfg.trl_args, "rl")
         plasticity = PlasticityCallback(tmp / "plasticity.jsonl", every=cfg.plasticity_every)
+        trainer_class, extras = _trainer_extras(cfg, tokenizer)
         try:
-            trainer = GRPOTrainer(model=cfg.model, reward_funcs=funcs, args=args,
+            trainer = (trainer_class or GRPOTrainer)(model=cfg.model, reward_funcs=funcs, args=args, **extras,
                                   train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                                   peft_config=lora_config(cfg), callbacks=[plasticity])
         except (ValueError, KeyError) as exc:

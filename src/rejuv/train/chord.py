@@ -1,0 +1,126 @@
+"""CHORD (arXiv 2508.11408): SFT on expert data inside GRPO, with a scheduled weight.
+
+    L = (1 − µ_t) · L_GRPO + µ_t · L_SFT
+
+L_GRPO is TRL's GRPO loss on the step's own completions; L_SFT is the token
+mean of −w·log p(y_t) over a batch of expert (prompt, completion) rows drawn
+in a seeded cyclic order, each term averaged over its own batch. The weight µ_t
+follows the reference implementation's schedule (Trinity-RFT): a linear warm-up
+from 0 to `peak` over `warmup_steps`, a half-cosine from `peak` to `valley` over
+`decay_steps`, then `valley`. With `phi`, each token's SFT term is weighted by
+φ = p·(1 − p) (p the token's probability, detached), which damps tokens the
+policy already knows (p → 1) and tokens far from it (p → 0).
+
+The paper's variants: CHORD-µ = peak 0.9, valley 0.05, decay 200 steps, no φ;
+CHORD-φ = constant µ 0.1 (peak = valley = 0.1) with φ.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ChordSchedule:
+    peak: float = 0.9
+    valley: float = 0.05
+    warmup_steps: int = 0
+    decay_steps: int = 200
+    phi: bool = False
+
+    def mu(self, step: int) -> float:
+        """µ at optimizer step `step` (0-based: the step being taken)."""
+        if step < self.warmup_steps:
+            return self.peak * step / self.warmup_steps
+        into = step - self.warmup_steps
+        if self.decay_steps > 0 and into <= self.decay_steps:
+            return self.valley + (self.peak - self.valley) * 0.5 * (1.0 + math.cos(math.pi * into / self.decay_steps))
+        return self.valley
+
+
+def chord_sft_loss(token_logps: torch.Tensor, mask: torch.Tensor, phi: bool) -> torch.Tensor:
+    """Mean over the batch's completion tokens of −w·log p, w = p(1 − p) detached with `phi`, else 1."""
+    weight = torch.ones_like(token_logps)
+    if phi:
+        p = token_logps.detach().exp()
+        weight = p * (1.0 - p)
+    mask = mask.to(token_logps.dtype)
+    return -(weight * token_logps * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def tokenize_expert(records: list[dict], tokenizer) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids + EOS) per expert row; chat prompts go through the chat template."""
+    rows = []
+    for r in records:
+        prompt, completion = r["prompt"], r["completion"]
+        if isinstance(prompt, list):
+            prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+            if isinstance(prompt_ids, dict):
+                prompt_ids = prompt_ids["input_ids"]
+            completion = "".join(m["content"] for m in completion if m["role"] == "assistant")
+        else:
+            prompt_ids = tokenizer(prompt)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        if tokenizer.eos_token_id is not None:
+            completion_ids = completion_ids + [tokenizer.eos_token_id]
+        rows.append((list(prompt_ids), completion_ids))
+    return rows
+
+
+class ExpertBatches:
+    """Expert rows in a seeded order, reshuffled each pass, `size` at a time, padded on the right."""
+
+    def __init__(self, rows: list[tuple[list[int], list[int]]], size: int, seed: int, pad_id: int):
+        self.rows, self.size, self.pad_id = rows, size, pad_id
+        self.rng = random.Random(seed)
+        self.order: list[int] = []
+
+    def next(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input ids, attention mask, and the mask of completion tokens among the next-token targets."""
+        picked = []
+        while len(picked) < self.size:
+            if not self.order:
+                self.order = list(range(len(self.rows)))
+                self.rng.shuffle(self.order)
+            picked.append(self.rows[self.order.pop()])
+        length = max(len(p) + len(c) for p, c in picked)
+        ids = torch.full((len(picked), length), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(picked), length), dtype=torch.long)
+        target = torch.zeros((len(picked), length - 1), dtype=torch.bool)
+        for i, (p, c) in enumerate(picked):
+            ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+            attention[i, : len(p) + len(c)] = 1
+            target[i, len(p) - 1: len(p) + len(c) - 1] = True  # positions that predict completion tokens
+        return ids.to(device), attention.to(device), target.to(device)
+
+
+def chord_trainer_class():
+    """GRPOTrainer with the CHORD loss (TRL is imported only when CHORD is used)."""
+    from trl import GRPOTrainer
+
+    class ChordGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args, expert: ExpertBatches, schedule: ChordSchedule, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.expert, self.schedule = expert, schedule
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if model.training else "eval"
+            mu = self.schedule.mu(self.state.global_step)
+            self._metrics[mode]["chord/mu"].append(mu)
+            if mu == 0.0:
+                return loss
+            ids, attention, target = self.expert.next(loss.device)
+            logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+            logps = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            sft = chord_sft_loss(logps, target, self.schedule.phi)
+            self._metrics[mode]["chord/sft_loss"].append(sft.item())
+            # TRL scales the GRPO loss for gradient accumulation itself; the SFT term gets the same scaling.
+            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            return (1.0 - mu) * loss + mu * sft / normalizer
+
+    return ChordGRPOTrainer

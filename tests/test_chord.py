@@ -1,0 +1,52 @@
+"""CHORD's pieces against hand computations: the µ schedule, the φ-weighted SFT loss, the expert batches."""
+
+import math
+
+import pytest
+import torch
+
+from rejuv.train.chord import ChordSchedule, ExpertBatches, chord_sft_loss
+
+
+def test_mu_warms_up_linearly_then_decays_on_a_half_cosine_to_the_valley():
+    s = ChordSchedule(peak=0.9, valley=0.05, warmup_steps=10, decay_steps=20)
+    assert s.mu(0) == 0.0 and s.mu(5) == pytest.approx(0.45) and s.mu(10) == pytest.approx(0.9)
+    assert s.mu(20) == pytest.approx(0.05 + 0.85 * 0.5 * (1 + math.cos(math.pi / 2)))  # halfway: 0.475
+    assert s.mu(25) == pytest.approx(0.05 + 0.85 * 0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert s.mu(30) == pytest.approx(0.05) and s.mu(31) == 0.05 and s.mu(10_000) == 0.05
+    paper_mu = ChordSchedule()  # CHORD-µ: peak 0.9 at step 0, valley 0.05 from step 200
+    assert paper_mu.mu(0) == pytest.approx(0.9) and paper_mu.mu(100) == pytest.approx(0.475)
+    assert paper_mu.mu(200) == pytest.approx(0.05)
+    paper_phi = ChordSchedule(peak=0.1, valley=0.1, phi=True)  # CHORD-φ: constant 0.1
+    assert [paper_phi.mu(t) for t in (0, 7, 150, 999)] == pytest.approx([0.1] * 4)
+
+
+def test_sft_loss_and_phi_weights_by_hand():
+    p = torch.tensor([[0.5, 0.9], [0.2, 0.7]])
+    logps = p.log().requires_grad_(True)
+    mask = torch.tensor([[1, 1], [1, 0]])  # the last token is padding
+    plain = chord_sft_loss(logps, mask, phi=False)
+    assert plain.item() == pytest.approx(-(math.log(0.5) + math.log(0.9) + math.log(0.2)) / 3)
+    weighted = chord_sft_loss(logps, mask, phi=True)
+    w = [0.5 * 0.5, 0.9 * 0.1, 0.2 * 0.8]  # φ = p(1 − p)
+    assert weighted.item() == pytest.approx(-(w[0] * math.log(0.5) + w[1] * math.log(0.9) + w[2] * math.log(0.2)) / 3)
+    weighted.backward()  # φ is detached: the gradient is −φ/n per token, not the derivative of φ·log p
+    expected = torch.tensor([[-w[0] / 3, -w[1] / 3], [-w[2] / 3, 0.0]])
+    torch.testing.assert_close(logps.grad, expected)
+
+
+def test_expert_batches_cycle_in_a_seeded_order_and_mark_completion_targets():
+    rows = [([1, 2], [3, 4, 9]), ([5], [6, 9]), ([7, 8, 8], [9])]
+    a, b = ExpertBatches(rows, 2, seed=3, pad_id=0), ExpertBatches(rows, 2, seed=3, pad_id=0)
+    seen = []
+    for _ in range(3):  # 6 rows drawn: every row exactly twice over two passes
+        ids, attention, target = a.next("cpu")
+        assert torch.equal(ids, b.next("cpu")[0])
+        for i in range(2):
+            n = int(attention[i].sum())
+            row = next(r for r in rows if r[0] + r[1] == ids[i, :n].tolist())
+            seen.append(rows.index(row))
+            # targets are the positions whose next token is a completion token
+            assert target[i].nonzero().flatten().tolist() == list(range(len(row[0]) - 1, n - 1))
+            assert ids[i, n:].eq(0).all()
+    assert sorted(seen) == [0, 0, 1, 1, 2, 2]
