@@ -1,4 +1,5 @@
-"""CHORD's pieces against hand computations: the µ schedule, the φ-weighted SFT loss, the expert batches."""
+"""CHORD and the hard-sample filter against hand computations: µ schedule, φ-weighted SFT loss, expert
+batches, constant groups."""
 
 import math
 
@@ -50,3 +51,12 @@ def test_expert_batches_cycle_in_a_seeded_order_and_mark_completion_targets():
             assert target[i].nonzero().flatten().tolist() == list(range(len(row[0]) - 1, n - 1))
             assert ids[i, n:].eq(0).all()
     assert sorted(seen) == [0, 0, 1, 1, 2, 2]
+
+
+def test_constant_groups_by_hand():
+    from rejuv.train.grpo import constant_groups
+
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, nan, 0.5, 0.5, 0.5])
+    assert constant_groups(rewards, 4).tolist() == [False] * 4 + [True] * 4 + [True] * 4 + [True] * 4
+    assert constant_groups(torch.tensor([0.0, 0.5]), 2).tolist() == [False, False]

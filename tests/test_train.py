@@ -199,3 +199,17 @@ def test_chord_options_are_checked(world, tmp_path):
     with pytest.raises(RejuvError, match="chord_expert_batch_size must be at least 1"):
         run_rl(RLRecipeConfig(chord_expert_batch_size=0, **base))
     assert not (tmp_path / "x").exists()
+
+
+def test_filter_drops_groups_without_signal(world, tmp_path):
+    common = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), learning_rate=2e-2, max_steps=2,
+                  max_completion_length=4, filter_groups=True)
+    run_rl(RLRecipeConfig(out=str(tmp_path / "zero"), rewards=["tiny:always_zero"], **common))
+    rows = read_plasticity_log(tmp_path / "zero" / "plasticity.jsonl")
+    assert [r["filter_dropped_share"] for r in rows] == [1.0, 1.0]
+    after, before = weights(tmp_path / "zero"), weights(world / "base")
+    # every group dropped: an empty loss must be zero, not 0/0 = NaN, so the weights stay as they were
+    assert all(torch.equal(after[n], before[n]) for n in before)
+    run_rl(RLRecipeConfig(out=str(tmp_path / "seven"), rewards=["tiny:contains_seven"], **common))
+    shares = [r["filter_dropped_share"] for r in read_plasticity_log(tmp_path / "seven" / "plasticity.jsonl")]
+    assert len(shares) == 2 and all(0.0 <= s <= 1.0 for s in shares)

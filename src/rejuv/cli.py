@@ -167,6 +167,8 @@ def sft_command(config_path: str | None, **options) -> None:
 @click.option("--chord-mu-decay-steps", type=int, help="[200]")
 @click.option("--chord-phi/--no-chord-phi", default=None, help="Weight expert tokens by p(1-p) (CHORD-φ).")
 @click.option("--chord-expert-batch-size", type=int, help="Expert rows per step. [prompts per device step]")
+@click.option("--filter-groups/--no-filter-groups", default=None,
+              help="Drop prompts whose samples all got the same reward (pass rate 0 or 1).")
 def rl_command(config_path: str | None, rewards: tuple[str, ...], **options) -> None:
     """GRPO on TRL, logging gradient norm vs update size per step (plasticity.jsonl)."""
     from rejuv.train.rl import RLRecipeConfig, run_rl

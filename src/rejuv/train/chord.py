@@ -96,31 +96,3 @@ class ExpertBatches:
             attention[i, : len(p) + len(c)] = 1
             target[i, len(p) - 1: len(p) + len(c) - 1] = True  # positions that predict completion tokens
         return ids.to(device), attention.to(device), target.to(device)
-
-
-def chord_trainer_class():
-    """GRPOTrainer with the CHORD loss (TRL is imported only when CHORD is used)."""
-    from trl import GRPOTrainer
-
-    class ChordGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args, expert: ExpertBatches, schedule: ChordSchedule, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.expert, self.schedule = expert, schedule
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            mode = "train" if model.training else "eval"
-            mu = self.schedule.mu(self.state.global_step)
-            self._metrics[mode]["chord/mu"].append(mu)
-            if mu == 0.0:
-                return loss
-            ids, attention, target = self.expert.next(loss.device)
-            logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-            logps = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-            sft = chord_sft_loss(logps, target, self.schedule.phi)
-            self._metrics[mode]["chord/sft_loss"].append(sft.item())
-            # TRL scales the GRPO loss for gradient accumulation itself; the SFT term gets the same scaling.
-            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-            return (1.0 - mu) * loss + mu * sft / normalizer
-
-    return ChordGRPOTrainer

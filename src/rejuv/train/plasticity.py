@@ -21,7 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 _FROM_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "learning_rate", "completions/mean_length",
-              "frac_reward_zero_std", "chord/mu", "chord/sft_loss")
+              "frac_reward_zero_std", "chord/mu", "chord/sft_loss", "filter/dropped_share")
 
 
 class PlasticityCallback(TrainerCallback):

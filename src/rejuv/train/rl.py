@@ -74,6 +74,7 @@ class RLRecipeConfig:
     chord_mu_decay_steps: int = 200
     chord_phi: bool = False  # weight each expert token by p(1 − p)
     chord_expert_batch_size: int | None = None  # expert rows per step (default: prompts per device step)
+    filter_groups: bool = False  # drop groups whose rewards are all equal (pass rate 0 or 1); train/grpo.py
     seed: int = 0
     overwrite: bool = False
     trust_remote_code: bool = False
@@ -112,18 +113,23 @@ def _check(cfg: RLRecipeConfig) -> list:
 
 
 def _trainer_extras(cfg: RLRecipeConfig, tokenizer) -> tuple[type | None, dict]:
-    """The trainer class and extra arguments for the options TRL has no hook for (CHORD)."""
-    if cfg.chord_data is None:
+    """rejuv's GRPOTrainer subclass and its arguments when an option needs it (CHORD, the filter), else None."""
+    if cfg.chord_data is None and not cfg.filter_groups:
         return None, {}
-    from rejuv.data import sft_records
-    from rejuv.train.chord import ChordSchedule, ExpertBatches, chord_trainer_class, tokenize_expert
+    from rejuv.train.grpo import rejuv_grpo_trainer_class
 
-    rows = tokenize_expert(sft_records(cfg.chord_data), tokenizer)
-    size = cfg.chord_expert_batch_size or max(1, cfg.per_device_batch_size // cfg.num_generations)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    schedule = ChordSchedule(cfg.chord_mu_peak, cfg.chord_mu_valley, cfg.chord_mu_warmup_steps,
-                             cfg.chord_mu_decay_steps, cfg.chord_phi)
-    return chord_trainer_class(), {"expert": ExpertBatches(rows, size, cfg.seed, pad), "schedule": schedule}
+    extras: dict = {"filter_groups": cfg.filter_groups}
+    if cfg.chord_data is not None:
+        from rejuv.data import sft_records
+        from rejuv.train.chord import ChordSchedule, ExpertBatches, tokenize_expert
+
+        rows = tokenize_expert(sft_records(cfg.chord_data), tokenizer)
+        size = cfg.chord_expert_batch_size or max(1, cfg.per_device_batch_size // cfg.num_generations)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        schedule = ChordSchedule(cfg.chord_mu_peak, cfg.chord_mu_valley, cfg.chord_mu_warmup_steps,
+                                 cfg.chord_mu_decay_steps, cfg.chord_phi)
+        extras["chord"] = (ExpertBatches(rows, size, cfg.seed, pad), schedule)
+    return rejuv_grpo_trainer_class(), extras
 
 
 def run_rl(cfg: RLRecipeConfig) -> dict:
