@@ -20,6 +20,7 @@ import torch
 
 from rejuv import __version__
 from rejuv.checkpoint import atomic_output_dir, check_output_free
+from rejuv.confidence import calibration, stated_confidence
 from rejuv.data import problem_records
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
@@ -191,11 +192,14 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
             flat = [c for comps in completions for c in comps]
             grades = grade_many(flat_gold, flat)
             correct = [grades[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(rows))]
-            results.append({"checkpoint": ckpt, "benchmark": name, **score(correct, ks)})
+            confidences = [stated_confidence(text) for text in flat]
+            results.append({"checkpoint": ckpt, "benchmark": name, **score(correct, ks),
+                            "calibration": calibration(confidences, grades)})
             for i, (r, comps) in enumerate(zip(rows, completions, strict=True)):
                 for j, text in enumerate(comps):
                     samples.append({"checkpoint": ckpt, "benchmark": name, "problem": i, "sample": j,
-                                    "answer": r["answer"], "completion": text, "correct": correct[i][j]})
+                                    "answer": r["answer"], "completion": text, "correct": correct[i][j],
+                                    "confidence": confidences[i * cfg.samples + j]})
         del engine
     report = {
         "version": __version__, "engine": engine_name, "config": asdict(cfg),
@@ -211,11 +215,19 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     return report
 
 
+def _calibration_cells(cal: dict) -> list[str]:
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    return [f"{100 * cal['stated']:.0f}", fmt(cal["brier"]), fmt(cal["ece"])]
+
+
 def format_table(report: dict) -> str:
     ks = sorted({k for r in report["results"] for k in r["pass@k"]}, key=int)
+    stated = any((r.get("calibration") or {}).get("stated") for r in report["results"])
     header = ["checkpoint", "benchmark", "problems", "K", "pass@1"] + [f"pass@{k}" for k in ks if k != "1"]
+    header += ["stated conf. %", "Brier", "ECE"] if stated else []
     rows = [[Path(r["checkpoint"]).name, r["benchmark"], str(r["problems"]), str(r["samples_per_problem"]),
              f"{100 * r['pass@1']:.1f}"] + [f"{100 * r['pass@k'][k]:.1f}" for k in ks if k != "1"]
+            + (_calibration_cells(r["calibration"]) if stated else [])
             for r in report["results"]]
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731

@@ -10,6 +10,9 @@ columns (here `answer`) arrive as keyword lists.
   line) equals `answer` after light normalisation, else −1.
 - `format`: +1 if the completion ends its reasoning with exactly one
   \\boxed{...} answer, else 0 (a shaping term; give it a small weight).
+- `brier`: −(c − 1[correct])² for the completion's stated `confidence: c`
+  (correct as graded by Math-Verify), −1 without a statement: a proper
+  scoring rule, as a second reward beside `math_verify` (confidence.py).
 
 `--reward module:function` loads any other function with the same signature.
 """
@@ -72,6 +75,15 @@ def format_reward(completions, **_) -> list[float]:
         ok = text.count("\\boxed{") == 1 and last_boxed(text) is not None
         rewards.append(1.0 if ok else 0.0)
     return rewards
+
+
+@register_reward("brier")
+def brier_reward(completions, answer=None, **_) -> list[float]:
+    from rejuv.confidence import brier_reward_values, stated_confidence
+
+    texts = [completion_text(c) for c in completions]
+    correct = grade_many(_answers(answer, len(texts)), texts)
+    return brier_reward_values([stated_confidence(t) for t in texts], correct)
 
 
 def resolve_reward(name: str) -> RewardFn:

@@ -36,7 +36,7 @@ from rejuv.train.common import (
 )
 from rejuv.train.plasticity import PlasticityCallback, read_plasticity_log
 
-_NEED_ANSWER = {"math_verify", "exact_match"}
+_NEED_ANSWER = {"math_verify", "exact_match", "brier"}
 
 
 @dataclass
