@@ -60,3 +60,32 @@ def test_constant_groups_by_hand():
     rewards = torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, nan, 0.5, 0.5, 0.5])
     assert constant_groups(rewards, 4).tolist() == [False] * 4 + [True] * 4 + [True] * 4 + [True] * 4
     assert constant_groups(torch.tensor([0.0, 0.5]), 2).tolist() == [False, False]
+
+
+def test_pear_weights_by_hand_for_each_variant():
+    from rejuv.train.pear import PearSettings, pear_log_weights, pear_loss
+
+    ell = torch.tensor([[0.5, -1.0, 3.0, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the last position is padding: ignored
+    token = pear_log_weights(ell, mask, PearSettings("token", clip=2.0))
+    torch.testing.assert_close(token, torch.tensor([[0.5, -1.0, 2.0, 0.0]]))  # 3.0 clipped to 2.0
+    block = pear_log_weights(ell, mask, PearSettings("block", clip=2.0, gamma=0.5))
+    s2 = 3.0
+    s1 = -1.0 + 0.5 * s2  # 0.5
+    s0 = 0.5 + 0.5 * s1  # 0.75
+    torch.testing.assert_close(block, torch.tensor([[s0, s1, 2.0, 0.0]]))  # s2 = 3 clipped
+    seq = pear_log_weights(ell, mask, PearSettings("sequence", clip=2.0))
+    torch.testing.assert_close(seq, torch.tensor([[2.0, 2.0, 2.0, 0.0]]))  # Σ = 2.5, clipped
+    seq_low = pear_log_weights(torch.tensor([[-3.0, -0.5]]), torch.ones(1, 2), PearSettings("sequence", clip=2.0))
+    torch.testing.assert_close(seq_low, torch.tensor([[-2.0, -2.0]]))
+    # The loss: −Σ w·log p / n with w = exp(log w), weights detached; no behaviour model means log π_β = 0.
+    logps = torch.tensor([[-0.1, -2.0]], requires_grad=True)
+    loss, mean_w = pear_loss(logps, None, torch.ones(1, 2), PearSettings("token", clip=1.0))
+    w = [math.exp(-0.1), math.exp(-1.0)]  # log ratios −0.1 and −2.0, the second clipped to −1
+    assert loss.item() == pytest.approx(-(w[0] * -0.1 + w[1] * -2.0) / 2)
+    assert mean_w.item() == pytest.approx(sum(w) / 2)
+    loss.backward()
+    torch.testing.assert_close(logps.grad, torch.tensor([[-w[0] / 2, -w[1] / 2]]))
+    behavior = torch.tensor([[-0.1, -2.0]])  # data from the policy itself: every ratio is 1
+    loss, mean_w = pear_loss(logps.detach(), behavior, torch.ones(1, 2), PearSettings("block"))
+    assert mean_w.item() == pytest.approx(1.0) and loss.item() == pytest.approx(1.05)

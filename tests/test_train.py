@@ -213,3 +213,31 @@ def test_filter_drops_groups_without_signal(world, tmp_path):
     run_rl(RLRecipeConfig(out=str(tmp_path / "seven"), rewards=["tiny:contains_seven"], **common))
     shares = [r["filter_dropped_share"] for r in read_plasticity_log(tmp_path / "seven" / "plasticity.jsonl")]
     assert len(shares) == 2 and all(0.0 <= s <= 1.0 for s in shares)
+
+
+@pytest.mark.parametrize("variant", ["token", "sequence"])
+def test_pear_sft_trains_and_logs_its_weights(world, tmp_path, variant):
+    behavior = str(world / "base") if variant == "sequence" else None
+    summary = run_sft(SFTRecipeConfig(model=str(world / "base"), data=str(world / "sft.jsonl"),
+                                      out=str(tmp_path / "pear"), save_epochs=[2], learning_rate=3e-3, loss="pear",
+                                      pear_variant=variant, pear_behavior_model=behavior))
+    log = [json.loads(x) for x in (tmp_path / "pear" / "train_log.jsonl").read_text().splitlines()]
+    weights_logged = [row["pear/mean_weight"] for row in log if "pear/mean_weight" in row]
+    assert weights_logged and all(0 < w <= math.exp(2.0) * (1 + 1e-6) for w in weights_logged)
+    if behavior is not None:
+        # The behaviour model is the starting point: the first weights are exactly 1; as the policy fits the
+        # data it makes it likelier than the behaviour model did, so the weights (and the weighted loss) grow.
+        assert weights_logged[0] == pytest.approx(1.0) and max(weights_logged) > 1.5
+    else:  # log π_β = 0: weights are the tokens' own (clipped) probabilities, ≤ 1, and the loss falls
+        assert max(weights_logged) <= 1.0 and summary["last_loss"] < summary["first_loss"]
+    nll = weights(tmp_path / "pear" / "epoch-2")
+    assert any(not torch.equal(nll[n], weights(world / "base")[n]) for n in nll)
+
+
+def test_pear_options_are_checked(world, tmp_path):
+    base = dict(model=str(world / "base"), data=str(world / "sft.jsonl"), out=str(tmp_path / "x"), loss="pear")
+    with pytest.raises(RejuvError, match="pear_variant must be one of token, block, sequence"):
+        run_sft(SFTRecipeConfig(pear_variant="suffix", **base))
+    with pytest.raises(RejuvError, match="pear_clip must be > 0"):
+        run_sft(SFTRecipeConfig(pear_clip=0.0, **base))
+    assert not (tmp_path / "x").exists()

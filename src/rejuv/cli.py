@@ -136,7 +136,12 @@ def _train_options(fn):
 
 @main.command("sft")
 @_train_options
-@click.option("--loss", type=click.Choice(["nll", "dft"]), help="Cross-entropy, or Dynamic Fine-Tuning. [nll]")
+@click.option("--loss", type=click.Choice(["nll", "dft", "pear"]),
+              help="Cross-entropy, Dynamic Fine-Tuning, or PEAR's importance-weighted NLL. [nll]")
+@click.option("--pear-variant", type=click.Choice(["token", "block", "sequence"]), help="[token]")
+@click.option("--pear-clip", type=float, help="Bound on |log w| of the PEAR weights. [2.0]")
+@click.option("--pear-gamma", type=float, help="Discount of PEAR's block (suffix) variant. [0.9]")
+@click.option("--pear-behavior-model", help="The model that generated the SFT data. [none: deterministic data]")
 @click.option("--save-epochs", help="Epochs to save, e.g. 2,32 (fractions allowed). [2]")
 @click.option("--epochs", type=float, help="Train this long. [the last save epoch]")
 @click.option("--max-length", type=int, help="Truncate sequences to this many tokens. [1024]")

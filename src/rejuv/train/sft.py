@@ -3,7 +3,8 @@
 Defaults follow the paper's protocol (appendix B): AdamW, constant learning
 rate 3e-6, no warm-up, no decay, no weight decay, so over-training can show its
 full effect. `loss: dft` switches TRL's loss to Dynamic Fine-Tuning (each
-token's NLL weighted by its detached probability), the paper's baseline.
+token's NLL weighted by its detached probability), the paper's baseline;
+`loss: pear` to PEAR's importance-weighted NLL (train/pear.py).
 
 Output (`out/`, written to a temporary sibling and renamed at the end):
 `epoch-<e>/` for every epoch in `save_epochs` (full save_pretrained folders with
@@ -39,7 +40,11 @@ class SFTRecipeConfig:
     model: str
     data: str
     out: str
-    loss: str = "nll"  # or "dft"
+    loss: str = "nll"  # or "dft", or "pear" (train/pear.py)
+    pear_variant: str = "token"  # token | block | sequence
+    pear_clip: float = 2.0  # bound on |log w|
+    pear_gamma: float = 0.9  # discount of the block variant's suffix sums
+    pear_behavior_model: str | None = None  # the policy that generated the data; None: deterministic data
     save_epochs: list[float] = field(default_factory=lambda: [2.0])
     epochs: float | None = None  # default: the last of save_epochs
     learning_rate: float = 3e-6
@@ -101,19 +106,47 @@ def _make_epoch_saver(save_epochs: list[float], root: Path):
     return EpochSaver()
 
 
+def _pear_extras(cfg: SFTRecipeConfig) -> tuple[type | None, dict]:
+    if cfg.loss != "pear":
+        return None, {}
+    from rejuv.train.pear import PearSettings, pear_trainer_class
+
+    behavior = None
+    if cfg.pear_behavior_model is not None:
+        import torch
+
+        from rejuv.modeling import load_frozen_model
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        behavior = load_frozen_model(cfg.pear_behavior_model, "float32", device, cfg.trust_remote_code,
+                                     progress=False)
+    settings = PearSettings(cfg.pear_variant, cfg.pear_clip, cfg.pear_gamma)
+    return pear_trainer_class(), {"pear": settings, "behavior_model": behavior}
+
+
 def run_sft(cfg: SFTRecipeConfig) -> dict:
     """Train; returns a summary (paths of the saved epochs, first and last logged loss)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    if cfg.loss not in ("nll", "dft"):
-        raise RejuvError(f"loss must be 'nll' or 'dft', got {cfg.loss!r}")
+    if cfg.loss not in ("nll", "dft", "pear"):
+        raise RejuvError(f"loss must be 'nll', 'dft' or 'pear', got {cfg.loss!r}")
+    if cfg.loss == "pear":
+        from rejuv.train.pear import VARIANTS
+
+        if cfg.pear_variant not in VARIANTS:
+            raise RejuvError(f"pear_variant must be one of {', '.join(VARIANTS)}, got {cfg.pear_variant!r}")
+        if cfg.pear_clip <= 0 or not 0.0 <= cfg.pear_gamma <= 1.0:
+            raise RejuvError(f"pear_clip must be > 0 and pear_gamma in [0, 1], got {cfg.pear_clip}, {cfg.pear_gamma}")
+        if cfg.pear_behavior_model is not None:
+            check_model_path(cfg.pear_behavior_model, cfg.trust_remote_code)
     save_epochs = parse_epochs(cfg.save_epochs)
     epochs = float(cfg.epochs) if cfg.epochs is not None else save_epochs[-1]
     if save_epochs[-1] > epochs:
         raise RejuvError(f"save_epochs go up to {save_epochs[-1]} but training stops at epoch {epochs}")
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(Path(cfg.model), Path(cfg.data)))
+    inputs = [Path(cfg.model), Path(cfg.data)] + ([Path(cfg.pear_behavior_model)] if cfg.pear_behavior_model else [])
+    check_output_free(out, cfg.overwrite, inputs=tuple(inputs))
     check_model_path(cfg.model, cfg.trust_remote_code)
     records = sft_records(cfg.data)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -122,16 +155,18 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
         values = dict(
             shared_trainer_args(cfg, tmp), num_train_epochs=epochs, lr_scheduler_type=cfg.lr_scheduler,
             warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_length=cfg.max_length,
-            loss_type=cfg.loss,
+            loss_type="nll" if cfg.loss == "pear" else cfg.loss,
         )
         args = make_trl_config(SFTConfig, values, cfg.trl_args, "sft")
         saver = _make_epoch_saver(save_epochs, tmp)
         callbacks = [saver]
         if cfg.plasticity_log:
             callbacks.append(PlasticityCallback(tmp / "plasticity.jsonl"))
+        trainer_class, extras = _pear_extras(cfg)
         try:
-            trainer = SFTTrainer(model=cfg.model, args=args, train_dataset=Dataset.from_list(records),
-                                 processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=callbacks)
+            trainer = (trainer_class or SFTTrainer)(
+                model=cfg.model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                peft_config=lora_config(cfg), callbacks=callbacks, **extras)
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc
         if not cfg.progress:
