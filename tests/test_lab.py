@@ -102,3 +102,24 @@ def test_planner_summary_counts_seeds_and_spreads_by_hand():
     assert "did not hold" in summary["texts"][0] and "1 seed(s) skipped" in summary["texts"][1]
     assert summarize_planner({0: None}) is None
     assert summarize_planner({0: {"skipped": "x"}})["seeds"] == 0
+
+
+def test_smoke_demo_runs_the_alternative_arms(tmp_path, monkeypatch):
+    """CHORD-µ, CHORD-φ, PEAR and the filtered RL run as arms beside staged SFT → RL (planner stage off)."""
+    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], plan_epochs=[]))
+    arms = ("modsft", "oversft", "chord_mu", "chord_phi", "pear", "oversft_filter")
+    report = run_demo("smoke", str(tmp_path / "alt"), arms=arms)
+    root = tmp_path / "alt" / "seed-0"
+    for arm in arms:
+        assert all(0 <= v <= 1 for v in report["per_seed"]["0"][arm]["after"].values())
+    mu = [json.loads(x)["chord_mu"] for x in (root / "rl" / "chord_mu" / "plasticity.jsonl").read_text().splitlines()]
+    assert mu == pytest.approx([0.9, 0.05])  # the CHORD-µ schedule squeezed into the smoke run's 2 steps
+    phi = json.loads((root / "rl" / "chord_phi" / "rl_config.json").read_text())
+    assert phi["chord_phi"] and phi["chord_mu_peak"] == phi["chord_mu_valley"] == 0.1
+    assert json.loads((root / "pear" / "sft_config.json").read_text())["loss"] == "pear"
+    rows = [json.loads(x) for x in (root / "rl" / "oversft_filter" / "plasticity.jsonl").read_text().splitlines()]
+    assert all(0 <= r["filter_dropped_share"] <= 1 for r in rows)
+    names = {c["claim"] for c in report["claims"]}
+    assert any(n.startswith("CHORD-µ ≥ staged ModSFT → RL") for n in names)
+    assert any(n.startswith("PEAR SFT + RL ≥ OverSFT + RL") for n in names)
+    assert report["planner"] is None

@@ -339,7 +339,7 @@ def export_verl_command(**options) -> None:
               help="smoke: ~2 min plumbing check; small: the experiment on a laptop; full: for a GPU.")
 @click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
 @click.option("--arms", help="Comma-separated arms: modsft, oversft, dft, oversft_fusion, oversft_rejuv, "
-              "modsft_rejuv. [all but modsft_rejuv]")
+              "modsft_rejuv, chord_mu, chord_phi, pear, oversft_filter; or 'all'. [the first five]")
 @click.option("--out", default="runs/demo", show_default=True)
 @click.option("--device", help="cpu or cuda for the calibration passes (the preset's by default).")
 @click.option("--overwrite", is_flag=True, help="Discard an existing demo with other settings.")
@@ -353,6 +353,10 @@ def demo_command(preset: str, seeds: str | None, arms: str | None, out: str, dev
     except ValueError:
         raise click.ClickException(f"--seeds takes integers like 0,1,2; got {seeds!r}") from None
     arm_list = tuple(a.strip() for a in arms.split(",")) if arms else DEFAULT_ARMS
+    if arm_list == ("all",):
+        from rejuv.lab.demo import ARMS
+
+        arm_list = tuple(a for a in ARMS if a != "modsft_rejuv")
     try:
         report = run_demo(preset, out, seed_list, arm_list, overwrite, device)
     except RejuvError as exc:

@@ -30,8 +30,28 @@ from rejuv.lab.world import build_base_model
 from rejuv.train.rl import RLRecipeConfig, run_rl
 from rejuv.train.sft import SFTRecipeConfig, epoch_dir_name, run_sft
 
-ARMS = ("modsft", "oversft", "dft", "oversft_fusion", "oversft_rejuv", "modsft_rejuv")
+ARMS = ("modsft", "oversft", "dft", "oversft_fusion", "oversft_rejuv", "modsft_rejuv",
+        "chord_mu", "chord_phi", "pear", "oversft_filter")
 DEFAULT_ARMS = ARMS[:5]
+# The field's alternatives (issue 8), on the same task, seeds and RL budget:
+# - chord_mu / chord_phi: RL from ModSFT with the SFT rows mixed in (CHORD-µ: µ 0.9 → 0.05 across the RL
+#   steps instead of the paper's 200, which this budget does not have; CHORD-φ: constant µ 0.1 with φ);
+# - pear: SFT for OverSFT's epochs with PEAR's token weights (the lab's data comes from a rule: no
+#   behaviour model), then RL;
+# - oversft_filter: RL from OverSFT with the hard-sample filter.
+ALTERNATIVES = ("chord_mu", "chord_phi", "pear", "oversft_filter")
+
+
+def _rl_options(arm: str, p: Preset, files: dict) -> dict:
+    """Options of the arm's GRPO run beyond the shared ones."""
+    if arm == "chord_mu":
+        return {"chord_data": str(files["sft"]), "chord_mu_peak": 0.9, "chord_mu_valley": 0.05,
+                "chord_mu_decay_steps": max(1, p.rl_steps - 1)}  # the last step at the valley
+    if arm == "chord_phi":
+        return {"chord_data": str(files["sft"]), "chord_mu_peak": 0.1, "chord_mu_valley": 0.1, "chord_phi": True}
+    if arm == "oversft_filter":
+        return {"filter_groups": True}
+    return {}
 
 
 @dataclass
@@ -135,10 +155,13 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     _step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
     ckpt = {"modsft": root / "sft" / epoch_dir_name(p.mod_epochs),
             "oversft": root / "sft" / epoch_dir_name(p.over_epochs)}
-    if "dft" in arms:
-        _step(out, root / "dft", f"seed {seed}: DFT for {p.over_epochs} epochs",
-              sft(root / "dft", "dft", [p.over_epochs]))
-        ckpt["dft"] = root / "dft" / epoch_dir_name(p.over_epochs)
+    for arm, loss in (("dft", "dft"), ("pear", "pear")):
+        if arm in arms:
+            _step(out, root / arm, f"seed {seed}: {loss.upper()} SFT for {p.over_epochs} epochs",
+                  sft(root / arm, loss, [p.over_epochs]))
+            ckpt[arm] = root / arm / epoch_dir_name(p.over_epochs)
+    for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
+        ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
     for arm, source, fusion_only in (("oversft_fusion", "oversft", True), ("oversft_rejuv", "oversft", False),
                                      ("modsft_rejuv", "modsft", False)):
         if arm in arms:
@@ -153,7 +176,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), rewards=list(p.rewards),
             learning_rate=p.rl_lr, max_steps=p.rl_steps, num_generations=p.num_generations,
             per_device_batch_size=p.rl_prompts_per_step * p.num_generations,
-            max_completion_length=p.max_completion_length, seed=seed, progress=False)
+            max_completion_length=p.max_completion_length, seed=seed, progress=False, **_rl_options(arm, p, files))
         _step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
               lambda c=config: run_rl(c))
     for stage, paths in (("before", [ckpt[a] for a in arms]), ("after", [root / "rl" / a for a in arms])):

@@ -18,7 +18,9 @@ from pathlib import Path
 from rejuv.lab.planner import seed_result, summarize_planner
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
-          "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation"}
+          "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
+          "chord_mu": "ModSFT → CHORD-µ", "chord_phi": "ModSFT → CHORD-φ", "pear": "PEAR SFT",
+          "oversft_filter": "OverSFT, filtered RL"}
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -120,6 +122,14 @@ def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
         out.append(_claim("Rejuvenation + RL ≥ OverSFT + RL (overall)", per_seed,
                           lambda r: r["oversft_rejuv"]["after"]["overall"] - r["oversft"]["after"]["overall"],
                           lambda d: d >= 0, "overall pass@1 after RL, Rejuvenation − OverSFT"))
+    for arm, against, name in (("chord_mu", "modsft", "CHORD-µ ≥ staged ModSFT → RL"),
+                               ("chord_phi", "modsft", "CHORD-φ ≥ staged ModSFT → RL"),
+                               ("pear", "oversft", "PEAR SFT + RL ≥ OverSFT + RL (same epochs)"),
+                               ("oversft_filter", "oversft", "Filtered RL ≥ plain RL from OverSFT")):
+        if {arm, against} <= set(arms):
+            out.append(_claim(f"{name} (overall, after RL)", per_seed,
+                              lambda r, a=arm, b=against: r[a]["after"]["overall"] - r[b]["after"]["overall"],
+                              lambda d: d >= 0, f"overall pass@1 after RL, {arm} − {against}"))
     out.append(_claim("GRPO moved the reward (any arm, last quarter − first quarter)", per_seed,
                       lambda r: max((a["reward_change"] or 0.0) for a in r.values()), lambda d: d > 0,
                       "largest change of mean reward over the arms"))
