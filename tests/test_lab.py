@@ -77,6 +77,7 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     assert check["epochs"] == ["epoch-1", "epoch-2", "epoch-4"] and len(check["post_rl_pass@1"]) == 3
     assert check["recommendation"] in check["epochs"] + ["alpha0.5-rho0", "alpha0.8-rho0"]
     assert check["alpha_chosen"] in (0.5, 0.8) and 0 <= check["post_rl_alpha_0.5"] <= 1
+    assert check["regret"] >= 0 and check["best_start_by_full_rl"] in check["epochs"] + ["alpha0.5", "alpha0.8"]
     assert "The planner against full RL" in (root / "report.html").read_text()
     assert (root / "seed-0" / "plan" / "plan.html").exists()
     # A second run reuses every finished step (resumable) and gives the same table.
@@ -89,7 +90,7 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
 def test_planner_summary_counts_seeds_and_spreads_by_hand():
     def seed(probe, sft, chosen, half):
         return {"epochs": ["e1", "e2", "e3"], "spearman_probe": probe, "spearman_sft_accuracy": sft,
-                "post_rl_alpha_chosen": chosen, "post_rl_alpha_0.5": half}
+                "post_rl_alpha_chosen": chosen, "post_rl_alpha_0.5": half, "regret": max(0.0, half - chosen)}
 
     summary = summarize_planner({0: seed(1.0, 0.5, 0.6, 0.5), 1: seed(0.5, 0.5, 0.4, 0.5), 2: None,
                                  3: {"skipped": "no signal"}})
@@ -100,6 +101,7 @@ def test_planner_summary_counts_seeds_and_spreads_by_hand():
     assert summary["alpha_at_least_as_good_seeds"] == 1
     assert summary["alpha_difference"]["mean"] == pytest.approx(0.0)
     assert "did not hold" in summary["texts"][0] and "1 seed(s) skipped" in summary["texts"][1]
+    assert summary["recommendation_best_seeds"] == 1 and summary["regret"]["mean"] == pytest.approx(0.05)
     assert summarize_planner({0: None}) is None
     assert summarize_planner({0: {"skipped": "x"}})["seeds"] == 0
 

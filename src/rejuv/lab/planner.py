@@ -87,6 +87,9 @@ def seed_result(root: Path) -> dict | None:
     probe = [c["probe"]["reward_end"] for c in plan["checkpoints"]]
     sft_accuracy = [c["signals"]["pass@1"] for c in plan["checkpoints"]]
     chosen = plan["search"]["best_probed_alpha"]
+    rec = plan["recommendation"]
+    rec_start = rec["name"] if rec["kind"] == "checkpoint" else f"alpha{rec['alpha']:g}"
+    best_start = max(after, key=lambda k: (after[k], k))
     return {
         "epochs": names, "post_rl_pass@1": truth, "probe_outcome": probe, "sft_pass@1": sft_accuracy,
         "spearman_probe": spearman(probe, truth), "spearman_sft_accuracy": spearman(sft_accuracy, truth),
@@ -95,6 +98,10 @@ def seed_result(root: Path) -> dict | None:
         "alpha_chosen": chosen, "post_rl_alpha_chosen": after[f"alpha{chosen:g}"],
         "post_rl_alpha_0.5": after["alpha0.5"],
         "correlations_with_probe": plan["correlations_with_probe"],
+        # Over every start that got full RL (the epochs, the searched α, α = 0.5): how far the recommendation is
+        # from the best of them after RL.
+        "post_rl_recommended": after[rec_start], "best_start_by_full_rl": best_start,
+        "regret": after[best_start] - after[rec_start],
     }
 
 
@@ -120,6 +127,11 @@ def summarize_planner(per_seed: dict[int, dict | None]) -> dict | None:
     alpha_ok = sum(1 for r in rows.values() if r["post_rl_alpha_chosen"] >= r["post_rl_alpha_0.5"])
     diff = [r["post_rl_alpha_chosen"] - r["post_rl_alpha_0.5"] for r in rows.values()]
     n = len(rows)
+    regret = spread([r["regret"] for r in rows.values()])
+    hits = sum(1 for r in rows.values() if r["regret"] == 0)
+    regret_text = (f"Recommendation vs the best start after full RL (epochs, searched α, α = 0.5): the recommended "
+                   f"start was the best on {hits} of {n} seeds; shortfall {100 * regret['mean']:.1f} ± "
+                   f"{100 * regret['sd']:.1f} points of overall pass@1.")
     ranking_text = (f"Planner ranking vs full-RL ranking of {len(next(iter(rows.values()))['epochs'])} SFT epochs: "
                     f"Spearman {_pm(spread(probe))} for the probe against {_pm(spread(sft))} for SFT accuracy; "
                     f"the probe agreed better on {better} of {n} seeds"
@@ -131,7 +143,8 @@ def summarize_planner(per_seed: dict[int, dict | None]) -> dict | None:
         alpha_text += f" ({len(skipped)} seed(s) skipped: the RL probes saw no reward signal.)"
     return {"seeds": n, "skipped": skipped, "spearman_probe": spread(probe), "spearman_sft_accuracy": spread(sft),
             "probe_better_seeds": better, "alpha_at_least_as_good_seeds": alpha_ok,
-            "alpha_difference": spread(diff), "per_seed": rows, "texts": [ranking_text, alpha_text]}
+            "alpha_difference": spread(diff), "recommendation_best_seeds": hits, "regret": regret, "per_seed": rows,
+            "texts": [ranking_text, alpha_text, regret_text]}
 
 
 def _pm(cell: dict) -> str:

@@ -210,13 +210,15 @@ def _planner_html(planner: dict | None) -> str:
     if planner is None:
         return ""
     rows = "".join(
-        f"<tr><td>{seed}</td><td>{html.escape(r['recommendation'])}</td><td>{html.escape(r['best_by_full_rl'])}</td>"
+        f"<tr><td>{seed}</td><td>{html.escape(r['recommendation'])} ({100 * r['post_rl_recommended']:.1f})</td>"
+        f"<td>{html.escape(r['best_start_by_full_rl'])} ({100 * (r['post_rl_recommended'] + r['regret']):.1f})</td>"
         f"<td>{_num(r['spearman_probe'])}</td><td>{_num(r['spearman_sft_accuracy'])}</td><td>{r['alpha_chosen']:g}</td>"
         f"<td>{100 * r['post_rl_alpha_chosen']:.1f}</td><td>{100 * r['post_rl_alpha_0.5']:.1f}</td></tr>"
         for seed, r in planner["per_seed"].items())
     items = "".join(f"<li>{html.escape(t)}</li>" for t in planner["texts"])
-    return (f"<h2>The planner against full RL</h2><ul>{items}</ul><table><tr><th>seed</th><th>recommended</th>"
-            "<th>best by full RL</th><th>Spearman probe</th><th>Spearman SFT accuracy</th><th>searched α</th>"
+    return (f"<h2>The planner against full RL</h2><ul>{items}</ul><table><tr><th>seed</th>"
+            "<th>recommended (post-RL pass@1)</th><th>best start by full RL (post-RL pass@1)</th>"
+            "<th>Spearman probe</th><th>Spearman SFT accuracy</th><th>searched α</th>"
             f"<th>post-RL pass@1, searched α</th><th>post-RL pass@1, α=0.5</th></tr>{rows}</table>")
 
 
