@@ -134,6 +134,23 @@ def _train_options(fn):
     return fn
 
 
+_CHECKPOINT_PASSES = [  # diagnose and plan: teacher-forced passes over checkpoints given as folders
+    click.option("--device", help="cpu, cuda, cuda:N, or auto (accelerate's device map). [cpu]"),
+    click.option("--dtype", help="Compute dtype of the passes. [float32]"),
+    click.option("--seed", type=int),
+    click.option("--overwrite/--no-overwrite", default=None),
+    click.option("--allow-pickle/--no-allow-pickle", default=None),
+    click.option("--trust-remote-code/--no-trust-remote-code", default=None),
+    click.option("--progress/--no-progress", default=None),
+]
+
+
+def _checkpoint_pass_options(fn):
+    for option in reversed(_CHECKPOINT_PASSES):
+        fn = option(fn)
+    return fn
+
+
 @main.command("sft")
 @_train_options
 @click.option("--loss", type=click.Choice(["nll", "dft", "pear"]),
@@ -232,13 +249,7 @@ def eval_command(config_path: str | None, checkpoints: tuple[str, ...], data: tu
 @click.option("--max-samples", type=int, help="Calibration rows used. [64]")
 @click.option("--out", help="Report folder: report.json, report.html, PNG plots.")
 @click.option("--name", "names", multiple=True, help="Label per checkpoint, in order (default: folder names).")
-@click.option("--device")
-@click.option("--dtype")
-@click.option("--seed", type=int)
-@click.option("--overwrite/--no-overwrite", default=None)
-@click.option("--allow-pickle/--no-allow-pickle", default=None)
-@click.option("--trust-remote-code/--no-trust-remote-code", default=None)
-@click.option("--progress/--no-progress", default=None)
+@_checkpoint_pass_options
 def diagnose_command(config_path: str | None, checkpoints: tuple[str, ...], eval_: str | None,
                      names: tuple[str, ...], **options) -> None:
     """Parameter drift, token entropy, top-1 mass, NLL and pass@k gap of checkpoints against their base."""
@@ -288,13 +299,7 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 @click.option("--max-new-tokens", type=int, help="Evaluation completion tokens. [512]")
 @click.option("--max-samples", type=int, help="Calibration rows used. [64]")
 @click.option("--out", help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
-@click.option("--device")
-@click.option("--dtype")
-@click.option("--seed", type=int)
-@click.option("--overwrite/--no-overwrite", default=None)
-@click.option("--allow-pickle/--no-allow-pickle", default=None)
-@click.option("--trust-remote-code/--no-trust-remote-code", default=None)
-@click.option("--progress/--no-progress", default=None)
+@_checkpoint_pass_options
 def plan_command(config_path: str | None, checkpoints: tuple[str, ...], checkpoint_list: str | None,
                  names: tuple[str, ...], rewards: tuple[str, ...], alphas: str | None, rhos: str | None,
                  **options) -> None:

@@ -62,15 +62,16 @@ class DiagnoseConfig:
     names: list[str] = field(default_factory=list)  # labels for the checkpoints (default: folder names)
 
 
-def _labels(cfg: DiagnoseConfig) -> list[str]:
-    if cfg.names:
-        if len(cfg.names) != len(cfg.checkpoints):
-            raise RejuvError(f"{len(cfg.names)} names for {len(cfg.checkpoints)} checkpoints")
-        return list(cfg.names)
-    names = [Path(c).name for c in cfg.checkpoints]
-    if len(set(names)) < len(names):
-        names = [os.path.join(Path(c).parent.name, Path(c).name) for c in cfg.checkpoints]
-    return names
+def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
+    """The given names, else folder names (with the parent folder when two would collide)."""
+    if names:
+        if len(names) != len(checkpoints):
+            raise RejuvError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+        return list(names)
+    labels = [Path(c).name for c in checkpoints]
+    if len(set(labels)) < len(labels):
+        labels = [os.path.join(Path(c).parent.name, Path(c).name) for c in checkpoints]
+    return labels
 
 
 def _validate(cfg: DiagnoseConfig) -> int:
@@ -94,7 +95,7 @@ def run_diagnose(cfg: DiagnoseConfig) -> dict:
     samples = _validate(cfg)
     out = Path(cfg.out)
     check_output_free(out, cfg.overwrite, inputs=tuple(Path(p) for p in [cfg.base, *cfg.checkpoints]))
-    labels = _labels(cfg)
+    labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
         ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]

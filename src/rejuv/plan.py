@@ -23,7 +23,7 @@ from pathlib import Path
 from rejuv import __version__
 from rejuv.apply import ApplyConfig, run_apply
 from rejuv.checkpoint import Checkpoint, atomic_output_dir, check_output_free
-from rejuv.diagnose import DiagnoseConfig, run_diagnose
+from rejuv.diagnose import DiagnoseConfig, checkpoint_labels, run_diagnose
 from rejuv.errors import RejuvError
 from rejuv.evaluate import EvalConfig, run_eval
 from rejuv.fusion import plan_fusion
@@ -93,14 +93,7 @@ class PlanConfig:
 
 
 def _labels(cfg: PlanConfig) -> list[str]:
-    if cfg.names:
-        if len(cfg.names) != len(cfg.checkpoints):
-            raise RejuvError(f"{len(cfg.names)} names for {len(cfg.checkpoints)} checkpoints")
-        labels = list(cfg.names)
-    else:
-        labels = [Path(c).name for c in cfg.checkpoints]
-        if len(set(labels)) < len(labels):
-            labels = [f"{Path(c).parent.name}/{Path(c).name}" for c in cfg.checkpoints]
+    labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     if len(set(labels)) < len(labels):
         raise RejuvError(f"checkpoint names must differ, got {labels}; pass --names")
     return labels

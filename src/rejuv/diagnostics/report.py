@@ -149,7 +149,7 @@ def plot_across_checkpoints(entries: list[dict]) -> bytes:
 
 
 # -- HTML --------------------------------------------------------------------------------------------
-def _fmt(value, digits: int = 4) -> str:
+def fmt(value, digits: int = 4) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -165,11 +165,11 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         reasons = "<br>".join(html.escape(v) for v in e["signals"].values()) or "–"
         rows.append(
             f"<tr class={'flagged' if e['flagged'] else 'ok'}><td>{e['rank']}</td><td>{html.escape(e['name'])}</td>"
-            f"<td>{_fmt(e['outputs']['mean_entropy'])}</td><td>{_fmt(e['outputs']['entropy_gap_to_base'])}</td>"
-            f"<td>{_fmt(e['outputs']['top1_mass'])}</td><td>{_fmt(e['outputs']['nll'])}</td>"
-            f"<td>{_fmt(e['params']['model']['rel'])}</td><td>{_fmt(e['params']['model']['kurtosis'])}</td>"
-            f"<td>{_fmt(e['params']['model']['top_0.1pct_share'])}</td>"
-            f"<td>{_fmt(s.get('pass@1'))}</td><td>{_fmt(s.get('pass@k'))}</td><td>{_fmt(s.get('gap'))}</td>"
+            f"<td>{fmt(e['outputs']['mean_entropy'])}</td><td>{fmt(e['outputs']['entropy_gap_to_base'])}</td>"
+            f"<td>{fmt(e['outputs']['top1_mass'])}</td><td>{fmt(e['outputs']['nll'])}</td>"
+            f"<td>{fmt(e['params']['model']['rel'])}</td><td>{fmt(e['params']['model']['kurtosis'])}</td>"
+            f"<td>{fmt(e['params']['model']['top_0.1pct_share'])}</td>"
+            f"<td>{fmt(s.get('pass@1'))}</td><td>{fmt(s.get('pass@k'))}</td><td>{fmt(s.get('gap'))}</td>"
             f"<td>{'over-trained' if e['flagged'] else 'ok'}</td><td>{reasons}</td></tr>")
     figures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
@@ -177,7 +177,7 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     token_tables = []
     for e in report["checkpoints"]:
         items = "".join(f"<tr><td><code>{html.escape(t['token'])}</code></td><td>{t['count']}</td>"
-                        f"<td>{_fmt(t['mean_entropy_drop'])}</td></tr>" for t in e["outputs"]["tokens_lost_entropy"])
+                        f"<td>{fmt(t['mean_entropy_drop'])}</td></tr>" for t in e["outputs"]["tokens_lost_entropy"])
         token_tables.append(f"<h3>{html.escape(e['name'])}</h3><table><tr><th>token</th><th>count</th>"
                             f"<th>mean entropy drop (nats)</th></tr>{items}</table>")
     base = report["base"]
@@ -196,7 +196,7 @@ figure {{ display: inline-block; margin: 8px; }} img {{ max-width: 100%; border:
 </style></head>
 <body data-images="{len(images)}" data-images-loaded="0">
 <h1>Plasticity diagnosis</h1>
-<p>Base: <code>{html.escape(base['path'])}</code>, mean entropy {_fmt(base['outputs']['mean_entropy'])} nats.
+<p>Base: <code>{html.escape(base['path'])}</code>, mean entropy {fmt(base['outputs']['mean_entropy'])} nats.
 Calibration: <code>{html.escape(report['calibration']['path'])}</code>, {report['calibration']['samples']} samples,
 {base['outputs']['positions']} response positions. {html.escape(sample_note)} Seed {report['seed']}.</p>
 <h2>Ranking</h2>

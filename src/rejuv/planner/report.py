@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from rejuv.diagnostics.report import figure_png
+from rejuv.diagnostics.report import figure_png, fmt
 
 SIGNAL_LABELS = {"entropy": "mean entropy (nats)", "top1_mass": "top-1 mass", "nll": "held-out NLL",
                  "drift": "relative drift", "pass@1": "pass@1", "pass_gap": "pass@k − pass@1"}
@@ -81,12 +81,8 @@ def write_plots(plan: dict, folder: Path) -> dict[str, bytes]:
     return plots
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return html.escape(str(value))
+def _fmt(value) -> str:
+    return fmt(value, digits=3)
 
 
 def _table(header: list[str], rows: list[list]) -> str:
