@@ -83,8 +83,14 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     # A second run reuses every finished step (resumable) and gives the same table.
     again = run_demo("smoke", str(root))
     assert again["table"] == report["table"]
+    # Arms can change: a subset reuses every finished step (no new step is timed) and reports only those arms.
+    steps = (root / "timings.jsonl").read_text()
+    subset = run_demo("smoke", str(root), arms=("modsft", "oversft"))
+    assert (root / "timings.jsonl").read_text().count("\n") == steps.count("\n") + 1  # only the new diagnosis
+    assert subset["table"]["oversft"] == report["table"]["oversft"]
+    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], rl_steps=3))
     with pytest.raises(RejuvError, match="other settings"):
-        run_demo("smoke", str(root), arms=("modsft", "oversft"))
+        run_demo("smoke", str(root))
 
 
 def test_planner_summary_counts_seeds_and_spreads_by_hand():

@@ -13,6 +13,7 @@ preset is recorded in `preset.json` and a different one needs `--overwrite`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -179,24 +180,33 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             max_completion_length=p.max_completion_length, seed=seed, progress=False, **_rl_options(arm, p, files))
         _step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
               lambda c=config: run_rl(c))
-    for stage, paths in (("before", [ckpt[a] for a in arms]), ("after", [root / "rl" / a for a in arms])):
-        config = EvalConfig(checkpoints=[str(x) for x in paths], data=[str(files["id"]), str(files["ood"])],
-                            out=str(root / f"eval_{stage}"), samples=p.samples, max_new_tokens=p.max_completion_length,
-                            chat_template="never", seed=seed)
-        _step(out, root / f"eval_{stage}", f"seed {seed}: evaluation {stage} RL",
-              lambda c=config: run_eval(c, progress=False))
+    # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
+    # so that arms can be added to a finished demo without redoing the others.
+    for arm in arms:
+        for stage, path in (("before", ckpt[arm]), ("after", root / "rl" / arm)):
+            config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
+                                out=str(root / f"eval_{stage}" / arm), samples=p.samples,
+                                max_new_tokens=p.max_completion_length, chat_template="never", seed=seed)
+            _step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
+                  lambda c=config: run_eval(c, progress=False))
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
-                            calib=str(files["calib"]), out=str(root / "diagnose"), seed=seed, progress=False)
-    _step(out, root / "diagnose", f"seed {seed}: diagnosis of the arms before RL", lambda: run_diagnose(config))
+                            calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False)
+    _step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
+          lambda: run_diagnose(config))
     if p.plan_epochs:
         run_planner_stage(out, root, base, p, seed, files, _step)
     return {a: str(ckpt[a]) for a in arms}
 
 
+def diagnose_dir(root: Path, arms: tuple[str, ...]) -> Path:
+    """Diagnosis compares the arms with each other, so each set of arms has its own."""
+    return root / ("diagnose-" + hashlib.sha256(",".join(arms).encode()).hexdigest()[:8])
+
+
 def _fingerprint(record: dict) -> dict:
-    """What must match for finished steps to be reused; the seed list may grow or shrink."""
+    """What must match for finished steps to be reused; seeds and arms may change (each has its own folders)."""
     settings = {k: v for k, v in record["settings"].items() if k != "seeds"}
-    return {"preset": record["preset"], "arms": record["arms"], "settings": settings}
+    return {"preset": record["preset"], "settings": settings}
 
 
 def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | None = None,

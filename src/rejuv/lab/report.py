@@ -15,6 +15,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from rejuv.lab.demo import diagnose_dir
 from rejuv.lab.planner import seed_result, summarize_planner
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
@@ -41,15 +42,13 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
     for seed in seeds:
         folder = root / f"seed-{seed}"
         rows = {}
-        evals = {stage: json.loads((folder / f"eval_{stage}" / "eval.json").read_text())
-                 for stage in ("before", "after")}
-        diag = json.loads((folder / "diagnose" / "report.json").read_text())
+        diag = json.loads((diagnose_dir(folder, arms) / "report.json").read_text())
         by_name = {e["name"]: e for e in diag["checkpoints"]}
-        for i, arm in enumerate(arms):
+        for arm in arms:
             row = {}
-            for stage, ev in evals.items():
-                ckpt = ev["config"]["checkpoints"][i]
-                scores = {r["benchmark"]: r["pass@1"] for r in ev["results"] if r["checkpoint"] == ckpt}
+            for stage in ("before", "after"):
+                ev = json.loads((folder / f"eval_{stage}" / arm / "eval.json").read_text())
+                scores = {r["benchmark"]: r["pass@1"] for r in ev["results"]}
                 row[stage] = {"id": scores["id"], "ood": scores["ood"], "overall": (scores["id"] + scores["ood"]) / 2}
             row["gain"] = row["after"]["overall"] - row["before"]["overall"]
             curve = _read_jsonl(folder / "rl" / arm / "plasticity.jsonl")
