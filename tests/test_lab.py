@@ -115,7 +115,7 @@ def test_planner_summary_counts_seeds_and_spreads_by_hand():
 def test_smoke_demo_runs_the_alternative_arms(tmp_path, monkeypatch):
     """CHORD-µ, CHORD-φ, PEAR and the filtered RL run as arms beside staged SFT → RL (planner stage off)."""
     monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], plan_epochs=[]))
-    arms = ("modsft", "oversft", "chord_mu", "chord_phi", "pear", "oversft_filter")
+    arms = ("modsft", "oversft", "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
     report = run_demo("smoke", str(tmp_path / "alt"), arms=arms)
     root = tmp_path / "alt" / "seed-0"
     for arm in arms:
@@ -131,3 +131,28 @@ def test_smoke_demo_runs_the_alternative_arms(tmp_path, monkeypatch):
     assert any(n.startswith("CHORD-µ ≥ staged ModSFT → RL") for n in names)
     assert any(n.startswith("PEAR SFT + RL ≥ OverSFT + RL") for n in names)
     assert report["planner"] is None
+    brier = json.loads((root / "rl" / "conf_brier" / "rl_config.json").read_text())
+    plain = json.loads((root / "rl" / "conf" / "rl_config.json").read_text())
+    assert brier["rewards"] == ["math_verify", "brier"] and plain["rewards"] == ["math_verify"]
+    assert brier["max_completion_length"] == plain["max_completion_length"] == 24 + 16
+    assert "confidence: 1" in (root / "data" / "sft_conf.jsonl").read_text()
+    assert json.loads((root / "sft_conf" / "sft_config.json").read_text())["data"].endswith("sft_conf.jsonl")
+
+
+def test_calibration_claims_and_table_by_hand():
+    from rejuv.lab.report import calibration_lines, claims
+
+    def row(brier, ece, overall):
+        cal = {"stated": 1.0, "brier": brier, "ece": ece}
+        return {"after": {"overall": overall}, "calibration": {"before": cal, "after": cal}, "reward_change": 0.1}
+
+    per_seed = {"0": {"conf": row(0.30, 0.20, 0.5), "conf_brier": row(0.20, 0.10, 0.5)},
+                "1": {"conf": row(0.25, 0.15, 0.6), "conf_brier": row(0.27, 0.05, 0.55)}}
+    found = {c["claim"]: c for c in claims(per_seed, ("conf", "conf_brier"))}
+    assert found["The Brier reward lowers the Brier score after RL"]["verdict"] == "held on some seeds"
+    assert found["The Brier reward lowers ECE after RL"]["verdict"] == "held"
+    assert found["The Brier reward lowers ECE after RL"]["value"]["mean"] == pytest.approx(-0.1)
+    assert found["The Brier reward keeps accuracy (overall, after RL)"]["seeds_held"] == 1
+    lines = calibration_lines(per_seed, ("conf", "conf_brier"))
+    assert lines[-1].startswith("| Conf. SFT → RL + Brier | 100.0 ± 0.0 | 0.235 ± 0.049 |")
+    assert calibration_lines({"0": {"conf": {"calibration": {"before": None, "after": None}}}}, ("conf",)) == []

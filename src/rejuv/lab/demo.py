@@ -32,15 +32,23 @@ from rejuv.train.rl import RLRecipeConfig, run_rl
 from rejuv.train.sft import SFTRecipeConfig, epoch_dir_name, run_sft
 
 ARMS = ("modsft", "oversft", "dft", "oversft_fusion", "oversft_rejuv", "modsft_rejuv",
-        "chord_mu", "chord_phi", "pear", "oversft_filter")
+        "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
 DEFAULT_ARMS = ARMS[:5]
 # The field's alternatives (issue 8), on the same task, seeds and RL budget:
 # - chord_mu / chord_phi: RL from ModSFT with the SFT rows mixed in (CHORD-µ: µ 0.9 → 0.05 across the RL
 #   steps instead of the paper's 200, which this budget does not have; CHORD-φ: constant µ 0.1 with φ);
 # - pear: SFT for OverSFT's epochs with PEAR's token weights (the lab's data comes from a rule: no
 #   behaviour model), then RL;
-# - oversft_filter: RL from OverSFT with the hard-sample filter.
-ALTERNATIVES = ("chord_mu", "chord_phi", "pear", "oversft_filter")
+# - oversft_filter: RL from OverSFT with the hard-sample filter;
+# - conf / conf_brier: SFT for OverSFT's epochs on rows that end with "confidence: 1" (the rule is never
+#   wrong), then RL with the task reward alone / plus the Brier reward on the stated confidence; both get
+#   CONF_EXTRA more completion tokens, for the statement.
+ALTERNATIVES = ("chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
+CONF_EXTRA = 16
+
+
+def _completion_length(arm: str, p: Preset) -> int:
+    return p.max_completion_length + (CONF_EXTRA if arm in ("conf", "conf_brier") else 0)
 
 
 def _rl_options(arm: str, p: Preset, files: dict) -> dict:
@@ -52,6 +60,8 @@ def _rl_options(arm: str, p: Preset, files: dict) -> dict:
         return {"chord_data": str(files["sft"]), "chord_mu_peak": 0.1, "chord_mu_valley": 0.1, "chord_phi": True}
     if arm == "oversft_filter":
         return {"filter_groups": True}
+    if arm == "conf_brier":
+        return {"rewards": [*p.rewards, "brier"]}
     return {}
 
 
@@ -147,9 +157,9 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     root = out / f"seed-{seed}"
     files = write_task_files(root / "data", TaskSpec(), seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
 
-    def sft(folder: Path, loss: str, epochs: list[float]):
+    def sft(folder: Path, loss: str, epochs: list[float], data: str = "sft"):
         return lambda: run_sft(SFTRecipeConfig(
-            model=str(base), data=str(files["sft"]), out=str(folder), loss=loss, save_epochs=epochs,
+            model=str(base), data=str(files[data]), out=str(folder), loss=loss, save_epochs=epochs,
             learning_rate=p.sft_lr, per_device_batch_size=32, max_length=64, seed=seed, progress=False))
 
     saved = sorted({p.mod_epochs, p.over_epochs, *p.plan_epochs})
@@ -161,6 +171,10 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             _step(out, root / arm, f"seed {seed}: {loss.upper()} SFT for {p.over_epochs} epochs",
                   sft(root / arm, loss, [p.over_epochs]))
             ckpt[arm] = root / arm / epoch_dir_name(p.over_epochs)
+    if {"conf", "conf_brier"} & set(arms):
+        _step(out, root / "sft_conf", f"seed {seed}: SFT with stated confidence for {p.over_epochs} epochs",
+              sft(root / "sft_conf", "nll", [p.over_epochs], data="sft_conf"))
+        ckpt["conf"] = ckpt["conf_brier"] = root / "sft_conf" / epoch_dir_name(p.over_epochs)
     for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
         ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
     for arm, source, fusion_only in (("oversft_fusion", "oversft", True), ("oversft_rejuv", "oversft", False),
@@ -174,10 +188,11 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             ckpt[arm] = root / arm
     for arm in arms:
         config = RLRecipeConfig(
-            model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), rewards=list(p.rewards),
+            model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm),
             learning_rate=p.rl_lr, max_steps=p.rl_steps, num_generations=p.num_generations,
             per_device_batch_size=p.rl_prompts_per_step * p.num_generations,
-            max_completion_length=p.max_completion_length, seed=seed, progress=False, **_rl_options(arm, p, files))
+            max_completion_length=_completion_length(arm, p), seed=seed, progress=False,
+            **{"rewards": list(p.rewards), **_rl_options(arm, p, files)})
         _step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
               lambda c=config: run_rl(c))
     # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
@@ -186,7 +201,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
         for stage, path in (("before", ckpt[arm]), ("after", root / "rl" / arm)):
             config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
                                 out=str(root / f"eval_{stage}" / arm), samples=p.samples,
-                                max_new_tokens=p.max_completion_length, chat_template="never", seed=seed)
+                                max_new_tokens=_completion_length(arm, p), chat_template="never", seed=seed)
             _step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
                   lambda c=config: run_eval(c, progress=False))
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),

@@ -21,7 +21,8 @@ from rejuv.lab.planner import seed_result, summarize_planner
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
           "chord_mu": "ModSFT → CHORD-µ", "chord_phi": "ModSFT → CHORD-φ", "pear": "PEAR SFT",
-          "oversft_filter": "OverSFT, filtered RL"}
+          "oversft_filter": "OverSFT, filtered RL", "conf": "Conf. SFT → RL",
+          "conf_brier": "Conf. SFT → RL + Brier"}
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -49,6 +50,7 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             for stage in ("before", "after"):
                 ev = json.loads((folder / f"eval_{stage}" / arm / "eval.json").read_text())
                 scores = {r["benchmark"]: r["pass@1"] for r in ev["results"]}
+                row.setdefault("calibration", {})[stage] = _calibration(ev["results"])
                 row[stage] = {"id": scores["id"], "ood": scores["ood"], "overall": (scores["id"] + scores["ood"]) / 2}
             row["gain"] = row["after"]["overall"] - row["before"]["overall"]
             curve = _read_jsonl(folder / "rl" / arm / "plasticity.jsonl")
@@ -64,6 +66,33 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             rows[arm] = row
         per_seed[str(seed)] = rows
     return per_seed
+
+
+def _calibration(results: list[dict]) -> dict | None:
+    """Stated share, Brier and ECE averaged over the benchmarks (ID and OOD, equal sizes); None if nothing stated."""
+    cals = [r.get("calibration") for r in results]
+    if not all(c and c["stated"] > 0 for c in cals):
+        return None
+    return {k: statistics.fmean(c[k] for c in cals) for k in ("stated", "brier", "ece")}
+
+
+def calibration_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
+    """A markdown table of stated confidence, Brier and ECE for the arms whose samples state one."""
+    stated = [a for a in arms if all((per_seed[s][a].get("calibration") or {}).get("after") for s in per_seed)]
+    if not stated:
+        return []
+    lines = ["", "Calibration (samples that state a confidence; ID and OOD averaged; mean ± sd over seeds):", "",
+             "| arm | stated before | Brier before | ECE before | stated after | Brier after | ECE after |",
+             "|---|---|---|---|---|---|---|"]
+    for arm in stated:
+        cells = []
+        for stage in ("before", "after"):
+            for key, scale in (("stated", 100.0), ("brier", 1.0), ("ece", 1.0)):
+                values = [(per_seed[s][arm]["calibration"].get(stage) or {}).get(key) for s in per_seed]
+                known = [v for v in values if v is not None]
+                cells.append(_fmt(_mean_sd(known), scale, 1 if scale > 1 else 3) if known else "–")
+        lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summarize(per_seed: dict, arms: tuple[str, ...]) -> dict:
@@ -129,6 +158,19 @@ def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
             out.append(_claim(f"{name} (overall, after RL)", per_seed,
                               lambda r, a=arm, b=against: r[a]["after"]["overall"] - r[b]["after"]["overall"],
                               lambda d: d >= 0, f"overall pass@1 after RL, {arm} − {against}"))
+    if {"conf", "conf_brier"} <= set(arms) and all(
+            (r["conf"]["calibration"]["after"] and r["conf_brier"]["calibration"]["after"]) for r in per_seed.values()):
+        out.append(_claim("The Brier reward lowers the Brier score after RL", per_seed,
+                          lambda r: r["conf_brier"]["calibration"]["after"]["brier"]
+                          - r["conf"]["calibration"]["after"]["brier"], lambda d: d < 0,
+                          "Brier score after RL, with − without the Brier reward"))
+        out.append(_claim("The Brier reward lowers ECE after RL", per_seed,
+                          lambda r: r["conf_brier"]["calibration"]["after"]["ece"]
+                          - r["conf"]["calibration"]["after"]["ece"], lambda d: d < 0,
+                          "ECE after RL, with − without the Brier reward"))
+        out.append(_claim("The Brier reward keeps accuracy (overall, after RL)", per_seed,
+                          lambda r: r["conf_brier"]["after"]["overall"] - r["conf"]["after"]["overall"],
+                          lambda d: d >= 0, "overall pass@1 after RL, with − without the Brier reward"))
     out.append(_claim("GRPO moved the reward (any arm, last quarter − first quarter)", per_seed,
                       lambda r: max((a["reward_change"] or 0.0) for a in r.values()), lambda d: d > 0,
                       "largest change of mean reward over the arms"))
@@ -245,7 +287,8 @@ def write_report(root: Path, preset, arms: tuple[str, ...], preset_name: str, se
         (root / f"{name}.png").write_bytes(png)
     planner_lines = [] if planner is None else ["", "Planner (rejuv plan) against full RL:", *
                                                  [f"- {t}" for t in planner["texts"]]]
-    (root / "table.md").write_text("\n".join([markdown_table(table, arms), *planner_lines]) + "\n")
+    cal_lines = calibration_lines(per_seed, arms)
+    (root / "table.md").write_text("\n".join([markdown_table(table, arms), *cal_lines, *planner_lines]) + "\n")
     figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
                       f"<figcaption>{name}</figcaption></figure>" for name, png in images.items())
     table_html = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADER) + "</tr>"
@@ -264,6 +307,7 @@ GRPO: {preset.rl_steps} steps, {preset.rl_prompts_per_step} prompts × {preset.n
 reward {', '.join(preset.rewards)}. Fusion α = {preset.alpha}, reset ρ = {preset.rho}.
 Compute time of all steps: {seconds / 60:.1f} min (out/timings.jsonl).</p>
 <h2>Table 2 in miniature</h2>{table_html}
+{"<h2>Calibration</h2><pre>" + html.escape(chr(10).join(cal_lines[2:])) + "</pre>" if cal_lines else ""}
 <h2>What this run says about the paper's claims</h2><ul>{claims_html}</ul>
 {_planner_html(planner)}
 <h2>Curves</h2>{figures}

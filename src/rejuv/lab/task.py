@@ -29,6 +29,9 @@ def solve(a: int, b: int) -> str:
     return f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"
 
 
+CONFIDENCE_SUFFIX = " confidence: 1"  # what a rule-based teacher, never wrong, would state
+
+
 def question(a: int, b: int) -> str:
     return f"compute {a}+{b}."
 
@@ -55,7 +58,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def write_task_files(folder: Path, spec: TaskSpec, seed: int, sft_rows: int, rl_rows: int, eval_rows: int,
                      calib_rows: int) -> dict[str, Path]:
-    """sft.jsonl, calib.jsonl (held-out SFT-style), rl.jsonl, id.jsonl, ood.jsonl for one seed."""
+    """sft.jsonl, calib.jsonl (held-out SFT-style), rl.jsonl, id.jsonl, ood.jsonl for one seed, and
+    sft_conf.jsonl: the SFT rows with a stated confidence, for the calibration-aware reward's arms."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     ops = spec.operands
@@ -64,5 +68,6 @@ def write_task_files(folder: Path, spec: TaskSpec, seed: int, sft_rows: int, rl_
     rl = [{"prompt": question(a, b), "answer": str(a + b)} for a, b in problems(rng, rl_rows, ops)]
     ev_id = [{"problem": question(a, b), "answer": str(a + b)} for a, b in problems(rng, eval_rows, ops)]
     ev_ood = [{"problem": question_ood(a, b), "answer": str(a + b)} for a, b in problems(rng, eval_rows, ops)]
+    sft_conf = [{"prompt": r["prompt"], "completion": r["completion"] + CONFIDENCE_SUFFIX} for r in sft]
     return {name: write_jsonl(folder / f"{name}.jsonl", rows) for name, rows in
-            (("sft", sft), ("calib", calib), ("rl", rl), ("id", ev_id), ("ood", ev_ood))}
+            (("sft", sft), ("calib", calib), ("rl", rl), ("id", ev_id), ("ood", ev_ood), ("sft_conf", sft_conf))}
