@@ -302,8 +302,10 @@ def release_freed_memory(nbytes: int) -> None:
     resident size creeps up with the number of tensors although nothing is
     live (measured: 610 MB after 60 tensors of a 291-tensor model, against a
     flat ~250 MB with trimming). Trimming after every tensor makes every new
-    buffer fault its pages in again; fusion of a 1.2 B model took 11.3-11.6 s
-    that way against 10.4-11.2 s with this spacing, hence the spacing.
+    buffer fault its pages in again (measured when fusion still went tensor by
+    tensor: 11.3-11.6 s against 10.4-11.2 s with this spacing), hence the
+    spacing. Used by passes that hold whole tensors (parameter drift); fusion
+    reuses its block buffers and needs none of this.
     """
     global _LIBC, _since_trim
     _since_trim += nbytes
