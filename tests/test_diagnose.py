@@ -53,7 +53,7 @@ def report_dir(trained, tmp_path_factory):
     result = CliRunner().invoke(main, [
         "diagnose", "--base", str(trained / "base"), str(trained / "e1" / "epoch-1"), str(trained / "e16" / "epoch-16"),
         "--calib", str(trained / "calib.jsonl"), "--eval", str(trained / "bench.jsonl"), "--k", "4",
-        "--max-new-tokens", "12", "--out", str(out), "--no-progress"])
+        "--max-new-tokens", "12", "--chat-template", "never", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "epoch-16" in result.stdout and "OVER-TRAINED" in result.stdout
     return out
@@ -71,6 +71,7 @@ def test_the_longer_trained_checkpoint_is_flagged(report_dir):
     assert long["outputs"]["top1_mass"] > short["outputs"]["top1_mass"]
     assert long["outputs"]["tokens_lost_entropy"][0]["count"] >= 1
     assert report["sampling"]["samples"] == 4 and report["sampling"]["problems"] == 4
+    assert json.loads((report_dir / "eval" / "eval.json").read_text())["config"]["chat_template"] == "never"
     assert 0 <= long["sampling"]["pass@1"] <= long["sampling"]["pass@k"] <= 1
     kinds = set(long["params"]["by_kind"])
     assert {"q_proj", "down_proj", "embedding", "norm"} <= kinds

@@ -88,7 +88,7 @@ def test_grpo_raises_the_reward_and_logs_plasticity_every_step(world, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"data": "bad.jsonl"}, "expected 'prompt'\\+'completion'"),
     ({"model": "not_a_model"}, "not a model folder"),
-    ({"loss": "focal"}, "loss must be 'nll' or 'dft'"),
+    ({"loss": "focal"}, "loss must be 'nll', 'dft' or 'pear'"),
     ({"save_epochs": "2,x"}, "save_epochs must be numbers"),
 ])
 def test_sft_bad_input_fails_before_training(world, tmp_path, change, message):

@@ -246,6 +246,7 @@ def eval_command(config_path: str | None, checkpoints: tuple[str, ...], data: tu
 @click.option("--samples", type=int, help="Samples drawn per problem. [k]")
 @click.option("--max-problems", type=int)
 @click.option("--max-new-tokens", type=int, help="[512]")
+@click.option("--chat-template", type=click.Choice(["auto", "always", "never"]), help="For --eval prompts. [auto]")
 @click.option("--max-samples", type=int, help="Calibration rows used. [64]")
 @click.option("--out", help="Report folder: report.json, report.html, PNG plots.")
 @click.option("--name", "names", multiple=True, help="Label per checkpoint, in order (default: folder names).")
@@ -297,6 +298,7 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 @click.option("--k", type=int, help="k of pass@k. [4]")
 @click.option("--max-problems", type=int, help="Evaluation problems. [64]")
 @click.option("--max-new-tokens", type=int, help="Evaluation completion tokens. [512]")
+@click.option("--chat-template", type=click.Choice(["auto", "always", "never"]), help="For evaluation prompts. [auto]")
 @click.option("--max-samples", type=int, help="Calibration rows used. [64]")
 @click.option("--out", help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
 @_checkpoint_pass_options

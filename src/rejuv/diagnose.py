@@ -49,6 +49,7 @@ class DiagnoseConfig:
     temperature: float = 0.6
     max_new_tokens: int = 512
     max_problems: int | None = None
+    chat_template: str = "auto"  # for the sampled problems: auto | always | never (as in `rejuv eval`)
     max_samples: int = 64
     max_length: int = 2048
     batch_size: int = 8
@@ -151,7 +152,7 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
             ev = run_eval(EvalConfig(checkpoints=list(cfg.checkpoints), data=[cfg.eval], out=str(tmp / "eval"),
                                      samples=samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
                                      max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems,
-                                     seed=cfg.seed, device=cfg.device,
+                                     seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
                                      trust_remote_code=cfg.trust_remote_code), progress=cfg.progress)
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
                 pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]

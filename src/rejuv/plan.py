@@ -148,9 +148,9 @@ def run_plan(cfg: PlanConfig) -> dict:
         diagnosis = run_diagnose(DiagnoseConfig(
             base=cfg.base, checkpoints=list(cfg.checkpoints), names=labels, calib=cfg.calib, out=str(tmp / "diagnose"),
             eval=eval_data, k=cfg.k, samples=cfg.samples, temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, max_samples=cfg.max_samples,
-            device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, allow_pickle=cfg.allow_pickle,
-            trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
+            max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, chat_template=cfg.chat_template,
+            max_samples=cfg.max_samples, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
+            allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
         entries = {e["name"]: e for e in diagnosis["checkpoints"]}
 
         search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data)
