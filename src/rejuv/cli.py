@@ -90,7 +90,8 @@ def main() -> None:
 @click.option("--dtype", help="Compute dtype of the calibration passes (scores accumulate in float32). [float32]")
 @click.option("--batch-size", type=int, help="Calibration samples per forward pass. [8]")
 @click.option("--max-shard-size", help="Largest output shard, e.g. 5GB or 500MB. [5GB]")
-@click.option("--workers", type=int, help="Threads reading, fusing and writing output blocks at once. [2]")
+@click.option("--workers", type=int, help="Threads reading, fusing and writing output blocks at once. "
+              "[2 per core, at most 8]")
 @click.option("--overwrite/--no-overwrite", default=None, help="Replace an existing output folder.")
 @click.option("--allow-pickle/--no-allow-pickle", default=None,
               help="Accept pytorch_model*.bin weights (pickle) when no safetensors exist.")
