@@ -75,13 +75,14 @@ def pear_trainer_class():
             labels = inputs["labels"][:, 1:]
             mask = (labels != -100).to(torch.float32)
             targets = labels.clamp(min=0)[..., None]
-            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
+            # position_ids: present when TRL packs sequences (padding-free), where there is no attention mask
+            forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+            logits = model(**forward).logits
             logps = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets)[..., 0]
             behavior = None
             if self.behavior_model is not None:
                 with torch.no_grad():
-                    b_logits = self.behavior_model(input_ids=inputs["input_ids"],
-                                                   attention_mask=inputs.get("attention_mask")).logits
+                    b_logits = self.behavior_model(**forward).logits
                     behavior = torch.log_softmax(b_logits[:, :-1].float(), dim=-1).gather(-1, targets)[..., 0]
             loss, mean_weight = pear_loss(logps, behavior, mask, self.pear, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
