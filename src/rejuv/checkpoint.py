@@ -81,6 +81,11 @@ def rows_of(shape: tuple[int, ...]) -> int:
     return shape[0] if shape else 1
 
 
+def row_nbytes(tensor: TensorInfo | OutputTensor) -> int:
+    """Bytes of one row (along the first axis) of a tensor described by its shape and dtype."""
+    return tensor.nbytes // max(1, rows_of(tensor.shape))
+
+
 def block_shape(shape: tuple[int, ...], rows: int) -> tuple[int, ...]:
     return (rows, *shape[1:]) if shape else ()
 
@@ -220,7 +225,7 @@ class Checkpoint:
         info = self._info(name)
         if self.is_pickle:
             return self._pickled[info.file][name][start:stop] if info.shape else self._pickled[info.file][name]
-        row_bytes = info.nbytes // max(1, rows_of(info.shape))
+        row_bytes = row_nbytes(info)
         nbytes = (stop - start) * row_bytes
         buffer = torch.empty(nbytes, dtype=torch.uint8) if into is None else into[:nbytes]
         view = memoryview(buffer.numpy())
@@ -394,8 +399,7 @@ def write_safetensors_shards(
     names = [SAFE_SINGLE] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
     buffers = threading.local()
 
-    def write_block(fd: int, spec: OutputTensor, start: int, stop: int, offset: int) -> int:
-        nbytes = spec.nbytes // rows_of(spec.shape) * (stop - start)
+    def write_block(fd: int, spec: OutputTensor, start: int, stop: int, offset: int, nbytes: int) -> int:
         buffer = getattr(buffers, "out", None)
         if buffer is None or buffer.numel() < nbytes:
             buffer = buffers.out = torch.empty(max(nbytes, block_bytes), dtype=torch.uint8)
@@ -419,14 +423,14 @@ def write_safetensors_shards(
             os.pwrite(fd, struct.pack("<Q", len(header)) + header, 0)
             offset = 8 + len(header)
             for spec in shard:
-                rows = rows_of(spec.shape)
-                row_bytes = spec.nbytes // max(1, rows)
+                rows, row_bytes = rows_of(spec.shape), row_nbytes(spec)
                 step = max(1, block_bytes // max(1, row_bytes))
                 for start in range(0, rows, step):  # an empty tensor has no rows and no bytes
                     if len(pending) >= 2 * workers:  # bounded look-ahead: files appear in order
                         _finish(pending.popleft(), on_progress)
                     stop = min(rows, start + step)
-                    pending.append(pool.submit(write_block, fd, spec, start, stop, offset + start * row_bytes))
+                    pending.append(pool.submit(write_block, fd, spec, start, stop, offset + start * row_bytes,
+                                               (stop - start) * row_bytes))
                 offset += spec.nbytes
         while pending:
             _finish(pending.popleft(), on_progress)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rejuv.arch import ArchAdapter, adapter_for
-from rejuv.checkpoint import Checkpoint, OutputTensor, natural_key, rows_of
+from rejuv.checkpoint import Checkpoint, OutputTensor, natural_key, row_nbytes, rows_of
 from rejuv.errors import RejuvError
 from rejuv.reset import apply_reset
 
@@ -141,8 +141,7 @@ class FusedStream:
 
     @staticmethod
     def _read(ckpt: Checkpoint, name: str, start: int, stop: int, local: threading.local, slot: str):
-        info = ckpt.tensors[name]
-        nbytes = info.nbytes // rows_of(info.shape) * (stop - start)
+        nbytes = row_nbytes(ckpt.tensors[name]) * (stop - start)
         if getattr(local, slot).numel() < nbytes:
             setattr(local, slot, torch.empty(nbytes, dtype=torch.uint8))
         return ckpt.read_rows(name, start, stop, into=getattr(local, slot))
