@@ -12,11 +12,11 @@ GRPO run and evaluation. The checks, per seed, then summarised over seeds:
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from rejuv.errors import RejuvError
 from rejuv.evaluate import EvalConfig, run_eval
+from rejuv.lab.stats import format_mean_sd, mean_sd
 from rejuv.plan import PlanConfig, run_plan
 from rejuv.planner.search import spearman
 from rejuv.train.rl import RLRecipeConfig, run_rl
@@ -114,40 +114,34 @@ def summarize_planner(per_seed: dict[int, dict | None]) -> dict | None:
                                          "texts": [f"Planner: no seed could be ranked ({len(skipped)} skipped: "
                                                    "the RL probes saw no reward signal)."]}
 
-    def spread(values: list[float | None]) -> dict:
-        known = [v for v in values if v is not None]
-        if not known:
-            return {"mean": None, "sd": None, "n": 0}
-        return {"mean": statistics.fmean(known), "sd": statistics.stdev(known) if len(known) > 1 else 0.0,
-                "n": len(known)}
-
-    probe = [r["spearman_probe"] for r in rows.values()]
-    sft = [r["spearman_sft_accuracy"] for r in rows.values()]
-    better = sum(1 for a, b in zip(probe, sft, strict=True) if a is not None and b is not None and a > b)
+    probe = mean_sd([r["spearman_probe"] for r in rows.values()])
+    sft = mean_sd([r["spearman_sft_accuracy"] for r in rows.values()])
+    better = sum(1 for r in rows.values() if r["spearman_probe"] is not None
+                 and r["spearman_sft_accuracy"] is not None and r["spearman_probe"] > r["spearman_sft_accuracy"])
     alpha_ok = sum(1 for r in rows.values() if r["post_rl_alpha_chosen"] >= r["post_rl_alpha_0.5"])
-    diff = [r["post_rl_alpha_chosen"] - r["post_rl_alpha_0.5"] for r in rows.values()]
+    diff = mean_sd([r["post_rl_alpha_chosen"] - r["post_rl_alpha_0.5"] for r in rows.values()])
     n = len(rows)
-    regret = spread([r["regret"] for r in rows.values()])
+    regret = mean_sd([r["regret"] for r in rows.values()])
     hits = sum(1 for r in rows.values() if r["regret"] == 0)
     regret_text = (f"Recommendation vs the best start after full RL (epochs, searched α, α = 0.5): the recommended "
-                   f"start was the best on {hits} of {n} seeds; shortfall {100 * regret['mean']:.1f} ± "
-                   f"{100 * regret['sd']:.1f} points of overall pass@1.")
+                   f"start was the best on {hits} of {n} seeds; shortfall {format_mean_sd(regret, 100)} points of "
+                   "overall pass@1.")
     ranking_text = (f"Planner ranking vs full-RL ranking of {len(next(iter(rows.values()))['epochs'])} SFT epochs: "
-                    f"Spearman {_pm(spread(probe))} for the probe against {_pm(spread(sft))} for SFT accuracy; "
+                    f"Spearman {_pm(probe)} for the probe against {_pm(sft)} for SFT accuracy; "
                     f"the probe agreed better on {better} of {n} seeds"
                     + (" — held." if better > n / 2 else " — did not hold."))
-    alpha_text = (f"Searched α (fusion only) vs α = 0.5 after full RL: {100 * spread(diff)['mean']:+.1f} ± "
-                  f"{100 * spread(diff)['sd']:.1f} points overall pass@1; at least as good on {alpha_ok} of {n} seeds"
+    alpha_text = (f"Searched α (fusion only) vs α = 0.5 after full RL: {format_mean_sd(diff, 100, signed=True)} "
+                  f"points overall pass@1; at least as good on {alpha_ok} of {n} seeds"
                   + (" — held." if alpha_ok > n / 2 else " — did not hold."))
     if skipped:
         alpha_text += f" ({len(skipped)} seed(s) skipped: the RL probes saw no reward signal.)"
-    return {"seeds": n, "skipped": skipped, "spearman_probe": spread(probe), "spearman_sft_accuracy": spread(sft),
+    return {"seeds": n, "skipped": skipped, "spearman_probe": probe, "spearman_sft_accuracy": sft,
             "probe_better_seeds": better, "alpha_at_least_as_good_seeds": alpha_ok,
-            "alpha_difference": spread(diff), "recommendation_best_seeds": hits, "regret": regret, "per_seed": rows,
+            "alpha_difference": diff, "recommendation_best_seeds": hits, "regret": regret, "per_seed": rows,
             "texts": [ranking_text, alpha_text, regret_text]}
 
 
 def _pm(cell: dict) -> str:
     if cell["mean"] is None:
         return "n/a"
-    return f"{cell['mean']:+.2f} ± {cell['sd']:.2f} (n={cell['n']})"
+    return f"{format_mean_sd(cell, digits=2, signed=True)} (n={cell['n']})"

@@ -10,27 +10,19 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
 from rejuv.lab.demo import diagnose_dir
 from rejuv.lab.planner import seed_result, summarize_planner
+from rejuv.lab.stats import format_mean_sd, mean_sd
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
           "chord_mu": "ModSFT → CHORD-µ", "chord_phi": "ModSFT → CHORD-φ", "pear": "PEAR SFT",
           "oversft_filter": "OverSFT, filtered RL", "conf": "Conf. SFT → RL",
           "conf_brier": "Conf. SFT → RL + Brier"}
-
-
-def _mean_sd(values: list[float]) -> dict:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return {"mean": None, "sd": None, "n": 0}
-    sd = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": statistics.fmean(values), "sd": sd, "n": len(values)}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -90,7 +82,7 @@ def calibration_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
             for key, scale in (("stated", 100.0), ("brier", 1.0), ("ece", 1.0)):
                 values = [(per_seed[s][arm]["calibration"].get(stage) or {}).get(key) for s in per_seed]
                 known = [v for v in values if v is not None]
-                cells.append(_fmt(_mean_sd(known), scale, 1 if scale > 1 else 3) if known else "–")
+                cells.append(_fmt(mean_sd(known), scale, 1 if scale > 1 else 3) if known else "–")
         lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + " |")
     return lines
 
@@ -100,12 +92,12 @@ def summarize(per_seed: dict, arms: tuple[str, ...]) -> dict:
     for arm in arms:
         rows = [per_seed[s][arm] for s in per_seed]
         table[arm] = {
-            **{f"{stage}_{split}": _mean_sd([r[stage][split] for r in rows])
+            **{f"{stage}_{split}": mean_sd([r[stage][split] for r in rows])
                for stage in ("before", "after") for split in ("id", "ood", "overall")},
-            "gain": _mean_sd([r["gain"] for r in rows]),
-            "entropy": _mean_sd([r["entropy"] for r in rows]),
-            "drift_rel": _mean_sd([r["drift_rel"] for r in rows]),
-            "reward_change": _mean_sd([r["reward_change"] for r in rows]),
+            "gain": mean_sd([r["gain"] for r in rows]),
+            "entropy": mean_sd([r["entropy"] for r in rows]),
+            "drift_rel": mean_sd([r["drift_rel"] for r in rows]),
+            "reward_change": mean_sd([r["reward_change"] for r in rows]),
         }
     return table
 
@@ -114,11 +106,10 @@ def _claim(name: str, per_seed: dict, value, holds, measure: str) -> dict:
     """`value(rows)` is the per-seed measure (named by `measure`); `holds(d)` says whether the claim held."""
     diffs = [value(rows) for rows in per_seed.values()]
     held = sum(1 for d in diffs if holds(d))
-    stats = _mean_sd(diffs)
+    stats = mean_sd(diffs)
     verdict = "held" if held == len(diffs) else ("did not hold" if held == 0 else "held on some seeds")
-    spread = f" ± {stats['sd']:.3f}" if stats["sd"] is not None else ""
-    text = (f"{name}: {verdict} ({held} of {len(diffs)} seeds); {measure} {stats['mean']:+.3f}{spread} "
-            "(mean ± sd over seeds).")
+    text = (f"{name}: {verdict} ({held} of {len(diffs)} seeds); {measure} "
+            f"{format_mean_sd(stats, digits=3, signed=True)} (mean ± sd over seeds).")
     return {"claim": name, "verdict": verdict, "seeds_held": held, "seeds": len(diffs), "measure": measure,
             "value": stats, "text": text}
 
@@ -178,10 +169,7 @@ def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
 
 
 def _fmt(cell: dict, scale: float = 100.0, digits: int = 1) -> str:
-    if cell["mean"] is None:
-        return "–"
-    sd = f" ± {scale * cell['sd']:.{digits}f}" if cell["sd"] is not None else ""
-    return f"{scale * cell['mean']:.{digits}f}{sd}"
+    return format_mean_sd(cell, scale, digits)
 
 
 TABLE_HEADER = ["arm", "ID before", "OOD before", "overall before", "ID after", "OOD after", "overall after",
