@@ -29,6 +29,14 @@ def test_last_boxed_handles_nesting_and_absence():
     assert normalize_answer(" $1,000$. ") == "1000"
 
 
+@pytest.fixture(autouse=True)
+def fresh_verdicts(monkeypatch):
+    """Each test grades for real: no verdict remembered from another test."""
+    import rejuv.grading as grading
+
+    monkeypatch.setattr(grading, "_VERDICTS", type(grading._VERDICTS)())
+
+
 def test_grading_agrees_with_hand_labels():
     golds, completions, labels = zip(*LABELLED, strict=True)
     assert grade_many(list(golds), list(completions)) == list(labels)
@@ -64,3 +72,23 @@ def test_reward_lookup():
         resolve_reward("no_such_module:f")
     with pytest.raises(RejuvError, match="'answer' column"):
         math_verify_reward(["\\boxed{1}"])
+
+
+def test_a_verdict_is_computed_once_and_errors_are_not_remembered(monkeypatch):
+    """Two rewards grading the same completions (math_verify and brier) pay for Math-Verify once."""
+    import rejuv.grading as grading
+
+    calls = []
+
+    def counting(gold, answer, use_signals):
+        calls.append((gold, answer))
+        if answer == "boom":
+            raise TimeoutError("Math-Verify overran")
+        return gold == answer
+
+    monkeypatch.setattr(grading, "_verify", counting)
+    texts = ["so \\boxed{41}", "so \\boxed{40}", "no answer", "\\boxed{boom}"]
+    golds = ["41", "41", "41", "41"]
+    assert grade_many(golds, texts) == [True, False, False, False]
+    assert grade_many(golds, texts) == [True, False, False, False]
+    assert calls == [("41", "41"), ("41", "40"), ("41", "boom"), ("41", "boom")]  # only the overrun is redone

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 TIMEOUT_S = 5.0
@@ -74,9 +75,10 @@ class _Pool:
             self._pool = mp.get_context("spawn").Pool(1)
         return self._pool
 
-    def run(self, pairs: Sequence[tuple[str, str]], timeout: float) -> list[bool]:
+    def run(self, pairs: Sequence[tuple[str, str]], timeout: float) -> list[bool | None]:
+        """A verdict per pair; None where the check overran (counted wrong, but not a verdict to remember)."""
         with self._lock:
-            results = []
+            results: list[bool | None] = []
             for pair in pairs:
                 job = self._get().apply_async(_verify_quiet, (pair,))
                 try:
@@ -84,7 +86,7 @@ class _Pool:
                 except mp.TimeoutError:
                     self._pool.terminate()
                     self._pool = None
-                    results.append(False)
+                    results.append(None)
             return results
 
     def close(self) -> None:
@@ -96,20 +98,43 @@ class _Pool:
 _POOL = _Pool()
 
 
+# Verdicts by (gold, boxed answer): two rewards that grade the same completions in one GRPO step
+# (`math_verify` and `brier`) pay for Math-Verify once. Overruns and errors are not remembered.
+_VERDICTS: OrderedDict[tuple[str, str], bool] = OrderedDict()
+_VERDICTS_MAX = 8192
+_VERDICTS_LOCK = threading.Lock()
+
+
 def grade_many(golds: Sequence[str], completions: Sequence[str], timeout: float = TIMEOUT_S) -> list[bool]:
     """Is the last \\boxed{} answer of each completion equal to its gold answer (Math-Verify)?"""
     answers = [last_boxed(c) for c in completions]
-    todo = [(i, (g, a)) for i, (g, a) in enumerate(zip(golds, answers, strict=True)) if a is not None]
     results = [False] * len(completions)
+    todo = []
+    with _VERDICTS_LOCK:
+        for i, pair in enumerate(zip(golds, answers, strict=True)):
+            if pair[1] is None:
+                continue
+            if pair in _VERDICTS:
+                results[i] = _VERDICTS[pair]
+            else:
+                todo.append((i, pair))
+    verdicts: list[bool | None]
     if threading.current_thread() is threading.main_thread():
-        for i, (gold, answer) in todo:
+        verdicts = []
+        for _, (gold, answer) in todo:
             try:
-                results[i] = _verify(gold, answer, use_signals=True)
+                verdicts.append(_verify(gold, answer, use_signals=True))
             except Exception:  # Math-Verify's own timeout or a parser error: not correct
-                results[i] = False
-    elif todo:
-        for (i, _), ok in zip(todo, _POOL.run([pair for _, pair in todo], timeout), strict=True):
-            results[i] = ok
+                verdicts.append(None)
+    else:
+        verdicts = _POOL.run([pair for _, pair in todo], timeout) if todo else []
+    with _VERDICTS_LOCK:
+        for (i, pair), ok in zip(todo, verdicts, strict=True):
+            results[i] = bool(ok)
+            if ok is not None:
+                _VERDICTS[pair] = ok
+                if len(_VERDICTS) > _VERDICTS_MAX:
+                    _VERDICTS.popitem(last=False)
     return results
 
 
