@@ -8,7 +8,7 @@ come from memory and the run says so):
 - floor: `cat base/*.safetensors > /dev/null` plus `cp` of the SFT shards (reads the second input and
   writes the output's bytes), on the same disk;
 - rejuv: `rejuv apply --fusion-only --alpha 0.5`, with its peak RSS from /usr/bin/time, and its
-  start-up (interpreter + `import torch`, timed as `rejuv --version`), so the ratio is given with
+  start-up (interpreter and imports, timed as `rejuv --version`), so the ratio is given with
   and without that fixed cost;
 - with `--mergekit PATH/TO/mergekit-yaml` (installed in its own environment): mergekit's `linear` merge
   with the same settings (weights 0.5/0.5, no normalisation, float32 arithmetic, bf16 output), timed the
@@ -113,9 +113,9 @@ def main() -> None:
         shutil.rmtree(work / "copy", ignore_errors=True)
         (work / "copy").mkdir()
         floor = timed(f"cat {base}/*.safetensors > /dev/null && cp {sft}/*.safetensors {work / 'copy'}/", shell=True)
-        drop_caches()
         out = work / "fused"
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)  # before the sync: freeing (and discarding) the old output's
+        drop_caches()  # blocks must not overlap the timed run, as for the floor's copy and for mergekit
         wall, peak = time_and_peak([rejuv, "apply", "--base", str(base), "--sft", str(sft), "--out", str(out),
                                     "--fusion-only", "--no-progress"])
         startup = timed([rejuv, "--version"])

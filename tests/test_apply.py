@@ -241,3 +241,22 @@ def test_console_script_runs(tmp_path):
     bad = subprocess.run([str(exe), "apply", "--base", str(tmp_path / "empty"), "--sft", str(tmp_path / "empty"),
                           "--out", str(tmp_path / "o"), "--fusion-only"], capture_output=True, text=True)
     assert bad.returncode != 0 and "config.json" in bad.stderr
+
+
+def test_fusion_only_never_imports_torch(llama_pair, tmp_path):
+    """`import torch` is most of a fusion's fixed cost on a 1B model; the fusion path must not need it."""
+    import subprocess
+    import sys
+
+    base, sft = llama_pair
+    script = ("import sys\nfrom rejuv.cli import main\n"
+              f"main(['apply', '--no-progress', '--base', {str(base)!r}, '--sft', {str(sft)!r}, "
+              f"'--out', {str(tmp_path / 'fused')!r}, '--fusion-only'], standalone_mode=False)\n"
+              "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+    fused, s, b = Checkpoint(tmp_path / "fused"), Checkpoint(sft), Checkpoint(base)
+    for name in fused.names():
+        expected = (0.5 * s.read(name).float() + 0.5 * b.read(name).float()).to(s.read(name).dtype)
+        assert torch.equal(fused.read(name), expected), name

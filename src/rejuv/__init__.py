@@ -4,12 +4,24 @@ Public API (mirrors the CLI):
     rejuv.fuse(base, sft, out, alpha=0.5)                       # fusion only
     rejuv.rejuvenate(base, sft, calib, out, alpha=0.5, rho=0.01)  # fusion + neuron reset
     rejuv.diagnose(base, [ckpt, ...], calib, out)                 # plasticity report
+
+The names are imported on first use, so `import rejuv` (and `rejuv --version`, or
+`rejuv apply --fusion-only`) does not pay for torch and transformers up front.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from rejuv.apply import ApplyConfig, fuse, rejuvenate, run_apply  # noqa: E402
-from rejuv.diagnose import diagnose  # noqa: E402
-from rejuv.errors import RejuvError  # noqa: E402
+_PUBLIC = {"ApplyConfig": "rejuv.apply", "fuse": "rejuv.apply", "rejuvenate": "rejuv.apply",
+           "run_apply": "rejuv.apply", "diagnose": "rejuv.diagnose", "RejuvError": "rejuv.errors"}
 
-__all__ = ["ApplyConfig", "RejuvError", "diagnose", "fuse", "rejuvenate", "run_apply", "__version__"]
+__all__ = [*sorted(_PUBLIC), "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'rejuv' has no attribute {name!r}")

@@ -15,37 +15,28 @@ nothing is written before every input has been checked:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from rejuv import __version__
 from rejuv.arch import ArchAdapter, Neurons
-from rejuv.attribution import (
-    TokenStats,
-    attribute_sample,
-    group_targets,
-    mean_entropy,
-    response_token_stats,
-    select_targets,
-)
-from rejuv.calibration import Calibration, load_calibration
 from rejuv.checkpoint import (
     Checkpoint,
     atomic_output_dir,
     check_output_free,
     copy_aux_files,
-    dtype_from_name,
+    dtype_name,
     write_safetensors_shards,
 )
 from rejuv.errors import RejuvError
-from rejuv.fusion import FusedStream, FusionPlan, check_alpha, fuse_tensor, plan_fusion
-from rejuv.modeling import check_device, load_frozen_model
-from rejuv.reset import RANKINGS, ResetSet, check_rho, reset_plan
+from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
+from rejuv.modeling import check_device
+from rejuv.reset import RANKINGS, check_rho, reset_plan
 
 MANIFEST = "rejuvenation.json"
 
@@ -119,60 +110,8 @@ def _validate(cfg: ApplyConfig) -> None:
     if not cfg.fusion_only and not cfg.calib:
         raise RejuvError("neuron reset needs a calibration file (--calib); pass --fusion-only to only fuse")
     check_device(cfg.device)
-    dtype_from_name(cfg.dtype)
+    dtype_name(cfg.dtype)
     parse_size(cfg.max_shard_size)
-
-
-def _bar(cfg: ApplyConfig, total: int, desc: str, unit: str):
-    return tqdm(total=total, desc=desc, unit=unit, disable=not cfg.progress or None, leave=False)
-
-
-def load_model(path: str | Path, cfg: ApplyConfig):
-    return load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress)
-
-
-def _load_base_like_sft(cfg: ApplyConfig, plan: FusionPlan, sft: Checkpoint):
-    """The base model, with SFT-only vocabulary rows added when SFT grew the vocabulary."""
-    model = load_model(cfg.base, cfg)
-    if plan.resized:
-        model.resize_token_embeddings(plan.sft_vocab, mean_resizing=False)
-        with torch.no_grad():
-            for name in plan.resized:
-                param = model.get_parameter(name)
-                param[plan.base_vocab:] = sft.read(name)[plan.base_vocab:].to(param)
-    return model
-
-
-def _stats(model, adapter: ArchAdapter, calib: Calibration, cfg: ApplyConfig, what: str) -> list[TokenStats]:
-    with _bar(cfg, len(calib.samples), f"entropy ({what})", "sample") as bar:
-        return response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
-
-
-def _at(stats: list[TokenStats], targets, calib: Calibration) -> float | None:
-    """Mean entropy of `stats` at the target positions."""
-    if not targets:
-        return None
-    values = [float(stats[t.sample].entropy[t.position - calib.samples[t.sample].predict_positions.start])
-              for t in targets]
-    return sum(values) / len(values)
-
-
-def _find_reset_set(model, adapter: ArchAdapter, sft: Checkpoint, calib: Calibration, targets,
-                    cfg: ApplyConfig) -> tuple[ResetSet, list[float]]:
-    sizes = neuron_sizes(adapter, sft)
-    reset = ResetSet(list(sizes), sizes, cfg.rho, cfg.ranking)
-    errors: list[float] = []
-    by_sample: dict[int, list] = {}
-    for t in targets:
-        by_sample.setdefault(t.sample, []).append(t)
-    with _bar(cfg, len(by_sample), "attribution", "sample") as bar:
-        for i, sample_targets in by_sample.items():
-            for group in group_targets(sample_targets, cfg.batch_size):
-                scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], group)
-                reset.add(scores)
-                errors.extend(err.tolist())
-            bar.update(1)
-    return reset, errors
 
 
 def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float,
@@ -184,21 +123,6 @@ def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPla
         write_safetensors_shards(tmp, plan.outputs, stream.fill, parse_size(cfg.max_shard_size),
                                  on_progress=bar.update, workers=cfg.workers or default_workers())
     copy_aux_files(sft.path, tmp)
-
-
-def _unreset(model, base: Checkpoint, sft: Checkpoint, alpha: float, resets: dict[str, dict]) -> None:
-    """Turn the loaded rejuvenated model back into the fused one, touching only reset entries."""
-    with torch.no_grad():
-        for name, r in resets.items():
-            idx = torch.tensor(r["indices"], dtype=torch.long)
-            s, b = sft.read(name), base.read(name)
-            s_part, b_part = (s[idx], b[idx]) if r["axis"] == 0 else (s[:, idx], b[:, idx])
-            fused = fuse_tensor(s_part, b_part, alpha, s.dtype)  # as fusion alone would store it
-            param = model.get_parameter(name)
-            if r["axis"] == 0:
-                param[idx] = fused.to(param)
-            else:
-                param[:, idx] = fused.to(param)
 
 
 def neuron_sizes(adapter: ArchAdapter, ckpt: Checkpoint) -> dict[Neurons, int]:
@@ -217,7 +141,6 @@ def run_apply(cfg: ApplyConfig) -> dict:
     _validate(cfg)
     out = Path(cfg.out)
     check_output_free(out, cfg.overwrite, inputs=(Path(cfg.base), Path(cfg.sft)))
-    torch.manual_seed(cfg.seed)
     rho = 0.0 if cfg.fusion_only else cfg.rho
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
         plan = plan_fusion(base, sft)
@@ -226,6 +149,8 @@ def run_apply(cfg: ApplyConfig) -> dict:
         calib = None
         if cfg.calib:
             from transformers import AutoTokenizer
+
+            from rejuv.calibration import load_calibration
 
             try:
                 tokenizer = AutoTokenizer.from_pretrained(cfg.sft, trust_remote_code=cfg.trust_remote_code)
@@ -237,35 +162,42 @@ def run_apply(cfg: ApplyConfig) -> dict:
         at_targets: dict[str, float | None] = dict(entropy)
         targets, resets, reset_set, errors = [], {}, None, []
         if calib is not None:
-            model = _load_base_like_sft(cfg, plan, sft)
-            base_stats = _stats(model, adapter, calib, cfg, "base")
+            import torch
+
+            from rejuv import passes
+            from rejuv.attribution import mean_entropy, select_targets
+
+            torch.manual_seed(cfg.seed)
+            model = passes.load_base_like_sft(cfg, plan, sft)
+            base_stats = passes.entropy_stats(model, adapter, calib, cfg, "base")
             del model
-            model = load_model(cfg.sft, cfg)
-            sft_stats = _stats(model, adapter, calib, cfg, "sft")
+            model = passes.load_model(cfg.sft, cfg)
+            sft_stats = passes.entropy_stats(model, adapter, calib, cfg, "sft")
             entropy["base"], entropy["sft"] = mean_entropy(base_stats), mean_entropy(sft_stats)
             if not cfg.fusion_only:
                 targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
                                          cfg.target_token)
-                reset_set, errors = _find_reset_set(model, adapter, sft, calib, targets, cfg)
+                reset_set, errors = passes.find_reset_set(model, adapter, neuron_sizes(adapter, sft), calib,
+                                                          targets, cfg)
                 resets = reset_plan(reset_set.indices(), set(sft.tensors))
-                at_targets["base"], at_targets["sft"] = _at(base_stats, targets, calib), \
-                    _at(sft_stats, targets, calib)
+                at_targets["base"] = passes.entropy_at(base_stats, targets, calib)
+                at_targets["sft"] = passes.entropy_at(sft_stats, targets, calib)
             del model
 
         with atomic_output_dir(out, cfg.overwrite) as tmp:
             _stream_output(tmp, base, sft, plan, cfg.alpha, resets, cfg)
             if calib is not None:
-                model = load_model(tmp, cfg)
-                final_stats = _stats(model, adapter, calib, cfg, "output")
+                model = passes.load_model(tmp, cfg)
+                final_stats = passes.entropy_stats(model, adapter, calib, cfg, "output")
                 if cfg.fusion_only:
                     entropy["fused"] = mean_entropy(final_stats)
                 else:
                     entropy["rejuvenated"] = mean_entropy(final_stats)
-                    at_targets["rejuvenated"] = _at(final_stats, targets, calib)
-                    _unreset(model, base, sft, cfg.alpha, resets)
-                    fused_stats = _stats(model, adapter, calib, cfg, "fused")
+                    at_targets["rejuvenated"] = passes.entropy_at(final_stats, targets, calib)
+                    passes.unreset(model, base, sft, cfg.alpha, resets)
+                    fused_stats = passes.entropy_stats(model, adapter, calib, cfg, "fused")
                     entropy["fused"] = mean_entropy(fused_stats)
-                    at_targets["fused"] = _at(fused_stats, targets, calib)
+                    at_targets["fused"] = passes.entropy_at(fused_stats, targets, calib)
                 del model
             manifest = _manifest(cfg, rho, plan, calib, neurons_total, reset_set, resets, errors, entropy,
                                  at_targets, len(targets))
@@ -283,7 +215,6 @@ def manifest_json(manifest: dict) -> str:
 def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, at_targets,
               n_targets) -> dict:
     selected = reset_set.selected if reset_set else 0
-    err = torch.tensor(errors, dtype=torch.float64) if errors else None
     return {
         "base": cfg.base,
         "sft": cfg.sft,
@@ -296,8 +227,8 @@ def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, 
         "neurons_reset": int(selected),
         "effective_reset_ratio": selected / total if total else 0.0,
         "reset": {name: resets[name] for name in sorted(resets)},
-        "dla_reconstruction_error": None if err is None else {
-            "max_abs": float(err.max()), "mean_abs": float(err.mean())},
+        "dla_reconstruction_error": None if not errors else {
+            "max_abs": float(max(errors)), "mean_abs": math.fsum(errors) / len(errors)},
         "entropy": entropy,
         "seed": int(cfg.seed),
         "version": __version__,

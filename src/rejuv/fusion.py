@@ -5,20 +5,35 @@ tensor names and shapes) before anything is written, and lays out the output.
 `FusedStream.fill` then produces the output block of rows by block of rows for
 the shard writer (reading the same rows of both inputs, `fuse_into`, and the
 neuron reset of `rejuv apply` where planned), so memory stays at a few blocks
-whatever the model size.
+whatever the model size. The arithmetic is numpy's (bfloat16 via `ml_dtypes`),
+so fusion alone never imports torch; its bytes are torch's all the same.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from rejuv.arch import ArchAdapter, adapter_for
-from rejuv.checkpoint import Checkpoint, OutputTensor, natural_key, row_nbytes, rows_of
+from rejuv.checkpoint import (
+    FLOAT_DTYPES,
+    Checkpoint,
+    OutputTensor,
+    as_numpy,
+    dtype_from_name,
+    dtype_name,
+    natural_key,
+    row_nbytes,
+    rows_of,
+)
 from rejuv.errors import RejuvError
 from rejuv.reset import apply_reset
+
+if TYPE_CHECKING:
+    import torch
 
 # Config fields that must agree for two checkpoints to be fused tensor by tensor.
 _SHAPE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -83,39 +98,51 @@ def _more(names: list[str]) -> str:
 CHUNK = 1 << 16  # elements per arithmetic step: the float32 scratch stays in cache (measured fastest)
 
 
-def fuse_into(out: torch.Tensor, sft: torch.Tensor, base: torch.Tensor, alpha: float,
-              scratch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def fuse_into(out: np.ndarray, sft: np.ndarray, base: np.ndarray, alpha: float,
+              scratch: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Write α·S + (1−α)·B, computed in float32, into `out` (same shape as both inputs); returns `out`.
 
-    Each element sees exactly the operations of `(α·S.float() + (1−α)·B.float()).to(out.dtype)`,
-    so the bytes are those of the plain expression (and of mergekit's `linear`); the endpoints
-    α = 1 and α = 0 are exact copies (−0.0 and all). `scratch` is two float32 buffers of
-    `CHUNK` elements that a streaming caller reuses from block to block.
+    Each element sees exactly the operations of torch's `(α·S.float() + (1−α)·B.float()).to(out.dtype)`
+    (α and 1−α rounded to float32, a float32 product each, a float32 sum, one round-to-nearest-even
+    cast), so the bytes are those of the plain expression and of mergekit's `linear`; the endpoints
+    α = 1 and α = 0 are exact copies (−0.0 and all). `scratch` is two float32 buffers of `CHUNK`
+    elements that a streaming caller reuses from block to block.
     """
-    if alpha == 1.0 or not sft.is_floating_point():
-        return out.copy_(sft)
+    if alpha == 1.0 or sft.dtype not in FLOAT_DTYPES:
+        out[...] = sft
+        return out
     if alpha == 0.0:
-        return out.copy_(base)
-    a, b = scratch if scratch is not None else (torch.empty(CHUNK), torch.empty(CHUNK))
-    flat_sft, flat_base, flat_out = sft.reshape(-1), base.reshape(-1), out.view(-1)
-    for start in range(0, flat_out.numel(), CHUNK):
-        stop = min(start + CHUNK, flat_out.numel())
-        acc, other = a[: stop - start], b[: stop - start]
-        acc.copy_(flat_sft[start:stop]).mul_(alpha)  # in place: no allocation, vectorised casts
-        other.copy_(flat_base[start:stop]).mul_(1.0 - alpha)
-        flat_out[start:stop].copy_(acc.add_(other))
+        out[...] = base
+        return out
+    a, b = scratch if scratch is not None else (np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32))
+    weight_sft, weight_base = np.float32(alpha), np.float32(1.0 - alpha)
+    flat_sft, flat_base, flat_out = sft.reshape(-1), base.reshape(-1), out.reshape(-1, copy=False)
+    with np.errstate(all="ignore"):  # inf and NaN weights propagate silently, as in torch
+        for start in range(0, flat_out.size, CHUNK):
+            stop = min(start + CHUNK, flat_out.size)
+            acc, other = a[: stop - start], b[: stop - start]
+            acc[...] = flat_sft[start:stop]  # in place: no allocation; the casts are vectorised loops
+            other[...] = flat_base[start:stop]
+            np.multiply(acc, weight_sft, out=acc)
+            np.multiply(other, weight_base, out=other)
+            flat_out[start:stop] = np.add(acc, other, out=acc)
     return out
 
 
-def fuse_tensor(sft: torch.Tensor, base: torch.Tensor, alpha: float,
-                out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def fuse_tensor(sft: torch.Tensor, base: torch.Tensor, alpha: float, out_dtype: torch.dtype | str = "F32"
+                ) -> torch.Tensor:
     """α·S + (1−α)·B as a new `out_dtype` tensor; SFT-only vocabulary rows (S longer than B) stay SFT."""
-    out = torch.empty(sft.shape, dtype=out_dtype if sft.is_floating_point() else sft.dtype)
+    import torch
+
+    dtype = dtype_from_name(dtype_name(out_dtype)) if sft.is_floating_point() else sft.dtype
+    out = torch.empty(sft.shape, dtype=dtype)
+    s, b, o = as_numpy(sft.contiguous()), as_numpy(base.contiguous()), as_numpy(out)
     if sft.shape == base.shape:
-        return fuse_into(out, sft, base, alpha)
+        fuse_into(o, s, b, alpha)
+        return out
     shared = base.shape[0]
-    fuse_into(out[:shared], sft[:shared], base, alpha)
-    out[shared:].copy_(sft[shared:])
+    fuse_into(o[:shared], s[:shared], b, alpha)
+    o[shared:] = s[shared:]
     return out
 
 
@@ -128,25 +155,25 @@ class FusedStream:
 
     def __init__(self, base: Checkpoint, sft: Checkpoint, alpha: float, resets: dict[str, dict] | None = None):
         self.base, self.sft, self.alpha = base, sft, alpha
-        self.resets = {name: (r["axis"], torch.tensor(sorted(r["indices"]), dtype=torch.long))
+        self.resets = {name: (r["axis"], np.array(sorted(r["indices"]), dtype=np.int64))
                        for name, r in (resets or {}).items()}
         self._local = threading.local()
 
     def _buffers(self) -> threading.local:
         local = self._local
         if not hasattr(local, "scratch"):
-            local.scratch = (torch.empty(CHUNK), torch.empty(CHUNK))
-            local.sft = local.base = torch.empty(0, dtype=torch.uint8)
+            local.scratch = (np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32))
+            local.sft = local.base = np.empty(0, dtype=np.uint8)
         return local
 
     @staticmethod
     def _read(ckpt: Checkpoint, name: str, start: int, stop: int, local: threading.local, slot: str):
         nbytes = row_nbytes(ckpt.tensors[name]) * (stop - start)
-        if getattr(local, slot).numel() < nbytes:
-            setattr(local, slot, torch.empty(nbytes, dtype=torch.uint8))
-        return ckpt.read_rows(name, start, stop, into=getattr(local, slot))
+        if getattr(local, slot).size < nbytes:
+            setattr(local, slot, np.empty(nbytes, dtype=np.uint8))
+        return ckpt.read_array(name, start, stop, into=getattr(local, slot))
 
-    def fill(self, spec: OutputTensor, start: int, stop: int, out: torch.Tensor) -> None:
+    def fill(self, spec: OutputTensor, start: int, stop: int, out: np.ndarray) -> None:
         local = self._buffers()
         name = spec.name
         sft = self._read(self.sft, name, start, stop, local, "sft")
@@ -156,13 +183,13 @@ class FusedStream:
         needs_base = shared and (self.alpha != 1.0 or reset is not None)
         base = self._read(self.base, name, start, start + shared, local, "base") if needs_base else None
         if base is None:
-            out.copy_(sft)
+            out[...] = sft
             return
-        if out.dim() == 0:  # a scalar tensor is one row
+        if out.ndim == 0:  # a scalar tensor is one row
             fuse_into(out, sft, base, self.alpha, local.scratch)
             return
         fuse_into(out[:shared], sft[:shared], base, self.alpha, local.scratch)
-        out[shared:].copy_(sft[shared:])
+        out[shared:] = sft[shared:]
         if reset is not None:
             axis, indices = reset
             if axis == 0:

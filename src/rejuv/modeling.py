@@ -10,12 +10,13 @@ from rejuv.errors import RejuvError
 
 def check_device(device: str) -> str:
     """`cpu`, `cuda`, `cuda:N`, or `auto` (accelerate's device_map: GPUs first, then CPU memory)."""
-    import torch
-
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
         raise RejuvError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RejuvError(f"device {device!r} asked for, but no CUDA device is available")
+    if device.startswith("cuda"):
+        import torch  # only here: validating `cpu` must not cost a torch import
+
+        if not torch.cuda.is_available():
+            raise RejuvError(f"device {device!r} asked for, but no CUDA device is available")
     return device
 
 

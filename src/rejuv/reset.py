@@ -1,16 +1,15 @@
-"""The reset set (top-ρ neurons per target, union over targets) and the reset itself.
+"""The reset itself: which tensor entries take base values, and taking them.
 
-Ranking (decision in the spec): one global ranking in logit units over every
-neuron of every module kind and layer, top ⌈ρ·total⌉ per target, positive
-scores only. `per-module` ranks inside each module instead (top ⌈ρ·n⌉ of that
-module), for users who want every module touched in proportion.
+Which neurons to reset is chosen in `selection` (from attribution scores); this
+module turns that choice into per-tensor rows and columns and applies it to a
+block of fused rows (numpy arrays, as the streamed fusion of `rejuv apply` has them).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
-import torch
+import numpy as np
 
 from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
@@ -23,74 +22,6 @@ def check_rho(rho: float) -> float:
     if not 0.0 <= rho < 1.0:
         raise RejuvError(f"rho must lie in [0, 1), got {rho}")
     return rho
-
-
-def budget(rho: float, count: int) -> int:
-    """Neurons kept per target out of `count`: ⌈ρ·count⌉, so any ρ > 0 selects at least one."""
-    return min(count, math.ceil(rho * count - 1e-9)) if rho > 0 else 0
-
-
-class ResetSet:
-    """Union of selected neurons, one boolean mask per module."""
-
-    def __init__(self, neurons: list[Neurons], sizes: dict[Neurons, int], rho: float, ranking: str = "global"):
-        if ranking not in RANKINGS:
-            raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
-        self.neurons = neurons
-        self.sizes = sizes
-        self.rho = check_rho(rho)
-        self.ranking = ranking
-        self.masks = {n: torch.zeros(sizes[n], dtype=torch.bool) for n in neurons}
-        self.targets = 0
-
-    @property
-    def total(self) -> int:
-        return sum(self.sizes.values())
-
-    @property
-    def selected(self) -> int:
-        return sum(int(m.sum()) for m in self.masks.values())
-
-    def add(self, scores: dict[Neurons, torch.Tensor]) -> None:
-        """Add the top neurons of each target; `scores[n]` is [targets, size of n]."""
-        if self.ranking == "global":
-            flat = torch.cat([scores[n] for n in self.neurons], dim=1)
-            k = budget(self.rho, flat.shape[1])
-            if k == 0:
-                self.targets += flat.shape[0]
-                return
-            top = torch.topk(flat, k, dim=1)
-            chosen = torch.zeros_like(flat, dtype=torch.bool)
-            chosen.scatter_(1, top.indices, top.values > 0)
-            start = 0
-            for n in self.neurons:
-                self.masks[n] |= chosen[:, start: start + self.sizes[n]].any(0)
-                start += self.sizes[n]
-            self.targets += flat.shape[0]
-            return
-        for n in self.neurons:
-            s = scores[n]
-            k = budget(self.rho, s.shape[1])
-            if k == 0:
-                continue
-            top = torch.topk(s, k, dim=1)
-            chosen = torch.zeros_like(s, dtype=torch.bool)
-            chosen.scatter_(1, top.indices, top.values > 0)
-            self.masks[n] |= chosen.any(0)
-        self.targets += next(iter(scores.values())).shape[0]
-
-    def indices(self) -> dict[Neurons, list[int]]:
-        """Selected indices per module, modules with none left out."""
-        out = {}
-        for n in self.neurons:
-            idx = torch.nonzero(self.masks[n]).flatten().tolist()
-            if idx:
-                out[n] = idx
-        return out
-
-    def by_module(self) -> dict[str, dict[str, int]]:
-        return {f"{n.layer}.{n.kind}": {"reset": int(self.masks[n].sum()), "total": self.sizes[n]}
-                for n in self.neurons}
 
 
 def reset_plan(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dict[str, dict]:
@@ -109,11 +40,13 @@ def reset_plan(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dic
     return plan
 
 
-def apply_reset(fused: torch.Tensor, base: torch.Tensor, axis: int,
-                indices: list[int] | torch.Tensor) -> torch.Tensor:
-    """Overwrite rows (axis 0) or columns (axis 1) of `fused` with `base` values, in place."""
-    idx = torch.as_tensor(indices, dtype=torch.long)
-    base = base.to(fused.dtype)
+def apply_reset(fused: np.ndarray, base: np.ndarray, axis: int, indices: Sequence[int] | np.ndarray
+                ) -> np.ndarray:
+    """Overwrite rows (axis 0) or columns (axis 1) of `fused` with `base` values, in place.
+
+    The assignment casts base values to `fused`'s dtype (round to nearest even, as torch's `.to` does).
+    """
+    idx = np.asarray(indices, dtype=np.int64)
     if axis == 0:
         fused[idx] = base[idx]
     else:

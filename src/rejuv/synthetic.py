@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rejuv.checkpoint import OutputTensor, dtype_from_name, write_safetensors_shards
+from rejuv.checkpoint import OutputTensor, as_torch, write_safetensors_shards
 
 _LAYER_TENSORS = (
     ("input_layernorm", "h"), ("self_attn.q_proj", "q"), ("self_attn.k_proj", "kv"), ("self_attn.v_proj", "kv"),
@@ -41,19 +41,19 @@ def write_synthetic_model(path: str | Path, hidden: int = 512, layers: int = 4, 
     intermediate = intermediate or 4 * hidden
     kv_heads = kv_heads or heads
     head_dim = hidden // heads
-    torch_dtype = dtype_from_name(dtype)
     shapes = {"h": (hidden,), "q": (hidden, hidden), "kv": (kv_heads * head_dim, hidden), "o": (hidden, hidden),
               "ff": (intermediate, hidden), "down": (hidden, intermediate)}
-    specs = [OutputTensor("model.embed_tokens.weight", (vocab, hidden), torch_dtype)]
+    specs = [OutputTensor("model.embed_tokens.weight", (vocab, hidden), dtype)]
     for layer in range(layers):
         for module, shape in _LAYER_TENSORS:
-            specs.append(OutputTensor(f"model.layers.{layer}.{module}.weight", shapes[shape], torch_dtype))
-    specs += [OutputTensor("model.norm.weight", (hidden,), torch_dtype),
-              OutputTensor("lm_head.weight", (vocab, hidden), torch_dtype)]
+            specs.append(OutputTensor(f"model.layers.{layer}.{module}.weight", shapes[shape], dtype))
+    specs += [OutputTensor("model.norm.weight", (hidden,), dtype),
+              OutputTensor("lm_head.weight", (vocab, hidden), dtype)]
 
-    def fill(spec: OutputTensor, start: int, stop: int, out: torch.Tensor) -> None:
+    def fill(spec: OutputTensor, start: int, stop: int, block) -> None:
         gen = torch.Generator().manual_seed(
             seed * 1_000_003 + sum(map(ord, spec.name)) * 31 + len(spec.name) + start * 7_919)
+        out = as_torch(block)
         if len(spec.shape) == 1:
             out.copy_(1.0 + 0.1 * torch.randn(out.shape, generator=gen))
         else:
@@ -76,10 +76,10 @@ def perturb_checkpoint(src: str | Path, dst: str | Path, scale: float = 0.01, se
         specs = [OutputTensor(n, ckpt.tensors[n].shape, ckpt.tensors[n].dtype) for n in ckpt.names()]
         order = {spec.name: i for i, spec in enumerate(specs)}
 
-        def fill(spec: OutputTensor, start: int, stop: int, out: torch.Tensor) -> None:
+        def fill(spec: OutputTensor, start: int, stop: int, block) -> None:
             t = ckpt.read_rows(spec.name, start, stop).float()
             gen = torch.Generator().manual_seed(seed * 7919 + order[spec.name] * 1_000_003 + start)
-            out.copy_(t + scale * torch.randn(t.shape, generator=gen))
+            as_torch(block).copy_(t + scale * torch.randn(t.shape, generator=gen))
 
         write_safetensors_shards(dst, specs, fill, max_shard_bytes)
         copy_aux_files(Path(src), dst)
