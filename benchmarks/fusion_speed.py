@@ -2,7 +2,7 @@
 
     python benchmarks/fusion_speed.py --size 1B --workdir /tmp/fusion-bench [--mergekit PATH]
 
-Writes a random bf16 Llama checkpoint of the requested size (0.5B, 1B, 3B; or --hidden/--layers/--vocab)
+Writes a random bf16 Llama checkpoint of the requested size (0.5B, 1B, 3B, 9B; or --hidden/--layers/--vocab)
 and a perturbed copy, then, each time after dropping the page cache (root only; otherwise the reads may
 come from memory and the run says so):
 - floor: `cat base/*.safetensors > /dev/null` plus `cp` of the SFT shards (reads the second input and
@@ -80,6 +80,7 @@ SIZES = {  # Llama shapes (4× MLP, vocab 32000, untied head) giving about the n
     "0.5B": {"hidden": 1024, "layers": 24},  # 0.47 B
     "1B": {"hidden": 2048, "layers": 16},  # 1.20 B
     "3B": {"hidden": 2560, "layers": 28},  # 3.10 B
+    "9B": {"hidden": 4096, "layers": 32},  # 8.85 B (17.7 GB per model): a 7B's width and depth, 4× MLP
 }
 
 
@@ -108,14 +109,18 @@ def main() -> None:
     params = size // 2
     rejuv = str(Path(sys.executable).parent / "rejuv")
     rows = []
+    out = work / "fused"
     for _ in range(args.repeats):
-        cold = drop_caches()
-        shutil.rmtree(work / "copy", ignore_errors=True)
+        # Every output is deleted before the cache drop (which syncs), so that freeing and discarding its
+        # blocks never overlaps a timed step, and as soon as it is done with, so that disk holds the
+        # inputs plus at most rejuv's and mergekit's outputs.
+        for old in ("copy", "fused", "mergekit_out"):
+            shutil.rmtree(work / old, ignore_errors=True)
         (work / "copy").mkdir()
+        cold = drop_caches()
         floor = timed(f"cat {base}/*.safetensors > /dev/null && cp {sft}/*.safetensors {work / 'copy'}/", shell=True)
-        out = work / "fused"
-        shutil.rmtree(out, ignore_errors=True)  # before the sync: freeing (and discarding) the old output's
-        drop_caches()  # blocks must not overlap the timed run, as for the floor's copy and for mergekit
+        shutil.rmtree(work / "copy")
+        drop_caches()
         wall, peak = time_and_peak([rejuv, "apply", "--base", str(base), "--sft", str(sft), "--out", str(out),
                                     "--fusion-only", "--no-progress"])
         startup = timed([rejuv, "--version"])
@@ -125,11 +130,11 @@ def main() -> None:
         if args.mergekit:
             config = work / "mergekit.yaml"
             config.write_text(MERGEKIT_CONFIG.format(sft=sft, base=base))
-            shutil.rmtree(work / "mergekit_out", ignore_errors=True)
             drop_caches()
             mk_wall, mk_peak = time_and_peak([args.mergekit, str(config), str(work / "mergekit_out"),
                                               "--no-copy-tokenizer"])
             same, total = identical_tensors(out, work / "mergekit_out")
+            shutil.rmtree(work / "mergekit_out")
             row.update(mergekit_s=mk_wall, mergekit_peak_rss_mb=mk_peak, speedup=round(mk_wall / wall, 2),
                        memory_ratio=round(mk_peak / peak, 2), identical_tensors=f"{same}/{total}")
         rows.append(row)
