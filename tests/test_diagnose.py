@@ -158,3 +158,24 @@ def test_diagnose_bad_input(trained, tmp_path):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
                  eval=str(trained / "bench.jsonl"), k=8, samples=4, **common)
     assert not (tmp_path / "rep").exists()
+
+
+def test_per_tensor_top_share_is_exact(tmp_path):
+    """The histogram only narrows the search: the share equals a full sort's, whatever the distribution."""
+    from rejuv.diagnostics.params import _tensor_top_share
+
+    gen = torch.Generator().manual_seed(0)
+    spiky = torch.randn(3000, 7, generator=gen) * 1e-4
+    spiky[5, 3], spiky[17, 0] = 0.5, -0.25
+    sparse = torch.zeros(5000)
+    sparse[:3] = torch.tensor([1e-3, -2e-3, 1e-14])  # fewer nonzero entries than k = 5: share 1
+    tiny = torch.randn(40_000, generator=gen) * 1e-13  # the k-th largest sits in the lowest bins
+    cases = {"gaussian": torch.randn(2_100_001, generator=gen), "spiky": spiky, "sparse": sparse, "tiny": tiny,
+             "zeros": torch.zeros(10)}
+    for name, delta in cases.items():
+        group = DriftGroup()
+        group.add(delta, torch.zeros_like(delta), delta)
+        sq = delta.double().flatten().pow(2)
+        k = -(-sq.numel() // 1000)
+        exact = float(sq.topk(k).values.sum() / sq.sum()) if sq.sum() > 0 else 0.0
+        assert _tensor_top_share(delta, group) == pytest.approx(exact, rel=1e-12, abs=1e-300), name
