@@ -31,6 +31,7 @@ def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, t
     manifest = rejuvenate(base, sft, calib_file, tmp_path / "out", alpha=alpha, rho=0.02, progress=False)
     assert SPEC_KEYS <= manifest.keys()
     assert manifest["calibration"]["samples"] == 12
+    assert manifest["compute"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # the default
     assert manifest["dla_reconstruction_error"]["max_abs"] < 1e-3
     assert all(isinstance(v, float) for v in manifest["entropy"].values())
     assert manifest["neurons_reset"] == sum(len(r["indices"]) for n, r in manifest["reset"].items()
@@ -227,6 +228,16 @@ def test_cli_fusion_only_needs_no_calibration(llama_pair, tmp_path):
     assert manifest["fusion_only"] and manifest["calibration"] is None and manifest["reset"] == {}
     assert manifest["alpha"] == 0.25 and manifest["rho"] == 0.0
     assert set(manifest["entropy"].values()) == {None}
+    assert manifest["compute"]["device"] is None  # nothing ran on a device
+
+
+def test_default_device_is_the_gpu_when_one_is_visible(monkeypatch):
+    from rejuv.modeling import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == "cpu" and resolve_device("auto") == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == "cuda" and resolve_device("cpu") == "cpu"
 
 
 def test_console_script_runs(tmp_path):

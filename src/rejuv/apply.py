@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -35,7 +35,7 @@ from rejuv.checkpoint import (
 )
 from rejuv.errors import RejuvError
 from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
-from rejuv.modeling import check_device
+from rejuv.modeling import check_device, resolve_device
 from rejuv.reset import RANKINGS, check_rho, reset_plan
 
 MANIFEST = "rejuvenation.json"
@@ -58,7 +58,7 @@ class ApplyConfig:
     ranking: str = "global"  # or "per-module"
     fusion_only: bool = False
     seed: int = 0
-    device: str = "cpu"
+    device: str | None = None  # calibration passes: None = cuda when a GPU is visible, else cpu; auto = device map
     dtype: str = "float32"  # compute dtype of the calibration passes; scores accumulate in float32
     batch_size: int = 8  # samples per statistics pass; target copies per attribution pass
     max_shard_size: str = "5GB"
@@ -168,6 +168,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
             from rejuv.attribution import mean_entropy, select_targets
 
             torch.manual_seed(cfg.seed)
+            cfg = replace(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
             model = passes.load_base_like_sft(cfg, plan, sft)
             base_stats = passes.entropy_stats(model, adapter, calib, cfg, "base")
             del model

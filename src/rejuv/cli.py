@@ -86,7 +86,8 @@ def main() -> None:
 @click.option("--ranking", type=click.Choice(["global", "per-module"]), help="Neuron ranking. [global]")
 @click.option("--fusion-only/--with-reset", default=None, help="Only fuse; skip attribution and reset.")
 @click.option("--seed", type=int, help="Seed for calibration sampling. [0]")
-@click.option("--device", help="cpu, cuda or cuda:N for the calibration passes. [cpu]")
+@click.option("--device", help="cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) for the "
+              "calibration passes. [cuda when a GPU is visible, else cpu]")
 @click.option("--dtype", help="Compute dtype of the calibration passes (scores accumulate in float32). [float32]")
 @click.option("--batch-size", type=int, help="Calibration samples per forward pass. [8]")
 @click.option("--max-shard-size", help="Largest output shard, e.g. 5GB or 500MB. [5GB]")
@@ -136,7 +137,8 @@ def _train_options(fn):
 
 
 _CHECKPOINT_PASSES = [  # diagnose and plan: teacher-forced passes over checkpoints given as folders
-    click.option("--device", help="cpu, cuda, cuda:N, or auto (accelerate's device map). [cpu]"),
+    click.option("--device", help="cpu, cuda, cuda:N, or auto (accelerate's device map). "
+                 "[cuda when a GPU is visible, else cpu]"),
     click.option("--dtype", help="Compute dtype of the passes. [float32]"),
     click.option("--seed", type=int),
     click.option("--overwrite/--no-overwrite", default=None),
@@ -216,7 +218,7 @@ def rl_command(config_path: str | None, rewards: tuple[str, ...], **options) -> 
 @click.option("--chat-template", type=click.Choice(["auto", "always", "never"]))
 @click.option("--engine", type=click.Choice(["auto", "transformers", "vllm"]), help="[auto: vLLM on a GPU]")
 @click.option("--batch-size", type=int)
-@click.option("--device")
+@click.option("--device", help="cpu, cuda or cuda:N for the transformers engine. [auto: cuda when a GPU is visible]")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]))
 @click.option("--seed", type=int)
 @click.option("--overwrite/--no-overwrite", default=None)

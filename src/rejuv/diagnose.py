@@ -32,7 +32,7 @@ from rejuv.diagnostics.report import (
 )
 from rejuv.errors import RejuvError
 from rejuv.fusion import plan_fusion
-from rejuv.modeling import load_frozen_model
+from rejuv.modeling import check_device, load_frozen_model
 
 SCHEMA = Path(__file__).with_name("diagnostics") / "report.schema.json"
 
@@ -53,7 +53,7 @@ class DiagnoseConfig:
     max_samples: int = 64
     max_length: int = 2048
     batch_size: int = 8
-    device: str = "cpu"
+    device: str | None = None  # None: cuda when a GPU is visible, else cpu; auto: accelerate's device map
     dtype: str = "float32"
     seed: int = 0
     overwrite: bool = False
@@ -78,6 +78,7 @@ def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) ->
 def _validate(cfg: DiagnoseConfig) -> int:
     if not cfg.checkpoints:
         raise RejuvError("give at least one checkpoint to diagnose")
+    check_device(cfg.device)
     samples = cfg.samples or cfg.k
     if cfg.eval:
         if cfg.k < 1:
@@ -152,7 +153,7 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
             ev = run_eval(EvalConfig(checkpoints=list(cfg.checkpoints), data=[cfg.eval], out=str(tmp / "eval"),
                                      samples=samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
                                      max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems,
-                                     seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
+                                     seed=cfg.seed, device=cfg.device or "auto", chat_template=cfg.chat_template,
                                      trust_remote_code=cfg.trust_remote_code), progress=cfg.progress)
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
                 pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]

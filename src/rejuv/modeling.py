@@ -8,8 +8,11 @@ from rejuv.checkpoint import dtype_from_name
 from rejuv.errors import RejuvError
 
 
-def check_device(device: str) -> str:
-    """`cpu`, `cuda`, `cuda:N`, or `auto` (accelerate's device_map: GPUs first, then CPU memory)."""
+def check_device(device: str | None) -> str | None:
+    """None (the default: a GPU when one is visible, else the CPU), `cpu`, `cuda`, `cuda:N`, or `auto`
+    (accelerate's device_map: GPUs first, then CPU memory, for a model larger than one GPU)."""
+    if device is None:
+        return None
     if device != "auto" and device != "cpu" and not device.startswith("cuda"):
         raise RejuvError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
     if device.startswith("cuda"):
@@ -20,17 +23,27 @@ def check_device(device: str) -> str:
     return device
 
 
-def load_frozen_model(path: str | Path, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
-                      allow_pickle: bool = False, progress: bool = True):
+def resolve_device(device: str | None) -> str:
+    """The device the passes run on: `device` itself once checked, or for None `cuda` when a GPU is visible."""
+    if device is not None:
+        return check_device(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | None = None,
+                      trust_remote_code: bool = False, allow_pickle: bool = False, progress: bool = True):
     """A causal LM in eval mode with parameters that need no gradients.
 
-    `device="auto"` lets accelerate place layers over every GPU and then CPU
-    memory (for a model larger than one GPU); the passes follow the placement.
+    `device=None` puts it on the GPU when there is one, else on the CPU; `device="auto"` lets
+    accelerate place layers over every GPU and then CPU memory (for a model larger than one GPU);
+    the passes follow the placement.
     """
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    check_device(device)
+    device = resolve_device(device)
     quiet = not progress and hf_logging.is_progress_bar_enabled()
     if quiet:
         hf_logging.disable_progress_bar()

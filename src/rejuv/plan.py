@@ -83,7 +83,7 @@ class PlanConfig:
     chat_template: str = "auto"
     # calibration passes
     max_samples: int = 64
-    device: str = "cpu"
+    device: str | None = None  # None: cuda when a GPU is visible, else cpu; auto: accelerate's device map
     dtype: str = "float32"
     seed: int = 0
     overwrite: bool = False
