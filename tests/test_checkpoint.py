@@ -148,3 +148,11 @@ def test_copy_aux_files_skips_weights(saved, tmp_path):
     copied = copy_aux_files(root / "sharded", tmp_path)
     assert "config.json" in copied and "tokenizer.json" in copied
     assert not any(n.endswith(".safetensors") or n.endswith("index.json") for n in copied)
+
+
+def test_reads_without_preadv_as_on_macos(saved, monkeypatch):
+    model, root = saved
+    monkeypatch.delattr(os, "preadv")
+    ckpt = Checkpoint(root / "sharded")
+    for name, t in model.state_dict().items():
+        assert torch.equal(ckpt.read(name), t)

@@ -284,7 +284,7 @@ class Checkpoint:
         fd, offset, done = self._files[info.file].fileno(), self._offsets[name] + start * row_bytes, 0
         view = memoryview(buffer)
         while done < nbytes:  # positional reads: safe from several threads at once
-            got = os.preadv(fd, [view[done:]], offset + done)
+            got = _pread_into(fd, view[done:], offset + done)
             if got == 0:
                 raise RejuvError(f"{info.file}: tensor {name} is cut short (file changed while reading?)")
             done += got
@@ -307,6 +307,15 @@ class Checkpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read at `offset` straight into `view`; where `os.preadv` is missing (macOS), through `os.pread`."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)
+    view[: len(data)] = data
+    return len(data)
 
 
 def _read_safetensors_header(file: Path) -> tuple[int, dict]:
