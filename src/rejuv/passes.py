@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from rejuv.arch import ArchAdapter
+from rejuv.arch import ArchAdapter, Neurons
 from rejuv.attribution import TokenStats, attribute_sample, group_targets, response_token_stats
 from rejuv.calibration import Calibration
 from rejuv.checkpoint import Checkpoint
@@ -59,7 +59,7 @@ def entropy_at(stats: list[TokenStats], targets, calib: Calibration) -> float | 
     return sum(values) / len(values)
 
 
-def find_reset_set(model, adapter: ArchAdapter, sizes: dict, calib: Calibration, targets,
+def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib: Calibration, targets,
                    cfg: ApplyConfig) -> tuple[ResetSet, list[float]]:
     """Attribute every target (grouped by sample, `cfg.batch_size` copies per pass) and unite the top neurons."""
     reset = ResetSet(list(sizes), sizes, cfg.rho, cfg.ranking)
