@@ -145,7 +145,8 @@ def run_apply(cfg: ApplyConfig) -> dict:
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
         plan = plan_fusion(base, sft)
         adapter = plan.adapter
-        neurons_total = sum(neuron_sizes(adapter, sft).values())
+        sizes = neuron_sizes(adapter, sft)
+        neurons_total = sum(sizes.values())
         calib = None
         if cfg.calib:
             from transformers import AutoTokenizer
@@ -178,8 +179,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
             if not cfg.fusion_only:
                 targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
                                          cfg.target_token)
-                reset_set, errors = passes.find_reset_set(model, adapter, neuron_sizes(adapter, sft), calib,
-                                                          targets, cfg)
+                reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, cfg)
                 resets = reset_plan(reset_set.indices(), set(sft.tensors))
                 at_targets["base"] = passes.entropy_at(base_stats, targets, calib)
                 at_targets["sft"] = passes.entropy_at(sft_stats, targets, calib)

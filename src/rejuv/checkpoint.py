@@ -90,8 +90,8 @@ def itemsize(dtype: str) -> int:
     return _DTYPES[dtype].itemsize
 
 
-def dtype_from_name(name: str) -> torch.dtype:
-    """`float32`/`bfloat16`/`float16` (or the safetensors spelling) to a torch dtype."""
+def dtype_from_name(name: Any) -> torch.dtype:
+    """`float32`/`bfloat16`/`float16` (the safetensors spelling, or a torch dtype) to a torch dtype."""
     import torch
 
     return getattr(torch, _TORCH_NAMES[dtype_name(name)])

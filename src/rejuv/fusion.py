@@ -24,7 +24,6 @@ from rejuv.checkpoint import (
     OutputTensor,
     as_numpy,
     dtype_from_name,
-    dtype_name,
     natural_key,
     row_nbytes,
     rows_of,
@@ -134,7 +133,7 @@ def fuse_tensor(sft: torch.Tensor, base: torch.Tensor, alpha: float, out_dtype: 
     """α·S + (1−α)·B as a new `out_dtype` tensor; SFT-only vocabulary rows (S longer than B) stay SFT."""
     import torch
 
-    dtype = dtype_from_name(dtype_name(out_dtype)) if sft.is_floating_point() else sft.dtype
+    dtype = dtype_from_name(out_dtype) if sft.is_floating_point() else sft.dtype
     out = torch.empty(sft.shape, dtype=dtype)
     s, b, o = as_numpy(sft.contiguous()), as_numpy(base.contiguous()), as_numpy(out)
     if sft.shape == base.shape:
