@@ -271,3 +271,47 @@ def test_fusion_only_never_imports_torch(llama_pair, tmp_path):
     for name in fused.names():
         expected = (0.5 * s.read(name).float() + 0.5 * b.read(name).float()).to(s.read(name).dtype)
         assert torch.equal(fused.read(name), expected), name
+
+
+def test_the_manifest_reads_rho_against_the_union(llama_pair, calib_file, tmp_path):
+    base, sft = llama_pair
+    m = rejuvenate(base, sft, calib_file, tmp_path / "out", rho=0.02, max_reset_share=0.001, progress=False)
+    for groups in (m["reset_by_kind"], m["reset_by_layer"]):
+        assert sum(g["reset"] for g in groups.values()) == m["neurons_reset"]
+        assert sum(g["total"] for g in groups.values()) == m["neurons_total"]
+        assert all(g["ratio"] == g["reset"] / g["total"] for g in groups.values())
+    assert set(m["reset_by_kind"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    by_rho = m["effective_reset_ratio_by_rho"]
+    assert list(by_rho) == ["0.002", "0.006", "0.02", "0.06"] and by_rho["0.02"] == m["effective_reset_ratio"]
+    assert list(by_rho.values()) == sorted(by_rho.values())  # the same pass: a larger ρ resets a superset
+    # The union over 12 samples × 8 targets is several times the per-target share.
+    assert m["effective_reset_ratio"] > 2 * m["rho"]
+    assert all(0.0 <= v <= 1.0 for v in m["calibration_accuracy"].values())
+    assert any(w.startswith("apply: the reset covers") and "above max_reset_share 0.1%" in w for w in m["warnings"])
+    quiet = rejuvenate(base, sft, calib_file, tmp_path / "quiet", rho=0.02, max_reset_share=1.0, progress=False)
+    assert not any("the reset covers" in w for w in quiet["warnings"])
+    assert quiet["effective_reset_ratio_by_rho"] == by_rho  # ρ's share does not depend on the warning threshold
+
+
+def test_reset_warnings_by_hand():
+    from rejuv.apply import reset_warnings
+
+    kinds = {"v_proj": {"ratio": 0.8}, "k_proj": {"ratio": 0.67}, "q_proj": {"ratio": 0.3}, "o_proj": {"ratio": 0.08}}
+    union, accuracy = reset_warnings(0.217, 0.05, 0.01, 512, kinds, {"sft": 0.9, "fused": 0.85, "rejuvenated": 0.4})
+    assert "covers 21.7% of the model's neurons" in union and "22x rho" in union
+    assert "v_proj 80%, k_proj 67%, q_proj 30%" in union
+    assert "SFT 0.900, fused 0.850, rejuvenated 0.400" in accuracy
+    # Fusion cost 0.3, the reset 0.05: nothing to say; a union below the share: nothing either.
+    assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, {"sft": 0.9, "fused": 0.6, "rejuvenated": 0.55}) == []
+    assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, {"sft": 0.9, "fused": None, "rejuvenated": None}) == []
+
+
+def test_cli_prints_the_share_per_module_kind_and_the_warnings(llama_pair, calib_file, tmp_path):
+    base, sft = llama_pair
+    result = CliRunner().invoke(main, ["apply", "--base", str(base), "--sft", str(sft), "--calib", str(calib_file),
+                                       "--out", str(tmp_path / "o"), "--rho", "0.02", "--max-reset-share", "0.001",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert set(summary["reset_ratio_by_kind"]) >= {"q_proj", "down_proj"} and summary["warnings"]
+    assert "warning: apply: the reset covers" in result.stderr

@@ -18,14 +18,29 @@ def write(path, rows):
     return path
 
 
-def test_prompt_response_rows(tmp_path, tok):
+def test_prompt_response_rows_as_plain_text(tmp_path, tok):
     calib = load_calibration(write(tmp_path / "c.jsonl", [{"prompt": "ab", "response": "cd"},
-                                                          {"prompt": "a", "completion": "xyz"}]), tok)
+                                                          {"prompt": "a", "completion": "xyz"}]), tok,
+                             chat_template="never")
     first = calib.samples[0]
     assert first.input_ids == tok("ab")["input_ids"] + tok("cd", add_special_tokens=False)["input_ids"] + [2]
     assert first.response_start == 3  # <s> a b
     assert list(first.predict_positions) == [2, 3, 4]
-    assert calib.rows == 2 and len(calib.sha256) == 64
+    assert calib.rows == 2 and len(calib.sha256) == 64 and not calib.chat_template
+
+
+def test_text_prompts_go_through_the_chat_template_when_the_tokenizer_has_one(tmp_path, tok):
+    calib = load_calibration(write(tmp_path / "c.jsonl", [{"prompt": "ab", "response": "cd"}]), tok)
+    sample = calib.samples[0]
+    assert calib.chat_template
+    assert tok.decode(sample.input_ids[:sample.response_start]).replace(" ", "") == "<|user|>ab<|assistant|>"
+    assert tok.decode(sample.input_ids[sample.response_start:]).replace(" ", "") == "cd</s>"
+
+
+def test_text_rows_are_all_response(tmp_path, tok):
+    sample = load_calibration(write(tmp_path / "c.jsonl", [{"text": "abc"}]), tok).samples[0]
+    assert sample.input_ids == tok("abc")["input_ids"] + [2] and sample.response_start == 0
+    assert list(sample.predict_positions) == [0, 1, 2, 3]
 
 
 def test_chat_messages_use_the_template(tmp_path, tok):
@@ -39,9 +54,10 @@ def test_chat_messages_use_the_template(tmp_path, tok):
 
 def test_sampling_is_seeded(tmp_path, tok):
     path = write(tmp_path / "c.jsonl", [{"prompt": f"p{i}", "response": "r"} for i in range(50)])
-    a = [s.line for s in load_calibration(path, tok, max_samples=10, seed=1).samples]
-    b = [s.line for s in load_calibration(path, tok, max_samples=10, seed=1).samples]
-    c = [s.line for s in load_calibration(path, tok, max_samples=10, seed=2).samples]
+    def lines(seed):
+        return [int(s.where.rsplit(":", 1)[1]) for s in load_calibration(path, tok, max_samples=10, seed=seed).samples]
+
+    a, b, c = lines(1), lines(1), lines(2)
     assert a == b != c and len(a) == 10 and a == sorted(a)
 
 
@@ -49,7 +65,8 @@ def test_sampling_is_seeded(tmp_path, tok):
     ([], "has no rows"),
     (["", "  "], "has no rows"),
     ([{"prompt": "a", "response": "b"}, "{not json"], r"c\.jsonl:2: not valid JSON"),
-    ([{"prompt": "a"}], r"c\.jsonl:1: expected string fields"),
+    ([{"prompt": "a"}], r"c\.jsonl:1: expected 'prompt'\+'completion' \(or 'response'\)"),
+    ([{"prompt": "a", "response": 3}], r"c\.jsonl:1: 'prompt' and 'completion' \(or 'response'\) must both be"),
     ([[1, 2]], r"c\.jsonl:1: expected a JSON object"),
     ([{"prompt": "a", "response": ""}], r"c\.jsonl:1: empty response"),
     ([{"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]}], "assistant"),
@@ -66,5 +83,7 @@ def test_missing_file_and_template(tmp_path, tok):
     plain = make_tokenizer()
     plain.chat_template = None
     rows = [{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}]
-    with pytest.raises(RejuvError, match="chat template"):
+    with pytest.raises(RejuvError, match="chat messages need the chat template"):
         load_calibration(write(tmp_path / "c.jsonl", rows), plain)
+    with pytest.raises(RejuvError, match="--chat-template always, but the tokenizer has no chat template"):
+        load_calibration(write(tmp_path / "d.jsonl", [{"prompt": "a", "response": "b"}]), plain, chat_template="always")

@@ -53,7 +53,7 @@ def test_eval_reports_calibration_from_stated_confidences(tmp_path, monkeypatch)
 
     monkeypatch.setattr(evaluate, "TransformersEngine", Scripted)
     report = run_eval(EvalConfig(checkpoints=[str(tmp_path / "m")], data=[str(tmp_path / "b.jsonl")],
-                                 out=str(tmp_path / "o"), samples=2, engine="transformers"), progress=False)
+                                 out=str(tmp_path / "o"), samples=2, engine="transformers", progress=False))
     cal = report["results"][0]["calibration"]
     assert cal["stated"] == 0.75
     assert cal["brier"] == pytest.approx((0.01 + 0.04 + 0.81) / 3)

@@ -24,14 +24,22 @@ def test_parquet_is_read(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pylist([{"problem": "1+1?", "answer": 2}]), tmp_path / "p.parquet")
-    assert problem_records(tmp_path / "p.parquet") == [{"prompt": "1+1?", "answer": "2"}]
+    rows = [{"problem": "1+1?", "answer": 2}, {"problem": "2+2?"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    assert problem_records(tmp_path / "p.parquet", need_answer=False) == [{"prompt": "1+1?", "answer": 2},
+                                                                         {"prompt": "2+2?", "answer": None}]
+    with pytest.raises(RejuvError, match=r"p\.parquet: row 2: missing the 'answer' column"):
+        problem_records(tmp_path / "p.parquet")
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"question": "q", "solution": "s"}], r"row 1: expected 'prompt'\+'completion'.*found columns \['question'"),
+    ([{"question": "q", "solution": "s"}], r"d\.jsonl:1: expected 'prompt'\+'completion'.*found columns \['question'"),
     ([{"prompt": "p", "completion": "c"}, {"text": "t"}], "mix formats"),
-    ([{"messages": [{"role": "user", "content": "q"}]}], "ending with the assistant"),
+    ([{"messages": [{"role": "user", "content": "q"}]}], "at least two"),
+    ([{"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "r"}]}],
+     "must end with the assistant's turn"),
+    ([{"prompt": "p", "completion": ""}], r"d\.jsonl:1: empty response"),
+    ([{"prompt": [{"role": "user", "content": "q"}], "completion": "a"}], "must both be text or both be chat"),
 ])
 def test_sft_bad_rows(tmp_path, rows, message):
     with pytest.raises(RejuvError, match=message):
@@ -44,10 +52,10 @@ def test_problem_rows_and_errors(tmp_path):
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "answer": 3}]))
     assert rows[0] == {"prompt": "1+1?", "answer": "2", "level": 1}
     assert rows[1]["prompt"] == [{"role": "user", "content": "q"}] and rows[1]["answer"] == "3"
-    with pytest.raises(RejuvError, match="row 1: missing the 'answer' column"):
+    with pytest.raises(RejuvError, match=r"f\.jsonl:1: missing the 'answer' column"):
         problem_records(write(tmp_path / "f.jsonl", [{"prompt": "p"}]))
     assert problem_records(tmp_path / "f.jsonl", need_answer=False) == [{"prompt": "p"}]
-    with pytest.raises(RejuvError, match="row 1: expected a 'prompt' or 'problem'"):
+    with pytest.raises(RejuvError, match=r"g\.jsonl:1: expected a 'prompt' or 'problem'"):
         problem_records(write(tmp_path / "g.jsonl", [{"question": "q", "answer": 1}]))
     (tmp_path / "h.jsonl").write_text('{"prompt": "p"}\n{oops\n')
     with pytest.raises(RejuvError, match=r"h\.jsonl:2: not valid JSON"):

@@ -152,7 +152,7 @@ def test_diagnose_bad_input(trained, tmp_path):
     common = dict(base=trained / "base", out=tmp_path / "rep")
     with pytest.raises(RejuvError, match="architectures differ"):
         diagnose(checkpoints=[tmp_path / "qwen"], calib=trained / "calib.jsonl", **common)
-    with pytest.raises(RejuvError, match=r"calib_bad\.jsonl:1: expected string fields"):
+    with pytest.raises(RejuvError, match=r"calib_bad\.jsonl:1: expected 'prompt'\+'completion'"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=tmp_path / "calib_bad.jsonl", **common)
     with pytest.raises(RejuvError, match="--k 8 is larger than the 4 samples drawn"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",

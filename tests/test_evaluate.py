@@ -42,15 +42,15 @@ def bench(tmp_path_factory):
 
 def test_eval_writes_every_number_with_its_counts(bench, tmp_path):
     cfg = dict(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], samples=4, max_new_tokens=6,
-               engine="transformers", chat_template="never")
-    report = run_eval(EvalConfig(out=str(tmp_path / "a"), **cfg), progress=False)
+               engine="transformers", chat_template="never", progress=False)
+    report = run_eval(EvalConfig(out=str(tmp_path / "a"), **cfg))
     (result,) = report["results"]
     assert result["problems"] == 3 and result["samples_per_problem"] == 4
     assert set(result["pass@k"]) == {"1", "4"} and 0 <= result["pass@1"] <= result["pass@k"]["4"] <= 1
     samples = [json.loads(x) for x in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 12 and {s["sample"] for s in samples} == {0, 1, 2, 3}
     assert json.loads((tmp_path / "a" / "eval.json").read_text()) == report
-    again = run_eval(EvalConfig(out=str(tmp_path / "b"), **cfg), progress=False)
+    again = run_eval(EvalConfig(out=str(tmp_path / "b"), **cfg))
     assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
     assert again["results"] == report["results"]
 
@@ -92,7 +92,7 @@ def test_vllm_engine_gives_the_same_format(bench, tmp_path, monkeypatch):
     assert choose_engine("auto") == "transformers"  # vLLM present but no GPU
     report = run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")],
                                  out=str(tmp_path / "v"), samples=2, engine="vllm", chat_template="never",
-                                 temperature=0.6, max_new_tokens=5), progress=False)
+                                 temperature=0.6, max_new_tokens=5, progress=False))
     assert calls["params"] == {"n": 2, "temperature": 0.6, "top_p": 1.0, "max_tokens": 5, "seed": 0}
     assert all("prompt_token_ids" in p for p in calls["prompts"])
     (result,) = report["results"]
@@ -106,3 +106,48 @@ def test_eval_cli_prints_a_table(bench, tmp_path):
                                        "--engine", "transformers", "--pass-k", "1,2"])
     assert result.exit_code == 0, result.output
     assert "pass@1" in result.stdout and "pass@2" in result.stdout and "arith" in result.stdout
+
+
+def test_eval_keeps_each_result_and_resumes_after_an_interruption(bench, tmp_path, monkeypatch):
+    from rejuv.evaluate import TransformersEngine, partial_dir
+
+    from tiny import perturbed
+
+    model, tok = build_model("qwen3", seed=0)
+    save(perturbed(model, seed=5), tok, tmp_path / "other")
+    cfg = dict(checkpoints=[str(bench / "model"), str(tmp_path / "other")], data=[str(bench / "arith.jsonl")],
+               samples=2, max_new_tokens=4, engine="transformers", progress=False)
+    fresh = run_eval(EvalConfig(out=str(tmp_path / "fresh"), **cfg))
+    loaded, stop = [], {"at": str(tmp_path / "other")}
+    original = TransformersEngine.__init__
+
+    def load(self, path, config):
+        loaded.append(path)
+        if path == stop["at"]:
+            raise KeyboardInterrupt  # as if the job were stopped while loading the second checkpoint
+        original(self, path, config)
+
+    monkeypatch.setattr(TransformersEngine, "__init__", load)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(EvalConfig(out=str(out), **cfg))
+    assert not out.exists() and len(list(partial_dir(out).glob("*.json"))) == 1  # the first result is kept
+    loaded.clear()
+    stop["at"] = None
+    resumed = run_eval(EvalConfig(out=str(out), **cfg))
+    assert loaded == [str(tmp_path / "other")]  # the first checkpoint was not sampled again
+    assert resumed["results"] == fresh["results"]
+    assert (out / "samples.jsonl").read_text() == (tmp_path / "fresh" / "samples.jsonl").read_text()
+    assert not partial_dir(out).exists()
+
+
+def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
+    import torch
+
+    from rejuv.evaluate import eval_dtype
+
+    assert eval_dtype(EvalConfig(checkpoints=[], data=[], out="o")) == torch.float32
+    assert eval_dtype(EvalConfig(checkpoints=[], data=[], out="o", dtype="bfloat16")) == torch.bfloat16
+    with pytest.raises(RejuvError, match="dtype must be auto, float32 or bfloat16"):
+        run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")],
+                            out=str(tmp_path / "o"), dtype="half"))

@@ -19,8 +19,10 @@ from rejuv.planner.search import (
     probe_metrics,
     search_grid,
     search_score,
+    separated,
     slope,
     spearman,
+    uncertainty,
 )
 
 from tiny import build_model, perturbed, save, write_calibration
@@ -63,8 +65,14 @@ def test_probe_metrics_by_hand():
     assert m["reward_gain"] == pytest.approx(0.9)
     assert m["grad_to_update"] == pytest.approx(3.0 / 0.2)
     assert m["entropy_slope"] == pytest.approx(-0.1)
+    assert m["reward_end_sd"] == 0.0 and m["reward_end_se"] == 0.0 and m["end_steps"] == 2
+    assert m["samples_seen"] is None
+    m = probe_metrics([{"reward": r} for r in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.2, 0.6)], completions_per_step=16)
+    assert m["reward_end"] == pytest.approx(0.4) and m["reward_end_sd"] == pytest.approx(0.2 * math.sqrt(2))
+    assert m["reward_end_se"] == pytest.approx(0.2) and m["samples_seen"] == 128 and m["end_samples"] == 32
     assert slope([1.0, 3.0, 5.0]) == pytest.approx(2.0) and slope([4.0]) is None
-    assert probe_metrics([{"reward": 0.5}])["reward_end"] == 0.5
+    one = probe_metrics([{"reward": 0.5}])
+    assert one["reward_end"] == 0.5 and one["reward_end_se"] is None  # one step: no spread to estimate
     with pytest.raises(RejuvError, match="no rewards"):
         probe_metrics([{"step": 1}])
 
@@ -83,6 +91,38 @@ def test_recommendation_is_the_best_probe_outcome_with_stated_tie_breaks():
                 "c": {"reward_end": 0.7, "reward_slope": 0.02}, "d": {"reward_end": 0.7, "reward_slope": 0.02}}
     assert best(outcomes) == "c"  # b ties on outcome but climbs slower; d ties on both and comes later
     assert best({"x": {"reward_end": 0.0, "reward_slope": None}}) == "x"
+
+
+def test_uncertainty_names_the_candidates_the_probes_cannot_separate():
+    def probe(end, se):
+        return {"reward_end": end, "reward_end_se": se, "end_steps": 2}
+
+    probes = {"a": probe(0.50, 0.05), "b": probe(0.40, 0.05), "c": probe(0.10, 0.05)}
+    # a − b = 0.10 < 2·√(0.05² + 0.05²) = 0.141: tied; a − c = 0.40: separated.
+    assert separated(probes["a"], probes["b"]) is False and separated(probes["a"], probes["c"]) is True
+    sure = uncertainty(probes, "a")
+    assert sure["separated"] is False and sure["tied_with"] == ["b"] and "cannot separate a from b" in sure["text"]
+    assert uncertainty({"a": probes["a"], "c": probes["c"]}, "a")["separated"] is True
+    blind = uncertainty({"a": probe(0.5, None), "c": probe(0.1, None)}, "a")
+    assert blind["separated"] is False and blind["tied_with"] == ["c"] and "cannot be estimated" in blind["text"]
+    assert separated(probe(0.5, 0.0), probe(0.4, 0.0)) is True and separated(probe(0.5, 0.0), probe(0.5, 0.0)) is False
+
+
+def test_plan_says_when_it_hands_over_a_flagged_checkpoint():
+    from rejuv.plan import _against_diagnose
+
+    entries = {"e2": {"flagged": False, "signals": {}},
+               "e32": {"flagged": True, "signals": {"entropy": "mean entropy 0.079 nats is below the collapse level"}}}
+    probes = {"e2": {"reward_end": 0.1, "reward_end_se": 0.05, "end_steps": 1, "samples_seen": 64},
+              "e32": {"reward_end": 0.3, "reward_end_se": None, "end_steps": 1, "samples_seen": 64}}
+    sure = uncertainty(probes, "e32")
+    verdict = _against_diagnose("e32", entries, probes, sure)
+    assert verdict["disagrees"] and verdict["flagged"] == ["e32"]
+    assert "although diagnose flagged it as over-trained (mean entropy 0.079" in verdict["text"]
+    assert "standard error unknown, 1 step(s), 64 completions" in verdict["text"] and sure["text"] in verdict["text"]
+    agreed = _against_diagnose("e2", entries, probes, uncertainty(probes, "e2"))
+    assert not agreed["disagrees"]
+    assert agreed["text"] == "diagnose flagged e32; the recommendation (e2) is not among them"
 
 
 def test_a_reward_that_never_pays_is_refused():
@@ -140,12 +180,17 @@ def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path
     outcomes[probed[0]["label"]] = probed[0]["probe"]["reward_end"]
     rec = plan["recommendation"]
     assert rec["probe_reward_end"] == max(outcomes.values()) and outcomes[rec["name"]] == rec["probe_reward_end"]
+    # Four steps leave one in the last quarter: the spread is unknown, and plan.json and the page say so.
+    assert rec["probe_reward_end_se"] is None and not rec["uncertainty"]["separated"]
+    assert any("cannot be estimated" in w for w in plan["warnings"])
+    assert isinstance(rec["diagnose"]["disagrees"], bool) and rec["diagnose"]["text"]
     if rec["kind"] != "checkpoint":
         assert rec["command"].startswith("rejuv apply") and f"--alpha {rec['alpha']:g}" in rec["command"]
     assert all(v is None for v in plan["correlations_with_probe"].values())  # two checkpoints: no correlation
     assert sorted(plan["checkpoint_order"]["by_probe"]) == names
     html = (out / "plan.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "Hand-off plan" in html
+    assert "cannot be estimated" in html and "Diagnose: " in html
     assert {p.name for p in out.glob("plan_*.png")} == {"plan_probes.png", "plan_signals.png", "plan_search.png"}
     assert not list((out / "candidates").rglob("*.safetensors"))  # candidates' weights are not kept
     assert (out / "candidates" / "alpha0.5-rho0.05" / "rejuvenation.json").exists()
@@ -178,3 +223,39 @@ def test_plan_refuses_a_reward_that_is_always_zero(planning, tmp_path):
     assert result.exit_code != 0
     assert "averaged 0 at every step of every RL probe" in result.output
     assert not (tmp_path / "zero").exists()
+
+
+@pytest.fixture(scope="module")
+def chat_sft(tmp_path_factory):
+    """Two SFT epochs of a chat model (the char tokenizer has a template) trained on text rows, which go
+    through the template; it answers `\\boxed{7}` after the assistant tag."""
+    from rejuv.train.sft import SFTRecipeConfig, run_sft
+
+    root = tmp_path_factory.mktemp("chat")
+    base, tok = build_model("llama", seed=0)
+    save(base, tok, root / "base")
+    rng = random.Random(0)
+    with open(root / "sft.jsonl", "w") as f:
+        for _ in range(32):
+            f.write(json.dumps({"prompt": f"compute {rng.randint(1, 9)}+{rng.randint(1, 9)}.",
+                                "completion": "\\boxed{7}"}) + "\n")
+    with open(root / "problems.jsonl", "w") as f:  # plain-text problems, as users have them
+        for i in range(16):
+            f.write(json.dumps({"problem": f"compute {i % 9 + 1}+{i % 5 + 1}.", "answer": "7" if i % 2 else "5"})
+                    + "\n")
+    run_sft(SFTRecipeConfig(model=str(root / "base"), data=str(root / "sft.jsonl"), out=str(root / "sft"),
+                            save_epochs=[4, 8], learning_rate=1e-2, progress=False))
+    return root
+
+
+def test_plan_on_plain_text_problems_of_a_chat_model_sees_reward(chat_sft, tmp_path):
+    values = dict(base=str(chat_sft / "base"), checkpoints=[str(chat_sft / "sft" / "epoch-4"),
+                  str(chat_sft / "sft" / "epoch-8")], calib=str(chat_sft / "sft.jsonl"),
+                  probe_data=str(chat_sft / "problems.jsonl"), rewards=["math_verify"], budget_steps=4, alphas=[0.9],
+                  rhos=[0.0], probe_top=0, learning_rate=1e-4, num_generations=4, prompts_per_step=2,
+                  max_completion_length=10, samples=2, k=2, max_problems=4, max_new_tokens=10, max_samples=8,
+                  progress=False)
+    plan = run_plan(PlanConfig(out=str(tmp_path / "plan"), **values))
+    rewards = [r for c in plan["checkpoints"] for r in c["probe"]["rewards"]]
+    assert max(rewards) > -1.0  # the probes answered in the format SFT taught
+    assert plan["recommendation"]["diagnose"]["flagged"]  # epoch 8 collapsed; the plan states how it weighed that

@@ -241,3 +241,67 @@ def test_pear_options_are_checked(world, tmp_path):
     with pytest.raises(RejuvError, match="pear_clip must be > 0"):
         run_sft(SFTRecipeConfig(pear_clip=0.0, **base))
     assert not (tmp_path / "x").exists()
+
+
+# -- precision ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bf16_checkpoint(world, tmp_path_factory):
+    """The tiny base stored in bf16 (as real checkpoints are), and the same values upcast to float32."""
+    root = tmp_path_factory.mktemp("bf16")
+    model = AutoModelForCausalLM.from_pretrained(world / "base", dtype=torch.float32)
+    model.to(torch.bfloat16).save_pretrained(root / "bf16")
+    model.to(torch.bfloat16).to(torch.float32).save_pretrained(root / "fp32")
+    tok = build_model("llama", seed=0)[1]
+    tok.save_pretrained(root / "bf16")
+    tok.save_pretrained(root / "fp32")
+    return root
+
+
+def half_bf16_step(w: torch.Tensor) -> torch.Tensor:
+    """Half the spacing of bf16 values around |w| (8 significant bits): updates below it round away in bf16."""
+    return torch.ldexp(torch.ones_like(w), torch.frexp(w.abs())[1] - 9)
+
+
+def test_float32_master_weights_keep_updates_smaller_than_a_bf16_step(world, bf16_checkpoint, tmp_path):
+    # lr 1e-5: Adam moves each weight by about 1e-5 per step, below half a bf16 step of any |w| ≥ 2^-8.
+    common = dict(data=str(world / "sft.jsonl"), save_epochs=[2], learning_rate=1e-5, seed=3,
+                  dtype="float32", progress=False)
+    summary = run_sft(SFTRecipeConfig(model=str(bf16_checkpoint / "bf16"), out=str(tmp_path / "master"),
+                                      save_dtype="float32", **common))
+    assert summary["precision"] == {"master_weights": "float32", "compute": "float32", "saved": "float32"}
+    run_sft(SFTRecipeConfig(model=str(bf16_checkpoint / "fp32"), out=str(tmp_path / "reference"), **common))
+    run_sft(SFTRecipeConfig(model=str(bf16_checkpoint / "bf16"), out=str(tmp_path / "pure"), master_dtype="bfloat16",
+                            save_dtype="float32", **common))
+    start = weights(bf16_checkpoint / "fp32")
+    master, reference = weights(tmp_path / "master" / "epoch-2"), weights(tmp_path / "reference" / "epoch-2")
+    pure = weights(tmp_path / "pure" / "epoch-2")
+    assert all(torch.equal(master[n], reference[n]) for n in start)  # a bf16 checkpoint trains as its fp32 copy
+    big = {n: start[n].abs() >= 2**-5 for n in start if start[n].dim() == 2}
+    changed = sum(int(((master[n] != start[n]) & big[n]).sum()) for n in big)
+    changed_pure = sum(int(((pure[n] != start[n]) & big[n]).sum()) for n in big)
+    small_steps = sum(int((((master[n] - start[n]).abs() < half_bf16_step(start[n])) & big[n]).sum()) for n in big)
+    total = sum(int(b.sum()) for b in big.values())
+    assert changed > 0.9 * total and small_steps > 0.5 * total  # moved, by less than a bf16 step could hold
+    assert changed_pure < 0.05 * total  # pure bf16 weights lose those updates
+
+
+def test_weights_are_saved_in_the_input_dtype_unless_asked(world, bf16_checkpoint, tmp_path):
+    from rejuv.checkpoint import Checkpoint
+
+    summary = run_sft(SFTRecipeConfig(model=str(bf16_checkpoint / "bf16"), data=str(world / "sft.jsonl"),
+                                      out=str(tmp_path / "s"), save_epochs=[1], learning_rate=1e-3, progress=False))
+    assert summary["precision"]["saved"] == "bfloat16" and summary["precision"]["master_weights"] == "float32"
+    folder = tmp_path / "s" / "epoch-1"
+    with Checkpoint(folder) as ckpt:
+        assert {info.dtype for info in ckpt.tensors.values()} == {"BF16"}
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "s" / "sft_config.json").read_text())["precision"]["saved"] == "bfloat16"
+    summary = run_rl(RLRecipeConfig(model=str(bf16_checkpoint / "bf16"), data=str(world / "rl.jsonl"),
+                                    out=str(tmp_path / "r"), rewards=["tiny:contains_seven"], max_steps=1,
+                                    max_completion_length=3, save_dtype="float32", progress=False))
+    assert summary["precision"] == {"master_weights": "float32", "compute": "float32", "saved": "float32"}
+    with Checkpoint(tmp_path / "r") as ckpt:
+        assert {info.dtype for info in ckpt.tensors.values()} == {"F32"}
+    with pytest.raises(RejuvError, match="dtype bfloat16 \\(mixed precision\\) needs a CUDA device"):
+        run_sft(SFTRecipeConfig(model=str(world / "base"), data=str(world / "sft.jsonl"), out=str(tmp_path / "x"),
+                                dtype="bfloat16"))

@@ -17,6 +17,48 @@ def make_tokenizer():
     return make_char_tokenizer()
 
 
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def make_bpe_chat_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer with a ChatML template, like real chat checkpoints (SmolLM2, Qwen):
+    merges across characters, `Ġ` word starts, special tokens that are not characters."""
+    import random
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    rng = random.Random(0)
+    corpus = []
+    for _ in range(400):
+        a, b = rng.randint(1, 30), rng.randint(1, 30)
+        corpus += [f"compute {a}+{b}.", f"{a}+{b}={a + b}. \\boxed{{{a + b}}}", f"what is {a}+{b}? answer {a + b}.",
+                   "user", "assistant", "system"]
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
+    fast.chat_template = CHATML
+    return fast
+
+
+def build_bpe_chat_model(seed: int = 0, hidden: int = 32, layers: int = 2):
+    """A tiny tied-embedding Llama over `make_bpe_chat_tokenizer`."""
+    tok = make_bpe_chat_tokenizer()
+    config = AutoConfig.for_model(
+        "llama", vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config).eval(), tok
+
+
 def tiny_config(arch: str, vocab_size: int, tied: bool = False, layers: int = 2, hidden: int = 32):
     kwargs = dict(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,

@@ -8,8 +8,15 @@ nothing is written before every input has been checked:
    the reset set;
 3. stream fused (+ reset) tensors into a temporary folder, copy config and
    tokenizer files from the SFT checkpoint;
-4. load the written model to measure the rejuvenated (and fused) entropies,
-   write `rejuvenation.json`, rename the folder into place.
+4. load the written model to measure the rejuvenated (and fused) entropies and
+   teacher-forced accuracies, write `rejuvenation.json`, rename the folder into place.
+
+ρ is a share per target: each target token resets its top ⌈ρ·total⌉ neurons,
+and the reset set is the union over all targets, so the whole-model share
+(`effective_reset_ratio`) can be many times ρ. The manifest states it per
+module kind and layer, and what the same pass gives at other ρ; a warning says
+when the union exceeds `max_reset_share` or when the reset costs more
+calibration accuracy than fusion did.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from rejuv.checkpoint import (
     dtype_name,
     write_safetensors_shards,
 )
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
 from rejuv.modeling import check_device, resolve_device
+from rejuv.prompts import check_mode
 from rejuv.reset import RANKINGS, check_rho, reset_plan
 
 MANIFEST = "rejuvenation.json"
@@ -57,6 +65,8 @@ class ApplyConfig:
     target_token: str = "gold"  # or "argmax"
     ranking: str = "global"  # or "per-module"
     fusion_only: bool = False
+    chat_template: str = "auto"  # auto | always | never, for the calibration rows (rejuv.prompts)
+    max_reset_share: float = 0.05  # warn when the reset set covers more of the model's neurons than this
     seed: int = 0
     device: str | None = None  # calibration passes: None = cuda when a GPU is visible, else cpu; auto = device map
     dtype: str = "float32"  # compute dtype of the calibration passes; scores accumulate in float32
@@ -110,6 +120,9 @@ def _validate(cfg: ApplyConfig) -> None:
     if not cfg.fusion_only and not cfg.calib:
         raise RejuvError("neuron reset needs a calibration file (--calib); pass --fusion-only to only fuse")
     check_device(cfg.device)
+    check_mode(cfg.chat_template)
+    if not 0.0 < cfg.max_reset_share <= 1.0:
+        raise RejuvError(f"max_reset_share must lie in (0, 1], got {cfg.max_reset_share}")
     dtype_name(cfg.dtype)
     parse_size(cfg.max_shard_size)
 
@@ -157,10 +170,12 @@ def run_apply(cfg: ApplyConfig) -> dict:
                 tokenizer = AutoTokenizer.from_pretrained(cfg.sft, trust_remote_code=cfg.trust_remote_code)
             except (OSError, ValueError) as exc:
                 raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
-            calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length)
+            calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
+                                     cfg.chat_template)
 
         entropy: dict[str, float | None] = {"base": None, "sft": None, "fused": None, "rejuvenated": None}
         at_targets: dict[str, float | None] = dict(entropy)
+        accuracy: dict[str, float | None] = dict(entropy)
         targets, resets, reset_set, errors = [], {}, None, []
         if calib is not None:
             import torch
@@ -176,6 +191,8 @@ def run_apply(cfg: ApplyConfig) -> dict:
             model = passes.load_model(cfg.sft, cfg)
             sft_stats = passes.entropy_stats(model, adapter, calib, cfg, "sft")
             entropy["base"], entropy["sft"] = mean_entropy(base_stats), mean_entropy(sft_stats)
+            accuracy["base"] = passes.token_accuracy(base_stats, calib)
+            accuracy["sft"] = passes.token_accuracy(sft_stats, calib)
             if not cfg.fusion_only:
                 targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
                                          cfg.target_token)
@@ -192,16 +209,19 @@ def run_apply(cfg: ApplyConfig) -> dict:
                 final_stats = passes.entropy_stats(model, adapter, calib, cfg, "output")
                 if cfg.fusion_only:
                     entropy["fused"] = mean_entropy(final_stats)
+                    accuracy["fused"] = passes.token_accuracy(final_stats, calib)
                 else:
                     entropy["rejuvenated"] = mean_entropy(final_stats)
+                    accuracy["rejuvenated"] = passes.token_accuracy(final_stats, calib)
                     at_targets["rejuvenated"] = passes.entropy_at(final_stats, targets, calib)
                     passes.unreset(model, base, sft, cfg.alpha, resets)
                     fused_stats = passes.entropy_stats(model, adapter, calib, cfg, "fused")
                     entropy["fused"] = mean_entropy(fused_stats)
+                    accuracy["fused"] = passes.token_accuracy(fused_stats, calib)
                     at_targets["fused"] = passes.entropy_at(fused_stats, targets, calib)
                 del model
             manifest = _manifest(cfg, rho, plan, calib, neurons_total, reset_set, resets, errors, entropy,
-                                 at_targets, len(targets))
+                                 at_targets, accuracy, len(targets))
             (tmp / MANIFEST).write_text(manifest_json(manifest))
     return manifest
 
@@ -213,9 +233,30 @@ def manifest_json(manifest: dict) -> str:
                   lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
-def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, at_targets,
+def reset_warnings(ratio: float, max_share: float, rho: float, targets: int, by_kind: dict[str, dict],
+                   accuracy: dict[str, float | None]) -> list[str]:
+    """What a user should know before handing the output on: a union far beyond ρ, a reset that costs
+    more calibration accuracy than fusion did."""
+    found = []
+    if ratio > max_share:
+        kinds = sorted(by_kind.items(), key=lambda kv: -kv[1]["ratio"])[:3]
+        found.append(f"the reset covers {ratio:.1%} of the model's neurons, above max_reset_share {max_share:.1%}: "
+                     f"rho {rho:g} is a share per target, and the union over {targets} targets is "
+                     f"{ratio / rho:.0f}x rho (most in " + ", ".join(f"{k} {v['ratio']:.0%}" for k, v in kinds)
+                     + "); lower --rho, --targets-per-sample or --max-samples to reset less")
+    sft, fused, rejuvenated = accuracy.get("sft"), accuracy.get("fused"), accuracy.get("rejuvenated")
+    if None not in (sft, fused, rejuvenated) and fused - rejuvenated > max(sft - fused, 0.0):
+        found.append(f"the reset removed more calibration accuracy than fusion did (teacher-forced top-1 accuracy: "
+                     f"SFT {sft:.3f}, fused {fused:.3f}, rejuvenated {rejuvenated:.3f}); check the output before RL "
+                     "or lower --rho")
+    return [warn(f"apply: {w}") for w in found]
+
+
+def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, at_targets, accuracy,
               n_targets) -> dict:
     selected = reset_set.selected if reset_set else 0
+    ratio = selected / total if total else 0.0
+    by_kind = reset_set.by_kind() if reset_set else {}
     return {
         "base": cfg.base,
         "sft": cfg.sft,
@@ -226,7 +267,7 @@ def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, 
             "path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256},
         "neurons_total": int(total),
         "neurons_reset": int(selected),
-        "effective_reset_ratio": selected / total if total else 0.0,
+        "effective_reset_ratio": ratio,
         "reset": {name: resets[name] for name in sorted(resets)},
         "dla_reconstruction_error": None if not errors else {
             "max_abs": float(max(errors)), "mean_abs": math.fsum(errors) / len(errors)},
@@ -239,9 +280,16 @@ def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, 
         "target_token": cfg.target_token,
         "targets": n_targets,
         "entropy_at_targets": at_targets,
+        "calibration_accuracy": accuracy,  # teacher-forced top-1 accuracy on the calibration responses
+        # ρ keeps ⌈ρ·total⌉ neurons per target; the reset set is their union over all targets.
+        "reset_by_kind": by_kind,
+        "reset_by_layer": reset_set.by_layer() if reset_set else {},
+        "effective_reset_ratio_by_rho": reset_set.ratio_by_rho() if reset_set else {},
         "reset_by_module": reset_set.by_module() if reset_set else {},
+        "warnings": reset_warnings(ratio, cfg.max_reset_share, rho, n_targets, by_kind, accuracy) if reset_set else [],
         "vocab_resized": plan.vocab_resized,
         "compute": {"device": cfg.device, "dtype": cfg.dtype},
+        "chat_template_used": None if calib is None else calib.chat_template,
     }
 
 

@@ -549,15 +549,21 @@ def _tmp_prefix(out: Path) -> str:
 
 
 def _remove_stale_tmp_dirs(out: Path) -> None:
-    """Clear what a killed earlier run left beside `out` (only when its process is gone)."""
+    """Clear what a killed earlier run left beside `out` (only when that run's process is gone): its
+    temporary folder, and the old output it was replacing. A run killed between moving the old output
+    aside and moving the new one in left no `out`: the old output is put back instead."""
     parent = out.parent
     if not parent.is_dir():
         return
-    for item in parent.glob(_tmp_prefix(out) + "*"):
-        pid_text = item.name.rsplit("-", 1)[-1]
-        if pid_text.isdigit() and _pid_alive(int(pid_text)):
-            continue
-        shutil.rmtree(item, ignore_errors=True)
+    for pattern in (_tmp_prefix(out) + "*", f".{out.name}.rejuv-old-*"):
+        for item in sorted(parent.glob(pattern)):
+            pid_text = item.name.rsplit("-", 1)[-1]
+            if pid_text.isdigit() and _pid_alive(int(pid_text)):
+                continue
+            if "rejuv-old-" in item.name and not out.exists():
+                os.replace(item, out)
+                continue
+            shutil.rmtree(item, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -6,6 +6,7 @@ Precedence: built-in defaults < `--config x.yaml` < options given on the command
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from dataclasses import MISSING, fields
@@ -64,10 +65,31 @@ def _run(config_cls, runner, options: dict, config_path: str | None):
         raise click.ClickException(str(exc)) from exc
 
 
+# One prompt rule for every command (rejuv.prompts), so one option with one default.
+CHAT_TEMPLATE = click.option("--chat-template", type=click.Choice(["auto", "always", "never"]),
+                             help="Rows through the tokenizer's chat template: auto = when it has one. [auto]")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rejuv")
 def main() -> None:
     """Diagnose and rejuvenate over-trained SFT checkpoints before RL."""
+    show_warnings()
+
+
+class _EchoHandler(logging.Handler):
+    """rejuv's warnings as `warning: ...` on whatever stderr is current (click swaps it in tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def show_warnings() -> None:
+    from rejuv.errors import logger
+
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+        logger.propagate = False
 
 
 @main.command("apply")
@@ -78,13 +100,17 @@ def main() -> None:
 @click.option("--calib", help="Calibration JSONL: prompt/response (or completion) rows, or chat messages.")
 @click.option("--out", help="Output folder (written atomically).")
 @click.option("--alpha", type=float, help="Fusion weight of the SFT model, in [0, 1]. [default: 0.5]")
-@click.option("--rho", type=float, help="Share of all neurons reset per target token. [default: 0.01]")
+@click.option("--rho", type=float, help="Share of all neurons kept per target token; the reset set is their union "
+              "over all targets, often many times rho (the manifest states it). [default: 0.01]")
 @click.option("--targets-per-sample", type=int, help="Positions with the largest entropy gap, per sample. [8]")
 @click.option("--max-samples", type=int, help="Calibration rows used (chosen with --seed). [64]")
 @click.option("--max-length", type=int, help="Truncate calibration sequences to this many tokens. [2048]")
 @click.option("--target-token", type=click.Choice(["gold", "argmax"]), help="Token attributed. [gold]")
 @click.option("--ranking", type=click.Choice(["global", "per-module"]), help="Neuron ranking. [global]")
 @click.option("--fusion-only/--with-reset", default=None, help="Only fuse; skip attribution and reset.")
+@CHAT_TEMPLATE
+@click.option("--max-reset-share", type=float, help="Warn when the reset set (the union over targets) covers more "
+              "of the model's neurons than this. [0.05]")
 @click.option("--seed", type=int, help="Seed for calibration sampling. [0]")
 @click.option("--device", help="cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) for the "
               "calibration passes. [cuda when a GPU is visible, else cpu]")
@@ -106,8 +132,10 @@ def apply_command(config_path: str | None, **options) -> None:
     from rejuv.apply import ApplyConfig, run_apply
 
     cfg, manifest = _run(ApplyConfig, run_apply, options, config_path)
-    summary = {k: manifest[k] for k in ("alpha", "rho", "neurons_total", "neurons_reset",
-                                        "effective_reset_ratio", "entropy", "dla_reconstruction_error")}
+    summary = {k: manifest[k] for k in ("alpha", "rho", "neurons_total", "neurons_reset", "effective_reset_ratio",
+                                        "effective_reset_ratio_by_rho", "entropy", "calibration_accuracy",
+                                        "dla_reconstruction_error", "warnings")}
+    summary["reset_ratio_by_kind"] = {k: round(v["ratio"], 4) for k, v in manifest["reset_by_kind"].items()}
     summary["out"] = cfg.out
     click.echo(json.dumps(summary, indent=2))
 
@@ -121,7 +149,15 @@ _COMMON_TRAIN = [
     click.option("--learning-rate", type=float),
     click.option("--per-device-batch-size", type=int),
     click.option("--gradient-accumulation-steps", type=int),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), help="[auto: bf16 on a GPU]"),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]),
+                 help="Compute dtype; bfloat16 is autocast over float32 master weights (GPU). "
+                 "[auto: bfloat16 on a GPU that has it, else float32]"),
+    click.option("--master-dtype", type=click.Choice(["float32", "bfloat16"]),
+                 help="Weights the optimizer updates, whatever the checkpoint's dtype; bfloat16 is pure bf16 "
+                 "training and loses updates below half a bf16 step. [float32]"),
+    click.option("--save-dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+                 help="Dtype of the saved weights. [auto: the input checkpoint's]"),
+    CHAT_TEMPLATE,
     click.option("--lora/--no-lora", default=None, help="Train LoRA adapters (merged into the saved model)."),
     click.option("--seed", type=int),
     click.option("--overwrite/--no-overwrite", default=None),
@@ -215,14 +251,16 @@ def rl_command(config_path: str | None, rewards: tuple[str, ...], **options) -> 
 @click.option("--top-p", type=float, help="[1.0]")
 @click.option("--max-new-tokens", type=int, help="[1024]")
 @click.option("--max-problems", type=int, help="Evaluate the first N problems of each file.")
-@click.option("--chat-template", type=click.Choice(["auto", "always", "never"]))
+@CHAT_TEMPLATE
 @click.option("--engine", type=click.Choice(["auto", "transformers", "vllm"]), help="[auto: vLLM on a GPU]")
 @click.option("--batch-size", type=int)
 @click.option("--device", help="cpu, cuda or cuda:N for the transformers engine. [auto: cuda when a GPU is visible]")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]))
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]),
+              help="[auto: float32 on the CPU, the checkpoint's dtype on a GPU]")
 @click.option("--seed", type=int)
 @click.option("--overwrite/--no-overwrite", default=None)
 @click.option("--trust-remote-code/--no-trust-remote-code", default=None)
+@click.option("--progress/--no-progress", default=None, help="Progress bars and resume messages. [on]")
 def eval_command(config_path: str | None, checkpoints: tuple[str, ...], data: tuple[str, ...],
                  pass_k: str | None, **options) -> None:
     """Sample K answers per problem; report Pass@1 (averaged over samples) and pass@k."""
@@ -249,7 +287,7 @@ def eval_command(config_path: str | None, checkpoints: tuple[str, ...], data: tu
 @click.option("--samples", type=int, help="Samples drawn per problem. [k]")
 @click.option("--max-problems", type=int)
 @click.option("--max-new-tokens", type=int, help="[512]")
-@click.option("--chat-template", type=click.Choice(["auto", "always", "never"]), help="For --eval prompts. [auto]")
+@CHAT_TEMPLATE
 @click.option("--max-samples", type=int, help="Calibration rows used. [64]")
 @click.option("--out", help="Report folder: report.json, report.html, PNG plots.")
 @click.option("--name", "names", multiple=True, help="Label per checkpoint, in order (default: folder names).")
@@ -301,7 +339,7 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 @click.option("--k", type=int, help="k of pass@k. [4]")
 @click.option("--max-problems", type=int, help="Evaluation problems. [64]")
 @click.option("--max-new-tokens", type=int, help="Evaluation completion tokens. [512]")
-@click.option("--chat-template", type=click.Choice(["auto", "always", "never"]), help="For evaluation prompts. [auto]")
+@CHAT_TEMPLATE
 @click.option("--max-samples", type=int, help="Calibration rows used. [64]")
 @click.option("--out", help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
 @_checkpoint_pass_options
@@ -319,6 +357,8 @@ def plan_command(config_path: str | None, checkpoints: tuple[str, ...], checkpoi
     how = "as it is" if rec["kind"] == "checkpoint" else f"{rec['kind']} from {rec['from']} (α {rec['alpha']:g}, " \
         f"ρ {rec['rho']:g}): {rec['command']}"
     click.echo(f"recommended: {rec['name']} {how}")
+    click.echo(f"  certainty: {rec['uncertainty']['text']}")
+    click.echo(f"  diagnose: {rec['diagnose']['text']}")
     for name, rho in plan["correlations_with_probe"].items():
         click.echo(f"  Spearman({name}, probe) = {'n/a' if rho is None else f'{rho:+.2f}'}")
     click.echo(f"plan: {Path(options['out'] or plan['config']['out']) / 'plan.html'}")

@@ -1,11 +1,14 @@
-"""Local datasets for training and evaluation: JSONL or parquet, validated with clear errors.
+"""Local datasets for training, calibration and evaluation: JSONL or parquet, validated with clear errors.
 
 Accepted rows (the formats TRL and verl users already have):
-- SFT: `prompt` + `completion` (or `response`), chat `messages` (the last one
-  from the assistant), or plain `text`.
+- SFT and calibration: `prompt` + `completion` (or `response`), both text or
+  both chat messages; chat `messages` whose last turn is the assistant's (the
+  response); or plain `text` (language modelling: every token is a response token).
 - RL and evaluation: `prompt` (text or chat messages) or `problem`, plus
   `answer` (the gold final answer); chat `messages` ending with an assistant
   turn are used up to that turn as the prompt.
+How a row becomes token ids is `rejuv.prompts`' rule, the same for every command.
+Every error names the file and the line (JSONL) or row (parquet).
 """
 
 from __future__ import annotations
@@ -33,63 +36,82 @@ def jsonl_rows(path: str | Path, what: str = "data") -> list[tuple[int, object]]
     return rows
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """Rows of a JSONL (.jsonl/.json lines) or parquet file; JSON errors name the line."""
+def read_rows(path: str | Path, what: str = "data") -> list[tuple[str, dict]]:
+    """(where, row) for every row of a JSONL or parquet file; `where` is `file:line` or `file: row i`."""
     path = Path(path)
     if path.suffix == ".parquet" and path.is_file():
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            table = pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise RejuvError(f"{path}: cannot be read as parquet ({exc})") from exc
-    rows = []
-    for lineno, row in jsonl_rows(path):
+        rows = [(f"{path}: row {i}", row) for i, row in enumerate(table, start=1)]
+    else:
+        rows = [(f"{path}:{lineno}", row) for lineno, row in jsonl_rows(path, what)]
+    for where, row in rows:
         if not isinstance(row, dict):
-            raise RejuvError(f"{path}:{lineno}: expected a JSON object")
-        rows.append(row)
+            raise RejuvError(f"{where}: expected a JSON object, got {type(row).__name__}")
     if not rows:
-        raise RejuvError(f"{path}: no rows")
+        raise RejuvError(f"{path}: {what} file has no rows")
     return rows
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The rows of a JSONL or parquet file."""
+    return [row for _, row in read_rows(path)]
 
 
 def _is_messages(value) -> bool:
     return (isinstance(value, list) and bool(value)
-            and all(isinstance(m, dict) and "role" in m and "content" in m for m in value))
+            and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in value))
 
 
-def sft_records(path: str | Path) -> list[dict]:
-    """Rows in one of TRL's SFT formats: prompt/completion (text or chat) or text."""
-    out = []
-    for i, row in enumerate(read_records(path), start=1):
-        where = f"{path}: row {i}"
-        completion = row.get("completion", row.get("response"))
-        if "prompt" in row and completion is not None:
-            if isinstance(row["prompt"], str) != isinstance(completion, str):
-                raise RejuvError(f"{where}: prompt and completion must both be text or both be chat messages")
-            out.append({"prompt": row["prompt"], "completion": completion})
-        elif "messages" in row:
-            messages = row["messages"]
-            if not _is_messages(messages) or messages[-1]["role"] != "assistant" or len(messages) < 2:
-                raise RejuvError(f"{where}: 'messages' must be chat messages ending with the assistant's turn")
-            # Loss on the final assistant turn only, as for prompt/completion rows.
-            out.append({"prompt": messages[:-1], "completion": messages[-1:]})
-        elif isinstance(row.get("text"), str):
-            out.append({"text": row["text"]})
-        else:
-            raise RejuvError(f"{where}: expected 'prompt'+'completion' (or 'response'), 'messages' or 'text'; "
-                             f"found columns {sorted(row)}")
-    kinds = {tuple(sorted(r)) for r in out}
+def sft_record(row: dict, where: str) -> dict:
+    """One row as `{"prompt", "completion"}` (text, or chat messages) or `{"text"}`."""
+    if "messages" in row:
+        messages = row["messages"]
+        if not _is_messages(messages) or len(messages) < 2:
+            raise RejuvError(f"{where}: 'messages' must be a list of at least two "
+                             "{\"role\": str, \"content\": str} objects")
+        if messages[-1]["role"] != "assistant":
+            raise RejuvError(f"{where}: 'messages' must end with the assistant's turn (the response)")
+        # Loss and statistics on the final assistant turn only, as for prompt/completion rows.
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+    completion = row.get("completion", row.get("response"))
+    if "prompt" in row and completion is not None:
+        prompt = row["prompt"]
+        if isinstance(prompt, str) and isinstance(completion, str):
+            if not completion:
+                raise RejuvError(f"{where}: empty response")
+        elif not (_is_messages(prompt) and _is_messages(completion)):
+            raise RejuvError(f"{where}: 'prompt' and 'completion' (or 'response') must both be text or both be "
+                             "chat messages")
+        return {"prompt": prompt, "completion": completion}
+    if isinstance(row.get("text"), str) and row["text"]:
+        return {"text": row["text"]}
+    raise RejuvError(f"{where}: expected 'prompt'+'completion' (or 'response'), 'messages' or 'text'; "
+                     f"found columns {sorted(row)}")
+
+
+def sft_rows(path: str | Path, what: str = "data") -> list[tuple[str, dict]]:
+    """(where, record) for every row, in one of the SFT formats; one format per file."""
+    out = [(where, sft_record(row, where)) for where, row in read_rows(path, what)]
+    kinds = {tuple(sorted(r)) for _, r in out}
     if len(kinds) > 1:
         raise RejuvError(f"{path}: rows mix formats {sorted(kinds)}; use one format per file")
     return out
 
 
-def problem_records(path: str | Path, need_answer: bool = True) -> list[dict]:
-    """Rows with a `prompt` (text or chat) and an `answer`, for RL and evaluation."""
+def sft_records(path: str | Path) -> list[dict]:
+    return [record for _, record in sft_rows(path)]
+
+
+def problem_rows(path: str | Path, need_answer: bool = True) -> list[tuple[str, dict]]:
+    """(where, record) for rows with a `prompt` (text or chat) and an `answer`, for RL and evaluation."""
     out = []
-    for i, row in enumerate(read_records(path), start=1):
-        where = f"{path}: row {i}"
+    for where, row in read_rows(path):
         if "prompt" in row and (isinstance(row["prompt"], str) or _is_messages(row["prompt"])):
             prompt = row["prompt"]
         elif isinstance(row.get("problem"), str):
@@ -108,5 +130,9 @@ def problem_records(path: str | Path, need_answer: bool = True) -> list[dict]:
             if row.get("answer") is None:
                 raise RejuvError(f"{where}: missing the 'answer' column (the gold final answer)")
             record["answer"] = str(row["answer"])
-        out.append(record)
+        out.append((where, record))
     return out
+
+
+def problem_records(path: str | Path, need_answer: bool = True) -> list[dict]:
+    return [record for _, record in problem_rows(path, need_answer)]

@@ -49,7 +49,7 @@ class DiagnoseConfig:
     temperature: float = 0.6
     max_new_tokens: int = 512
     max_problems: int | None = None
-    chat_template: str = "auto"  # for the sampled problems: auto | always | never (as in `rejuv eval`)
+    chat_template: str = "auto"  # auto | always | never, for calibration rows and sampled problems (rejuv.prompts)
     max_samples: int = 64
     max_length: int = 2048
     batch_size: int = 8
@@ -115,11 +115,11 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
         tokenizer = AutoTokenizer.from_pretrained(cfg.checkpoints[0], trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise RejuvError(f"{cfg.checkpoints[0]}: no usable tokenizer ({exc})") from exc
-    calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length)
+    calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length, cfg.chat_template)
     vocab = int(base.config["vocab_size"])
     for s in calib.samples:
         if max(s.input_ids) >= vocab:
-            raise RejuvError(f"{cfg.calib}:{s.line}: token id {max(s.input_ids)} is outside the base vocabulary "
+            raise RejuvError(f"{s.where}: token id {max(s.input_ids)} is outside the base vocabulary "
                              f"({vocab}); the checkpoints' tokenizer does not match the base model")
     gold = [[s.input_ids[p + 1] for p in s.predict_positions] for s in calib.samples]
 
@@ -133,7 +133,8 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
     base_stats = stats_of(cfg.base, "base")
     report = {
         "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
-        "calibration": {"path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256},
+        "calibration": {"path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256,
+                        "chat_template_used": calib.chat_template},
         "base": {"path": cfg.base, "outputs": output_stats(base_stats, None, gold, vocab, tokenizer)},
         "checkpoints": [], "sampling": None,
     }
@@ -154,7 +155,7 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
                                      samples=samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
                                      max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems,
                                      seed=cfg.seed, device=cfg.device or "auto", chat_template=cfg.chat_template,
-                                     trust_remote_code=cfg.trust_remote_code), progress=cfg.progress)
+                                     trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
                 pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]
                 entry["sampling"] = {"pass@1": pass1, "pass@k": passk, "gap": passk - pass1}

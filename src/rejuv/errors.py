@@ -1,9 +1,21 @@
-"""The one exception type rejuv raises for bad input.
+"""The one exception type rejuv raises for bad input, and its warnings.
 
-The CLI turns it into a one-line message and a non-zero exit; anything else is
-a bug and keeps its traceback.
+The CLI turns a `RejuvError` into a one-line message and a non-zero exit;
+anything else is a bug and keeps its traceback. Warnings (a result to read
+with care, not an error) go to the `rejuv` logger, which the CLI prints to
+stderr as `warning: ...`, and into the output's JSON where there is one.
 """
+
+import logging
+
+logger = logging.getLogger("rejuv")
 
 
 class RejuvError(Exception):
     """Bad input or an impossible request, described for the user."""
+
+
+def warn(message: str) -> str:
+    """Log `message` as a warning and return it (for the output's `warnings` list)."""
+    logger.warning(message)
+    return message

@@ -3,7 +3,14 @@
 Protocol of the paper (appendix B): temperature 0.6, top-p 1.0, K samples per
 problem, Math-Verify on the boxed final answer. Generation runs on vLLM when it
 is installed and a GPU is present (`engine: auto`), otherwise on transformers;
-both give the same results format.
+both give the same results format. Prompts follow the rule every command shares
+(`rejuv.prompts`). `dtype: auto` is float32 on the CPU (bf16 matmuls there are
+several times slower) and the checkpoint's dtype on a GPU.
+
+Work is kept as it is done: each (checkpoint, benchmark) result goes to
+`.<out>.rejuv-partial/` beside the output as soon as it is graded; a run with the
+same inputs and settings after an interruption reuses those results and samples
+only what is missing. The folder is removed when the output is written.
 
 Output (`out/`, written atomically): `eval.json` (every number with its
 sample counts) and `samples.jsonl` (every completion with its grade).
@@ -11,19 +18,25 @@ sample counts) and `samples.jsonl` (every completion with its grade).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from rejuv import __version__
+from rejuv.calibration import file_sha256
 from rejuv.checkpoint import atomic_output_dir, check_output_free
 from rejuv.confidence import calibration, stated_confidence
-from rejuv.data import problem_records
+from rejuv.data import problem_rows
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
+from rejuv.prompts import check_mode, prompt_ids, uses_template
 from rejuv.train.common import check_model_path, load_tokenizer
 
 
@@ -48,26 +61,15 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     max_problems: int | None = None
-    chat_template: str = "auto"  # auto | always | never
+    chat_template: str = "auto"  # auto | always | never (rejuv.prompts)
     engine: str = "auto"  # auto | transformers | vllm
     batch_size: int = 16  # prompts per generate call (transformers)
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = "auto"  # cuda when a GPU is visible, else cpu
+    dtype: str = "auto"  # auto: float32 on the CPU, the checkpoint's dtype on a GPU
     seed: int = 0
     overwrite: bool = False
     trust_remote_code: bool = False
-
-
-def prompt_ids(prompt, tokenizer, mode: str, where: str) -> list[int]:
-    """Token ids for the model: chat prompts through the template; text prompts too if it exists (auto)."""
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    if isinstance(prompt, list) or mode == "always" or (mode == "auto" and has_template):
-        if not has_template:
-            raise RejuvError(f"{where}: needs a chat template, and the tokenizer has none")
-        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template has its own BOS
-    return tokenizer(prompt)["input_ids"]
+    progress: bool = True
 
 
 def choose_engine(name: str) -> str:
@@ -82,15 +84,26 @@ def choose_engine(name: str) -> str:
     return "vllm" if torch.cuda.is_available() else "transformers"
 
 
+def eval_device(cfg: EvalConfig) -> str:
+    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def eval_dtype(cfg: EvalConfig):
+    """The dtype the transformers engine loads in: `auto` is float32 on the CPU, the checkpoint's on a GPU."""
+    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}.get(cfg.dtype)
+    if dtype is None:
+        raise RejuvError(f"dtype must be auto, float32 or bfloat16; got {cfg.dtype!r}")
+    if dtype == "auto" and eval_device(cfg) == "cpu":
+        return torch.float32
+    return dtype
+
+
 class TransformersEngine:
     def __init__(self, path: str, cfg: EvalConfig):
         from transformers import AutoModelForCausalLM
 
-        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}.get(cfg.dtype)
-        if dtype is None:
-            raise RejuvError(f"dtype must be auto, float32 or bfloat16; got {cfg.dtype!r}")
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+        device = eval_device(cfg)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
                                                           trust_remote_code=cfg.trust_remote_code).to(device).eval()
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the right end
@@ -147,8 +160,8 @@ def _validate(cfg: EvalConfig) -> list[int]:
     too_big = [k for k in ks if k > cfg.samples or k < 1]
     if too_big:
         raise RejuvError(f"pass@k needs 1 ≤ k ≤ samples per problem ({cfg.samples}); got k={too_big}")
-    if cfg.chat_template not in ("auto", "always", "never"):
-        raise RejuvError(f"chat_template must be auto, always or never; got {cfg.chat_template!r}")
+    check_mode(cfg.chat_template)
+    eval_dtype(cfg)
     return ks
 
 
@@ -164,7 +177,54 @@ def score(correct: list[list[bool]], ks: list[int]) -> dict:
     }
 
 
-def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
+def partial_dir(out: Path) -> Path:
+    """Where finished results wait for the rest of the run (beside `out`, like its temporary folder)."""
+    return out.parent / f".{out.name}.rejuv-partial"
+
+
+def _fingerprint(folder: str) -> list:
+    """Names, sizes and modification times of a checkpoint's files: a changed checkpoint is evaluated again."""
+    files = sorted(f for f in Path(folder).iterdir() if f.is_file())
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def _unit_key(ckpt: str, bench: str, data_sha: str, cfg: EvalConfig, engine: str, ks: list[int]) -> str:
+    """Everything a (checkpoint, benchmark) result depends on."""
+    settings = {k: getattr(cfg, k) for k in ("samples", "temperature", "top_p", "max_new_tokens", "max_problems",
+                                            "chat_template", "batch_size", "dtype", "seed")}
+    inputs = {"checkpoint": str(Path(ckpt).resolve()), "files": _fingerprint(ckpt), "benchmark": bench,
+              "data_sha256": data_sha, "settings": settings, "ks": ks, "engine": engine,
+              "device": eval_device(cfg), "version": __version__}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _grade(ckpt: str, name: str, rows: list[dict], completions: list[list[str]], cfg: EvalConfig,
+           ks: list[int]) -> tuple[dict, list[dict]]:
+    flat_gold = [r["answer"] for r, comps in zip(rows, completions, strict=True) for _ in comps]
+    flat = [c for comps in completions for c in comps]
+    grades = grade_many(flat_gold, flat)
+    correct = [grades[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(rows))]
+    confidences = [stated_confidence(text) for text in flat]
+    result = {"checkpoint": ckpt, "benchmark": name, **score(correct, ks),
+              "calibration": calibration(confidences, grades)}
+    samples = [{"checkpoint": ckpt, "benchmark": name, "problem": i, "sample": j, "answer": r["answer"],
+                "completion": text, "correct": correct[i][j], "confidence": confidences[i * cfg.samples + j]}
+               for i, (r, comps) in enumerate(zip(rows, completions, strict=True)) for j, text in enumerate(comps)]
+    return result, samples
+
+
+def _say(cfg: EvalConfig, message: str) -> None:
+    if cfg.progress:
+        print(f"[eval] {message}", file=sys.stderr, flush=True)
+
+
+def run_eval(cfg: EvalConfig) -> dict:
     from tqdm.auto import tqdm
 
     ks = _validate(cfg)
@@ -174,33 +234,38 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         check_model_path(ckpt, cfg.trust_remote_code)
     benchmarks = {}
     for path in cfg.data:
-        rows = problem_records(path)
-        benchmarks[Path(path).stem] = rows[: cfg.max_problems] if cfg.max_problems else rows
+        rows = problem_rows(path)
+        benchmarks[Path(path).stem] = (rows[: cfg.max_problems] if cfg.max_problems else rows, file_sha256(Path(path)))
     engine_name = choose_engine(cfg.engine)
-    results, samples = [], []
+    partial = partial_dir(out)
+    partial.mkdir(parents=True, exist_ok=True)
+    done: dict[tuple[str, str], dict] = {}
     for ckpt in cfg.checkpoints:
+        todo = {}
+        for name, (rows, sha) in benchmarks.items():
+            unit = partial / f"{_unit_key(ckpt, name, sha, cfg, engine_name, ks)}.json"
+            if unit.is_file():
+                done[ckpt, name] = json.loads(unit.read_text())
+                _say(cfg, f"{Path(ckpt).name}/{name}: reusing the result kept in {partial}")
+            else:
+                todo[name] = (rows, unit)
+        if not todo:
+            continue
         tokenizer = load_tokenizer(ckpt, cfg.trust_remote_code)
-        tokenized = {name: [prompt_ids(r["prompt"], tokenizer, cfg.chat_template, f"{name} row {i + 1}")
-                            for i, r in enumerate(rows)] for name, rows in benchmarks.items()}
+        templated = uses_template(tokenizer, cfg.chat_template, ckpt)
+        tokenized = {name: [prompt_ids(r["prompt"], tokenizer, templated, where) for where, r in rows]
+                     for name, (rows, _) in todo.items()}
         engine = (VLLMEngine if engine_name == "vllm" else TransformersEngine)(ckpt, cfg)
-        for name, rows in benchmarks.items():
-            prompts = tokenized[name]
-            with tqdm(total=len(prompts), desc=f"{Path(ckpt).name}/{name}", unit="problem",
-                      disable=not progress or None, leave=False) as bar:
-                completions = engine.generate(prompts, progress=bar)
-            flat_gold = [r["answer"] for r, comps in zip(rows, completions, strict=True) for _ in comps]
-            flat = [c for comps in completions for c in comps]
-            grades = grade_many(flat_gold, flat)
-            correct = [grades[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(rows))]
-            confidences = [stated_confidence(text) for text in flat]
-            results.append({"checkpoint": ckpt, "benchmark": name, **score(correct, ks),
-                            "calibration": calibration(confidences, grades)})
-            for i, (r, comps) in enumerate(zip(rows, completions, strict=True)):
-                for j, text in enumerate(comps):
-                    samples.append({"checkpoint": ckpt, "benchmark": name, "problem": i, "sample": j,
-                                    "answer": r["answer"], "completion": text, "correct": correct[i][j],
-                                    "confidence": confidences[i * cfg.samples + j]})
+        for name, (rows, unit) in todo.items():
+            with tqdm(total=len(rows), desc=f"{Path(ckpt).name}/{name}", unit="problem",
+                      disable=not cfg.progress or None, leave=False) as bar:
+                completions = engine.generate(tokenized[name], progress=bar)
+            result, samples = _grade(ckpt, name, [r for _, r in rows], completions, cfg, ks)
+            result["chat_template_used"] = templated
+            done[ckpt, name] = {"result": result, "samples": samples}
+            _write_atomic(unit, json.dumps(done[ckpt, name]) + "\n")
         del engine
+    results = [done[c, name]["result"] for c in cfg.checkpoints for name in benchmarks]
     report = {
         "version": __version__, "engine": engine_name, "config": asdict(cfg),
         "results": results,
@@ -210,8 +275,11 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     with atomic_output_dir(out, cfg.overwrite) as tmp:
         (tmp / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
         with open(tmp / "samples.jsonl", "w") as f:
-            for row in samples:
-                f.write(json.dumps(row) + "\n")
+            for c in cfg.checkpoints:
+                for name in benchmarks:
+                    for row in done[c, name]["samples"]:
+                        f.write(json.dumps(row) + "\n")
+    shutil.rmtree(partial, ignore_errors=True)
     return report
 
 

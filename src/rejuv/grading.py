@@ -9,6 +9,7 @@ is killed when it overruns.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import re
 import threading
@@ -96,6 +97,8 @@ class _Pool:
 
 
 _POOL = _Pool()
+# Closed before the interpreter tears modules down; a pool collected afterwards fails noisily in its __del__.
+atexit.register(_POOL.close)
 
 
 # Verdicts by (gold, boxed answer): two rewards that grade the same completions in one GRPO step

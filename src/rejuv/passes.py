@@ -50,6 +50,16 @@ def entropy_stats(model, adapter: ArchAdapter, calib: Calibration, cfg: ApplyCon
         return response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
 
 
+def token_accuracy(stats: list[TokenStats], calib: Calibration) -> float:
+    """Teacher-forced top-1 accuracy over every response position: argmax = the gold next token."""
+    hits = total = 0
+    for s, sample in zip(stats, calib.samples, strict=True):
+        gold = torch.tensor([sample.input_ids[p + 1] for p in sample.predict_positions])
+        hits += int((s.argmax == gold).sum())
+        total += len(gold)
+    return hits / total
+
+
 def entropy_at(stats: list[TokenStats], targets, calib: Calibration) -> float | None:
     """Mean entropy of `stats` at the target positions."""
     if not targets:
@@ -59,10 +69,16 @@ def entropy_at(stats: list[TokenStats], targets, calib: Calibration) -> float | 
     return sum(values) / len(values)
 
 
+# What the same attribution pass would reset at other ρ, reported beside the chosen one (its union grows
+# with the targets, so a user reads ρ against the whole-model share it gives).
+RHO_FACTORS = (0.1, 0.3, 1.0, 3.0)
+
+
 def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib: Calibration, targets,
                    cfg: ApplyConfig) -> tuple[ResetSet, list[float]]:
     """Attribute every target (grouped by sample, `cfg.batch_size` copies per pass) and unite the top neurons."""
-    reset = ResetSet(list(sizes), sizes, cfg.rho, cfg.ranking)
+    others = [cfg.rho * f for f in RHO_FACTORS if cfg.rho * f < 1.0]
+    reset = ResetSet(list(sizes), sizes, cfg.rho, cfg.ranking, other_rhos=others)
     errors: list[float] = []
     by_sample: dict[int, list] = {}
     for t in targets:

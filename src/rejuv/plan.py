@@ -9,9 +9,12 @@
    weights saved) from every checkpoint and from the `probe_top` best search
    candidates; its outcome (mean reward over the last quarter) is the ground
    truth the cheap signals are judged against;
-4. the recommendation (best probe outcome), the rank correlation of each cheap
-   signal with the probe outcome over the checkpoints, plots: `plan.json`,
-   `plan.html` and PNGs, written atomically into `out`.
+4. the recommendation (best probe outcome) with its uncertainty (which
+   candidates the probes cannot separate from it) and, where it hands over a
+   checkpoint `diagnose` flagged as over-trained, why; the rank correlation of
+   each cheap signal with the probe outcome over the checkpoints; plots:
+   `plan.json`, `plan.html` and PNGs, written atomically into `out`.
+Every prompt follows the rule the other commands share (`rejuv.prompts`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from rejuv import __version__
 from rejuv.apply import ApplyConfig, run_apply
 from rejuv.checkpoint import Checkpoint, atomic_output_dir, check_output_free
 from rejuv.diagnose import DiagnoseConfig, checkpoint_labels, run_diagnose
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 from rejuv.evaluate import EvalConfig, run_eval
 from rejuv.fusion import plan_fusion
 from rejuv.planner.search import (
@@ -36,6 +39,7 @@ from rejuv.planner.search import (
     search_grid,
     search_score,
     spearman,
+    uncertainty,
 )
 from rejuv.train.plasticity import read_plasticity_log
 from rejuv.train.rl import RLRecipeConfig, run_rl
@@ -80,7 +84,7 @@ class PlanConfig:
     max_problems: int | None = 64
     temperature: float = 0.6
     max_new_tokens: int = 512
-    chat_template: str = "auto"
+    chat_template: str = "auto"  # auto | always | never, for every prompt (rejuv.prompts)
     # calibration passes
     max_samples: int = 64
     device: str | None = None  # None: cuda when a GPU is visible, else cpu; auto: accelerate's device map
@@ -107,6 +111,9 @@ def _validate(cfg: PlanConfig) -> tuple[list[str], int]:
     search_grid(cfg.alphas, cfg.rhos)
     if cfg.budget_steps < 4:
         raise RejuvError(f"budget_steps must be at least 4 (a reward trend needs a few steps), got {cfg.budget_steps}")
+    if cfg.budget_steps < 8:
+        warn(f"plan: with budget_steps {cfg.budget_steps} the probes' outcome is the mean of one step, so its spread "
+             "cannot be estimated and the probes cannot separate the candidates; give 8 or more")
     if cfg.probe_top < 0:
         raise RejuvError(f"probe_top must be ≥ 0, got {cfg.probe_top}")
     if cfg.k > cfg.samples:
@@ -183,8 +190,8 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
         _log(cfg, f"search on {label}: α={cand.alpha:g}, ρ={cand.rho:g}")
         manifest = run_apply(ApplyConfig(
             base=cfg.base, sft=path, calib=cfg.calib, out=str(folder), alpha=cand.alpha, rho=cand.rho,
-            fusion_only=cand.rho == 0.0, max_samples=cfg.max_samples, seed=cfg.seed, device=cfg.device,
-            dtype=cfg.dtype, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
+            fusion_only=cand.rho == 0.0, max_samples=cfg.max_samples, chat_template=cfg.chat_template, seed=cfg.seed,
+            device=cfg.device, dtype=cfg.dtype, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
             progress=cfg.progress))
         entropy = manifest["entropy"]
         results.append({"label": cand.label, "alpha": cand.alpha, "rho": cand.rho, "path": str(folder),
@@ -195,8 +202,8 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
         checkpoints=[r["path"] for r in results], data=[eval_data], out=str(tmp / "candidates" / "eval"),
         samples=cfg.samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, chat_template=cfg.chat_template,
-        device="cpu" if cfg.device == "cpu" else "auto", seed=cfg.seed, trust_remote_code=cfg.trust_remote_code),
-        progress=cfg.progress)
+        device="cpu" if cfg.device == "cpu" else "auto", seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
+        progress=cfg.progress))
     sft_accuracy = entry["sampling"]["pass@1"]
     for r, ev in zip(results, report["results"], strict=True):
         r["pass@1"] = ev["pass@1"]
@@ -211,9 +218,10 @@ def _probe(cfg: PlanConfig, folder: Path, model: str) -> dict:
         model=model, data=cfg.probe_data, out=str(folder), rewards=list(cfg.rewards), learning_rate=cfg.learning_rate,
         max_steps=cfg.budget_steps, num_generations=cfg.num_generations,
         per_device_batch_size=cfg.prompts_per_step * cfg.num_generations, beta=cfg.beta,
-        temperature=cfg.rl_temperature, max_completion_length=cfg.max_completion_length, seed=cfg.seed,
-        save_model=False, trust_remote_code=cfg.trust_remote_code, progress=False))
-    return probe_metrics(read_plasticity_log(folder / "plasticity.jsonl"))
+        temperature=cfg.rl_temperature, max_completion_length=cfg.max_completion_length,
+        chat_template=cfg.chat_template, seed=cfg.seed, save_model=False, trust_remote_code=cfg.trust_remote_code,
+        progress=False))
+    return probe_metrics(read_plasticity_log(folder / "plasticity.jsonl"), cfg.prompts_per_step * cfg.num_generations)
 
 
 def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, search: list[dict],
@@ -237,11 +245,19 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
                           "from": labels[searched], "alpha": cand["alpha"], "rho": cand["rho"],
                           "command": _apply_command(cfg, cfg.checkpoints[searched], cand)}
     recommendation["probe_reward_end"] = probes[winner]["reward_end"]
+    recommendation["probe_reward_end_se"] = probes[winner]["reward_end_se"]
+    recommendation["uncertainty"] = uncertainty(probes, winner)
+    recommendation["diagnose"] = _against_diagnose(winner, entries, probes, recommendation["uncertainty"])
+    warnings = [warn(f"plan: {recommendation['uncertainty']['text']}")] \
+        if not recommendation["uncertainty"]["separated"] else []
+    if recommendation["diagnose"]["disagrees"]:
+        warnings.append(warn(f"plan: {recommendation['diagnose']['text']}"))
     probed_search = [c for c in search if c["probe"] is not None]
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {
         "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
         "recommendation": recommendation,
+        "warnings": warnings,
         "checkpoints": checkpoints,
         "correlations_with_probe": correlations,
         "checkpoint_order": {"by_probe": sorted(labels, key=lambda n: -probes[n]["reward_end"]),
@@ -252,11 +268,32 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
                    "best_probed_rho": next((c["rho"] for c in search if c["label"] == best_search), None)},
         "probe": {"steps": cfg.budget_steps, "rewards": cfg.rewards, "learning_rate": cfg.learning_rate,
                   "num_generations": cfg.num_generations, "prompts_per_step": cfg.prompts_per_step,
-                  "outcome": "mean reward over the last quarter of the probe's steps"},
+                  "outcome": "mean reward over the last quarter of the probe's steps",
+                  "uncertainty": "standard error of that mean from the per-step rewards (a floor: steps are not "
+                                 "independent); candidates are separated beyond 2 standard errors of the difference"},
         "evaluation": {"problems": diagnosis["sampling"]["problems"] if diagnosis.get("sampling") else None,
                        "samples": cfg.samples, "k": cfg.k, "temperature": cfg.temperature},
         "calibration": diagnosis["calibration"],
     }
+
+
+def _against_diagnose(winner: str, entries: dict, probes: dict, sure: dict) -> dict:
+    """Whether the recommendation hands over a checkpoint `diagnose` flagged as over-trained, and why it did."""
+    entry = entries.get(winner)
+    if entry is None or not entry["flagged"]:
+        flagged = sorted(name for name, e in entries.items() if e["flagged"])
+        return {"disagrees": False, "flagged": flagged,
+                "text": "diagnose flagged " + (", ".join(flagged) if flagged else "no checkpoint")
+                        + f"; the recommendation ({winner}) is not among them"}
+    p = probes[winner]
+    se = "unknown" if p["reward_end_se"] is None else f"{p['reward_end_se']:.3f}"
+    why = "; ".join(entry["signals"].values()) or "entropy below the collapse level"
+    return {"disagrees": True, "flagged": sorted(n for n, e in entries.items() if e["flagged"]),
+            "text": (f"the recommendation hands {winner} to RL as it is, although diagnose flagged it as "
+                     f"over-trained ({why}). Its probe had the best end reward, {p['reward_end']:.3f} "
+                     f"(standard error {se}, {p['end_steps']} step(s), {p['samples_seen']} completions in all); "
+                     f"{sure['text']}. A short probe measures how fast the reward rises from the start, not how "
+                     "far a full RL run goes, which is what over-training costs; weigh the flag, or probe longer.")}
 
 
 def _apply_command(cfg: PlanConfig, sft: str, cand: dict) -> str:

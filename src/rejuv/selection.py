@@ -10,6 +10,7 @@ turns the chosen neurons into tensor rows and columns.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -24,16 +25,20 @@ def budget(rho: float, count: int) -> int:
 
 
 class ResetSet:
-    """Union of selected neurons, one boolean mask per module."""
+    """Union of selected neurons, one boolean mask per module, for ρ and, from the same scores, for
+    any `other_rhos` (what the same attribution pass would reset at another ρ)."""
 
-    def __init__(self, neurons: list[Neurons], sizes: dict[Neurons, int], rho: float, ranking: str = "global"):
+    def __init__(self, neurons: list[Neurons], sizes: dict[Neurons, int], rho: float, ranking: str = "global",
+                 other_rhos: Sequence[float] = ()):
         if ranking not in RANKINGS:
             raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
         self.neurons = neurons
         self.sizes = sizes
         self.rho = check_rho(rho)
+        self.rhos = sorted({self.rho, *(check_rho(r) for r in other_rhos)})
         self.ranking = ranking
-        self.masks = {n: torch.zeros(sizes[n], dtype=torch.bool) for n in neurons}
+        self.masks_by_rho = {r: {n: torch.zeros(sizes[n], dtype=torch.bool) for n in neurons} for r in self.rhos}
+        self.masks = self.masks_by_rho[self.rho]
         self.targets = 0
 
     @property
@@ -42,34 +47,36 @@ class ResetSet:
 
     @property
     def selected(self) -> int:
-        return sum(int(m.sum()) for m in self.masks.values())
+        return self.selected_at(self.rho)
+
+    def selected_at(self, rho: float) -> int:
+        return sum(int(m.sum()) for m in self.masks_by_rho[rho].values())
+
+    def _unite(self, scores: torch.Tensor, keys: list[Neurons]) -> None:
+        """Top-ρ positive columns of `scores` ([targets, Σ sizes of keys]) into each ρ's masks."""
+        width = scores.shape[1]
+        k_max = budget(self.rhos[-1], width)
+        if k_max == 0:
+            return
+        top = torch.topk(scores, k_max, dim=1)  # sorted: each smaller ρ keeps a prefix
+        for rho in self.rhos:
+            k = budget(rho, width)
+            if k == 0:
+                continue
+            chosen = torch.zeros_like(scores, dtype=torch.bool)
+            chosen.scatter_(1, top.indices[:, :k], top.values[:, :k] > 0)
+            start = 0
+            for n in keys:
+                self.masks_by_rho[rho][n] |= chosen[:, start: start + self.sizes[n]].any(0)
+                start += self.sizes[n]
 
     def add(self, scores: dict[Neurons, torch.Tensor]) -> None:
         """Add the top neurons of each target; `scores[n]` is [targets, size of n]."""
         if self.ranking == "global":
-            flat = torch.cat([scores[n] for n in self.neurons], dim=1)
-            k = budget(self.rho, flat.shape[1])
-            if k == 0:
-                self.targets += flat.shape[0]
-                return
-            top = torch.topk(flat, k, dim=1)
-            chosen = torch.zeros_like(flat, dtype=torch.bool)
-            chosen.scatter_(1, top.indices, top.values > 0)
-            start = 0
+            self._unite(torch.cat([scores[n] for n in self.neurons], dim=1), self.neurons)
+        else:
             for n in self.neurons:
-                self.masks[n] |= chosen[:, start: start + self.sizes[n]].any(0)
-                start += self.sizes[n]
-            self.targets += flat.shape[0]
-            return
-        for n in self.neurons:
-            s = scores[n]
-            k = budget(self.rho, s.shape[1])
-            if k == 0:
-                continue
-            top = torch.topk(s, k, dim=1)
-            chosen = torch.zeros_like(s, dtype=torch.bool)
-            chosen.scatter_(1, top.indices, top.values > 0)
-            self.masks[n] |= chosen.any(0)
+                self._unite(scores[n], [n])
         self.targets += next(iter(scores.values())).shape[0]
 
     def indices(self) -> dict[Neurons, list[int]]:
@@ -84,3 +91,25 @@ class ResetSet:
     def by_module(self) -> dict[str, dict[str, int]]:
         return {f"{n.layer}.{n.kind}": {"reset": int(self.masks[n].sum()), "total": self.sizes[n]}
                 for n in self.neurons}
+
+    def _grouped(self, key) -> dict:
+        groups: dict = {}
+        for n in self.neurons:
+            g = groups.setdefault(key(n), {"reset": 0, "total": 0})
+            g["reset"] += int(self.masks[n].sum())
+            g["total"] += self.sizes[n]
+        for g in groups.values():
+            g["ratio"] = g["reset"] / g["total"] if g["total"] else 0.0
+        return groups
+
+    def by_kind(self) -> dict[str, dict]:
+        """Reset, total and ratio per module kind (q_proj, ..., down_proj) over all layers."""
+        return self._grouped(lambda n: n.kind)
+
+    def by_layer(self) -> dict[str, dict]:
+        """Reset, total and ratio per layer over all module kinds."""
+        return self._grouped(lambda n: str(n.layer))
+
+    def ratio_by_rho(self) -> dict[str, float]:
+        """Effective reset ratio |S| / total at every ρ of this set."""
+        return {f"{rho:g}": self.selected_at(rho) / self.total for rho in self.rhos}

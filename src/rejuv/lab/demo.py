@@ -201,9 +201,10 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
         for stage, path in (("before", ckpt[arm]), ("after", root / "rl" / arm)):
             config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
                                 out=str(root / f"eval_{stage}" / arm), samples=p.samples,
-                                max_new_tokens=_completion_length(arm, p), chat_template="never", seed=seed)
+                                max_new_tokens=_completion_length(arm, p), chat_template="never", seed=seed,
+                                progress=False)
             _step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
-                  lambda c=config: run_eval(c, progress=False))
+                  lambda c=config: run_eval(c))
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
                             calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False)
     _step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",

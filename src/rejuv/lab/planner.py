@@ -59,8 +59,8 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
              lambda c=config: run_rl(c))
     config = EvalConfig(checkpoints=[str(truth / "rl" / n) for n in starts], data=[str(files["id"]), str(files["ood"])],
                         out=str(truth / "eval"), samples=p.samples, max_new_tokens=p.max_completion_length,
-                        chat_template="never", seed=seed)
-    step(out, truth / "eval", f"seed {seed}: planner check, evaluation after RL", lambda: run_eval(config, False))
+                        chat_template="never", seed=seed, progress=False)
+    step(out, truth / "eval", f"seed {seed}: planner check, evaluation after RL", lambda: run_eval(config))
 
 
 def _plan_or_record(config: PlanConfig, plan_dir: Path) -> None:

@@ -98,12 +98,15 @@ def render_html(plan: dict, plots: dict[str, bytes]) -> str:
     else:
         advice = (f"Hand <b>{html.escape(rec['from'])}</b> to RL after {rec['kind'].replace('fused', 'fusion')} "
                   f"with α = {rec['alpha']:g}, ρ = {rec['rho']:g}: <code>{html.escape(rec['command'])}</code>")
-    checkpoint_rows = [[c["name"], *[c["signals"][k] for k in SIGNAL_LABELS], c["probe"]["reward_start"],
-                        c["probe"]["reward_end"], c["probe"]["reward_slope"], c["probe"]["grad_to_update"],
-                        c["probe"]["entropy_slope"]] for c in plan["checkpoints"]]
+    checkpoint_rows = [[c["name"] + (" (flagged)" if c["flagged"] else ""), *[c["signals"][k] for k in SIGNAL_LABELS],
+                        c["probe"]["reward_start"], c["probe"]["reward_end"], c["probe"]["reward_end_se"],
+                        c["probe"]["reward_slope"], c["probe"]["grad_to_update"], c["probe"]["entropy_slope"]]
+                       for c in plan["checkpoints"]]
     search_rows = [[c["label"], c["alpha"], c["rho"], c["entropy"], c["entropy_recovered"], c["pass@1"],
-                    c["accuracy_kept"], c["score"], (c.get("probe") or {}).get("reward_end")]
+                    c["accuracy_kept"], c["score"], (c.get("probe") or {}).get("reward_end"),
+                    (c.get("probe") or {}).get("reward_end_se")]
                    for c in plan["search"]["candidates"]]
+    cautions = "".join(f'<p class="caution">{html.escape(w)}</p>' for w in plan["warnings"])
     corr_rows = [[SIGNAL_LABELS[k], v] for k, v in plan["correlations_with_probe"].items()]
     probe = plan["probe"]
     figures = "".join(
@@ -118,24 +121,28 @@ table {{ border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 td:first-child {{ text-align: left; }}
 .advice {{ background: #e8f4e8; padding: 10px; border-left: 4px solid #3a3; }}
+.caution {{ background: #fdf3e1; padding: 10px; border-left: 4px solid #d90; }}
 figure {{ display: inline-block; margin: 8px; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 </style></head>
 <body data-images="{len(plots)}">
 <h1>Hand-off plan</h1>
-<p class="advice">{advice} Its probe ended at mean reward {_fmt(rec['probe_reward_end'])}.</p>
+<p class="advice">{advice} Its probe ended at mean reward {_fmt(rec['probe_reward_end'])} (standard error
+{_fmt(rec['probe_reward_end_se'])}); {html.escape(rec['uncertainty']['text'])}.</p>
+{cautions}
+<p>Diagnose: {html.escape(rec['diagnose']['text'])}.</p>
 <p>Every candidate got the same GRPO probe: {probe['steps']} steps, {probe['prompts_per_step']} prompts ×
 {probe['num_generations']} samples per step, learning rate {probe['learning_rate']:g}, reward
 {html.escape(', '.join(probe['rewards']))}; outcome = {html.escape(probe['outcome'])}. Seed {plan['seed']}.
 Evaluation: {_fmt(plan['evaluation']['problems'])} problems × {plan['evaluation']['samples']} samples.</p>
 <h2>Checkpoints: cheap signals and probe</h2>
-{_table(["checkpoint", *SIGNAL_LABELS.values(), "probe reward start", "probe reward end", "reward slope",
-         "grad / update", "entropy slope"], checkpoint_rows)}
+{_table(["checkpoint", *SIGNAL_LABELS.values(), "probe reward start", "probe reward end", "± s.e.",
+         "reward slope", "grad / update", "entropy slope"], checkpoint_rows)}
 <h2>Which cheap signal predicts the probe (Spearman over {n} checkpoints)</h2>
 <p>Fewer than three checkpoints, or a constant signal, give no correlation (–).</p>
 {_table(["signal", "Spearman with probe outcome"], corr_rows)}
 <h2>α/ρ search on {html.escape(plan['search']['on'])}</h2>
 {_table(["candidate", "α", "ρ", "entropy", "entropy recovered", "pass@1", "accuracy kept", "search score",
-         "probe reward end"], search_rows)}
+         "probe reward end", "± s.e."], search_rows)}
 <h2>Plots</h2>{figures}
 </body></html>
 """

@@ -9,13 +9,19 @@ recipe (`rejuv.plan`) produces the numbers with diagnose, apply, eval and rl.
   zero: the base model (all entropy, little skill) and a collapsed checkpoint
   (all skill, no entropy) both score low.
 - Probe outcome, the planner's ground truth: the mean reward over the last
-  quarter of a short GRPO run (at least one step). The recommendation is the
-  candidate with the best outcome (ties: steeper reward slope, then input order).
+  quarter of a short GRPO run (at least one step), with its uncertainty: the
+  standard error of that mean from the spread of the per-step rewards (steps
+  are not independent draws, so this is a floor on the real uncertainty; one
+  step gives none), and the completions sampled. The recommendation is the
+  candidate with the best outcome (ties: steeper reward slope, then input
+  order); it is *separated* from another candidate when the outcomes differ by
+  more than `SEPARATION_Z` standard errors of the difference.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from rejuv.errors import RejuvError
@@ -75,12 +81,17 @@ def slope(values: list[float]) -> float | None:
     return sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values)) / sxx
 
 
-def probe_metrics(rows: list[dict]) -> dict:
+SEPARATION_Z = 2.0  # ≈ 95% two-sided for a normal difference
+
+
+def probe_metrics(rows: list[dict], completions_per_step: int | None = None) -> dict:
     """Summary of one probe from its plasticity.jsonl rows (one per optimizer step)."""
     rewards = [r["reward"] for r in rows if r.get("reward") is not None]
     if not rewards:
         raise RejuvError("the probe logged no rewards (did the RL run take any step?)")
     quarter = max(1, len(rewards) // 4)
+    end = rewards[-quarter:]
+    end_sd = statistics.stdev(end) if len(end) >= 2 else None
     grads = [r["grad_norm"] for r in rows if r.get("grad_norm") is not None]
     updates = [r["update_l2"] for r in rows if r.get("update_l2") is not None]
     entropy = [r["entropy"] for r in rows if r.get("entropy") is not None]
@@ -88,7 +99,12 @@ def probe_metrics(rows: list[dict]) -> dict:
     return {
         "steps": len(rewards),
         "reward_start": mean(rewards[:quarter]),
-        "reward_end": mean(rewards[-quarter:]),
+        "reward_end": mean(end),
+        "reward_end_sd": end_sd,  # spread of the per-step mean reward over the last quarter
+        "reward_end_se": None if end_sd is None else end_sd / math.sqrt(len(end)),
+        "end_steps": len(end),
+        "samples_seen": None if completions_per_step is None else len(rewards) * completions_per_step,
+        "end_samples": None if completions_per_step is None else len(end) * completions_per_step,
         "reward_gain": mean(rewards[-quarter:]) - mean(rewards[:quarter]),
         "reward_slope": slope(rewards),
         "grad_to_update": (mean(grads) / mean(updates)) if grads and updates and mean(updates) else None,
@@ -130,3 +146,33 @@ def best(outcomes: dict[str, dict]) -> str:
     order = list(outcomes)
     return max(order, key=lambda k: (outcomes[k]["reward_end"], outcomes[k]["reward_slope"] or 0.0,
                                      -order.index(k)))
+
+
+def separated(a: dict, b: dict) -> bool | None:
+    """Whether probe `a`'s outcome exceeds `b`'s by more than SEPARATION_Z standard errors of the difference;
+    None when either probe has too few end steps to estimate its spread."""
+    if a.get("reward_end_se") is None or b.get("reward_end_se") is None:
+        return None
+    margin = a["reward_end"] - b["reward_end"]
+    return margin > SEPARATION_Z * math.hypot(a["reward_end_se"], b["reward_end_se"])
+
+
+def uncertainty(outcomes: dict[str, dict], winner: str) -> dict:
+    """How sure the recommendation is: the candidates the probes cannot tell from `winner`."""
+    others = [k for k in outcomes if k != winner]
+    verdicts = {k: separated(outcomes[winner], outcomes[k]) for k in others}
+    tied = [k for k, v in verdicts.items() if v is not True]
+    w = outcomes[winner]
+    estimable = w.get("reward_end_se") is not None
+    if not others:
+        text = "only one candidate was probed"
+    elif not estimable:
+        text = (f"the probes' last quarter is {w.get('end_steps', 1)} step, so the spread of the outcome cannot be "
+                "estimated and no candidate can be separated from another; give --budget-steps 8 or more")
+    elif tied:
+        text = (f"the probes cannot separate {winner} from {', '.join(tied)}: the outcomes differ by less than "
+                f"{SEPARATION_Z:g} standard errors; a longer --budget-steps or more --prompts-per-step would")
+    else:
+        text = f"{winner} is ahead of every other candidate by more than {SEPARATION_Z:g} standard errors"
+    return {"separated": bool(others) and estimable and not tied, "tied_with": tied if estimable else others,
+            "z": SEPARATION_Z, "text": text}

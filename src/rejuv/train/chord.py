@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rejuv.prompts import sequence_ids
+
 
 @dataclass(frozen=True)
 class ChordSchedule:
@@ -52,23 +54,13 @@ def chord_sft_loss(token_logps: torch.Tensor, mask: torch.Tensor, phi: bool) -> 
     return -(weight * token_logps * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def tokenize_expert(records: list[dict], tokenizer) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, completion ids + EOS) per expert row; chat prompts go through the chat template."""
-    rows = []
-    for r in records:
-        prompt, completion = r["prompt"], r["completion"]
-        if isinstance(prompt, list):
-            prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-            if isinstance(prompt_ids, dict):
-                prompt_ids = prompt_ids["input_ids"]
-            completion = "".join(m["content"] for m in completion if m["role"] == "assistant")
-        else:
-            prompt_ids = tokenizer(prompt)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None:
-            completion_ids = completion_ids + [tokenizer.eos_token_id]
-        rows.append((list(prompt_ids), completion_ids))
-    return rows
+def tokenize_expert(rows: list[tuple[str, dict]], tokenizer, templated: bool) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) per expert row (`data.sft_rows`), by the prompt rule every command shares."""
+    out = []
+    for where, record in rows:
+        ids, start = sequence_ids(record, tokenizer, templated, where)
+        out.append((ids[:start], ids[start:]))
+    return out
 
 
 class ExpertBatches:

@@ -7,12 +7,12 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import torch
 
-from rejuv.checkpoint import atomic_output_dir, check_output_free
+from rejuv.checkpoint import atomic_output_dir, check_output_free, dtype_from_name
 from rejuv.errors import RejuvError
 
 
@@ -89,20 +89,85 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tok
 
 
-def device_defaults(dtype: str = "auto") -> dict:
+@dataclass(frozen=True)
+class Precision:
+    """How a recipe trains and saves: the weights the optimizer updates, the compute dtype, the saved dtype.
+
+    `master` float32 keeps every update, however small; bfloat16 weights (asked for explicitly) lose any
+    update below half a bf16 step of the weight (2^-9 of its magnitude). bfloat16 compute over float32
+    master weights is autocast (mixed precision), as TrainingArguments' `bf16` does it.
+    """
+
+    master: str  # float32 | bfloat16
+    compute: str  # float32 | bfloat16
+    saved: str  # dtype of the saved weights
+
+    @property
+    def autocast(self) -> bool:
+        return self.compute == "bfloat16" and self.master == "float32"
+
+    def describe(self) -> dict:
+        return {"master_weights": self.master,
+                "compute": "bfloat16 autocast" if self.autocast else self.compute, "saved": self.saved}
+
+    def statement(self, templated: bool) -> dict:
+        """What a training run states about itself in its summary and config file."""
+        return {"precision": self.describe(), "chat_template_used": templated}
+
+
+_FLOAT_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                "float16": "float16", "fp16": "float16"}
+
+
+def checkpoint_float_dtype(path: str) -> str:
+    """The dtype most of a checkpoint's floating-point bytes are stored in (float32 when it cannot tell)."""
+    from rejuv.checkpoint import Checkpoint, dtype_from_name
+
+    try:
+        with Checkpoint(path) as ckpt:
+            sizes: dict[str, int] = {}
+            for info in ckpt.tensors.values():
+                if info.dtype in ("F32", "BF16", "F16", "F64"):
+                    sizes[info.dtype] = sizes.get(info.dtype, 0) + info.nbytes
+        if sizes:
+            return str(dtype_from_name(max(sizes, key=sizes.get))).removeprefix("torch.")
+    except RejuvError:  # pickle-only weights: fall back to the config
+        pass
+    config = json.loads((Path(path) / "config.json").read_text())
+    stated = config.get("dtype") or config.get("torch_dtype")
+    return _FLOAT_NAMES.get(str(stated), "float32")
+
+
+def training_precision(dtype: str, master_dtype: str, save_dtype: str, model_path: str) -> Precision:
+    """Resolve the precision options; errors name the option.
+
+    dtype (compute): auto = bfloat16 autocast on a GPU that has it, else float32; bfloat16 needs CUDA.
+    master_dtype: float32 (default, whatever the checkpoint's dtype) or bfloat16 (pure bf16 training).
+    save_dtype: auto = the input checkpoint's dtype.
+    """
+    cuda = torch.cuda.is_available()
+    compute = _FLOAT_NAMES.get(dtype, dtype)
+    if compute == "auto":
+        compute = "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"
+    elif compute == "bfloat16" and not cuda and master_dtype != "bfloat16":
+        raise RejuvError("dtype bfloat16 (mixed precision) needs a CUDA device; use float32 on the CPU")
+    elif compute not in ("float32", "bfloat16"):
+        raise RejuvError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    master = _FLOAT_NAMES.get(master_dtype)
+    if master not in ("float32", "bfloat16"):
+        raise RejuvError(f"master_dtype must be float32 or bfloat16, got {master_dtype!r}")
+    if master == "bfloat16":
+        compute = "bfloat16"
+    saved = checkpoint_float_dtype(model_path) if save_dtype == "auto" else _FLOAT_NAMES.get(save_dtype)
+    if saved is None:
+        raise RejuvError(f"save_dtype must be auto, float32, bfloat16 or float16, got {save_dtype!r}")
+    return Precision(master, compute, saved)
+
+
+def device_defaults(precision: Precision) -> dict:
     """TrainingArguments that just work on the machine at hand (CPU: no bf16, no pinned memory)."""
     cuda = torch.cuda.is_available()
-    if dtype == "auto":
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-    elif dtype in ("bfloat16", "bf16"):
-        if not cuda:
-            raise RejuvError("dtype bfloat16 training asked for, but there is no CUDA device; use float32")
-        bf16 = True
-    elif dtype in ("float32", "fp32"):
-        bf16 = False
-    else:
-        raise RejuvError(f"training dtype must be auto, bfloat16 or float32, got {dtype!r}")
-    return {"bf16": bf16, "fp16": False, "use_cpu": not cuda, "dataloader_pin_memory": cuda,
+    return {"bf16": precision.autocast, "fp16": False, "use_cpu": not cuda, "dataloader_pin_memory": cuda,
             "report_to": "none", "save_strategy": "no", "disable_tqdm": False}
 
 
@@ -117,15 +182,19 @@ def make_trl_config(config_cls, values: dict, extra: dict | None, what: str):
         raise RejuvError(f"{what}: {exc}") from exc
 
 
-def shared_trainer_args(cfg, tmp: Path) -> dict:
-    """TrainingArguments both recipes set the same way (cfg: an SFT or RL recipe config)."""
+def shared_trainer_args(cfg, tmp: Path, precision: Precision) -> dict:
+    """TrainingArguments both recipes set the same way (cfg: an SFT or RL recipe config).
+
+    The model is loaded in the master dtype, whatever the checkpoint's: a bf16 checkpoint trained with
+    float32 master weights starts from exactly its bf16 values.
+    """
     return dict(
         output_dir=str(tmp / "trainer"), learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed, data_seed=cfg.seed, activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
-        model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": "auto"},
-        **device_defaults(cfg.dtype),
+        model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": precision.master},
+        **device_defaults(precision),
     )
 
 
@@ -138,6 +207,31 @@ def lora_config(cfg):
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+@contextlib.contextmanager
+def quiet_libraries(progress: bool) -> Iterator[None]:
+    """While a recipe trains: hide a deprecation warning TRL and PEFT trigger inside transformers
+    (`is_gradient_checkpointing` is deprecated: theirs to fix, and it tells a user nothing), and without
+    `progress` the progress bars transformers and datasets draw for loading, preparing and saving."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    bars = [(hf_logging.is_progress_bar_enabled(), hf_logging.disable_progress_bar, hf_logging.enable_progress_bar),
+            (datasets.is_progress_bar_enabled(), datasets.disable_progress_bars, datasets.enable_progress_bars)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        if not progress:
+            for _, disable, _ in bars:
+                disable()
+        try:
+            yield
+        finally:
+            for was_on, _, enable in bars:
+                if was_on and not progress:
+                    enable()
+
+
 def silence(trainer) -> None:
     """Drop the trainer's progress bar and per-step log printing (the logs are still recorded)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -146,11 +240,12 @@ def silence(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def finish_run(trainer, tmp: Path, cfg, config_name: str) -> None:
-    """Write the log history and the recipe config; drop the trainer's scratch folder."""
+def finish_run(trainer, tmp: Path, cfg, config_name: str, stated: dict) -> None:
+    """Write the log history and the recipe config with what was `stated` about the run (precision, prompts);
+    drop the trainer's scratch folder."""
     if trainer.accelerator.is_main_process:
         write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
-        write_json(tmp / config_name, cfg)
+        write_json(tmp / config_name, {**asdict(cfg), **stated})
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
 
@@ -167,19 +262,41 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, default=float) + "\n")
 
 
-def save_model(trainer, folder: Path, merge_lora: bool = True) -> None:
-    """A full, loadable checkpoint (LoRA adapters merged) plus the tokenizer."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if merge_lora and hasattr(model, "merge_and_unload"):
-        if trainer.accelerator.is_main_process:
-            import copy
+def cast_state_dict(state: dict, dtype: torch.dtype) -> dict:
+    """Floating-point tensors in `dtype`; tensors that share memory (tied embeddings) stay shared."""
+    cast: dict = {}
+    out = {}
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            out[name] = tensor
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key not in cast:
+            cast[key] = tensor.to(dtype)
+        out[name] = cast[key]
+    return out
 
-            merged = copy.deepcopy(model).merge_and_unload()
-            merged.save_pretrained(folder)
-            trainer.processing_class.save_pretrained(folder)
-        trainer.accelerator.wait_for_everyone()
-        return
-    trainer.save_model(str(folder))
-    if trainer.accelerator.is_main_process:
-        # The trainer pickles its arguments next to the weights; outputs stay pickle-free.
-        (Path(folder) / "training_args.bin").unlink(missing_ok=True)
+
+def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True) -> None:
+    """A full, loadable checkpoint in `dtype` (LoRA adapters merged) plus the tokenizer.
+
+    Called by every process: under ZeRO-3 or FSDP, gathering the state dict is collective.
+    The live model keeps its master weights; only the saved copy is cast.
+    """
+    accelerator = trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
+    if merge_lora and hasattr(model, "merge_and_unload"):
+        import copy
+
+        target = copy.deepcopy(model).merge_and_unload() if accelerator.is_main_process else None
+        state = target.state_dict() if target is not None else None
+    else:
+        target, state = model, accelerator.get_state_dict(trainer.model_wrapped)
+    if accelerator.is_main_process:
+        target.save_pretrained(folder, state_dict=cast_state_dict(state, dtype_from_name(dtype)))
+        config_file = Path(folder) / "config.json"  # save_pretrained states the live model's dtype
+        config = json.loads(config_file.read_text())
+        config["dtype"] = dtype
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        trainer.processing_class.save_pretrained(folder)
+    accelerator.wait_for_everyone()

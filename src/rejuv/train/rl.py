@@ -6,11 +6,17 @@ temperature 1.0, top-p 1.0, KL loss against the initial policy with coefficient
 per-sequence token-mean loss (TRL's `grpo` loss type), reward ±1 from
 Math-Verify on the boxed answer.
 
+Prompts follow the rule every command shares (`rejuv.prompts`): with the chat
+template (the default when the tokenizer has one), a text `prompt`/`problem`
+goes to TRL as one user message, so GRPO samples from the same prompt ids that
+`rejuv eval` and `rejuv plan` use. Precision as in `rejuv sft`: float32 master
+weights, saved in the input's dtype.
+
 Output (`out/`, written to a temporary sibling and renamed at the end): the
 final policy as a full save_pretrained folder (LoRA adapters merged),
 `plasticity.jsonl` (one row per optimizer step: grad norm, update size, drift
 from the initial policy, reward, KL, entropy), `train_log.jsonl`,
-`rl_config.json`.
+`rl_config.json` (the options and the precision used).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rejuv.checkpoint import check_output_free
-from rejuv.data import problem_records
+from rejuv.data import problem_rows
 from rejuv.errors import RejuvError
+from rejuv.prompts import check_mode, model_prompt, uses_template
 from rejuv.rewards import resolve_reward
 from rejuv.train.common import (
     check_model_path,
@@ -29,10 +36,12 @@ from rejuv.train.common import (
     load_tokenizer,
     lora_config,
     make_trl_config,
+    quiet_libraries,
     save_model,
     shared_trainer_args,
     silence,
     training_output_dir,
+    training_precision,
 )
 from rejuv.train.plasticity import PlasticityCallback, read_plasticity_log
 
@@ -58,7 +67,10 @@ class RLRecipeConfig:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     loss_type: str = "grpo"
-    dtype: str = "auto"
+    chat_template: str = "auto"  # auto | always | never (rejuv.prompts)
+    dtype: str = "auto"  # compute: auto = bf16 autocast on a GPU that has it, else float32
+    master_dtype: str = "float32"  # weights the optimizer updates; bfloat16 = pure bf16 training
+    save_dtype: str = "auto"  # saved weights; auto = the input checkpoint's dtype
     gradient_checkpointing: bool = False
     lora: bool = False
     lora_r: int = 16
@@ -101,6 +113,7 @@ def _check(cfg: RLRecipeConfig) -> list:
             f"must be divisible by num_generations ({cfg.num_generations})")
     if cfg.beta < 0:
         raise RejuvError(f"beta (KL coefficient) must be ≥ 0, got {cfg.beta}")
+    check_mode(cfg.chat_template)
     if cfg.chord_data is not None:
         for name in ("chord_mu_peak", "chord_mu_valley"):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
@@ -112,7 +125,7 @@ def _check(cfg: RLRecipeConfig) -> list:
     return funcs
 
 
-def _trainer_extras(cfg: RLRecipeConfig, tokenizer) -> tuple[type | None, dict]:
+def _trainer_extras(cfg: RLRecipeConfig, tokenizer, templated: bool) -> tuple[type | None, dict]:
     """rejuv's GRPOTrainer subclass and its arguments when an option needs it (CHORD, the filter), else None."""
     if cfg.chord_data is None and not cfg.filter_groups:
         return None, {}
@@ -120,10 +133,14 @@ def _trainer_extras(cfg: RLRecipeConfig, tokenizer) -> tuple[type | None, dict]:
 
     extras: dict = {"filter_groups": cfg.filter_groups}
     if cfg.chord_data is not None:
-        from rejuv.data import sft_records
+        from rejuv.data import sft_rows
         from rejuv.train.chord import ChordSchedule, ExpertBatches, tokenize_expert
 
-        rows = tokenize_expert(sft_records(cfg.chord_data), tokenizer)
+        expert = sft_rows(cfg.chord_data, "CHORD expert data")
+        if "text" in expert[0][1]:
+            raise RejuvError(f"{cfg.chord_data}: CHORD's expert rows need a prompt and a response "
+                             "(prompt/completion or messages), not plain text")
+        rows = tokenize_expert(expert, tokenizer, templated)
         size = cfg.chord_expert_batch_size or max(1, cfg.per_device_batch_size // cfg.num_generations)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         schedule = ChordSchedule(cfg.chord_mu_peak, cfg.chord_mu_valley, cfg.chord_mu_warmup_steps,
@@ -142,19 +159,23 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
     inputs = [Path(cfg.model), Path(cfg.data)] + ([Path(cfg.chord_data)] if cfg.chord_data else [])
     check_output_free(out, cfg.overwrite, inputs=tuple(inputs))
     check_model_path(cfg.model, cfg.trust_remote_code)
-    records = problem_records(cfg.data, need_answer=bool(_NEED_ANSWER & set(cfg.rewards)))
+    precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    templated = uses_template(tokenizer, cfg.chat_template, cfg.model)
+    records = []
+    for where, record in problem_rows(cfg.data, need_answer=bool(_NEED_ANSWER & set(cfg.rewards))):
+        records.append({**record, "prompt": model_prompt(record["prompt"], templated, where)})
 
-    with training_output_dir(out, cfg.overwrite) as tmp:
+    with training_output_dir(out, cfg.overwrite) as tmp, quiet_libraries(cfg.progress):
         values = dict(
-            shared_trainer_args(cfg, tmp), max_steps=cfg.max_steps, lr_scheduler_type="constant", warmup_steps=0,
-            weight_decay=0.0, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
+            shared_trainer_args(cfg, tmp, precision), max_steps=cfg.max_steps, lr_scheduler_type="constant",
+            warmup_steps=0, weight_decay=0.0, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
             temperature=cfg.temperature, top_p=cfg.top_p, max_completion_length=cfg.max_completion_length,
             loss_type=cfg.loss_type, reward_weights=cfg.reward_weights, use_vllm=cfg.use_vllm,
         )
         args = make_trl_config(GRPOConfig, values, cfg.trl_args, "rl")
         plasticity = PlasticityCallback(tmp / "plasticity.jsonl", every=cfg.plasticity_every)
-        trainer_class, extras = _trainer_extras(cfg, tokenizer)
+        trainer_class, extras = _trainer_extras(cfg, tokenizer, templated)
         try:
             trainer = (trainer_class or GRPOTrainer)(model=cfg.model, reward_funcs=funcs, args=args, **extras,
                                   train_dataset=Dataset.from_list(records), processing_class=tokenizer,
@@ -165,13 +186,15 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
             silence(trainer)
         trainer.train()
         if cfg.save_model:
-            save_model(trainer, tmp)
+            save_model(trainer, tmp, precision.saved)
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-        finish_run(trainer, tmp, cfg, "rl_config.json")
+        stated = precision.statement(templated)
+        finish_run(trainer, tmp, cfg, "rl_config.json", stated)
         steps = len(read_plasticity_log(tmp / "plasticity.jsonl")) if (tmp / "plasticity.jsonl").exists() else 0
     head, tail = rewards[:5], rewards[-5:]
     return {
         "out": str(out), "steps": trainer.state.global_step, "plasticity_rows": steps,
         "reward_first": sum(head) / len(head) if head else None,
         "reward_last": sum(tail) / len(tail) if tail else None,
+        **stated,
     }

@@ -6,9 +6,19 @@ full effect. `loss: dft` switches TRL's loss to Dynamic Fine-Tuning (each
 token's NLL weighted by its detached probability), the paper's baseline;
 `loss: pear` to PEAR's importance-weighted NLL (train/pear.py).
 
+Rows become token ids by the rule every command shares (`rejuv.prompts`: the
+chat template when the tokenizer has one, unless `chat_template` says otherwise),
+and the tokenized rows are handed to TRL, so training sees exactly the prompt ids
+that `rl`, `eval` and `diagnose` use; the loss covers the response tokens.
+
+Precision (`train/common.py`): float32 master weights whatever the checkpoint's
+dtype (bf16 autocast on a GPU that has it), saved in the input's dtype unless
+`save_dtype` says otherwise; pure bf16 training only with `master_dtype: bfloat16`.
+
 Output (`out/`, written to a temporary sibling and renamed at the end):
 `epoch-<e>/` for every epoch in `save_epochs` (full save_pretrained folders with
-tokenizer), `train_log.jsonl` (the trainer's log history), `sft_config.json`.
+tokenizer), `train_log.jsonl` (the trainer's log history), `sft_config.json`
+(the options and the precision used).
 """
 
 from __future__ import annotations
@@ -19,18 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rejuv.checkpoint import check_output_free
-from rejuv.data import sft_records
+from rejuv.data import sft_rows
 from rejuv.errors import RejuvError
+from rejuv.prompts import check_mode, sequence_ids, uses_template
 from rejuv.train.common import (
     check_model_path,
     finish_run,
     load_tokenizer,
     lora_config,
     make_trl_config,
+    quiet_libraries,
     save_model,
     shared_trainer_args,
     silence,
     training_output_dir,
+    training_precision,
 )
 from rejuv.train.plasticity import PlasticityCallback
 
@@ -55,7 +68,10 @@ class SFTRecipeConfig:
     gradient_accumulation_steps: int = 1
     max_length: int = 1024
     max_grad_norm: float = 1.0
-    dtype: str = "auto"  # auto: bf16 on a GPU that has it, else float32
+    chat_template: str = "auto"  # auto | always | never (rejuv.prompts)
+    dtype: str = "auto"  # compute: auto = bf16 autocast on a GPU that has it, else float32
+    master_dtype: str = "float32"  # weights the optimizer updates; bfloat16 = pure bf16 training
+    save_dtype: str = "auto"  # saved weights; auto = the input checkpoint's dtype
     gradient_checkpointing: bool = False
     lora: bool = False
     lora_r: int = 16
@@ -84,7 +100,7 @@ def epoch_dir_name(epoch: float) -> str:
     return f"epoch-{int(epoch)}" if float(epoch).is_integer() else f"epoch-{epoch:g}"
 
 
-def _make_epoch_saver(save_epochs: list[float], root: Path):
+def _make_epoch_saver(save_epochs: list[float], root: Path, dtype: str):
     from transformers import TrainerCallback
 
     class EpochSaver(TrainerCallback):
@@ -101,7 +117,7 @@ def _make_epoch_saver(save_epochs: list[float], root: Path):
         def on_step_end(self, args, state, control, **kwargs):
             epoch = self.at_step.get(state.global_step)
             if epoch is not None:
-                save_model(self.trainer, root / epoch_dir_name(epoch))
+                save_model(self.trainer, root / epoch_dir_name(epoch), dtype)
 
     return EpochSaver()
 
@@ -122,6 +138,18 @@ def _pear_extras(cfg: SFTRecipeConfig) -> tuple[type | None, dict]:
                                      progress=False)
     settings = PearSettings(cfg.pear_variant, cfg.pear_clip, cfg.pear_gamma)
     return pear_trainer_class(), {"pear": settings, "behavior_model": behavior}
+
+
+def tokenized_dataset(path: str, tokenizer, chat_template: str) -> tuple[list[dict], bool]:
+    """Rows as TRL-ready token ids (`input_ids`, and `completion_mask` for prompt/response rows); whether the
+    chat template was used."""
+    templated = uses_template(tokenizer, chat_template, path)
+    rows = []
+    for where, record in sft_rows(path):
+        ids, start = sequence_ids(record, tokenizer, templated, where)
+        rows.append({"input_ids": ids} if "text" in record else
+                    {"input_ids": ids, "completion_mask": [0] * start + [1] * (len(ids) - start)})
+    return rows, templated
 
 
 def run_sft(cfg: SFTRecipeConfig) -> dict:
@@ -147,25 +175,28 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
     out = Path(cfg.out)
     inputs = [Path(cfg.model), Path(cfg.data)] + ([Path(cfg.pear_behavior_model)] if cfg.pear_behavior_model else [])
     check_output_free(out, cfg.overwrite, inputs=tuple(inputs))
+    check_mode(cfg.chat_template)
     check_model_path(cfg.model, cfg.trust_remote_code)
-    records = sft_records(cfg.data)
+    precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    rows, templated = tokenized_dataset(cfg.data, tokenizer, cfg.chat_template)
 
-    with training_output_dir(out, cfg.overwrite) as tmp:
+    with training_output_dir(out, cfg.overwrite) as tmp, quiet_libraries(cfg.progress):
         values = dict(
-            shared_trainer_args(cfg, tmp), num_train_epochs=epochs, lr_scheduler_type=cfg.lr_scheduler,
+            shared_trainer_args(cfg, tmp, precision), num_train_epochs=epochs, lr_scheduler_type=cfg.lr_scheduler,
             warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_length=cfg.max_length,
             loss_type="nll" if cfg.loss == "pear" else cfg.loss,
+            completion_only_loss="completion_mask" in rows[0],
         )
         args = make_trl_config(SFTConfig, values, cfg.trl_args, "sft")
-        saver = _make_epoch_saver(save_epochs, tmp)
+        saver = _make_epoch_saver(save_epochs, tmp, precision.saved)
         callbacks = [saver]
         if cfg.plasticity_log:
             callbacks.append(PlasticityCallback(tmp / "plasticity.jsonl"))
         trainer_class, extras = _pear_extras(cfg)
         try:
             trainer = (trainer_class or SFTTrainer)(
-                model=cfg.model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                model=cfg.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                 peft_config=lora_config(cfg), callbacks=callbacks, **extras)
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc
@@ -174,7 +205,7 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
         saver.trainer = trainer
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        finish_run(trainer, tmp, cfg, "sft_config.json")
+        finish_run(trainer, tmp, cfg, "sft_config.json", precision.statement(templated))
         missing = [e for e in save_epochs if not (tmp / epoch_dir_name(e)).is_dir()]
         if missing:
             raise RejuvError(f"sft: training ended before epoch(s) {missing} were reached")
@@ -184,4 +215,6 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
         "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else math.nan,
         "last_loss": losses[-1] if losses else math.nan,
+        **precision.statement(templated),
     }
+
