@@ -4,8 +4,8 @@ Protocol of the paper (appendix B): temperature 0.6, top-p 1.0, K samples per
 problem, Math-Verify on the boxed final answer. Generation runs on vLLM when it
 is installed and a GPU is present (`engine: auto`), otherwise on transformers;
 both give the same results format. Prompts follow the rule every command shares
-(`rejuv.prompts`). `dtype: auto` is float32 on the CPU (bf16 matmuls there are
-several times slower) and the checkpoint's dtype on a GPU.
+(`rejuv.prompts`). `dtype: auto` is float32 on the CPU (bf16 is fast there only
+on CPUs with bf16 instructions; docs/training.md) and the checkpoint's dtype on a GPU.
 
 Work is kept as it is done: each (checkpoint, benchmark) result goes to
 `.<out>.rejuv-partial/` beside the output as soon as it is graded; a run with the
