@@ -12,17 +12,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rejuv import rejuvenate
 from rejuv.checkpoint import Checkpoint
 from rejuv.cli import main
+from rejuv.errors import RejuvError
 
 from conftest import tree_digest
-from tiny import build_model, perturbed, save
+from tiny import build_model, perturbed, save, weights
 
 SPEC_KEYS = {"base", "sft", "alpha", "rho", "targets_per_sample", "calibration", "neurons_total", "neurons_reset",
              "effective_reset_ratio", "reset", "dla_reconstruction_error", "entropy", "seed", "version"}
-
-
-def weights(folder):
-    ckpt = Checkpoint(folder)
-    return {n: ckpt.read(n).clone() for n in ckpt.names()}
 
 
 def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, tmp_path):
@@ -281,16 +277,97 @@ def test_the_manifest_reads_rho_against_the_union(llama_pair, calib_file, tmp_pa
         assert sum(g["total"] for g in groups.values()) == m["neurons_total"]
         assert all(g["ratio"] == g["reset"] / g["total"] for g in groups.values())
     assert set(m["reset_by_kind"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    by_rho = m["effective_reset_ratio_by_rho"]
-    assert list(by_rho) == ["0.002", "0.006", "0.02", "0.06"] and by_rho["0.02"] == m["effective_reset_ratio"]
-    assert list(by_rho.values()) == sorted(by_rho.values())  # the same pass: a larger ρ resets a superset
+    grid = m["rho_grid"]
+    assert [g["rho"] for g in grid] == [0.002, 0.006, 0.02, 0.06]
+    chosen = next(g for g in grid if g["rho"] == 0.02)
+    assert chosen["effective_reset_ratio"] == m["effective_reset_ratio"]
+    assert chosen["neurons_reset"] == m["neurons_reset"]
+    assert chosen["entropy"] == m["entropy"]["rejuvenated"] and m["rho_choice"] == "given"
+    ratios = [g["effective_reset_ratio"] for g in grid]
+    assert ratios == sorted(ratios)  # the same pass: a larger ρ resets a superset
     # The union over 12 samples × 8 targets is several times the per-target share.
     assert m["effective_reset_ratio"] > 2 * m["rho"]
     assert all(0.0 <= v <= 1.0 for v in m["calibration_accuracy"].values())
     assert any(w.startswith("apply: the reset covers") and "above max_reset_share 0.1%" in w for w in m["warnings"])
     quiet = rejuvenate(base, sft, calib_file, tmp_path / "quiet", rho=0.02, max_reset_share=1.0, progress=False)
     assert not any("the reset covers" in w for w in quiet["warnings"])
-    assert quiet["effective_reset_ratio_by_rho"] == by_rho  # ρ's share does not depend on the warning threshold
+    assert quiet["rho_grid"] == grid  # the measurements do not depend on the warning threshold
+
+
+def test_grid_measurements_are_those_of_the_written_output(llama_pair, calib_file, tmp_path):
+    """The grid is measured on the fused model held in memory; writing ρ = 0.006 and loading it gives the same."""
+    from rejuv.apply import ApplyConfig
+    from rejuv.arch import adapter_for
+    from rejuv.attribution import mean_entropy, response_token_stats
+    from rejuv.calibration import load_calibration
+    from rejuv.modeling import load_frozen_model
+    from rejuv.passes import token_accuracy
+
+    base, sft = llama_pair
+    first = rejuvenate(base, sft, calib_file, tmp_path / "a", rho=0.02, progress=False)
+    point = next(g for g in first["rho_grid"] if g["rho"] == 0.006)
+    written = rejuvenate(base, sft, calib_file, tmp_path / "b", rho=0.006, rho_grid=[0.02], progress=False)
+    assert written["neurons_reset"] == point["neurons_reset"]
+    model = load_frozen_model(tmp_path / "b", device="cpu", progress=False)
+    calib = load_calibration(calib_file, AutoTokenizer.from_pretrained(sft), ApplyConfig.max_samples)
+    stats = response_token_stats(model, adapter_for(model.config.to_dict()), calib.samples)
+    assert mean_entropy(stats) == pytest.approx(point["entropy"], abs=1e-6)
+    assert token_accuracy(stats, calib) == point["calibration_accuracy"]
+
+
+def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_pair, calib_file, tmp_path,
+                                                                          monkeypatch):
+    import rejuv.passes
+
+    base, sft = llama_pair
+    rejuvenate(base, sft, calib_file, tmp_path / "first", rho=0.02, progress=False)
+    fresh = rejuvenate(base, sft, calib_file, tmp_path / "fresh", alpha=0.7, rho=0.006, progress=False)
+
+    def no_attribution(*args, **kwargs):
+        raise AssertionError("the attribution ran again")
+
+    monkeypatch.setattr(rejuv.passes, "find_reset_set", no_attribution)
+    reused = rejuvenate(base, sft, calib_file, tmp_path / "reused", alpha=0.7, rho=0.006, rho_grid=[0.002, 0.02],
+                        reuse_attribution=str(tmp_path / "first"), progress=False)
+    assert reused["reset"] == fresh["reset"] and reused["attribution"] == str(tmp_path / "first")
+    got, want = weights(tmp_path / "reused"), weights(tmp_path / "fresh")
+    assert all(torch.equal(got[n], want[n]) for n in want)  # the same bytes as a full run
+    with pytest.raises(RejuvError, match="holds the reset sets of rho 0.002, 0.006, 0.02, 0.06; rho 0.5 needs a new "
+                                         "attribution pass"):
+        rejuvenate(base, sft, calib_file, tmp_path / "x", rho=0.5, reuse_attribution=str(tmp_path / "first"))
+    with pytest.raises(RejuvError, match=r"differs in targets_per_sample \(8 there, 4 here\)"):
+        rejuvenate(base, sft, calib_file, tmp_path / "x", targets_per_sample=4,
+                   reuse_attribution=str(tmp_path / "first"))
+    with pytest.raises(RejuvError, match="differs in base"):
+        rejuvenate(sft, sft, calib_file, tmp_path / "x", reuse_attribution=str(tmp_path / "first"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_rho_auto_takes_the_largest_rho_the_rule_allows(llama_pair, calib_file, tmp_path):
+    from rejuv.apply import choose_rho
+
+    accuracy = {"sft": 0.9, "fused": 0.8}  # fusion cost 0.1
+    grid = [{"rho": 0.001, "effective_reset_ratio": 0.01, "calibration_accuracy": 0.79},
+            {"rho": 0.003, "effective_reset_ratio": 0.03, "calibration_accuracy": 0.75},
+            {"rho": 0.01, "effective_reset_ratio": 0.06, "calibration_accuracy": 0.78},  # union too large
+            {"rho": 0.03, "effective_reset_ratio": 0.02, "calibration_accuracy": 0.60}]  # costs too much
+    rho, rule = choose_rho(grid, accuracy, 0.05)
+    assert rho == 0.003 and "costs no more calibration accuracy than fusion did (0.100)" in rule
+    assert choose_rho(grid, accuracy, 0.005)[0] == 0.0
+    base, sft = llama_pair
+    m = rejuvenate(base, sft, calib_file, tmp_path / "auto", rho="auto", max_reset_share=0.2, progress=False)
+    assert [g["rho"] for g in m["rho_grid"]] == [0.0003, 0.001, 0.003, 0.01, 0.03]
+    allowed = [g["rho"] for g in m["rho_grid"] if g["effective_reset_ratio"] <= 0.2 and
+               m["calibration_accuracy"]["fused"] - g["calibration_accuracy"]
+               <= max(m["calibration_accuracy"]["sft"] - m["calibration_accuracy"]["fused"], 0.0)]
+    assert m["rho"] == (max(allowed) if allowed else 0.0) and m["rho_choice"].startswith("the largest rho")
+
+
+def test_rho_zero_is_fusion_alone_and_runs_no_attribution(llama_pair, calib_file, tmp_path):
+    base, sft = llama_pair
+    m = rejuvenate(base, sft, calib_file, tmp_path / "o", rho=0.0, progress=False)
+    assert m["fusion_only"] and m["rho_grid"] == [] and m["attribution"] is None and m["neurons_reset"] == 0
+    assert not (tmp_path / "o" / "attribution.json").exists() and m["entropy"]["fused"] is not None
 
 
 def test_reset_warnings_by_hand():
@@ -314,4 +391,5 @@ def test_cli_prints_the_share_per_module_kind_and_the_warnings(llama_pair, calib
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert set(summary["reset_ratio_by_kind"]) >= {"q_proj", "down_proj"} and summary["warnings"]
+    assert [g["rho"] for g in summary["rho_grid"]] == [0.002, 0.006, 0.02, 0.06]
     assert "warning: apply: the reset covers" in result.stderr

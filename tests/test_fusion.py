@@ -9,12 +9,7 @@ from rejuv.checkpoint import Checkpoint
 from rejuv.errors import RejuvError
 from rejuv.fusion import fuse_tensor, plan_fusion
 
-from tiny import build_model, perturbed, save
-
-
-def weights(folder):
-    ckpt = Checkpoint(folder)
-    return {n: ckpt.read(n).clone() for n in ckpt.names()}
+from tiny import build_model, perturbed, save, weights
 
 
 def test_fuse_tensor_endpoints_are_exact_copies():

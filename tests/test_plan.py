@@ -25,7 +25,7 @@ from rejuv.planner.search import (
     uncertainty,
 )
 
-from tiny import build_model, perturbed, save, write_calibration
+from tiny import build_model, perturbed, save, weights, write_calibration
 
 
 # -- components -------------------------------------------------------------------------------------
@@ -259,3 +259,34 @@ def test_plan_on_plain_text_problems_of_a_chat_model_sees_reward(chat_sft, tmp_p
     rewards = [r for c in plan["checkpoints"] for r in c["probe"]["rewards"]]
     assert max(rewards) > -1.0  # the probes answered in the format SFT taught
     assert plan["recommendation"]["diagnose"]["flagged"]  # epoch 8 collapsed; the plan states how it weighed that
+
+
+def test_the_search_runs_one_attribution_and_its_commands_rebuild_the_candidates(planning, tmp_path, monkeypatch):
+    import shlex
+
+    import rejuv.passes
+    from rejuv.plan import _apply_command
+
+    calls = []
+    original = rejuv.passes.find_reset_set
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rejuv.passes, "find_reset_set", counted)
+    cfg = small_plan(planning, tmp_path / "plan", alphas=[0.5, 0.7], rhos=[0.0, 0.02, 0.05], probe_top=0,
+                     keep_candidates=True)
+    plan = run_plan(cfg)
+    cands = plan["search"]["candidates"]
+    assert len([c for c in cands if c["rho"] > 0]) == 4 and len(calls) == 1
+    assert all(0 < c["effective_reset_ratio"] < 1 for c in cands if c["rho"] > 0)
+    for cand in cands:
+        if cand["rho"] != 0.05:
+            continue
+        command = _apply_command(cfg, cfg.checkpoints[-1], cand, cands).replace("OUT", str(tmp_path / cand["label"]))
+        result = CliRunner().invoke(main, [*shlex.split(command)[1:], "--no-progress"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        rebuilt, kept = weights(tmp_path / cand["label"]), weights(tmp_path / "plan" / "candidates" / cand["label"])
+        assert rebuilt.keys() == kept.keys() and all(rebuilt[n].equal(kept[n]) for n in kept)
+    assert len(calls) == 1  # the rebuilds reused it too

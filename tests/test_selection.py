@@ -3,6 +3,7 @@ import torch
 
 from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
+from rejuv.reset import reset_plan, summarize
 from rejuv.selection import ResetSet, budget
 
 A = Neurons(0, "q_proj", "m.layers.0.self_attn.q_proj", 0)
@@ -24,7 +25,23 @@ def test_global_ranking_keeps_top_positive_scores_and_unions_targets():
     # Target 0: A[0] and B[2]. Target 1: B[4] only (the second-best, A's 0.0, is not positive).
     assert rs.indices() == {A: [0], B: [2, 4]}
     assert rs.selected == 3 and rs.total == 10 and rs.targets == 2
-    assert rs.by_module()["0.down_proj"] == {"reset": 2, "total": 6}
+    size = summarize(reset_plan(rs.indices(), {A.weight, B.weight}), {A: 4, B: 6})
+    assert size["by_module"]["0.down_proj"] == {"reset": 2, "total": 6} and size["neurons_reset"] == 3
+    assert size["by_kind"]["down_proj"] == {"reset": 2, "total": 6, "ratio": 2 / 6}
+    assert size["effective_reset_ratio"] == 0.3
+
+
+def test_one_pass_gives_every_rho_of_the_grid_as_a_prefix_of_one_ranking():
+    scores = {A: torch.tensor([[5.0, 0.1, 0.2, 0.3]]), B: torch.tensor([[0.0, 0.0, 4.0, 0.0, 3.0, 0.05]])}
+    rs = ResetSet([A, B], {A: 4, B: 6}, rho=0.3, other_rhos=[0.1, 0.2])  # 1, 2 and 3 neurons per target
+    rs.add(scores)
+    assert rs.rhos == [0.1, 0.2, 0.3]
+    assert rs.indices(0.1) == {A: [0]} and rs.indices(0.2) == {A: [0], B: [2]}
+    assert rs.indices() == rs.indices(0.3) == {A: [0], B: [2, 4]}
+    for rho in (0.1, 0.2):  # each equals a set built for that ρ alone
+        alone = ResetSet([A, B], {A: 4, B: 6}, rho=rho)
+        alone.add(scores)
+        assert alone.indices() == rs.indices(rho)
 
 
 def test_per_module_ranking_touches_every_module():

@@ -16,7 +16,7 @@ from rejuv.train.plasticity import read_plasticity_log
 from rejuv.train.rl import RLRecipeConfig, run_rl
 from rejuv.train.sft import SFTRecipeConfig, run_sft
 
-from tiny import build_model, save
+from tiny import build_model, save, weights
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,6 @@ def world(tmp_path_factory):
         for i in range(16):
             f.write(json.dumps({"prompt": f"compute {i}+1.", "answer": "7"}) + "\n")
     return root
-
-
-def weights(folder):
-    ckpt = Checkpoint(folder)
-    return {n: ckpt.read(n).clone() for n in ckpt.names()}
 
 
 def test_sft_lowers_the_loss_and_saves_loadable_epochs(world, tmp_path):
@@ -286,7 +281,6 @@ def test_float32_master_weights_keep_updates_smaller_than_a_bf16_step(world, bf1
 
 
 def test_weights_are_saved_in_the_input_dtype_unless_asked(world, bf16_checkpoint, tmp_path):
-    from rejuv.checkpoint import Checkpoint
 
     summary = run_sft(SFTRecipeConfig(model=str(bf16_checkpoint / "bf16"), data=str(world / "sft.jsonl"),
                                       out=str(tmp_path / "s"), save_epochs=[1], learning_rate=1e-3, progress=False))

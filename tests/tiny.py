@@ -90,6 +90,14 @@ def save(model, tok, path: Path, **kwargs) -> Path:
     return path
 
 
+def weights(folder) -> dict:
+    """Every tensor of a checkpoint folder, by name."""
+    from rejuv.checkpoint import Checkpoint
+
+    with Checkpoint(folder) as ckpt:
+        return {n: ckpt.read(n).clone() for n in ckpt.names()}
+
+
 def perturbed(model, seed: int, scale: float = 0.05):
     """A copy of `model` with seeded noise on every parameter: a stand-in for an SFT model."""
     import copy

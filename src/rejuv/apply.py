@@ -5,27 +5,33 @@ nothing is written before every input has been checked:
 1. open both checkpoints (headers only) and check they line up; parse and
    tokenize the calibration file;
 2. base model: response entropies; SFT model: entropies, targets, attribution,
-   the reset set;
-3. stream fused (+ reset) tensors into a temporary folder, copy config and
-   tokenizer files from the SFT checkpoint;
-4. load the written model to measure the rejuvenated (and fused) entropies and
-   teacher-forced accuracies, write `rejuvenation.json`, rename the folder into place.
+   the reset set at every ρ of a grid (one pass: each target's neurons are
+   ranked once, and a smaller ρ keeps a prefix of the ranking);
+3. the loaded model becomes the fused one in memory (the writer's own bytes)
+   and is measured, then measured again with each grid ρ's reset in place;
+   `rho: auto` picks ρ from these measurements;
+4. stream the fused (+ reset) tensors into a temporary folder, copy config and
+   tokenizer files from the SFT checkpoint, write `rejuvenation.json` and
+   `attribution.json`, rename the folder into place.
 
 ρ is a share per target: each target token resets its top ⌈ρ·total⌉ neurons,
 and the reset set is the union over all targets, so the whole-model share
 (`effective_reset_ratio`) can be many times ρ. The manifest states it per
-module kind and layer, and what the same pass gives at other ρ; a warning says
-when the union exceeds `max_reset_share` or when the reset costs more
-calibration accuracy than fusion did.
+module kind and layer, and for every ρ of the grid with the entropy and
+teacher-forced accuracy it leaves; a warning says when the union exceeds
+`max_reset_share` or when the reset costs more calibration accuracy than
+fusion did. `attribution.json` keeps every grid ρ's reset set, so another α or
+ρ of the grid is one `--reuse-attribution` run away, with no attribution pass.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -44,9 +50,16 @@ from rejuv.errors import RejuvError, warn
 from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
 from rejuv.modeling import check_device, resolve_device
 from rejuv.prompts import check_mode
-from rejuv.reset import RANKINGS, check_rho, reset_plan
+from rejuv.reset import RANKINGS, check_rho, reset_plan, summarize
 
 MANIFEST = "rejuvenation.json"
+ATTRIBUTION = "attribution.json"
+# With a fixed ρ, the same pass also reports ρ/10, ρ/3 and 3ρ: a user reads ρ against the union it gives.
+RHO_FACTORS = (0.1, 0.3, 1.0, 3.0)
+AUTO_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
+# Settings an attribution depends on: a reused one must have been computed with the same.
+_ATTRIBUTION_SETTINGS = ("targets_per_sample", "max_samples", "max_length", "target_token", "ranking", "chat_template",
+                         "seed", "dtype")
 
 
 @dataclass
@@ -58,7 +71,9 @@ class ApplyConfig:
     out: str
     calib: str | None = None
     alpha: float = 0.5
-    rho: float = 0.01
+    rho: float | str = 0.01  # a share per target, or "auto": the largest grid ρ that passes the rule below
+    rho_grid: list[float] | None = None  # ρ values measured in the same pass (default: ρ/10, ρ/3, ρ, 3ρ)
+    reuse_attribution: str | None = None  # an earlier output folder (or its attribution.json) with the same inputs
     targets_per_sample: int = 8
     max_samples: int = 64
     max_length: int = 2048
@@ -77,10 +92,6 @@ class ApplyConfig:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     progress: bool = True
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def default_workers() -> int:
@@ -103,13 +114,37 @@ def parse_size(text: str | int) -> int:
     except ValueError:
         raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB") from None
     if unit not in units or value <= 0:
-        raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB")
+        raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB") from None
     return int(value * units[unit])
+
+
+def rho_grid(cfg: ApplyConfig) -> list[float]:
+    """The ρ values one attribution pass measures: the given grid (and ρ), else ρ/10 … 3ρ, else AUTO_GRID."""
+    fixed = [] if cfg.rho == "auto" else [float(cfg.rho)]
+    if cfg.rho_grid:
+        grid = [*cfg.rho_grid, *fixed]
+    elif fixed:
+        grid = [fixed[0] * f for f in RHO_FACTORS if fixed[0] * f < 1.0]
+    else:
+        grid = list(AUTO_GRID)
+    return sorted({round(check_rho(r), 12) for r in grid if r > 0})
+
+
+def _rho(value: float | str) -> float | str:
+    """ρ as given on the command line or in YAML: a number, or `auto`."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return check_rho(float(value))
+    except (TypeError, ValueError):
+        raise RejuvError(f"rho must be a number in [0, 1) or 'auto', got {value!r}") from None
 
 
 def _validate(cfg: ApplyConfig) -> None:
     check_alpha(cfg.alpha)
-    check_rho(cfg.rho)
+    if cfg.rho_grid is not None:
+        for r in cfg.rho_grid:
+            check_rho(r)
     if cfg.ranking not in RANKINGS:
         raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {cfg.ranking!r}")
     if cfg.target_token not in ("gold", "argmax"):
@@ -119,6 +154,8 @@ def _validate(cfg: ApplyConfig) -> None:
             raise RejuvError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if not cfg.fusion_only and not cfg.calib:
         raise RejuvError("neuron reset needs a calibration file (--calib); pass --fusion-only to only fuse")
+    if cfg.fusion_only and cfg.reuse_attribution:
+        raise RejuvError("--reuse-attribution reuses a reset set; --fusion-only resets nothing")
     check_device(cfg.device)
     check_mode(cfg.chat_template)
     if not 0.0 < cfg.max_reset_share <= 1.0:
@@ -149,17 +186,88 @@ def neuron_sizes(adapter: ArchAdapter, ckpt: Checkpoint) -> dict[Neurons, int]:
     return sizes
 
 
+def _fingerprint(folder: str | Path) -> str:
+    """Names, sizes and modification times of a checkpoint's files, hashed: a changed checkpoint differs."""
+    files = sorted(f for f in Path(folder).iterdir() if f.is_file() and f.name not in (MANIFEST, ATTRIBUTION))
+    listing = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+@dataclass
+class Attribution:
+    """One attribution pass, as `attribution.json` keeps it: the targets and every grid ρ's reset plan."""
+
+    targets: list  # rejuv.attribution.Target
+    plans: dict[float, dict[str, dict]]
+    errors: list[float]
+
+    def record(self, cfg: ApplyConfig, calib) -> dict:
+        return {"version": __version__, "base": cfg.base, "sft": cfg.sft, "base_files": _fingerprint(cfg.base),
+                "sft_files": _fingerprint(cfg.sft), "calibration_sha256": calib.sha256,
+                "settings": {k: getattr(cfg, k) for k in _ATTRIBUTION_SETTINGS},
+                "targets": [[t.sample, t.position, t.token, t.gap] for t in self.targets],
+                "dla_reconstruction_error": self.errors,
+                "grid": {f"{rho:g}": plan for rho, plan in sorted(self.plans.items())}}
+
+
+def _reused(cfg: ApplyConfig, calib) -> Attribution:
+    """An earlier pass's attribution, after checking it was made from the same inputs and settings."""
+    from rejuv.attribution import Target
+
+    path = Path(cfg.reuse_attribution)
+    path = path / ATTRIBUTION if path.is_dir() else path
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RejuvError(f"{path}: cannot read an attribution record ({exc})") from exc
+    mismatch = []
+    if record.get("base_files") != _fingerprint(cfg.base):
+        mismatch.append(f"base {cfg.base} (not the checkpoint it was made from, or changed since)")
+    if record.get("sft_files") != _fingerprint(cfg.sft):
+        mismatch.append(f"sft {cfg.sft} (not the checkpoint it was made from, or changed since)")
+    if record.get("calibration_sha256") != calib.sha256:
+        mismatch.append(f"calibration file {cfg.calib} (other contents)")
+    for key in _ATTRIBUTION_SETTINGS:
+        if record.get("settings", {}).get(key) != getattr(cfg, key):
+            mismatch.append(f"{key} ({record.get('settings', {}).get(key)!r} there, {getattr(cfg, key)!r} here)")
+    if mismatch:
+        raise RejuvError(f"{path}: made from other inputs or settings; differs in " + "; ".join(mismatch))
+    plans = {float(rho): plan for rho, plan in record["grid"].items()}
+    # Without a grid of its own, a reusing run measures the grid it finds; ρ must be one of it.
+    wanted = rho_grid(cfg) if cfg.rho_grid else sorted(plans) + ([] if cfg.rho == "auto" else [float(cfg.rho)])
+    missing = sorted({r for r in wanted if r not in plans})
+    if missing:
+        raise RejuvError(f"{path}: holds the reset sets of rho {', '.join(f'{r:g}' for r in sorted(plans))}; "
+                         f"rho {', '.join(f'{r:g}' for r in missing)} needs a new attribution pass")
+    plans = {r: plans[r] for r in wanted}
+    targets = [Target(int(s), int(p), int(tok), float(gap)) for s, p, tok, gap in record["targets"]]
+    return Attribution(targets, plans, record.get("dla_reconstruction_error", []))
+
+
+def choose_rho(grid: list[dict], accuracy: dict[str, float | None], max_share: float) -> tuple[float, str]:
+    """`rho: auto`: the largest grid ρ whose reset covers at most `max_share` of the neurons and costs no more
+    teacher-forced calibration accuracy than fusion did (0: none qualifies, the output is the fusion)."""
+    fusion_cost = max(accuracy["sft"] - accuracy["fused"], 0.0)
+    allowed = [g for g in grid if g["effective_reset_ratio"] <= max_share
+               and accuracy["fused"] - g["calibration_accuracy"] <= fusion_cost]
+    rule = (f"the largest rho of the grid whose reset covers at most {max_share:.1%} of the neurons and costs no "
+            f"more calibration accuracy than fusion did ({fusion_cost:.3f})")
+    if not allowed:
+        return 0.0, f"{rule}: none qualifies, so nothing is reset"
+    return allowed[-1]["rho"], rule
+
+
 def run_apply(cfg: ApplyConfig) -> dict:
     """Run `rejuv apply` with `cfg`; returns the manifest written to `<out>/rejuvenation.json`."""
+    cfg = replace(cfg, rho=_rho(cfg.rho))
     _validate(cfg)
     out = Path(cfg.out)
     check_output_free(out, cfg.overwrite, inputs=(Path(cfg.base), Path(cfg.sft)))
-    rho = 0.0 if cfg.fusion_only else cfg.rho
+    fusion_only = cfg.fusion_only or cfg.rho == 0
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
         plan = plan_fusion(base, sft)
         adapter = plan.adapter
         sizes = neuron_sizes(adapter, sft)
-        neurons_total = sum(sizes.values())
         calib = None
         if cfg.calib:
             from transformers import AutoTokenizer
@@ -172,16 +280,15 @@ def run_apply(cfg: ApplyConfig) -> dict:
                 raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
             calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
                                      cfg.chat_template)
-
-        entropy: dict[str, float | None] = {"base": None, "sft": None, "fused": None, "rejuvenated": None}
-        at_targets: dict[str, float | None] = dict(entropy)
-        accuracy: dict[str, float | None] = dict(entropy)
-        targets, resets, reset_set, errors = [], {}, None, []
+        attribution = _reused(cfg, calib) if cfg.reuse_attribution else None
+        measured: dict = {}
+        grid: list[dict] = []
+        rho, choice, resets = 0.0, None, {}
         if calib is not None:
             import torch
 
             from rejuv import passes
-            from rejuv.attribution import mean_entropy, select_targets
+            from rejuv.attribution import select_targets
 
             torch.manual_seed(cfg.seed)
             cfg = replace(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
@@ -190,39 +297,44 @@ def run_apply(cfg: ApplyConfig) -> dict:
             del model
             model = passes.load_model(cfg.sft, cfg)
             sft_stats = passes.entropy_stats(model, adapter, calib, cfg, "sft")
-            entropy["base"], entropy["sft"] = mean_entropy(base_stats), mean_entropy(sft_stats)
-            accuracy["base"] = passes.token_accuracy(base_stats, calib)
-            accuracy["sft"] = passes.token_accuracy(sft_stats, calib)
-            if not cfg.fusion_only:
+            if not fusion_only and attribution is None:
                 targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
                                          cfg.target_token)
-                reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, cfg)
-                resets = reset_plan(reset_set.indices(), set(sft.tensors))
-                at_targets["base"] = passes.entropy_at(base_stats, targets, calib)
-                at_targets["sft"] = passes.entropy_at(sft_stats, targets, calib)
+                reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, cfg, rho_grid(cfg))
+                names = set(sft.tensors)
+                attribution = Attribution(targets, {r: reset_plan(reset_set.indices(r), names) for r in reset_set.rhos},
+                                          errors)
+            targets = attribution.targets if attribution else []
+            for what, stats in (("base", base_stats), ("sft", sft_stats)):
+                measured[what] = passes.Measured(passes.mean_entropy(stats), passes.token_accuracy(stats, calib),
+                                                 passes.entropy_at(stats, targets, calib))
+            passes.fuse_in_memory(model, base, sft, plan, cfg.alpha)
+            measured["fused"], _ = passes.measure(model, adapter, calib, cfg, "fused", targets)
+            for r, reset in sorted((attribution.plans if attribution else {}).items()):
+                with passes.reset_in_memory(model, base, reset, plan):
+                    m, _ = passes.measure(model, adapter, calib, cfg, f"rho {r:g}", targets)
+                size = summarize(reset, sizes)
+                grid.append({"rho": r, "neurons_reset": size["neurons_reset"],
+                             "effective_reset_ratio": size["effective_reset_ratio"], "entropy": m.entropy,
+                             "calibration_accuracy": m.accuracy, "entropy_at_targets": m.at_targets})
             del model
+            if grid:
+                accuracy = {k: v.accuracy for k, v in measured.items()}
+                rho, choice = (choose_rho(grid, accuracy, cfg.max_reset_share) if cfg.rho == "auto"
+                               else (float(cfg.rho), "given"))
+                resets = attribution.plans.get(rho, {})
+                chosen = next((g for g in grid if g["rho"] == rho), None)
+                if chosen is not None:
+                    measured["rejuvenated"] = passes.Measured(chosen["entropy"], chosen["calibration_accuracy"],
+                                                              chosen["entropy_at_targets"])
 
         with atomic_output_dir(out, cfg.overwrite) as tmp:
             _stream_output(tmp, base, sft, plan, cfg.alpha, resets, cfg)
-            if calib is not None:
-                model = passes.load_model(tmp, cfg)
-                final_stats = passes.entropy_stats(model, adapter, calib, cfg, "output")
-                if cfg.fusion_only:
-                    entropy["fused"] = mean_entropy(final_stats)
-                    accuracy["fused"] = passes.token_accuracy(final_stats, calib)
-                else:
-                    entropy["rejuvenated"] = mean_entropy(final_stats)
-                    accuracy["rejuvenated"] = passes.token_accuracy(final_stats, calib)
-                    at_targets["rejuvenated"] = passes.entropy_at(final_stats, targets, calib)
-                    passes.unreset(model, base, sft, cfg.alpha, resets)
-                    fused_stats = passes.entropy_stats(model, adapter, calib, cfg, "fused")
-                    entropy["fused"] = mean_entropy(fused_stats)
-                    accuracy["fused"] = passes.token_accuracy(fused_stats, calib)
-                    at_targets["fused"] = passes.entropy_at(fused_stats, targets, calib)
-                del model
-            manifest = _manifest(cfg, rho, plan, calib, neurons_total, reset_set, resets, errors, entropy,
-                                 at_targets, accuracy, len(targets))
+            manifest = _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured,
+                                 grid)
             (tmp / MANIFEST).write_text(manifest_json(manifest))
+            if attribution is not None:
+                (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(cfg, calib)) + "\n")
     return manifest
 
 
@@ -243,7 +355,7 @@ def reset_warnings(ratio: float, max_share: float, rho: float, targets: int, by_
         found.append(f"the reset covers {ratio:.1%} of the model's neurons, above max_reset_share {max_share:.1%}: "
                      f"rho {rho:g} is a share per target, and the union over {targets} targets is "
                      f"{ratio / rho:.0f}x rho (most in " + ", ".join(f"{k} {v['ratio']:.0%}" for k, v in kinds)
-                     + "); lower --rho, --targets-per-sample or --max-samples to reset less")
+                     + "); lower --rho, --targets-per-sample or --max-samples to reset less (or --rho auto)")
     sft, fused, rejuvenated = accuracy.get("sft"), accuracy.get("fused"), accuracy.get("rejuvenated")
     if None not in (sft, fused, rejuvenated) and fused - rejuvenated > max(sft - fused, 0.0):
         found.append(f"the reset removed more calibration accuracy than fusion did (teacher-forced top-1 accuracy: "
@@ -252,11 +364,17 @@ def reset_warnings(ratio: float, max_share: float, rho: float, targets: int, by_
     return [warn(f"apply: {w}") for w in found]
 
 
-def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, at_targets, accuracy,
-              n_targets) -> dict:
-    selected = reset_set.selected if reset_set else 0
-    ratio = selected / total if total else 0.0
-    by_kind = reset_set.by_kind() if reset_set else {}
+def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured, grid) -> dict:
+    size = summarize(resets, sizes)
+    stages = ("base", "sft", "fused", "rejuvenated")
+    value = {key: {s: getattr(measured[s], key) if s in measured else None for s in stages}
+             for key in ("entropy", "accuracy", "at_targets")}
+    errors = attribution.errors if attribution else []
+    targets = len(attribution.targets) if attribution else 0
+    warnings = (reset_warnings(size["effective_reset_ratio"], cfg.max_reset_share, rho, targets, size["by_kind"],
+                               value["accuracy"]) if resets else [])
+    if choice and "none qualifies" in choice:
+        warnings.append(warn(f"apply: rho auto: {choice}"))
     return {
         "base": cfg.base,
         "sft": cfg.sft,
@@ -265,28 +383,30 @@ def _manifest(cfg, rho, plan, calib, total, reset_set, resets, errors, entropy, 
         "targets_per_sample": int(cfg.targets_per_sample),
         "calibration": None if calib is None else {
             "path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256},
-        "neurons_total": int(total),
-        "neurons_reset": int(selected),
-        "effective_reset_ratio": ratio,
+        "neurons_total": size["neurons_total"],
+        "neurons_reset": size["neurons_reset"],
+        "effective_reset_ratio": size["effective_reset_ratio"],
         "reset": {name: resets[name] for name in sorted(resets)},
         "dla_reconstruction_error": None if not errors else {
             "max_abs": float(max(errors)), "mean_abs": math.fsum(errors) / len(errors)},
-        "entropy": entropy,
+        "entropy": value["entropy"],
         "seed": int(cfg.seed),
         "version": __version__,
         # Beyond the specification's fields: what a reader needs to interpret the ones above.
-        "fusion_only": bool(cfg.fusion_only),
+        "fusion_only": fusion_only,
+        "rho_choice": choice,  # "given", or the rule `rho: auto` applied
         "ranking": cfg.ranking,
         "target_token": cfg.target_token,
-        "targets": n_targets,
-        "entropy_at_targets": at_targets,
-        "calibration_accuracy": accuracy,  # teacher-forced top-1 accuracy on the calibration responses
+        "targets": targets,
+        "entropy_at_targets": value["at_targets"],
+        "calibration_accuracy": value["accuracy"],  # teacher-forced top-1 accuracy on the calibration responses
         # ρ keeps ⌈ρ·total⌉ neurons per target; the reset set is their union over all targets.
-        "reset_by_kind": by_kind,
-        "reset_by_layer": reset_set.by_layer() if reset_set else {},
-        "effective_reset_ratio_by_rho": reset_set.ratio_by_rho() if reset_set else {},
-        "reset_by_module": reset_set.by_module() if reset_set else {},
-        "warnings": reset_warnings(ratio, cfg.max_reset_share, rho, n_targets, by_kind, accuracy) if reset_set else [],
+        "rho_grid": grid,
+        "reset_by_kind": size["by_kind"],
+        "reset_by_layer": size["by_layer"],
+        "reset_by_module": size["by_module"],
+        "warnings": warnings,
+        "attribution": None if attribution is None else (cfg.reuse_attribution or ATTRIBUTION),
         "vocab_resized": plan.vocab_resized,
         "compute": {"device": cfg.device, "dtype": cfg.dtype},
         "chat_template_used": None if calib is None else calib.chat_template,
@@ -301,7 +421,7 @@ def fuse(base: str | os.PathLike, sft: str | os.PathLike, out: str | os.PathLike
 
 
 def rejuvenate(base: str | os.PathLike, sft: str | os.PathLike, calib: str | os.PathLike,
-                          out: str | os.PathLike, alpha: float = 0.5, rho: float = 0.01, **options) -> dict:
+               out: str | os.PathLike, alpha: float = 0.5, rho: float | str = 0.01, **options) -> dict:
     """Fusion + attribution-guided reset into `out`. Returns the manifest."""
     return run_apply(ApplyConfig(base=str(base), sft=str(sft), out=str(out), calib=str(calib),
                                   alpha=alpha, rho=rho, **options))

@@ -90,6 +90,11 @@ def itemsize(dtype: str) -> int:
     return _DTYPES[dtype].itemsize
 
 
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype (bfloat16 from ml_dtypes) of a safetensors dtype name."""
+    return _DTYPES[dtype]
+
+
 def dtype_from_name(name: Any) -> torch.dtype:
     """`float32`/`bfloat16`/`float16` (the safetensors spelling, or a torch dtype) to a torch dtype."""
     import torch

@@ -100,8 +100,13 @@ def show_warnings() -> None:
 @click.option("--calib", help="Calibration JSONL: prompt/response (or completion) rows, or chat messages.")
 @click.option("--out", help="Output folder (written atomically).")
 @click.option("--alpha", type=float, help="Fusion weight of the SFT model, in [0, 1]. [default: 0.5]")
-@click.option("--rho", type=float, help="Share of all neurons kept per target token; the reset set is their union "
-              "over all targets, often many times rho (the manifest states it). [default: 0.01]")
+@click.option("--rho", help="Share of all neurons kept per target token; the reset set is their union over all "
+              "targets, often many times rho (the manifest states it). 'auto': the largest --rho-grid value whose "
+              "union stays under --max-reset-share and costs no more calibration accuracy than fusion. [0.01]")
+@click.option("--rho-grid", help="rho values measured in the same pass (union, entropy, calibration accuracy), "
+              "comma-separated. [rho/10, rho/3, rho, 3 rho; for auto 0.0003,0.001,0.003,0.01,0.03]")
+@click.option("--reuse-attribution", help="An earlier output folder of the same base, SFT and calibration: take its "
+              "reset sets instead of a new attribution pass (another alpha, or another rho of its grid).")
 @click.option("--targets-per-sample", type=int, help="Positions with the largest entropy gap, per sample. [8]")
 @click.option("--max-samples", type=int, help="Calibration rows used (chosen with --seed). [64]")
 @click.option("--max-length", type=int, help="Truncate calibration sequences to this many tokens. [2048]")
@@ -124,17 +129,18 @@ def show_warnings() -> None:
               help="Accept pytorch_model*.bin weights (pickle) when no safetensors exist.")
 @click.option("--trust-remote-code/--no-trust-remote-code", default=None, help="Run model code from the folder.")
 @click.option("--progress/--no-progress", default=None, help="Show progress bars. [on]")
-def apply_command(config_path: str | None, **options) -> None:
+def apply_command(config_path: str | None, rho_grid: str | None, **options) -> None:
     """Fuse SFT with base, then reset the neurons that drive over-confident logits.
 
     Writes a save_pretrained folder plus rejuvenation.json, and prints the manifest summary as JSON.
     """
     from rejuv.apply import ApplyConfig, run_apply
 
+    options["rho_grid"] = _floats(rho_grid, "--rho-grid")
     cfg, manifest = _run(ApplyConfig, run_apply, options, config_path)
-    summary = {k: manifest[k] for k in ("alpha", "rho", "neurons_total", "neurons_reset", "effective_reset_ratio",
-                                        "effective_reset_ratio_by_rho", "entropy", "calibration_accuracy",
-                                        "dla_reconstruction_error", "warnings")}
+    summary = {k: manifest[k] for k in ("alpha", "rho", "rho_choice", "neurons_total", "neurons_reset",
+                                        "effective_reset_ratio", "entropy", "calibration_accuracy",
+                                        "dla_reconstruction_error", "rho_grid", "warnings")}
     summary["reset_ratio_by_kind"] = {k: round(v["ratio"], 4) for k, v in manifest["reset_by_kind"].items()}
     summary["out"] = cfg.out
     click.echo(json.dumps(summary, indent=2))

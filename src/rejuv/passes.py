@@ -1,4 +1,5 @@
-"""The calibration passes of `rejuv apply`: token entropies, the attribution loop, undoing a reset.
+"""The calibration passes of `rejuv apply`: token statistics, the attribution loop, and the fused and reset
+models they are measured on, held in memory.
 
 Everything here runs a loaded model (torch, transformers); the recipe imports this
 module only when a calibration file is given, so fusion alone starts without them.
@@ -6,17 +7,22 @@ module only when a calibration file is given, so fusion alone starts without the
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from rejuv.arch import ArchAdapter, Neurons
-from rejuv.attribution import TokenStats, attribute_sample, group_targets, response_token_stats
+from rejuv.attribution import Target, TokenStats, attribute_sample, group_targets, mean_entropy, response_token_stats
 from rejuv.calibration import Calibration
-from rejuv.checkpoint import Checkpoint
-from rejuv.fusion import FusionPlan, fuse_tensor
+from rejuv.checkpoint import Checkpoint, as_torch, numpy_dtype, rows_of
+from rejuv.errors import RejuvError
+from rejuv.fusion import FusedStream, FusionPlan
 from rejuv.modeling import load_frozen_model
 from rejuv.selection import ResetSet
 
@@ -60,7 +66,7 @@ def token_accuracy(stats: list[TokenStats], calib: Calibration) -> float:
     return hits / total
 
 
-def entropy_at(stats: list[TokenStats], targets, calib: Calibration) -> float | None:
+def entropy_at(stats: list[TokenStats], targets: list[Target], calib: Calibration) -> float | None:
     """Mean entropy of `stats` at the target positions."""
     if not targets:
         return None
@@ -69,16 +75,26 @@ def entropy_at(stats: list[TokenStats], targets, calib: Calibration) -> float | 
     return sum(values) / len(values)
 
 
-# What the same attribution pass would reset at other ρ, reported beside the chosen one (its union grows
-# with the targets, so a user reads ρ against the whole-model share it gives).
-RHO_FACTORS = (0.1, 0.3, 1.0, 3.0)
+@dataclass(frozen=True)
+class Measured:
+    """What the manifest reports of one model on the calibration rows."""
+
+    entropy: float
+    accuracy: float  # teacher-forced top-1 accuracy on the response tokens
+    at_targets: float | None  # mean entropy at the target positions
 
 
-def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib: Calibration, targets,
-                   cfg: ApplyConfig) -> tuple[ResetSet, list[float]]:
-    """Attribute every target (grouped by sample, `cfg.batch_size` copies per pass) and unite the top neurons."""
-    others = [cfg.rho * f for f in RHO_FACTORS if cfg.rho * f < 1.0]
-    reset = ResetSet(list(sizes), sizes, cfg.rho, cfg.ranking, other_rhos=others)
+def measure(model, adapter: ArchAdapter, calib: Calibration, cfg: ApplyConfig, what: str,
+            targets: list[Target]) -> tuple[Measured, list[TokenStats]]:
+    stats = entropy_stats(model, adapter, calib, cfg, what)
+    return Measured(mean_entropy(stats), token_accuracy(stats, calib), entropy_at(stats, targets, calib)), stats
+
+
+def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib: Calibration, targets: list[Target],
+                   cfg: ApplyConfig, rhos: list[float]) -> tuple[ResetSet, list[float]]:
+    """Attribute every target (grouped by sample, `cfg.batch_size` copies per pass) and unite the top neurons at
+    every ρ of `rhos` (each target's neurons are ranked once; a smaller ρ keeps a prefix of the same ranking)."""
+    reset = ResetSet(list(sizes), sizes, max(rhos), cfg.ranking, other_rhos=rhos)
     errors: list[float] = []
     by_sample: dict[int, list] = {}
     for t in targets:
@@ -93,16 +109,49 @@ def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib
     return reset, errors
 
 
-def unreset(model, base: Checkpoint, sft: Checkpoint, alpha: float, resets: dict[str, dict]) -> None:
-    """Turn the loaded rejuvenated model back into the fused one, touching only reset entries."""
+def _parameters(model) -> dict[str, torch.nn.Parameter]:
+    return dict(model.named_parameters(remove_duplicate=False))
+
+
+def fuse_in_memory(model, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float) -> None:
+    """Turn the loaded SFT model into the fused one, with exactly the values the output stores (the shard
+    writer's own arithmetic, then the cast to the model's compute dtype), so the fused and reset models
+    are measured without writing or loading them."""
+    stream = FusedStream(base, sft, alpha)
+    params = _parameters(model)
     with torch.no_grad():
-        for name, r in resets.items():
-            idx = torch.tensor(r["indices"], dtype=torch.long)
-            s, b = sft.read(name), base.read(name)
-            s_part, b_part = (s[idx], b[idx]) if r["axis"] == 0 else (s[:, idx], b[:, idx])
-            fused = fuse_tensor(s_part, b_part, alpha, s.dtype)  # as fusion alone would store it
-            param = model.get_parameter(name)
-            if r["axis"] == 0:
-                param[idx] = fused.to(param)
-            else:
-                param[:, idx] = fused.to(param)
+        for spec in plan.outputs:
+            param = params.get(spec.name)
+            if param is None:
+                raise RejuvError(f"{sft.path}: tensor {spec.name} is not a parameter of the loaded model")
+            fused = np.empty(spec.shape, dtype=numpy_dtype(spec.dtype))
+            stream.fill(spec, 0, rows_of(spec.shape), fused)
+            param.copy_(as_torch(fused).to(param.device, param.dtype))
+
+
+@contextlib.contextmanager
+def reset_in_memory(model, base: Checkpoint, resets: dict[str, dict], plan: FusionPlan) -> Iterator[None]:
+    """Within the block, the reset entries of the (fused) model hold their base values, cast to the stored
+    dtype as the output stores them; the fused values come back afterwards."""
+    params = _parameters(model)
+    stored = {spec.name: spec.dtype for spec in plan.outputs}
+    saved = []
+    with torch.no_grad():
+        try:
+            for name, r in resets.items():
+                param, idx = params[name], torch.tensor(r["indices"], dtype=torch.long)
+                values = as_torch(base.read_array(name, 0, rows_of(base.tensors[name].shape)).astype(
+                    numpy_dtype(stored[name]))).to(param.device, param.dtype)
+                if r["axis"] == 0:
+                    saved.append((param, idx, 0, param[idx].clone()))
+                    param[idx] = values[idx]
+                else:
+                    saved.append((param, idx, 1, param[:, idx].clone()))
+                    param[:, idx] = values[:, idx]
+            yield
+        finally:
+            for param, idx, axis, fused in reversed(saved):
+                if axis == 0:
+                    param[idx] = fused
+                else:
+                    param[:, idx] = fused

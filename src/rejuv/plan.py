@@ -3,7 +3,8 @@
 1. cheap signals of every checkpoint: `run_diagnose` (entropy, top-1 mass, NLL,
    drift, pass@1 and the pass@k gap on the evaluation problems);
 2. α/ρ search on one checkpoint (`search_on`, by default the last given):
-   `run_apply` for every grid point, then entropy recovered and accuracy kept
+   `run_apply` for every grid point (one attribution pass for all of them:
+   every ρ > 0 reuses the first one's), then entropy recovered and accuracy kept
    (`run_eval`), combined into the search score;
 3. RL probes: the same short GRPO run (`run_rl`, `budget_steps` steps, no
    weights saved) from every checkpoint and from the `probe_top` best search
@@ -184,20 +185,28 @@ def run_plan(cfg: PlanConfig) -> dict:
 
 def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval_data: str) -> list[dict]:
     grid = search_grid(cfg.alphas, cfg.rhos)
+    rhos = sorted({c.rho for c in grid if c.rho > 0})
+    attribution = None  # one attribution pass serves every candidate: it depends on base, SFT and calibration only
     results = []
     for cand in grid:
         folder = tmp / "candidates" / cand.label
         _log(cfg, f"search on {label}: α={cand.alpha:g}, ρ={cand.rho:g}")
         manifest = run_apply(ApplyConfig(
             base=cfg.base, sft=path, calib=cfg.calib, out=str(folder), alpha=cand.alpha, rho=cand.rho,
+            rho_grid=rhos if cand.rho > 0 else None, reuse_attribution=attribution if cand.rho > 0 else None,
             fusion_only=cand.rho == 0.0, max_samples=cfg.max_samples, chat_template=cfg.chat_template, seed=cfg.seed,
             device=cfg.device, dtype=cfg.dtype, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
             progress=cfg.progress))
+        if cand.rho > 0 and attribution is None:
+            attribution = str(folder)
         entropy = manifest["entropy"]
         results.append({"label": cand.label, "alpha": cand.alpha, "rho": cand.rho, "path": str(folder),
                         "entropy": entropy["rejuvenated"] if cand.rho > 0 else entropy["fused"],
                         "entropy_sft": entropy["sft"], "entropy_base": entropy["base"],
-                        "neurons_reset": manifest["neurons_reset"]})
+                        "neurons_reset": manifest["neurons_reset"],
+                        "effective_reset_ratio": manifest["effective_reset_ratio"],
+                        "calibration_accuracy": manifest["calibration_accuracy"]["rejuvenated" if cand.rho > 0
+                                                                                  else "fused"]})
     report = run_eval(EvalConfig(
         checkpoints=[r["path"] for r in results], data=[eval_data], out=str(tmp / "candidates" / "eval"),
         samples=cfg.samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
@@ -243,7 +252,7 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
         cand = next(c for c in search if c["label"] == winner)
         recommendation = {"kind": "rejuvenated" if cand["rho"] > 0 else "fused", "name": winner,
                           "from": labels[searched], "alpha": cand["alpha"], "rho": cand["rho"],
-                          "command": _apply_command(cfg, cfg.checkpoints[searched], cand)}
+                          "command": _apply_command(cfg, cfg.checkpoints[searched], cand, search)}
     recommendation["probe_reward_end"] = probes[winner]["reward_end"]
     recommendation["probe_reward_end_se"] = probes[winner]["reward_end_se"]
     recommendation["uncertainty"] = uncertainty(probes, winner)
@@ -296,8 +305,16 @@ def _against_diagnose(winner: str, entries: dict, probes: dict, sure: dict) -> d
                      "far a full RL run goes, which is what over-training costs; weigh the flag, or probe longer.")}
 
 
-def _apply_command(cfg: PlanConfig, sft: str, cand: dict) -> str:
-    """The command that rebuilds the recommended candidate (its weights are not kept by default)."""
+def _apply_command(cfg: PlanConfig, sft: str, cand: dict, search: list[dict]) -> str:
+    """The command that rebuilds the recommended candidate (its weights are not kept by default); a reset
+    candidate reuses the search's attribution, kept in its first reset candidate's folder."""
     parts = ["rejuv apply", f"--base {cfg.base}", f"--sft {sft}", f"--alpha {cand['alpha']:g}"]
-    parts += ["--fusion-only"] if cand["rho"] == 0 else [f"--calib {cfg.calib}", f"--rho {cand['rho']:g}"]
+    if cand["rho"] == 0:
+        parts.append("--fusion-only")
+    else:
+        first = next(c for c in search if c["rho"] > 0)
+        parts += [f"--calib {cfg.calib}", f"--rho {cand['rho']:g}",
+                  f"--reuse-attribution {Path(cfg.out) / 'candidates' / first['label']}"]
+    parts += [] if cfg.chat_template == "auto" else [f"--chat-template {cfg.chat_template}"]
+    parts += [] if cfg.dtype == "float32" else [f"--dtype {cfg.dtype}"]
     return " ".join([*parts, f"--max-samples {cfg.max_samples}", f"--seed {cfg.seed}", "--out OUT"])

@@ -40,6 +40,28 @@ def reset_plan(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dic
     return plan
 
 
+def summarize(plan: dict[str, dict], sizes: dict[Neurons, int]) -> dict:
+    """The size of a reset plan: neurons reset in all, per module kind, per layer and per module, with totals.
+
+    Computed from the per-tensor plan, so a plan read back from a file is summarized like a fresh one.
+    """
+    kinds: dict[str, dict] = {}
+    layers: dict[str, dict] = {}
+    modules: dict[str, dict] = {}
+    for n, size in sizes.items():
+        count = len(plan.get(n.weight, {}).get("indices", ()))
+        modules[f"{n.layer}.{n.kind}"] = {"reset": count, "total": size}
+        for groups, key in ((kinds, n.kind), (layers, str(n.layer))):
+            g = groups.setdefault(key, {"reset": 0, "total": 0})
+            g["reset"] += count
+            g["total"] += size
+    for g in [*kinds.values(), *layers.values()]:
+        g["ratio"] = g["reset"] / g["total"] if g["total"] else 0.0
+    reset, total = sum(m["reset"] for m in modules.values()), sum(sizes.values())
+    return {"neurons_reset": reset, "neurons_total": total, "effective_reset_ratio": reset / total if total else 0.0,
+            "by_kind": kinds, "by_layer": layers, "by_module": modules}
+
+
 def apply_reset(fused: np.ndarray, base: np.ndarray, axis: int, indices: Sequence[int] | np.ndarray
                 ) -> np.ndarray:
     """Overwrite rows (axis 0) or columns (axis 1) of `fused` with `base` values, in place.

@@ -79,37 +79,12 @@ class ResetSet:
                 self._unite(scores[n], [n])
         self.targets += next(iter(scores.values())).shape[0]
 
-    def indices(self) -> dict[Neurons, list[int]]:
-        """Selected indices per module, modules with none left out."""
+    def indices(self, rho: float | None = None) -> dict[Neurons, list[int]]:
+        """Selected indices per module at ρ (default: this set's own), modules with none left out."""
+        masks = self.masks_by_rho[self.rho if rho is None else rho]
         out = {}
         for n in self.neurons:
-            idx = torch.nonzero(self.masks[n]).flatten().tolist()
+            idx = torch.nonzero(masks[n]).flatten().tolist()
             if idx:
                 out[n] = idx
         return out
-
-    def by_module(self) -> dict[str, dict[str, int]]:
-        return {f"{n.layer}.{n.kind}": {"reset": int(self.masks[n].sum()), "total": self.sizes[n]}
-                for n in self.neurons}
-
-    def _grouped(self, key) -> dict:
-        groups: dict = {}
-        for n in self.neurons:
-            g = groups.setdefault(key(n), {"reset": 0, "total": 0})
-            g["reset"] += int(self.masks[n].sum())
-            g["total"] += self.sizes[n]
-        for g in groups.values():
-            g["ratio"] = g["reset"] / g["total"] if g["total"] else 0.0
-        return groups
-
-    def by_kind(self) -> dict[str, dict]:
-        """Reset, total and ratio per module kind (q_proj, ..., down_proj) over all layers."""
-        return self._grouped(lambda n: n.kind)
-
-    def by_layer(self) -> dict[str, dict]:
-        """Reset, total and ratio per layer over all module kinds."""
-        return self._grouped(lambda n: str(n.layer))
-
-    def ratio_by_rho(self) -> dict[str, float]:
-        """Effective reset ratio |S| / total at every ρ of this set."""
-        return {f"{rho:g}": self.selected_at(rho) / self.total for rho in self.rhos}
