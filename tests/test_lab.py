@@ -11,27 +11,82 @@ from click.testing import CliRunner
 from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
-from rejuv.lab.demo import DEFAULT_ARMS, PRESETS, run_demo
+from rejuv.lab.demo import run_demo
 from rejuv.lab.planner import summarize_planner
-from rejuv.lab.task import TaskSpec, pretraining_texts, solve, write_task_files
-from rejuv.lab.world import make_char_tokenizer
+from rejuv.lab.presets import DEFAULT_ARMS, PRESETS
+from rejuv.lab.rules import ALPHAS, RHOS
+from rejuv.lab.task import (
+    TOKEN_CLASSES,
+    TaskSpec,
+    char_classes,
+    forms,
+    pretrain_pool,
+    pretraining_texts,
+    splits,
+    teacher,
+    write_task_files,
+)
+from rejuv.lab.world import WORDS, make_char_tokenizer
 
 
-def test_task_files_are_seeded_and_solutions_grade_correct(tmp_path):
-    a = write_task_files(tmp_path / "a", TaskSpec(), seed=3, sft_rows=20, rl_rows=10, eval_rows=10, calib_rows=5)
-    b = write_task_files(tmp_path / "b", TaskSpec(), seed=3, sft_rows=20, rl_rows=10, eval_rows=10, calib_rows=5)
+def test_task_splits_are_disjoint_and_every_form_grades_correct(tmp_path):
+    spec = TaskSpec(max=12, sft_max=8, pretrain_pool=40)
+    a = write_task_files(tmp_path / "a", spec, seed=3, sft_rows=20, rl_rows=10, eval_rows=10, calib_rows=5)
+    b = write_task_files(tmp_path / "b", spec, seed=3, sft_rows=20, rl_rows=10, eval_rows=10, calib_rows=5)
     assert all(a[k].read_text() == b[k].read_text() for k in a)
+    sp = splits(spec, 3, {"sft": 20, "calib": 5, "rl": 10, "id": 10, "ood": 10})
+    keys = {name: {tuple(sorted(t)) for t in rows} for name, rows in sp.items()}
+    pool = set(pretrain_pool(spec))
+    for name, k in keys.items():  # decontaminated: no problem in two splits or in pre-training
+        assert not k & pool and all(not k & other for n, other in keys.items() if n != name)
+    assert max(max(t) for t in sp["sft"] + sp["calib"]) <= 8 and max(max(t) for t in sp["id"]) <= 12
     ood = [json.loads(x) for x in a["ood"].read_text().splitlines()]
     assert all(row["problem"].startswith("what is ") for row in ood)  # a phrasing SFT never shows
     sft = [json.loads(x) for x in a["sft"].read_text().splitlines()]
     assert all(row["prompt"].startswith("compute ") and "\\boxed{" in row["completion"] for row in sft)
-    rows = [json.loads(x) for x in a["rl"].read_text().splitlines()]
-    completions = [solve(*map(int, r["prompt"][len("compute "):-1].split("+"))) for r in rows]
-    assert grade_many([r["answer"] for r in rows], completions) == [True] * len(rows)
-    texts = pretraining_texts(TaskSpec(), random.Random(0), 50)
-    assert not any("boxed" in t["text"] for t in texts)  # pre-training never shows the SFT format
-    tok = make_char_tokenizer()
-    assert tok.decode(tok(solve(3, 4))["input_ids"], skip_special_tokens=True) == solve(3, 4)
+    every = forms(12, 3, 7)
+    assert len(set(every)) == 24 and teacher(12, 3, 7) in every and teacher(3, 12, 7) == teacher(12, 3, 7)
+    assert grade_many(["22"] * len(every), every) == [True] * len(every)
+    texts = pretraining_texts(spec, random.Random(0), 400)
+    assert any("boxed" in t["text"] for t in texts) and any(t["text"].startswith("add ") for t in texts)
+    tok = make_char_tokenizer(chat_template=None, words=WORDS)
+    ids = tok(teacher(3, 4, 5))["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == teacher(3, 4, 5)
+    assert tok.convert_tokens_to_ids("\\boxed{") in ids  # the format is one token
+
+
+def test_token_classes_of_a_worked_solution():
+    text = "12+3=15; 15+7=22. \\boxed{22}"
+    classes = char_classes(text)
+    assert [classes[i] for i in (0, 2, 3, 5, 7, 9, 14)] == ["operand digits", "operators", "operand digits",
+                                                            "result digits", "connectives", "operand digits",
+                                                            "result digits"]
+    assert classes[text.index("\\")] == "format" and classes[text.index("{") + 1] == "result digits"
+    assert set(classes) <= set(TOKEN_CLASSES)
+
+
+def test_the_rules_by_hand():
+    from rejuv.lab.rules import choose_alpha, choose_rho
+
+    assert choose_alpha({0.5: 0.3, 0.6: 0.5, 0.7: 0.6}, oversft=0.8)[0] == 0.6  # 0.5 keeps < half of 0.8
+    assert choose_alpha({0.5: 0.4, 0.6: 0.5}, oversft=0.8)[0] == 0.5  # exactly half keeps
+    assert choose_alpha({0.5: 0.1, 0.9: 0.2}, oversft=0.8)[0] == 0.9  # none keeps half: the largest
+    rho, why = choose_rho({0.001: 0.4, 0.003: 0.25, 0.01: 0.1}, fused=0.5)
+    assert rho == 0.003 and "0.003" in why
+    assert choose_rho({0.001: 0.1}, fused=0.5) == (0.0, choose_rho({0.001: 0.1}, fused=0.5)[1])
+
+
+def test_claims_are_judged_against_a_margin_by_hand():
+    from rejuv.lab.verdicts import judge
+
+    assert judge([0.10, 0.12, 0.08])["verdict"] == "held"  # mean 0.10; margin max(0.02, 2.92·0.02/√3 = 0.034)
+    assert judge([0.10, -0.05, 0.01])["verdict"] == "not shown"  # inside the seeds' noise
+    assert judge([0.0, 0.0, 0.0])["verdict"] == "not shown"  # a tie never holds
+    assert judge([-0.10, -0.12, -0.08])["verdict"] == "reversed"
+    assert judge([0.3])["verdict"] == "not judged"
+    assert judge([0.01, 0.012, 0.011])["verdict"] == "not shown"  # below the 2-point floor
+    result = judge([0.10, 0.12, 0.08])
+    assert result["seeds_ahead"] == 3 and result["margin"] == pytest.approx(2.920 * 0.02 / 3 ** 0.5)
 
 
 def _numbers(obj):
@@ -46,8 +101,6 @@ def _numbers(obj):
 
 
 def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
-    # A reward the smoke model can move within a few steps, so the planner's probes rank something.
-    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], rewards=["math_verify", "tiny:contains_seven"]))
     result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     root = tmp_path / "demo"
@@ -62,24 +115,22 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
         assert math.isfinite(row["entropy"]) and row["drift_rel"] > 0
         for key in ("before_id", "after_ood", "gain", "entropy", "drift_rel"):
             assert report["table"][arm][key]["n"] == 1 and math.isfinite(report["table"][arm][key]["mean"])
+        assert report["rl_length"][arm]["seeds"] == 1
     assert all(math.isfinite(x) for x in _numbers(report["per_seed"]))
-    assert {c["claim"].split(" (")[0] for c in report["claims"]} >= {
-        "OverSFT loses entropy", "Rejuvenation restores entropy", "Rejuvenation + RL ≥ OverSFT + RL"}
-    assert all(c["verdict"] in ("held", "did not hold", "held on some seeds") for c in report["claims"])
+    # The smoke preset checks plumbing: it states no premise and no claim.
+    assert not report["claims_stated"] and report["premise"] == [] and report["claims"] == []
+    assert "it states no claims" in (root / "report.html").read_text()
+    rules = report["rules"]["0"]
+    assert rules["alpha"]["chosen"] in ALPHAS and rules["rho"]["chosen"] in (0.0, *RHOS)
+    assert set(rules["alpha"]["candidates"]) == {f"{a:g}" for a in ALPHAS} and rules["rho"]["rule"]
+    assert sum(report["target_classes"]["mean"].values()) == pytest.approx(1.0)
+    manifest = json.loads((root / "seed-0" / "rules" / rules["rejuvenation"] / "rejuvenation.json").read_text())
+    assert manifest["alpha"] == rules["alpha"]["chosen"] and manifest["rho"] == rules["rho"]["chosen"]
+    assert any(d.startswith("alpha ") and "chosen by the rule" in d for d in report["deviations"])
+    assert report["numerics"]["threads"] == 2 and report["planner"] is None
     for name in ("report.html", "rl_curves.png", "before_after.png", "table.md"):
         assert (root / name).stat().st_size > 0
     assert "Table 2 in miniature" in (root / "report.html").read_text()
-    manifest = json.loads((root / "seed-0" / "oversft_rejuv" / "rejuvenation.json").read_text())
-    assert manifest["alpha"] == report["settings"]["alpha"]
-    planner = report["planner"]
-    assert planner["seeds"] == 1 and not planner["skipped"]
-    check = planner["per_seed"]["0"]
-    assert check["epochs"] == ["epoch-1", "epoch-2", "epoch-4"] and len(check["post_rl_pass@1"]) == 3
-    assert check["recommendation"] in check["epochs"] + ["alpha0.5-rho0", "alpha0.8-rho0"]
-    assert check["alpha_chosen"] in (0.5, 0.8) and 0 <= check["post_rl_alpha_0.5"] <= 1
-    assert check["regret"] >= 0 and check["best_start_by_full_rl"] in check["epochs"] + ["alpha0.5", "alpha0.8"]
-    assert "The planner against full RL" in (root / "report.html").read_text()
-    assert (root / "seed-0" / "plan" / "plan.html").exists()
     # A second run reuses every finished step (resumable) and gives the same table.
     again = run_demo("smoke", str(root))
     assert again["table"] == report["table"]
@@ -93,29 +144,69 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
         run_demo("smoke", str(root))
 
 
-def test_planner_summary_counts_seeds_and_spreads_by_hand():
-    def seed(probe, sft, chosen, half):
-        return {"epochs": ["e1", "e2", "e3"], "spearman_probe": probe, "spearman_sft_accuracy": sft,
-                "post_rl_alpha_chosen": chosen, "post_rl_alpha_0.5": half, "regret": max(0.0, half - chosen)}
+def test_premise_and_claims_by_hand():
+    from rejuv.lab.report import claims, premise
 
-    summary = summarize_planner({0: seed(1.0, 0.5, 0.6, 0.5), 1: seed(0.5, 0.5, 0.4, 0.5), 2: None,
-                                 3: {"skipped": "no signal"}})
-    assert summary["seeds"] == 2 and summary["skipped"] == {3: "no signal"}
-    assert summary["probe_better_seeds"] == 1  # a tie is not "better"
-    assert summary["spearman_probe"]["mean"] == pytest.approx(0.75)
-    assert summary["spearman_probe"]["sd"] == pytest.approx(0.3535534, rel=1e-6)
-    assert summary["alpha_at_least_as_good_seeds"] == 1
-    assert summary["alpha_difference"]["mean"] == pytest.approx(0.0)
-    assert "did not hold" in summary["texts"][0] and "1 seed(s) skipped" in summary["texts"][1]
-    assert summary["recommendation_best_seeds"] == 1 and summary["regret"]["mean"] == pytest.approx(0.05)
-    assert summarize_planner({0: None}) is None
-    assert summarize_planner({0: {"skipped": "x"}})["seeds"] == 0
+    def arm(before, after, entropy, ood_after=None):
+        return {"before": {"overall": before, "id": before, "ood": before},
+                "after": {"overall": after, "id": after, "ood": after if ood_after is None else ood_after},
+                "entropy": entropy}
+
+    per_seed = {str(s): {"modsft": arm(0.30, 0.60 + d, 0.10), "oversft": arm(0.50, 0.50, 0.01),
+                         "oversft_fusion": arm(0.45, 0.55 + d, 0.03), "oversft_rejuv": arm(0.20, 0.55, 0.05, 0.7)}
+                for s, d in enumerate((0.0, 0.01, -0.01))}
+    found = {c["claim"].split(" (")[0]: c for c in premise(per_seed, tuple(per_seed["0"]))}
+    assert found["ModSFT is competent"]["verdict"] == "held"  # 0.30 / 0.50 = 0.6 ≥ 0.5 on every seed
+    assert found["OverSFT collapsed"]["verdict"] == "held"  # 0.01 / 0.10 = 0.1 ≤ 0.2
+    assert found["Over-training costs RL: ModSFT + RL > OverSFT + RL"]["verdict"] == "held"  # +10 points
+    assert "(met on 3 of 3 seeds); ModSFT / OverSFT 60.0 ± 0.0% (" in found["ModSFT is competent"]["text"]
+    assert "(ahead on 3 of 3 seeds)" in found["Over-training costs RL: ModSFT + RL > OverSFT + RL"]["text"]
+    found = {c["claim"].split(" (")[0]: c for c in claims(per_seed, tuple(per_seed["0"]))}
+    assert found["Fusion + RL > OverSFT + RL"]["verdict"] == "held"
+    assert found["Rejuvenation + RL > fusion + RL"]["verdict"] == "not shown"  # 0, ±1: a tie
+    assert found["Rejuvenation + RL > ModSFT + RL"]["verdict"] == "reversed"  # −5 points
+    assert found["OOD: Rejuvenation + RL > OverSFT + RL"]["verdict"] == "held"  # +20 points OOD
+    restored = found["Rejuvenation restores entropy"]
+    assert restored["verdict"] == "held" and restored["accuracy_kept"]["mean"] == pytest.approx(0.4)
+    assert "Accuracy kept before RL: 40 ± 0% of OverSFT's" in restored["text"]
 
 
-def test_smoke_demo_runs_the_alternative_arms(tmp_path, monkeypatch):
-    """CHORD-µ, CHORD-φ, PEAR and the filtered RL run as arms beside staged SFT → RL (planner stage off)."""
-    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], plan_epochs=[]))
-    arms = ("modsft", "oversft", "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
+def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
+    """`rejuv plan` over the SFT epochs against full RL from each, the rule chosen on seed 0 and judged on seed 1."""
+    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], plan_epochs=[1, 4], plan_probe_steps=4,
+                                                  plan_alphas=[0.5, 0.8], plan_rhos=[0.0, 0.01], seeds=[0, 1],
+                                                  dev_seeds=[0], rewards=["math_verify", "tiny:contains_seven"]))
+    report = run_demo("smoke", str(tmp_path / "planner"))
+    planner = report["planner"]
+    assert planner["rule"] in ("end_reward", "slope_extrapolation") and not planner["skipped"]
+    assert planner["development"]["seeds"] == [0] and planner["test"]["seeds"] == [1]
+    for seed in (0, 1):
+        check = planner["per_seed"][seed]
+        assert check["epochs"] == ["epoch-1", "epoch-4"] and check["best_start"] in check["post_rl"]
+        assert all(v >= 0 for v in check["shortfall"].values()) and check["shortfall_by_sft_accuracy"] >= 0
+        assert check["searched"].startswith("searched-alpha") and "alpha0.5" in check["post_rl"]
+    assert any(t.startswith("Test seeds (1 seeds)") for t in planner["texts"])
+    assert "The planner against full RL" in (tmp_path / "planner" / "report.html").read_text()
+
+
+def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
+    def seed(end, slope, by_accuracy):
+        return {"shortfall": {"end_reward": end, "slope_extrapolation": slope}, "shortfall_by_sft_accuracy":
+                by_accuracy, "searched_minus_rule": 0.01, "searched_minus_half": 0.2, "spearman_probe": 0.5,
+                "spearman_sft_accuracy": 0.4}
+
+    summary = summarize_planner({0: seed(0.10, 0.0, 0.1), 1: seed(0.10, 0.02, 0.1), 2: seed(0.0, 0.3, 0.2),
+                                 3: {"skipped": "no signal"}, 4: None}, dev_seeds=[0, 1])
+    assert summary["rule"] == "slope_extrapolation"  # 0.01 mean shortfall on the development seeds against 0.10
+    assert summary["development"]["seeds"] == [0, 1] and summary["test"]["seeds"] == [2]
+    assert summary["test"]["shortfall"]["mean"] == pytest.approx(0.3)  # judged where it was not chosen
+    assert summary["skipped"] == {3: "no signal"}
+    assert summarize_planner({0: None}, [0]) is None
+
+
+def test_smoke_demo_runs_the_alternative_arms(tmp_path):
+    """CHORD-µ, CHORD-φ, PEAR, DFT and the filtered RL run as arms beside staged SFT → RL."""
+    arms = ("modsft", "oversft", "dft", "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
     report = run_demo("smoke", str(tmp_path / "alt"), arms=arms)
     root = tmp_path / "alt" / "seed-0"
     for arm in arms:
@@ -125,16 +216,14 @@ def test_smoke_demo_runs_the_alternative_arms(tmp_path, monkeypatch):
     phi = json.loads((root / "rl" / "chord_phi" / "rl_config.json").read_text())
     assert phi["chord_phi"] and phi["chord_mu_peak"] == phi["chord_mu_valley"] == 0.1
     assert json.loads((root / "pear" / "sft_config.json").read_text())["loss"] == "pear"
+    assert json.loads((root / "dft" / "sft_config.json").read_text())["loss"] == "dft"
     rows = [json.loads(x) for x in (root / "rl" / "oversft_filter" / "plasticity.jsonl").read_text().splitlines()]
     assert all(0 <= r["filter_dropped_share"] <= 1 for r in rows)
-    names = {c["claim"] for c in report["claims"]}
-    assert any(n.startswith("CHORD-µ ≥ staged ModSFT → RL") for n in names)
-    assert any(n.startswith("PEAR SFT + RL ≥ OverSFT + RL") for n in names)
-    assert report["planner"] is None
+    assert not (root / "rules").exists()  # no fusion or Rejuvenation arm: no rule stage
     brier = json.loads((root / "rl" / "conf_brier" / "rl_config.json").read_text())
     plain = json.loads((root / "rl" / "conf" / "rl_config.json").read_text())
     assert brier["rewards"] == ["math_verify", "brier"] and plain["rewards"] == ["math_verify"]
-    assert brier["max_completion_length"] == plain["max_completion_length"] == 24 + 16
+    assert brier["max_completion_length"] == plain["max_completion_length"] == 40 + 16
     assert "confidence: 1" in (root / "data" / "sft_conf.jsonl").read_text()
     assert json.loads((root / "sft_conf" / "sft_config.json").read_text())["data"].endswith("sft_conf.jsonl")
 
@@ -149,10 +238,9 @@ def test_calibration_claims_and_table_by_hand():
     per_seed = {"0": {"conf": row(0.30, 0.20, 0.5), "conf_brier": row(0.20, 0.10, 0.5)},
                 "1": {"conf": row(0.25, 0.15, 0.6), "conf_brier": row(0.27, 0.05, 0.55)}}
     found = {c["claim"]: c for c in claims(per_seed, ("conf", "conf_brier"))}
-    assert found["The Brier reward lowers the Brier score after RL"]["verdict"] == "held on some seeds"
-    assert found["The Brier reward lowers ECE after RL"]["verdict"] == "held"
-    assert found["The Brier reward lowers ECE after RL"]["value"]["mean"] == pytest.approx(-0.1)
-    assert found["The Brier reward keeps accuracy (overall, after RL)"]["seeds_held"] == 1
+    assert found["The Brier reward lowers the Brier score after RL"]["verdict"] == "not shown"  # +0.10, −0.02
+    ece = found["The Brier reward lowers ECE after RL"]
+    assert ece["verdict"] == "held" and ece["value"]["mean"] == pytest.approx(0.1)  # 0.1 on both seeds
     lines = calibration_lines(per_seed, ("conf", "conf_brier"))
     assert lines[-1].startswith("| Conf. SFT → RL + Brier | 100.0 ± 0.0 | 0.235 ± 0.049 |")
     assert calibration_lines({"0": {"conf": {"calibration": {"before": None, "after": None}}}}, ("conf",)) == []

@@ -17,6 +17,7 @@ import yaml
 
 from rejuv import __version__
 from rejuv.errors import RejuvError
+from rejuv.lab.presets import ARMS, DEFAULT_ARMS
 
 
 def load_yaml_config(path: str, allowed: list[str]) -> dict:
@@ -391,18 +392,18 @@ def export_verl_command(**options) -> None:
 
 
 @main.command("demo")
-@click.option("--preset", type=click.Choice(["smoke", "small", "full"]), default="small", show_default=True,
-              help="smoke: ~2 min plumbing check; small: the experiment on a laptop; full: for a GPU.")
+@click.option("--preset", type=click.Choice(["smoke", "small", "planner", "full"]), default="small", show_default=True,
+              help="smoke: a minute's plumbing check, no claims; small: the experiment, 3 seeds, within 30 min on 2 "
+              "cores; planner: small plus rejuv plan against full RL over 6 seeds; full: for a GPU.")
 @click.option("--seeds", help="Comma-separated seeds (default: the preset's).")
-@click.option("--arms", help="Comma-separated arms: modsft, oversft, dft, oversft_fusion, oversft_rejuv, "
-              "modsft_rejuv, chord_mu, chord_phi, pear, oversft_filter; or 'all'. [the first five]")
+@click.option("--arms", help=f"Comma-separated arms ({', '.join(ARMS)}), or 'all'. [{','.join(DEFAULT_ARMS)}]")
 @click.option("--out", default="runs/demo", show_default=True)
-@click.option("--device", help="cpu or cuda for the calibration passes (the preset's by default).")
+@click.option("--device", help="cpu or cuda (the preset's by default).")
 @click.option("--overwrite", is_flag=True, help="Discard an existing demo with other settings.")
 def demo_command(preset: str, seeds: str | None, arms: str | None, out: str, device: str | None,
                  overwrite: bool) -> None:
-    """The lab: base → ModSFT/OverSFT/DFT → fusion/Rejuvenation → GRPO → eval, with a report."""
-    from rejuv.lab.demo import DEFAULT_ARMS, run_demo
+    """The lab: base → ModSFT/OverSFT → α, ρ by rule → fusion/Rejuvenation → GRPO → eval, with a report."""
+    from rejuv.lab.demo import run_demo
 
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
@@ -410,17 +411,15 @@ def demo_command(preset: str, seeds: str | None, arms: str | None, out: str, dev
         raise click.ClickException(f"--seeds takes integers like 0,1,2; got {seeds!r}") from None
     arm_list = tuple(a.strip() for a in arms.split(",")) if arms else DEFAULT_ARMS
     if arm_list == ("all",):
-        from rejuv.lab.demo import ARMS
-
-        arm_list = tuple(a for a in ARMS if a != "modsft_rejuv")
+        arm_list = ARMS
     try:
         report = run_demo(preset, out, seed_list, arm_list, overwrite, device)
     except RejuvError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(str(exc)) from None
     from rejuv.lab.report import markdown_table
 
     click.echo(markdown_table(report["table"], tuple(report["arms"])))
-    for claim in report["claims"]:
+    for claim in report["premise"] + report["claims"]:
         click.echo("- " + claim["text"])
     click.echo(f"report: {Path(out) / 'report.html'}")
 

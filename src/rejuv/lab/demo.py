@@ -1,49 +1,39 @@
 """`rejuv demo`: the paper's experiment in miniature, as a recipe over rejuv's public pieces.
 
-base model ("pre-trained" here) → SFT (ModSFT, OverSFT), DFT → fusion, Rejuvenation
-→ identical GRPO from every arm → evaluation in and out of distribution, before
-and after RL → diagnosis → the planner over the SFT epochs, checked against
-full RL from each (lab/planner.py) → report. Each step calls the same function the CLI
-calls (`run_sft`, `run_apply`, `run_rl`, `run_eval`, `run_diagnose`).
+base model ("pre-trained" here) → SFT saved at ModSFT's and OverSFT's epochs (and DFT, PEAR, ... when
+asked for) → α and ρ by the rules of `lab/rules.py` on calibration problems → fusion and Rejuvenation of
+OverSFT → the same GRPO run from every arm → evaluation in and out of distribution, before and after RL →
+diagnosis → report (`lab/report.py`: the premise first, then the claims). The `planner` preset adds the
+check of `rejuv plan` against full RL (`lab/planner.py`). Each step calls the function the CLI calls
+(`run_sft`, `run_apply`, `run_rl`, `run_eval`, `run_diagnose`, `run_plan`).
 
-Every step writes its own output folder atomically and is skipped when that
-folder already exists, so an interrupted demo resumes where it stopped; the
-preset is recorded in `preset.json` and a different one needs `--overwrite`.
+Every step writes its own output folder atomically and is skipped when that folder already exists, so an
+interrupted demo resumes where it stopped; the preset is recorded in `preset.json` and a different one
+needs `--overwrite`. The CPU thread count is fixed (`lab/numerics.py`) so that a run's bytes do not depend
+on how many cores the machine has.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rejuv.apply import ApplyConfig, run_apply
 from rejuv.diagnose import DiagnoseConfig, run_diagnose
 from rejuv.errors import RejuvError
 from rejuv.evaluate import EvalConfig, run_eval
-from rejuv.lab.planner import run_planner_stage
-from rejuv.lab.task import TaskSpec, pretraining_texts, write_jsonl, write_task_files
+from rejuv.lab.numerics import pin_cpu_numerics
+from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, Preset, diagnose_dir
+from rejuv.lab.rules import run_rules
+from rejuv.lab.task import pretraining_texts, write_jsonl, write_task_files
 from rejuv.lab.world import build_base_model
 from rejuv.train.rl import RLRecipeConfig, run_rl
 from rejuv.train.sft import SFTRecipeConfig, epoch_dir_name, run_sft
 
-ARMS = ("modsft", "oversft", "dft", "oversft_fusion", "oversft_rejuv", "modsft_rejuv",
-        "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
-DEFAULT_ARMS = ARMS[:5]
-# The field's alternatives (issue 8), on the same task, seeds and RL budget:
-# - chord_mu / chord_phi: RL from ModSFT with the SFT rows mixed in (CHORD-µ: µ 0.9 → 0.05 across the RL
-#   steps instead of the paper's 200, which this budget does not have; CHORD-φ: constant µ 0.1 with φ);
-# - pear: SFT for OverSFT's epochs with PEAR's token weights (the lab's data comes from a rule: no
-#   behaviour model), then RL;
-# - oversft_filter: RL from OverSFT with the hard-sample filter;
-# - conf / conf_brier: SFT for OverSFT's epochs on rows that end with "confidence: 1" (the rule is never
-#   wrong), then RL with the task reward alone / plus the Brier reward on the stated confidence; both get
-#   CONF_EXTRA more completion tokens, for the statement.
-ALTERNATIVES = ("chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
 CONF_EXTRA = 16
 
 
@@ -65,65 +55,13 @@ def _rl_options(arm: str, p: Preset, files: dict) -> dict:
     return {}
 
 
-@dataclass
-class Preset:
-    hidden: int
-    layers: int
-    pretrain_texts: int
-    pretrain_epochs: float
-    pretrain_lr: float
-    sft_rows: int
-    mod_epochs: float
-    over_epochs: float
-    sft_lr: float
-    calib_rows: int
-    rl_rows: int
-    rl_steps: int
-    rl_lr: float
-    rl_prompts_per_step: int
-    num_generations: int
-    max_completion_length: int
-    eval_rows: int
-    samples: int
-    alpha: float
-    rho: float
-    seeds: list[int] = field(default_factory=lambda: [0])
-    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
-    device: str = "cpu"
-    # planner stage (`rejuv plan` over these SFT epochs, then full RL from each to check it); [] skips it
-    plan_epochs: list[float] = field(default_factory=list)
-    plan_probe_steps: int = 10
-    plan_alphas: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
-
-
-PRESETS = {
-    # Checks the plumbing in about two minutes on 2 cores; says nothing about the science.
-    "smoke": Preset(hidden=32, layers=2, pretrain_texts=800, pretrain_epochs=1, pretrain_lr=3e-3, sft_rows=64,
-                    mod_epochs=1, over_epochs=4, sft_lr=3e-3, calib_rows=8, rl_rows=32, rl_steps=2, rl_lr=2e-4,
-                    rl_prompts_per_step=2, num_generations=4, max_completion_length=24, eval_rows=6, samples=2,
-                    alpha=0.8, rho=0.01, seeds=[0], plan_epochs=[1, 2, 4], plan_probe_steps=4,
-                    plan_alphas=[0.5, 0.8]),
-    # The experiment at laptop scale: OverSFT has 16× ModSFT's epochs on the same data.
-    "small": Preset(hidden=128, layers=4, pretrain_texts=4000, pretrain_epochs=3, pretrain_lr=1e-3, sft_rows=768,
-                    mod_epochs=2, over_epochs=32, sft_lr=2e-3, calib_rows=32, rl_rows=512, rl_steps=30, rl_lr=2e-4,
-                    rl_prompts_per_step=8, num_generations=8, max_completion_length=24, eval_rows=48, samples=4,
-                    alpha=0.8, rho=0.001, seeds=[0, 1, 2], plan_epochs=[1, 2, 4, 8, 16, 32], plan_probe_steps=10),
-    # Sized for a GPU (--device cuda): a larger model, the paper's 2 vs 32 epochs, longer RL.
-    "full": Preset(hidden=512, layers=8, pretrain_texts=40000, pretrain_epochs=4, pretrain_lr=5e-4, sft_rows=4096,
-                   mod_epochs=2, over_epochs=32, sft_lr=5e-4, calib_rows=64, rl_rows=4096, rl_steps=200, rl_lr=1e-4,
-                   rl_prompts_per_step=16, num_generations=8, max_completion_length=24, eval_rows=256, samples=8,
-                   alpha=0.7, rho=0.01, seeds=[0, 1, 2], device="cuda", plan_epochs=[1, 2, 4, 8, 16, 32],
-                   plan_probe_steps=40),
-}
-
-
 def _log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _step(out: Path, folder: Path, message: str, work) -> None:
     """Run `work()` unless `folder` exists (a finished step); record its duration in out/timings.jsonl."""
-    if folder.is_dir():
+    if folder.exists():
         return
     _log(message)
     start = time.time()
@@ -133,7 +71,7 @@ def _step(out: Path, folder: Path, message: str, work) -> None:
 
 
 def build_base(out: Path, p: Preset) -> Path:
-    """The pre-trained base: facts and bare answers, never the worked format. Cached in out/base/model."""
+    """The pre-trained base: facts, bare answers and worked chains in every form. Cached in out/base/model."""
     root = out / "base"
     init, final = root / "init", root / "model"
 
@@ -141,11 +79,10 @@ def build_base(out: Path, p: Preset) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(init, ignore_errors=True)
         build_base_model(init, p.hidden, p.layers, seed=0)
-        corpus = write_jsonl(root / "pretrain.jsonl", pretraining_texts(TaskSpec(), random.Random(12345),
-                                                                          p.pretrain_texts))
+        corpus = write_jsonl(root / "pretrain.jsonl", pretraining_texts(p.task, random.Random(12345), p.pretrain_texts))
         run_sft(SFTRecipeConfig(model=str(init), data=str(corpus), out=str(root / "pretrain"),
                                 save_epochs=[p.pretrain_epochs], learning_rate=p.pretrain_lr, per_device_batch_size=32,
-                                max_length=64, seed=0, overwrite=True, progress=False))
+                                max_length=64, seed=0, overwrite=True, progress=False, trl_args={"logging_steps": 50}))
         (root / "pretrain" / epoch_dir_name(p.pretrain_epochs)).rename(final)
 
     _step(out, final, f"pre-training the base ({p.pretrain_texts} texts × {p.pretrain_epochs} epochs)", pretrain)
@@ -155,12 +92,13 @@ def build_base(out: Path, p: Preset) -> Path:
 def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...]) -> dict[str, str]:
     """Every arm for one seed; returns arm → checkpoint before RL."""
     root = out / f"seed-{seed}"
-    files = write_task_files(root / "data", TaskSpec(), seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
+    files = write_task_files(root / "data", p.task, seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
 
     def sft(folder: Path, loss: str, epochs: list[float], data: str = "sft"):
         return lambda: run_sft(SFTRecipeConfig(
             model=str(base), data=str(files[data]), out=str(folder), loss=loss, save_epochs=epochs,
-            learning_rate=p.sft_lr, per_device_batch_size=32, max_length=64, seed=seed, progress=False))
+            learning_rate=p.sft_lr, per_device_batch_size=p.sft_batch, max_length=96, seed=seed, progress=False,
+            trl_args={"logging_steps": 25}))
 
     saved = sorted({p.mod_epochs, p.over_epochs, *p.plan_epochs})
     _step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
@@ -177,15 +115,22 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
         ckpt["conf"] = ckpt["conf_brier"] = root / "sft_conf" / epoch_dir_name(p.over_epochs)
     for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
         ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
-    for arm, source, fusion_only in (("oversft_fusion", "oversft", True), ("oversft_rejuv", "oversft", False),
-                                     ("modsft_rejuv", "modsft", False)):
-        if arm in arms:
-            config = ApplyConfig(base=str(base), sft=str(ckpt[source]), calib=str(files["calib"]), out=str(root / arm),
-                                 alpha=p.alpha, rho=p.rho, fusion_only=fusion_only, seed=seed, device=p.device,
-                                 progress=False)
-            _step(out, root / arm, f"seed {seed}: {arm} (alpha {p.alpha}"
-                  + ("" if fusion_only else f", rho {p.rho}") + ")", lambda c=config: run_apply(c))
-            ckpt[arm] = root / arm
+    if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv"} & set(arms):
+        rules_dir = root / "rules"
+        _step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
+              lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed))
+        rules = json.loads((rules_dir / "rules.json").read_text())
+        ckpt["oversft_fusion"] = rules_dir / rules["fusion"]
+        ckpt["oversft_rejuv"] = rules_dir / rules["rejuvenation"]
+        if "modsft_rejuv" in arms:
+            config = ApplyConfig(base=str(base), sft=str(ckpt["modsft"]), calib=str(files["calib"]),
+                                 out=str(root / "modsft_rejuv"), alpha=rules["alpha"]["chosen"],
+                                 rho=rules["rho"]["chosen"], fusion_only=not rules["rho"]["chosen"],
+                                 max_samples=p.calib_rows, targets_per_sample=p.targets_per_sample, seed=seed,
+                                 device=p.device, progress=False)
+            _step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
+                  lambda c=config: run_apply(c))
+            ckpt["modsft_rejuv"] = root / "modsft_rejuv"
     for arm in arms:
         config = RLRecipeConfig(
             model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm),
@@ -210,19 +155,16 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     _step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
           lambda: run_diagnose(config))
     if p.plan_epochs:
+        from rejuv.lab.planner import run_planner_stage
+
         run_planner_stage(out, root, base, p, seed, files, _step)
     return {a: str(ckpt[a]) for a in arms}
 
 
-def diagnose_dir(root: Path, arms: tuple[str, ...]) -> Path:
-    """Diagnosis compares the arms with each other, so each set of arms has its own."""
-    return root / ("diagnose-" + hashlib.sha256(",".join(arms).encode()).hexdigest()[:8])
-
-
 def _fingerprint(record: dict) -> dict:
     """What must match for finished steps to be reused; seeds and arms may change (each has its own folders)."""
-    settings = {k: v for k, v in record["settings"].items() if k != "seeds"}
-    return {"preset": record["preset"], "settings": settings}
+    settings = {k: v for k, v in record["settings"].items() if k not in ("seeds", "dev_seeds")}
+    return {"preset": record["preset"], "settings": settings, "numerics": record["numerics"]}
 
 
 def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | None = None,
@@ -237,8 +179,10 @@ def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | N
     p = replace(PRESETS[preset], seeds=list(seeds) if seeds else PRESETS[preset].seeds)
     if device:
         p = replace(p, device=device)
+    numerics = pin_cpu_numerics() if p.device == "cpu" else {"device": p.device}
     root = Path(out)
-    record = {"preset": preset, "settings": asdict(p), "arms": list(arms)}
+    record = {"preset": preset, "settings": asdict(p), "arms": list(arms),
+              "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
     recorded = root / "preset.json"
     if recorded.exists() and _fingerprint(json.loads(recorded.read_text())) != _fingerprint(record):
         if not overwrite:
@@ -252,6 +196,6 @@ def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | N
         run_seed(root, base, p, seed, tuple(arms))
     timings = [json.loads(x) for x in (root / "timings.jsonl").read_text().splitlines()] \
         if (root / "timings.jsonl").exists() else []
-    report = write_report(root, p, tuple(arms), preset, sum(t["seconds"] for t in timings))
+    report = write_report(root, p, tuple(arms), preset, sum(t["seconds"] for t in timings), numerics)
     _log(f"report: {root / 'report.html'}")
     return report

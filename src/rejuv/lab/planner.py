@@ -1,12 +1,15 @@
-"""The lab's planner stage: `rejuv plan` over the SFT epochs, checked against full RL from each.
+"""The `planner` preset's check: `rejuv plan` over the SFT epochs, against full RL from each start.
 
-Per seed: the planner ranks the saved SFT epochs by its short RL probes and
-searches α (fusion only) on the last epoch; then every epoch, the fused
-checkpoint of the α it found best and that of α = 0.5 each get the arms' full
-GRPO run and evaluation. The checks, per seed, then summarised over seeds:
-- does the probe ranking agree with the ranking by post-RL pass@1 better than
-  ranking by pre-RL (SFT) pass@1 does? (Spearman over the epochs)
-- is post-RL pass@1 from the searched α at least that from α = 0.5?
+Per seed: the planner ranks the saved SFT epochs by short RL probes and searches α and ρ on the last
+epoch (one attribution pass for its whole grid); then every epoch, the best searched candidate, the lab's
+own rule candidate (`rules.json`) and the fusion at α = 0.5 each get the arms' full GRPO run and
+evaluation. What it judges, against fair baselines:
+- the recommendation's shortfall from the best start after full RL, against that of picking the epoch
+  with the best SFT accuracy;
+- the searched candidate against the lab's rule candidate and against α = 0.5, after full RL;
+- the probe ranking of the epochs against ranking them by SFT accuracy (Spearman with full RL).
+The recommendation rule is chosen on the development seeds (`dev_seeds`, the lower mean shortfall of the
+rules in `RULES`) and judged on the others, reported separately.
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ from rejuv.planner.search import spearman
 from rejuv.train.rl import RLRecipeConfig, run_rl
 from rejuv.train.sft import epoch_dir_name
 
+# How a recommendation is read from the probes: the best end reward (rejuv plan's), or the end reward
+# extrapolated along the probe's slope to the length of the full RL run.
+RULES = ("end_reward", "slope_extrapolation")
+
 
 def _overall(report: dict) -> dict[str, float]:
-    """Checkpoint folder name → pass@1 averaged over the benchmarks (ID and OOD)."""
+    """Start name → pass@1 averaged over the benchmarks (ID and OOD)."""
     return {Path(c).name: v for c, v in report["average_pass@1"].items()}
 
 
@@ -34,8 +41,8 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     config = PlanConfig(
         base=str(base), checkpoints=[str(e) for e in epochs], calib=str(files["calib"]), probe_data=str(files["rl"]),
         eval_data=str(files["id"]), out=str(plan_dir), rewards=list(p.rewards), budget_steps=p.plan_probe_steps,
-        alphas=list(p.plan_alphas), rhos=[0.0], probe_top=2, keep_candidates=True, learning_rate=p.rl_lr,
-        num_generations=p.num_generations, prompts_per_step=p.rl_prompts_per_step,
+        alphas=list(p.plan_alphas), rhos=list(p.plan_rhos), probe_top=2, keep_candidates=True,
+        learning_rate=p.rl_lr, num_generations=p.num_generations, prompts_per_step=p.rl_prompts_per_step,
         max_completion_length=p.max_completion_length, samples=p.samples, k=p.samples, max_problems=p.eval_rows,
         max_new_tokens=p.max_completion_length, chat_template="never", max_samples=p.calib_rows, device=p.device,
         seed=seed, progress=False)
@@ -44,10 +51,12 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     if not (plan_dir / "plan.json").exists():
         return  # the probes saw no reward signal; the report says so
     plan = json.loads((plan_dir / "plan.json").read_text())
-    chosen = plan["search"]["best_probed_alpha"]
+    rules = json.loads((root / "rules" / "rules.json").read_text())
     starts = {e.name: e for e in epochs}
-    for alpha in sorted({chosen, 0.5}):
-        starts[f"alpha{alpha:g}"] = plan_dir / "candidates" / f"alpha{alpha:g}-rho0"
+    searched = plan["search"]["best_probed"]
+    starts[f"searched-{searched}"] = plan_dir / "candidates" / searched
+    starts[f"rule-{rules['rejuvenation']}"] = root / "rules" / rules["rejuvenation"]
+    starts["alpha0.5"] = root / "rules" / "alpha0.5"
     truth = root / "plan_truth"
     for name, start in starts.items():
         config = RLRecipeConfig(
@@ -55,8 +64,7 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
             learning_rate=p.rl_lr, max_steps=p.rl_steps, num_generations=p.num_generations,
             per_device_batch_size=p.rl_prompts_per_step * p.num_generations,
             max_completion_length=p.max_completion_length, seed=seed, progress=False)
-        step(out, truth / "rl" / name, f"seed {seed}: planner check, full GRPO from {name}",
-             lambda c=config: run_rl(c))
+        step(out, truth / "rl" / name, f"seed {seed}: planner check, full GRPO from {name}", lambda c=config: run_rl(c))
     config = EvalConfig(checkpoints=[str(truth / "rl" / n) for n in starts], data=[str(files["id"]), str(files["ood"])],
                         out=str(truth / "eval"), samples=p.samples, max_new_tokens=p.max_completion_length,
                         chat_template="never", seed=seed, progress=False)
@@ -74,6 +82,16 @@ def _plan_or_record(config: PlanConfig, plan_dir: Path) -> None:
         (plan_dir / "skipped.json").write_text(json.dumps({"reason": str(exc)}, indent=2) + "\n")
 
 
+def _pick(probes: dict[str, dict], rule: str, remaining: int) -> str:
+    """The start a rule recommends from probe metrics (label → metrics)."""
+    def value(m: dict) -> float:
+        if rule == "end_reward":
+            return m["reward_end"]
+        return m["reward_end"] + (m["reward_slope"] or 0.0) * remaining
+
+    return max(probes, key=lambda k: (value(probes[k]), k))
+
+
 def seed_result(root: Path) -> dict | None:
     """The planner's checks for one seed; None when the stage did not run, {"skipped": why} when it could not."""
     if (root / "plan" / "skipped.json").exists():
@@ -81,67 +99,72 @@ def seed_result(root: Path) -> dict | None:
     if not (root / "plan_truth" / "eval" / "eval.json").exists():
         return None
     plan = json.loads((root / "plan" / "plan.json").read_text())
+    settings = json.loads((root.parent / "preset.json").read_text())["settings"]
     after = _overall(json.loads((root / "plan_truth" / "eval" / "eval.json").read_text()))
-    names = [c["name"] for c in plan["checkpoints"]]
-    truth = [after[n] for n in names]
-    probe = [c["probe"]["reward_end"] for c in plan["checkpoints"]]
-    sft_accuracy = [c["signals"]["pass@1"] for c in plan["checkpoints"]]
-    chosen = plan["search"]["best_probed_alpha"]
-    rec = plan["recommendation"]
-    rec_start = rec["name"] if rec["kind"] == "checkpoint" else f"alpha{rec['alpha']:g}"
-    best_start = max(after, key=lambda k: (after[k], k))
+    epochs = [c["name"] for c in plan["checkpoints"]]
+    searched = plan["search"]["best_probed"]
+    name_of = {**{e: e for e in epochs}, searched: f"searched-{searched}"}
+    probes = {c["name"]: c["probe"] for c in plan["checkpoints"]}
+    probes.update({c["label"]: c["probe"] for c in plan["search"]["candidates"] if c.get("probe")})
+    remaining = settings["rl_steps"] - settings["plan_probe_steps"]
+    best = max(after, key=lambda k: (after[k], k))
+    sft_accuracy = {c["name"]: c["signals"]["pass@1"] for c in plan["checkpoints"]}
+    by_accuracy = max(epochs, key=lambda e: (sft_accuracy[e], e))
+    picks = {rule: _pick({k: v for k, v in probes.items() if k in name_of}, rule, remaining) for rule in RULES}
+    rule_start = next(k for k in after if k.startswith("rule-"))
     return {
-        "epochs": names, "post_rl_pass@1": truth, "probe_outcome": probe, "sft_pass@1": sft_accuracy,
-        "spearman_probe": spearman(probe, truth), "spearman_sft_accuracy": spearman(sft_accuracy, truth),
-        "recommendation": plan["recommendation"]["name"],
-        "best_by_full_rl": names[max(range(len(names)), key=lambda i: truth[i])],
-        "alpha_chosen": chosen, "post_rl_alpha_chosen": after[f"alpha{chosen:g}"],
-        "post_rl_alpha_0.5": after["alpha0.5"],
-        "correlations_with_probe": plan["correlations_with_probe"],
-        # Over every start that got full RL (the epochs, the searched α, α = 0.5): how far the recommendation is
-        # from the best of them after RL.
-        "post_rl_recommended": after[rec_start], "best_start_by_full_rl": best_start,
-        "regret": after[best_start] - after[rec_start],
+        "epochs": epochs, "post_rl": after, "best_start": best,
+        "shortfall": {rule: after[best] - after[name_of[pick]] for rule, pick in picks.items()},
+        "recommended": {rule: name_of[pick] for rule, pick in picks.items()},
+        "by_sft_accuracy": by_accuracy, "shortfall_by_sft_accuracy": after[best] - after[by_accuracy],
+        "searched": f"searched-{searched}", "searched_minus_rule": after[f"searched-{searched}"] - after[rule_start],
+        "searched_minus_half": after[f"searched-{searched}"] - after["alpha0.5"],
+        "spearman_probe": spearman([probes[e]["reward_end"] for e in epochs], [after[e] for e in epochs]),
+        "spearman_sft_accuracy": spearman([sft_accuracy[e] for e in epochs], [after[e] for e in epochs]),
     }
 
 
-def summarize_planner(per_seed: dict[int, dict | None]) -> dict | None:
-    """Means, spreads and per-seed counts of the two checks; None if no seed ran the stage."""
-    skipped = {s: r["skipped"] for s, r in per_seed.items() if r is not None and "skipped" in r}
+def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int]) -> dict | None:
+    """The rule chosen on the development seeds, and every check on the development and the test seeds."""
     rows = {s: r for s, r in per_seed.items() if r is not None and "skipped" not in r}
+    skipped = {s: r["skipped"] for s, r in per_seed.items() if r is not None and "skipped" in r}
     if not rows:
-        return None if not skipped else {"seeds": 0, "skipped": skipped, "per_seed": {},
-                                         "texts": [f"Planner: no seed could be ranked ({len(skipped)} skipped: "
-                                                   "the RL probes saw no reward signal)."]}
+        return None if not skipped else {"skipped": skipped, "texts": [f"Planner: no seed could be ranked "
+                                                                       f"({len(skipped)} skipped: no reward signal)."]}
+    dev = {s: r for s, r in rows.items() if s in dev_seeds}
+    test = {s: r for s, r in rows.items() if s not in dev_seeds}
+    shortfalls = {rule: mean_sd([r["shortfall"][rule] for r in (dev or rows).values()])["mean"] for rule in RULES}
+    rule = min(RULES, key=lambda k: (shortfalls[k], RULES.index(k)))
 
-    probe = mean_sd([r["spearman_probe"] for r in rows.values()])
-    sft = mean_sd([r["spearman_sft_accuracy"] for r in rows.values()])
-    better = sum(1 for r in rows.values() if r["spearman_probe"] is not None
-                 and r["spearman_sft_accuracy"] is not None and r["spearman_probe"] > r["spearman_sft_accuracy"])
-    alpha_ok = sum(1 for r in rows.values() if r["post_rl_alpha_chosen"] >= r["post_rl_alpha_0.5"])
-    diff = mean_sd([r["post_rl_alpha_chosen"] - r["post_rl_alpha_0.5"] for r in rows.values()])
-    n = len(rows)
-    regret = mean_sd([r["regret"] for r in rows.values()])
-    hits = sum(1 for r in rows.values() if r["regret"] == 0)
-    regret_text = (f"Recommendation vs the best start after full RL (epochs, searched α, α = 0.5): the recommended "
-                   f"start was the best on {hits} of {n} seeds; shortfall {format_mean_sd(regret, 100)} points of "
-                   "overall pass@1.")
-    ranking_text = (f"Planner ranking vs full-RL ranking of {len(next(iter(rows.values()))['epochs'])} SFT epochs: "
-                    f"Spearman {_pm(probe)} for the probe against {_pm(sft)} for SFT accuracy; "
-                    f"the probe agreed better on {better} of {n} seeds"
-                    + (" — held." if better > n / 2 else " — did not hold."))
-    alpha_text = (f"Searched α (fusion only) vs α = 0.5 after full RL: {format_mean_sd(diff, 100, signed=True)} "
-                  f"points overall pass@1; at least as good on {alpha_ok} of {n} seeds"
-                  + (" — held." if alpha_ok > n / 2 else " — did not hold."))
+    def checks(group: dict, label: str) -> dict | None:
+        if not group:
+            return None
+        rec = mean_sd([r["shortfall"][rule] for r in group.values()])
+        acc = mean_sd([r["shortfall_by_sft_accuracy"] for r in group.values()])
+        vs_rule = mean_sd([r["searched_minus_rule"] for r in group.values()])
+        vs_half = mean_sd([r["searched_minus_half"] for r in group.values()])
+        probe = mean_sd([r["spearman_probe"] for r in group.values()])
+        sft = mean_sd([r["spearman_sft_accuracy"] for r in group.values()])
+        n = len(group)
+        texts = [
+            f"{label} ({n} seeds): the recommendation ({rule}) fell {format_mean_sd(rec, 100)} points short of the "
+            f"best start after full RL, against {format_mean_sd(acc, 100)} for picking the epoch with the best SFT "
+            f"accuracy; best start recommended on {sum(r['shortfall'][rule] == 0 for r in group.values())} of {n}.",
+            f"{label}: searched candidate − the lab's rule candidate after full RL "
+            f"{format_mean_sd(vs_rule, 100, signed=True)} points; − fusion at alpha 0.5 "
+            f"{format_mean_sd(vs_half, 100, signed=True)} points.",
+            f"{label}: Spearman with the full-RL order of the epochs, probe {format_mean_sd(probe, 1, 2, True)} "
+            f"against SFT accuracy {format_mean_sd(sft, 1, 2, True)}."]
+        return {"seeds": sorted(group), "shortfall": rec, "shortfall_by_sft_accuracy": acc, "searched_minus_rule":
+                vs_rule, "searched_minus_half": vs_half, "spearman_probe": probe, "spearman_sft_accuracy": sft,
+                "texts": texts}
+
+    development, judged = checks(dev, "Development seeds"), checks(test, "Test seeds")
+    texts = [f"Recommendation rule chosen on seeds {sorted(dev) or sorted(rows)}: {rule} (mean shortfall "
+             + ", ".join(f"{k} {100 * v:.1f}" for k, v in shortfalls.items()) + " points)."]
+    for group in (development, judged):
+        texts += group["texts"] if group else []
     if skipped:
-        alpha_text += f" ({len(skipped)} seed(s) skipped: the RL probes saw no reward signal.)"
-    return {"seeds": n, "skipped": skipped, "spearman_probe": probe, "spearman_sft_accuracy": sft,
-            "probe_better_seeds": better, "alpha_at_least_as_good_seeds": alpha_ok,
-            "alpha_difference": diff, "recommendation_best_seeds": hits, "regret": regret, "per_seed": rows,
-            "texts": [ranking_text, alpha_text, regret_text]}
-
-
-def _pm(cell: dict) -> str:
-    if cell["mean"] is None:
-        return "n/a"
-    return f"{format_mean_sd(cell, digits=2, signed=True)} (n={cell['n']})"
+        texts.append(f"{len(skipped)} seed(s) skipped: the RL probes saw no reward signal.")
+    return {"rule": rule, "rule_shortfalls": shortfalls, "development": development, "test": judged,
+            "skipped": skipped, "per_seed": rows, "texts": texts}

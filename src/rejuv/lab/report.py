@@ -1,28 +1,35 @@
-"""The lab's report: the paper's Table 2 in miniature, curves, and a plain reading of each claim.
+"""The lab's report: whether this world has the paper's premise, then each claim, judged over seeds.
 
-Every number is read back from the files the steps wrote (eval.json,
-plasticity.jsonl, the diagnosis report), and every mean comes with its
-spread over seeds and the seed count.
+Every number is read back from the files the steps wrote (eval.json, plasticity.jsonl, the diagnosis
+report, rules.json, the Rejuvenation arm's manifest and attribution record), and every mean comes with
+its spread over seeds and the seed count. Claims are judged by `lab/verdicts.py` (a margin, never a tie);
+a preset without claims (smoke) reports the numbers and states none.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
+import math
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from rejuv.lab.demo import diagnose_dir
 from rejuv.lab.planner import seed_result, summarize_planner
+from rejuv.lab.presets import Preset, diagnose_dir
+from rejuv.lab.rules import RHOS
 from rejuv.lab.stats import format_mean_sd, mean_sd
+from rejuv.lab.task import TOKEN_CLASSES, char_classes
+from rejuv.lab.verdicts import FLOOR, every_seed, judge
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
           "chord_mu": "ModSFT → CHORD-µ", "chord_phi": "ModSFT → CHORD-φ", "pear": "PEAR SFT",
           "oversft_filter": "OverSFT, filtered RL", "conf": "Conf. SFT → RL",
           "conf_brier": "Conf. SFT → RL + Brier"}
+FLAT = 0.1  # a reward curve has flattened when its last fifth is within this of the fifth before (±1 rewards)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -48,9 +55,7 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             curve = _read_jsonl(folder / "rl" / arm / "plasticity.jsonl")
             row["rl"] = {key: [r.get(key) for r in curve] for key in ("reward", "grad_norm", "update_l2", "kl",
                                                                        "entropy")}
-            rewards = row["rl"]["reward"]
-            head, tail = rewards[: max(1, len(rewards) // 4)], rewards[-max(1, len(rewards) // 4):]
-            row["reward_change"] = (statistics.fmean(tail) - statistics.fmean(head)) if rewards else None
+            row["reward_change"], row["reward_last_change"] = _reward_changes(row["rl"]["reward"])
             entry = by_name[arm]
             row["entropy"] = entry["outputs"]["mean_entropy"]
             row["drift_rel"] = entry["params"]["model"]["rel"]
@@ -58,6 +63,16 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             rows[arm] = row
         per_seed[str(seed)] = rows
     return per_seed
+
+
+def _reward_changes(rewards: list[float]) -> tuple[float | None, float | None]:
+    """(last quarter − first quarter, last fifth − the fifth before) of the mean reward per step."""
+    if not rewards:
+        return None, None
+    quarter, fifth = max(1, len(rewards) // 4), max(1, len(rewards) // 5)
+    overall = statistics.fmean(rewards[-quarter:]) - statistics.fmean(rewards[:quarter])
+    before = rewards[-2 * fifth: -fifth] or rewards[:fifth]
+    return overall, statistics.fmean(rewards[-fifth:]) - statistics.fmean(before)
 
 
 def _calibration(results: list[dict]) -> dict | None:
@@ -82,7 +97,7 @@ def calibration_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
             for key, scale in (("stated", 100.0), ("brier", 1.0), ("ece", 1.0)):
                 values = [(per_seed[s][arm]["calibration"].get(stage) or {}).get(key) for s in per_seed]
                 known = [v for v in values if v is not None]
-                cells.append(_fmt(mean_sd(known), scale, 1 if scale > 1 else 3) if known else "–")
+                cells.append(format_mean_sd(mean_sd(known), scale, 1 if scale > 1 else 3) if known else "–")
         lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + " |")
     return lines
 
@@ -102,69 +117,155 @@ def summarize(per_seed: dict, arms: tuple[str, ...]) -> dict:
     return table
 
 
-def _claim(name: str, per_seed: dict, value, holds, measure: str) -> dict:
-    """`value(rows)` is the per-seed measure (named by `measure`); `holds(d)` says whether the claim held."""
-    diffs = [value(rows) for rows in per_seed.values()]
-    held = sum(1 for d in diffs if holds(d))
-    stats = mean_sd(diffs)
-    verdict = "held" if held == len(diffs) else ("did not hold" if held == 0 else "held on some seeds")
-    text = (f"{name}: {verdict} ({held} of {len(diffs)} seeds); {measure} "
-            f"{format_mean_sd(stats, digits=3, signed=True)} (mean ± sd over seeds).")
-    return {"claim": name, "verdict": verdict, "seeds_held": held, "seeds": len(diffs), "measure": measure,
-            "value": stats, "text": text}
+def _stated(name: str, result: dict, measure: str, scale: float = 100.0, unit: str = " points",
+            ratio: bool = False) -> dict:
+    """A verdict as a sentence. A difference A − B counts the seeds where A is ahead; a threshold checked
+    seed by seed (`every_seed`) the seeds where it is met, and a ratio is printed unsigned with its unit."""
+    value = format_mean_sd(result["value"], scale, 1 if scale > 1 else 3, signed=not ratio)
+    margin = "" if result["margin"] is None else f"; margin {scale * result['margin']:.1f}{unit}"
+    counted = "met on" if result["margin"] is None and result["verdict"] != "not judged" else "ahead on"
+    text = (f"{name}: {result['verdict']} ({counted} {result['seeds_ahead']} of {result['seeds']} seeds); "
+            f"{measure} {value}{unit if ratio else ''} (mean ± sd over seeds{margin}).")
+    return {"claim": name, "measure": measure, **result, "text": text}
+
+
+def _diff(per_seed: dict, a: str, b: str, stage: str = "after", split: str = "overall") -> list[float]:
+    return [rows[a][stage][split] - rows[b][stage][split] for rows in per_seed.values()]
+
+
+def premise(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
+    """Does this world have the paper's premise? (ModSFT competent, OverSFT collapsed, over-training costs RL.)"""
+    if not {"modsft", "oversft"} <= set(arms):
+        return []
+    rows = list(per_seed.values())
+    competence = [r["modsft"]["before"]["overall"] / r["oversft"]["before"]["overall"]
+                  if r["oversft"]["before"]["overall"] > 0 else float("inf") for r in rows]
+    collapse = [r["oversft"]["entropy"] / r["modsft"]["entropy"] for r in rows]
+    return [
+        _stated("ModSFT is competent (pre-RL overall pass@1 at least half of OverSFT's, every seed; paper: 91%)",
+                every_seed(competence, lambda v: v >= 0.5), "ModSFT / OverSFT", 100.0, "%", ratio=True),
+        _stated("OverSFT collapsed (entropy at most 0.2× ModSFT's, every seed; paper: 0.024 / 0.184 = 0.13)",
+                every_seed(collapse, lambda v: v <= 0.2), "entropy OverSFT / ModSFT", 1.0, "", ratio=True),
+        _stated("Over-training costs RL: ModSFT + RL > OverSFT + RL (overall; paper: 17.0 vs 14.9)",
+                judge(_diff(per_seed, "modsft", "oversft")), "overall pass@1 after RL, ModSFT − OverSFT"),
+    ]
 
 
 def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
+    """The paper's claims, and those of the alternatives present, each judged with a margin over seeds."""
     out = []
-    if {"modsft", "oversft"} <= set(arms):
-        out.append(_claim("OverSFT is over-trained (entropy at most half ModSFT's)", per_seed,
-                          lambda r: r["oversft"]["entropy"] / r["modsft"]["entropy"], lambda d: d <= 0.5,
-                          "entropy ratio OverSFT/ModSFT"))
-        out.append(_claim("OverSFT loses entropy (paper: 0.024 vs 0.184 nats)", per_seed,
-                          lambda r: r["oversft"]["entropy"] - r["modsft"]["entropy"], lambda d: d < 0,
-                          "entropy OverSFT − ModSFT (nats)"))
-        out.append(_claim("OverSFT gains less from RL than ModSFT", per_seed,
-                          lambda r: r["oversft"]["gain"] - r["modsft"]["gain"], lambda d: d < 0,
-                          "RL gain in overall pass@1, OverSFT − ModSFT"))
-    if {"oversft", "oversft_fusion"} <= set(arms):
-        out.append(_claim("Fusion + RL ≥ OverSFT + RL (overall; the paper's ablation: fusion brings most of the gain)",
-                          per_seed,
-                          lambda r: r["oversft_fusion"]["after"]["overall"] - r["oversft"]["after"]["overall"],
-                          lambda d: d >= 0, "overall pass@1 after RL, fusion − OverSFT"))
-    if {"oversft", "oversft_rejuv"} <= set(arms):
-        out.append(_claim("Rejuvenation gains more from RL than OverSFT", per_seed,
-                          lambda r: r["oversft_rejuv"]["gain"] - r["oversft"]["gain"], lambda d: d > 0,
-                          "RL gain in overall pass@1, Rejuvenation − OverSFT"))
-        out.append(_claim("Rejuvenation restores entropy", per_seed,
-                          lambda r: r["oversft_rejuv"]["entropy"] - r["oversft"]["entropy"], lambda d: d > 0,
-                          "entropy Rejuvenation − OverSFT (nats)"))
-        out.append(_claim("Rejuvenation + RL ≥ OverSFT + RL (overall)", per_seed,
-                          lambda r: r["oversft_rejuv"]["after"]["overall"] - r["oversft"]["after"]["overall"],
-                          lambda d: d >= 0, "overall pass@1 after RL, Rejuvenation − OverSFT"))
-    for arm, against, name in (("chord_mu", "modsft", "CHORD-µ ≥ staged ModSFT → RL"),
-                               ("chord_phi", "modsft", "CHORD-φ ≥ staged ModSFT → RL"),
-                               ("pear", "oversft", "PEAR SFT + RL ≥ OverSFT + RL (same epochs)"),
-                               ("oversft_filter", "oversft", "Filtered RL ≥ plain RL from OverSFT")):
-        if {arm, against} <= set(arms):
-            out.append(_claim(f"{name} (overall, after RL)", per_seed,
-                              lambda r, a=arm, b=against: r[a]["after"]["overall"] - r[b]["after"]["overall"],
-                              lambda d: d >= 0, f"overall pass@1 after RL, {arm} − {against}"))
-    if {"conf", "conf_brier"} <= set(arms) and all(
+    have = set(arms)
+    for a, b, name, split in (
+            ("oversft_fusion", "oversft", "Fusion + RL > OverSFT + RL (overall; paper: ablation, fusion brings most "
+                                          "of the gain)", "overall"),
+            ("oversft_rejuv", "oversft_fusion", "Rejuvenation + RL > fusion + RL (overall; paper: the reset adds "
+                                                "on top)", "overall"),
+            ("oversft_rejuv", "modsft", "Rejuvenation + RL > ModSFT + RL (overall; paper: 17.5 vs 17.0)", "overall"),
+            ("oversft_rejuv", "oversft", "OOD: Rejuvenation + RL > OverSFT + RL (paper: 15.3 vs 12.2 OOD avg.)",
+             "ood"),
+            ("chord_mu", "modsft", "CHORD-µ > staged ModSFT → RL (overall, after RL)", "overall"),
+            ("chord_phi", "modsft", "CHORD-φ > staged ModSFT → RL (overall, after RL)", "overall"),
+            ("pear", "oversft", "PEAR SFT + RL > OverSFT + RL (same epochs; overall, after RL)", "overall"),
+            ("oversft_filter", "oversft", "Filtered RL > plain RL from OverSFT (overall, after RL)", "overall"),
+            ("dft", "oversft", "DFT + RL > OverSFT + RL (overall; paper: 15.2 vs 14.9)", "overall"),
+    ):
+        if {a, b} <= have:
+            out.append(_stated(name, judge(_diff(per_seed, a, b, split=split)),
+                               f"{split} pass@1 after RL, {LABELS[a]} − {LABELS[b]}"))
+    if {"oversft", "oversft_rejuv"} <= have:
+        rows = list(per_seed.values())
+        entropy = every_seed([r["oversft_rejuv"]["entropy"] - r["oversft"]["entropy"] for r in rows], lambda d: d > 0)
+        kept = [r["oversft_rejuv"]["before"]["overall"] / r["oversft"]["before"]["overall"]
+                if r["oversft"]["before"]["overall"] else 0.0 for r in rows]
+        claim = _stated("Rejuvenation restores entropy (above OverSFT's, every seed)", entropy,
+                        "entropy Rejuvenation − OverSFT (nats)", 1.0, "")
+        claim["text"] += (f" Accuracy kept before RL: {format_mean_sd(mean_sd(kept), 100, 0)}% of OverSFT's overall "
+                          f"pass@1 (paper: 54%).")
+        claim["accuracy_kept"] = mean_sd(kept)
+        out.append(claim)
+    if {"conf", "conf_brier"} <= have and all(
             (r["conf"]["calibration"]["after"] and r["conf_brier"]["calibration"]["after"]) for r in per_seed.values()):
-        out.append(_claim("The Brier reward lowers the Brier score after RL", per_seed,
-                          lambda r: r["conf_brier"]["calibration"]["after"]["brier"]
-                          - r["conf"]["calibration"]["after"]["brier"], lambda d: d < 0,
-                          "Brier score after RL, with − without the Brier reward"))
-        out.append(_claim("The Brier reward lowers ECE after RL", per_seed,
-                          lambda r: r["conf_brier"]["calibration"]["after"]["ece"]
-                          - r["conf"]["calibration"]["after"]["ece"], lambda d: d < 0,
-                          "ECE after RL, with − without the Brier reward"))
-        out.append(_claim("The Brier reward keeps accuracy (overall, after RL)", per_seed,
-                          lambda r: r["conf_brier"]["after"]["overall"] - r["conf"]["after"]["overall"],
-                          lambda d: d >= 0, "overall pass@1 after RL, with − without the Brier reward"))
-    out.append(_claim("GRPO moved the reward (any arm, last quarter − first quarter)", per_seed,
-                      lambda r: max((a["reward_change"] or 0.0) for a in r.values()), lambda d: d > 0,
-                      "largest change of mean reward over the arms"))
+        def cal(r, arm, key):
+            return r[arm]["calibration"]["after"][key]
+
+        for key, name in (("brier", "The Brier reward lowers the Brier score after RL"),
+                          ("ece", "The Brier reward lowers ECE after RL")):
+            diffs = [cal(r, "conf", key) - cal(r, "conf_brier", key) for r in per_seed.values()]
+            out.append(_stated(name, judge(diffs, floor=0.01), f"{key} after RL, without − with the Brier reward",
+                               1.0, ""))
+    return out
+
+
+def rl_length(per_seed: dict, arms: tuple[str, ...]) -> dict:
+    """Per arm: on how many seeds the reward curve flattened (last fifth within FLAT of the fifth before)."""
+    out = {}
+    for arm in arms:
+        changes = [per_seed[s][arm]["reward_last_change"] for s in per_seed]
+        flat = sum(1 for c in changes if c is not None and c < FLAT)
+        out[arm] = {"flattened_seeds": flat, "seeds": len(changes), "last_change": mean_sd(changes)}
+    return out
+
+
+def target_classes(folder: Path, rules: dict, calib: Path, tokenizer_path: Path, p: Preset, seed: int) -> dict:
+    """Share of the Rejuvenation arm's entropy-gap targets by token class (format, result digits, ...)."""
+    from transformers import AutoTokenizer
+
+    from rejuv.calibration import load_calibration
+
+    record = folder / f"alpha{rules['alpha']['chosen']:g}-rho{max(RHOS):g}" / "attribution.json"
+    if not record.exists():
+        return {}
+    tok = AutoTokenizer.from_pretrained(tokenizer_path)
+    samples = load_calibration(calib, tok, p.calib_rows, seed).samples
+    counts = dict.fromkeys(TOKEN_CLASSES, 0)
+    targets = json.loads(record.read_text())["targets"]
+    for sample, position, token, _ in targets:
+        s = samples[sample]
+        pieces = [tok.decode([i]) for i in s.input_ids[s.response_start:]]
+        k = position + 1 - s.response_start
+        if token in tok.all_special_ids:
+            counts["format"] += 1
+            continue
+        counts[char_classes("".join(pieces))[sum(len(x) for x in pieces[:k])]] += 1
+    return {c: n / len(targets) for c, n in counts.items()}
+
+
+def _rules_and_targets(root: Path, per_seed: dict, p: Preset) -> tuple[dict, dict, dict]:
+    rules, classes, layers = {}, {}, {}
+    for seed in per_seed:
+        folder = root / f"seed-{seed}" / "rules"
+        if not (folder / "rules.json").exists():
+            continue
+        rules[seed] = json.loads((folder / "rules.json").read_text())
+        data = root / f"seed-{seed}" / "data" / "calib.jsonl"
+        classes[seed] = target_classes(folder, rules[seed], data, root / f"seed-{seed}" / "sft" /
+                                       f"epoch-{int(p.over_epochs)}", p, int(seed))
+        manifest = folder / rules[seed]["rejuvenation"] / "rejuvenation.json"
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            layers[seed] = {"rho": m["rho"], "neurons_reset": m["neurons_reset"], "neurons_total": m["neurons_total"],
+                            "by_layer": {k: v["reset"] for k, v in m["reset_by_layer"].items()},
+                            "by_kind": {k: v["reset"] for k, v in m["reset_by_kind"].items()}}
+    return rules, classes, layers
+
+
+def deviations(p: Preset, rules: dict, params: int | None) -> list[str]:
+    """How this run departs from the paper's setting, computed from the preset and the rules' choices."""
+    alphas = sorted({r["alpha"]["chosen"] for r in rules.values()})
+    rhos = sorted({r["rho"]["chosen"] for r in rules.values()})
+    out = [f"model: {params / 1e6:.2f} M parameters ({p.layers} layers, hidden {p.hidden}) instead of EvoLM-4B; "
+           f"{p.sft_rows} SFT rows instead of 100k; SFT learning rate {p.sft_lr:g} instead of 3e-6"
+           if params else f"model: {p.layers} layers, hidden {p.hidden} instead of EvoLM-4B",
+           f"RL: {p.rl_steps} GRPO steps × {p.rl_prompts_per_step} prompts × {p.num_generations} samples at "
+           f"learning rate {p.rl_lr:g} (paper: 1e-6, a full RL run)",
+           f"evaluation: {p.eval_rows} ID + {p.eval_rows} OOD problems × {p.samples} samples per seed; OOD is a "
+           "prompt phrasing SFT never shows, not another domain",
+           f"targets: {p.targets_per_sample} per calibration sample of about 30 response tokens, on "
+           f"{p.calib_rows} samples"]
+    if rules:
+        out.append("alpha " + ", ".join(f"{a:g}" for a in alphas) + " chosen by the rule (the paper's 0.5 unless it "
+                   "keeps less than half of OverSFT's calibration pass rate); rho " + ", ".join(f"{r:g}" for r in rhos)
+                   + " chosen by the rule (the paper uses 0.01)")
     return out
 
 
@@ -190,9 +291,25 @@ def markdown_table(table: dict, arms: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
-    import io
+def per_seed_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
+    lines = ["| seed | " + " | ".join(f"{LABELS[a]} before → after" for a in arms) + " |",
+             "|---|" + "---|" * len(arms)]
+    for seed, rows in per_seed.items():
+        lines.append(f"| {seed} | " + " | ".join(
+            f"{100 * rows[a]['before']['overall']:.1f} → {100 * rows[a]['after']['overall']:.1f}" for a in arms) + " |")
+    return lines
 
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,21 +320,22 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
         length = min(len(c) for c in curves)
         return [statistics.fmean(float(c[i] or 0.0) for c in curves) for i in range(length)]
 
-    images = {}
+    def smooth(values: list[float], width: int = 5) -> list[float]:
+        return [statistics.fmean(values[max(0, i - width + 1): i + 1]) for i in range(len(values))]
+
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for arm in arms:
         for ax, key in zip(axes, ("reward", "grad_norm", "update_l2"), strict=True):
-            ax.plot(range(1, len(mean_curve(arm, key)) + 1), mean_curve(arm, key), label=LABELS[arm])
-    for ax, title in zip(axes, ("mean reward", "gradient norm (pre-clip)", "update size ‖θ_t − θ_t−1‖"), strict=True):
+            values = mean_curve(arm, key)
+            ax.plot(range(1, len(values) + 1), smooth(values) if key == "reward" else values, label=LABELS[arm])
+    for ax, title in zip(axes, ("mean reward (moving average of 5 steps)", "gradient norm (pre-clip)",
+                                "update size ‖θ_t − θ_t−1‖"), strict=True):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("GRPO step")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"GRPO from each arm (mean over {len(per_seed)} seed(s))", fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    images["rl_curves"] = buffer.getvalue()
+    images = {"rl_curves": _png(fig)}
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x = range(len(arms))
@@ -228,79 +346,111 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     ax.set_ylabel("overall pass@1 (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    images["before_after"] = buffer.getvalue()
+    images["before_after"] = _png(fig)
     return images
 
 
 def _planner_html(planner: dict | None) -> str:
     if planner is None:
         return ""
-    rows = "".join(
-        f"<tr><td>{seed}</td><td>{html.escape(r['recommendation'])} ({100 * r['post_rl_recommended']:.1f})</td>"
-        f"<td>{html.escape(r['best_start_by_full_rl'])} ({100 * (r['post_rl_recommended'] + r['regret']):.1f})</td>"
-        f"<td>{_num(r['spearman_probe'])}</td><td>{_num(r['spearman_sft_accuracy'])}</td><td>{r['alpha_chosen']:g}</td>"
-        f"<td>{100 * r['post_rl_alpha_chosen']:.1f}</td><td>{100 * r['post_rl_alpha_0.5']:.1f}</td></tr>"
-        for seed, r in planner["per_seed"].items())
     items = "".join(f"<li>{html.escape(t)}</li>" for t in planner["texts"])
-    return (f"<h2>The planner against full RL</h2><ul>{items}</ul><table><tr><th>seed</th>"
-            "<th>recommended (post-RL pass@1)</th><th>best start by full RL (post-RL pass@1)</th>"
-            "<th>Spearman probe</th><th>Spearman SFT accuracy</th><th>searched α</th>"
-            f"<th>post-RL pass@1, searched α</th><th>post-RL pass@1, α=0.5</th></tr>{rows}</table>")
+    return f"<h2>The planner against full RL</h2><ul>{items}</ul>"
 
 
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:+.2f}"
+def _params(root: Path) -> int | None:
+    from rejuv.checkpoint import Checkpoint
+
+    model = root / "base" / "model"
+    if not model.is_dir():
+        return None
+    with Checkpoint(model) as ckpt:
+        return sum(math.prod(info.shape) for info in ckpt.tensors.values())
 
 
-def write_report(root: Path, preset, arms: tuple[str, ...], preset_name: str, seconds: float) -> dict:
+def _list(items: list[dict]) -> str:
+    return "".join(f"<li class='{c['verdict'].replace(' ', '-')}'>{html.escape(c['text'])}</li>" for c in items)
+
+
+def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name: str, seconds: float,
+                 numerics: dict) -> dict:
     per_seed = collect(root, list(preset.seeds), arms)
     table = summarize(per_seed, arms)
-    found = claims(per_seed, arms)
-    images = _plots(per_seed, arms)
-    planner = summarize_planner({seed: seed_result(root / f"seed-{seed}") for seed in preset.seeds})
+    stated = preset.claims
+    found_premise = premise(per_seed, arms) if stated else []
+    found = claims(per_seed, arms) if stated else []
+    rules, classes, layers = _rules_and_targets(root, per_seed, preset)
+    mean_classes = {c: statistics.fmean(v[c] for v in classes.values()) for c in TOKEN_CLASSES} if classes else {}
+    planner = summarize_planner({seed: seed_result(root / f"seed-{seed}") for seed in preset.seeds}, preset.dev_seeds) \
+        if preset.plan_epochs else None
+    params = _params(root)
     report = {"preset": preset_name, "settings": asdict(preset), "arms": list(arms), "seeds": list(preset.seeds),
-              "compute_seconds": seconds, "table": table, "claims": found, "per_seed": per_seed, "planner": planner,
-              "deviations": [
-                  f"alpha {preset.alpha} instead of the paper's 0.5 (at this scale 0.5 erases the SFT format; "
-                  "see docs/lab.md)",
-                  f"rho {preset.rho} instead of 0.01: at 0.01 the union of per-target sets covered 30% of this "
-                  "small model's neurons (docs/lab.md)",
-                  "OOD is a prompt phrasing SFT never shows; larger operands gave 0% for every arm",
-                  "the model, data and step counts are toy-sized; the direction of each effect is what is compared"]}
+              "compute_seconds": seconds, "numerics": numerics, "claims_stated": stated,
+              "judging": {"floor": FLOOR, "rule": "held when the mean per-seed difference is at least the margin "
+                                                  "max(floor, t95(n-1)·sd/√n); reversed below minus the margin; "
+                                                  "not shown between"},
+              "table": table, "premise": found_premise, "claims": found, "rl_length": rl_length(per_seed, arms),
+              "rules": rules, "target_classes": {"per_seed": classes, "mean": mean_classes}, "reset": layers,
+              "per_seed": per_seed, "planner": planner, "deviations": deviations(preset, rules, params)}
     (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    images = _plots(per_seed, arms)
     for name, png in images.items():
         (root / f"{name}.png").write_bytes(png)
-    planner_lines = [] if planner is None else ["", "Planner (rejuv plan) against full RL:", *
-                                                 [f"- {t}" for t in planner["texts"]]]
-    cal_lines = calibration_lines(per_seed, arms)
-    (root / "table.md").write_text("\n".join([markdown_table(table, arms), *cal_lines, *planner_lines]) + "\n")
-    figures = "".join(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                      f"<figcaption>{name}</figcaption></figure>" for name, png in images.items())
-    table_html = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADER) + "</tr>"
-                  + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                            for row in table_rows(table, arms))
-                  + "</table>")
-    claims_html = "".join(f"<li class='{c['verdict'].replace(' ', '-')}'>{html.escape(c['text'])}</li>" for c in found)
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>rejuv lab: {preset_name}</title>
+    md = [markdown_table(table, arms), "", *per_seed_lines(per_seed, arms), *calibration_lines(per_seed, arms)]
+    md += [""] + [f"- {c['text']}" for c in found_premise + found]
+    if planner is not None:
+        md += ["", "Planner (rejuv plan) against full RL:", *[f"- {t}" for t in planner["texts"]]]
+    (root / "table.md").write_text("\n".join(md) + "\n")
+    page = _page(report, preset, preset_name, arms, seconds, images, table, per_seed)
+    (root / "report.html").write_text(page)
+    return report
+
+
+def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: float, images: dict, table: dict,
+          per_seed: dict) -> str:
+    figures = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">'
+                      f"<figcaption>{k}</figcaption></figure>" for k, v in images.items())
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in table_rows(table, arms))
+    length = "".join(f"<li>{LABELS[a]}: flattened on {v['flattened_seeds']} of {v['seeds']} seeds (reward change over "
+                     f"the last fifth {format_mean_sd(v['last_change'], 1, 3, signed=True)})</li>"
+                     for a, v in report["rl_length"].items())
+    rules = "".join(f"<li>seed {s}: α {r['alpha']['chosen']:g} ({html.escape(r['alpha']['rule'])}); ρ "
+                    f"{r['rho']['chosen']:g} ({html.escape(r['rho']['rule'])})</li>"
+                    for s, r in report["rules"].items())
+    classes = ", ".join(f"{c} {100 * v:.0f}%" for c, v in report["target_classes"]["mean"].items())
+    reset = "".join(f"<li>seed {s}: ρ {v['rho']:g}, {v['neurons_reset']} of {v['neurons_total']} neurons; per layer "
+                    + ", ".join(f"{k}: {n}" for k, n in v["by_layer"].items()) + "</li>"
+                    for s, v in report["reset"].items())
+    if report["claims_stated"]:
+        verdicts = (f"<h2>Does this world have the paper's premise?</h2><ul>{_list(report['premise'])}</ul>"
+                    f"<h2>The paper's claims</h2><p>Judged over seeds: {html.escape(report['judging']['rule'])}; "
+                    f"floor {100 * FLOOR:.0f} points.</p><ul>{_list(report['claims'])}</ul>")
+    else:
+        verdicts = "<h2>Claims</h2><p>This preset checks the plumbing; it states no claims.</p>"
+    numerics = report["numerics"]
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>rejuv lab: {name}</title>
 <style>body {{ font-family: system-ui, sans-serif; margin: 24px; }} table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; }} li.held {{ color: #176117; }}
-li.did-not-hold {{ color: #a11; }} img {{ max-width: 100%; }}</style></head><body>
-<h1>rejuv lab, preset {html.escape(preset_name)}</h1>
-<p>Seeds {', '.join(map(str, preset.seeds))}; pass@1 in %, averaged over {preset.samples} samples per problem on
-{preset.eval_rows} ID and {preset.eval_rows} OOD problems at temperature 0.6; mean ± sd over seeds.
-GRPO: {preset.rl_steps} steps, {preset.rl_prompts_per_step} prompts × {preset.num_generations} samples per step,
-reward {', '.join(preset.rewards)}. Fusion α = {preset.alpha}, reset ρ = {preset.rho}.
-Compute time of all steps: {seconds / 60:.1f} min (out/timings.jsonl).</p>
-<h2>Table 2 in miniature</h2>{table_html}
-{"<h2>Calibration</h2><pre>" + html.escape(chr(10).join(cal_lines[2:])) + "</pre>" if cal_lines else ""}
-<h2>What this run says about the paper's claims</h2><ul>{claims_html}</ul>
-{_planner_html(planner)}
+li.did-not-hold, li.reversed {{ color: #a11; }} li.not-shown {{ color: #8a5a00; }} img {{ max-width: 100%; }}</style>
+</head><body>
+<h1>rejuv lab, preset {html.escape(name)}</h1>
+<p>Seeds {', '.join(map(str, p.seeds))}; pass@1 in %, averaged over {p.samples} samples per problem on
+{p.eval_rows} ID and {p.eval_rows} OOD problems at temperature 0.6; mean ± sd over seeds.
+GRPO: {p.rl_steps} steps, {p.rl_prompts_per_step} prompts × {p.num_generations} samples per step,
+reward {', '.join(p.rewards)}. Compute time of all steps: {seconds / 60:.1f} min (out/timings.jsonl);
+{html.escape(str(numerics.get('threads', '')))} threads, CPU code path
+{html.escape(str(numerics.get('cpu_capability', numerics.get('device', ''))))}.</p>
+{verdicts}
+<h2>Table 2 in miniature</h2><table><tr>{head}</tr>{body}</table>
+<h2>Per seed (overall pass@1 %)</h2><pre>{html.escape(chr(10).join(per_seed_lines(per_seed, arms)))}</pre>
+<h2>α and ρ, by the rules</h2><ul>{rules or '<li>no fusion or Rejuvenation arm</li>'}</ul>
+<h2>Where the reset aims</h2><p>Entropy-gap targets by token class (mean over seeds): {html.escape(classes or '–')}.
+</p><ul>{reset}</ul>
+<h2>Did RL run long enough?</h2><ul>{length}</ul>
+{_planner_html(report['planner'])}
 <h2>Curves</h2>{figures}
 <h2>Deviations from the paper</h2><ul>{''.join(f'<li>{html.escape(d)}</li>' for d in report['deviations'])}</ul>
 </body></html>
 """
-    (root / "report.html").write_text(page)
-    return report
+

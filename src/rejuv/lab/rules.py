@@ -1,0 +1,97 @@
+"""The lab's α and ρ, chosen per seed by rules written down before any run (docs/lab.md), on calibration
+problems only, never on the benchmarks.
+
+- α: the paper's 0.5, unless fusing OverSFT at 0.5 keeps less than half of OverSFT's calibration pass rate;
+  then the smallest α of `ALPHAS` that keeps at least half (the largest, if none does).
+- ρ: with that α, the largest value of `RHOS` whose reset keeps at least half of the fusion's calibration
+  pass rate; no reset (Rejuvenation = fusion) when none does.
+
+Calibration pass rate: pass@1 over `samples` draws at temperature 0.6 on the calibration problems (the
+held-out SFT-style problems whose worked solutions are the calibration rows). Every candidate is a
+`rejuv apply` output; the ρ candidates share one attribution pass (`--reuse-attribution`). The chosen
+candidates are the fusion and Rejuvenation arms.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rejuv.apply import ApplyConfig, run_apply
+from rejuv.evaluate import EvalConfig, run_eval
+
+ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
+RHOS = (0.0003, 0.001, 0.003, 0.01)
+KEEP = 0.5  # share of the reference's calibration pass rate a candidate must keep
+
+
+def choose_alpha(rates: dict[float, float], oversft: float) -> tuple[float, str]:
+    """The α rule on measured calibration pass rates (α → rate) and OverSFT's rate."""
+    floor = KEEP * oversft
+    if rates[0.5] >= floor:
+        return 0.5, f"alpha 0.5 (the paper's) keeps {rates[0.5]:.3f} ≥ half of OverSFT's {oversft:.3f}"
+    keeping = [a for a in sorted(rates) if rates[a] >= floor]
+    if keeping:
+        return keeping[0], (f"alpha 0.5 keeps {rates[0.5]:.3f} < half of OverSFT's {oversft:.3f}; the smallest alpha "
+                            f"keeping half is {keeping[0]:g} ({rates[keeping[0]]:.3f})")
+    largest = max(rates)
+    return largest, f"no alpha keeps half of OverSFT's {oversft:.3f}; the largest, {largest:g}, is used"
+
+
+def choose_rho(rates: dict[float, float], fused: float) -> tuple[float, str]:
+    """The ρ rule on measured calibration pass rates (ρ → rate) and the fusion's rate."""
+    keeping = [r for r in sorted(rates) if rates[r] >= KEEP * fused]
+    if not keeping:
+        return 0.0, (f"no rho keeps half of the fusion's {fused:.3f} (best {max(rates.values()):.3f}): no reset, "
+                     "Rejuvenation is the fusion")
+    return keeping[-1], f"the largest rho keeping half of the fusion's {fused:.3f} is {keeping[-1]:g} " \
+                        f"({rates[keeping[-1]]:.3f})"
+
+
+def _pass_rate(model: Path, problems: Path, out: Path, samples: int, tokens: int, seed: int) -> float:
+    if not (out / "eval.json").exists():
+        run_eval(EvalConfig(checkpoints=[str(model)], data=[str(problems)], out=str(out), samples=samples,
+                            max_new_tokens=tokens, chat_template="never", seed=seed, progress=False))
+    return json.loads((out / "eval.json").read_text())["results"][0]["pass@1"]
+
+
+def _applied(out: Path, config: ApplyConfig) -> Path:
+    if not out.is_dir():
+        run_apply(config)
+    return out
+
+
+def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int) -> dict:
+    """Apply the rules for one seed in `folder` (candidates, their evaluations, rules.json); returns rules.json."""
+    record = folder / "rules.json"
+    if record.exists():
+        return json.loads(record.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    problems, tokens = files["calib_problems"], p.max_completion_length
+
+    def rate(model: Path, name: str) -> float:
+        return _pass_rate(model, problems, folder / "eval" / name, p.rule_samples, tokens, seed)
+
+    common = dict(base=str(base), sft=str(oversft), calib=str(files["calib"]), max_samples=p.calib_rows,
+                  targets_per_sample=p.targets_per_sample, seed=seed, device=p.device, progress=False)
+    reference = rate(oversft, "oversft")
+    alphas = {a: rate(_applied(folder / f"alpha{a:g}", ApplyConfig(out=str(folder / f"alpha{a:g}"), alpha=a,
+                                                                   fusion_only=True, **common)), f"alpha{a:g}")
+              for a in ALPHAS}
+    alpha, alpha_text = choose_alpha(alphas, reference)
+    attribution = None
+    rhos = {}
+    for rho in sorted(RHOS, reverse=True):  # the first (largest) runs the attribution for the whole grid
+        out = folder / f"alpha{alpha:g}-rho{rho:g}"
+        _applied(out, ApplyConfig(out=str(out), alpha=alpha, rho=rho, rho_grid=list(RHOS),
+                                  reuse_attribution=attribution, **common))
+        attribution = attribution or str(out)
+        rhos[rho] = rate(out, out.name)
+    rho, rho_text = choose_rho(rhos, alphas[alpha])
+    result = {"oversft_pass_rate": reference,
+              "alpha": {"candidates": {f"{a:g}": r for a, r in alphas.items()}, "chosen": alpha, "rule": alpha_text},
+              "rho": {"candidates": {f"{r:g}": v for r, v in rhos.items()}, "chosen": rho, "rule": rho_text},
+              "fusion": f"alpha{alpha:g}", "rejuvenation": f"alpha{alpha:g}-rho{rho:g}" if rho else f"alpha{alpha:g}",
+              "samples": p.rule_samples, "problems": sum(1 for _ in open(problems))}
+    record.write_text(json.dumps(result, indent=2) + "\n")
+    return result
