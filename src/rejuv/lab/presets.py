@@ -64,8 +64,8 @@ class Preset:
 
 
 _SMALL = dict(hidden=128, layers=4, pretrain_texts=8000, pretrain_epochs=4, pretrain_lr=1e-3, sft_rows=400,
-              sft_batch=8, mod_epochs=2, over_epochs=32, sft_lr=1e-3, calib_rows=64, rl_rows=1600, rl_steps=200,
-              rl_lr=2e-4, rl_prompts_per_step=8, num_generations=8, max_completion_length=40, eval_rows=200, samples=4,
+              sft_batch=8, mod_epochs=2, over_epochs=32, sft_lr=1e-3, calib_rows=64, rl_rows=2000, rl_steps=500,
+              rl_lr=2e-4, rl_prompts_per_step=4, num_generations=8, max_completion_length=40, eval_rows=200, samples=4,
               targets_per_sample=2, rule_samples=4, seeds=[0, 1, 2])
 PRESETS = {
     # Checks the plumbing in about a minute on 2 cores; states no claims.
@@ -79,10 +79,10 @@ PRESETS = {
     # The small world, then `rejuv plan` over its SFT epochs checked against full RL from each; the planner's
     # rule is chosen on seeds 0-2 and judged on seeds 3-5.
     "planner": Preset(**{**_SMALL, "seeds": [0, 1, 2, 3, 4, 5]}, plan_epochs=[1, 2, 4, 8, 16, 32],
-                      dev_seeds=[0, 1, 2]),
+                      plan_probe_steps=25, dev_seeds=[0, 1, 2]),
     # Sized for a GPU (--device cuda): a larger model and data, longer RL.
     "full": Preset(**{**_SMALL, "hidden": 512, "layers": 8, "pretrain_texts": 40000, "sft_rows": 4096,
-                      "rl_rows": 4000, "rl_steps": 400, "rl_prompts_per_step": 16, "eval_rows": 500, "samples": 4,
+                      "rl_rows": 8000, "rl_steps": 1000, "rl_prompts_per_step": 8, "eval_rows": 500, "samples": 4,
                       "device": "cuda"}),
 }
 
