@@ -172,21 +172,33 @@ def test_premise_and_claims_by_hand():
 
 
 def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
-    """`rejuv plan` over the SFT epochs against full RL from each, the rule chosen on seed 0 and judged on seed 1."""
-    monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], plan_epochs=[1, 4], plan_probe_steps=4,
-                                                  plan_alphas=[0.5, 0.8], plan_rhos=[0.0, 0.01], seeds=[0, 1],
-                                                  dev_seeds=[0], rewards=["math_verify", "tiny:contains_seven"]))
-    report = run_demo("smoke", str(tmp_path / "planner"))
+    """`rejuv plan` over the SFT epochs against full RL from each, the rule chosen on seed 0 and judged on seed 1,
+    added to a finished demo: the arms' steps are reused, and so are their GRPO runs where a start is an arm's."""
+    world = replace(PRESETS["smoke"], seeds=[0, 1], rewards=["math_verify", "tiny:contains_seven"])
+    monkeypatch.setitem(PRESETS, "smoke", world)
+    root = tmp_path / "planner"
+    run_demo("smoke", str(root))
+    before = (root / "timings.jsonl").read_text().splitlines()
+    monkeypatch.setitem(PRESETS, "smoke", replace(world, plan_epochs=[1, 2, 4], plan_probe_steps=4,
+                                                  plan_alphas=[0.5, 0.8], plan_rhos=[0.0, 0.01], dev_seeds=[0]))
+    report = run_demo("smoke", str(root))
+    added = [json.loads(x)["step"] for x in (root / "timings.jsonl").read_text().splitlines()[len(before):]]
+    assert not any(": GRPO from" in s or s.endswith(": SFT, saving epochs [1, 4]") for s in added), added
+    assert sum("SFT for the planner, saving epochs [2]" in s for s in added) == 2  # epoch 2 is no arm's
+    assert not any(s.endswith("full GRPO from epoch-1") or s.endswith("full GRPO from epoch-4") for s in added)
+    assert sum(s.endswith("full GRPO from epoch-2") for s in added) == 2
     planner = report["planner"]
     assert planner["rule"] in ("end_reward", "slope_extrapolation") and not planner["skipped"]
     assert planner["development"]["seeds"] == [0] and planner["test"]["seeds"] == [1]
     for seed in (0, 1):
+        runs = json.loads((root / f"seed-{seed}" / "plan_truth" / "runs.json").read_text())
+        assert runs["epoch-1"].endswith("rl/modsft") and runs["epoch-4"].endswith("rl/oversft")
         check = planner["per_seed"][seed]
-        assert check["epochs"] == ["epoch-1", "epoch-4"] and check["best_start"] in check["post_rl"]
+        assert check["epochs"] == ["epoch-1", "epoch-2", "epoch-4"] and check["best_start"] in check["post_rl"]
         assert all(v >= 0 for v in check["shortfall"].values()) and check["shortfall_by_sft_accuracy"] >= 0
         assert check["searched"].startswith("searched-alpha") and "alpha0.5" in check["post_rl"]
     assert any(t.startswith("Test seeds (1 seeds)") for t in planner["texts"])
-    assert "The planner against full RL" in (tmp_path / "planner" / "report.html").read_text()
+    assert "The planner against full RL" in (root / "report.html").read_text()
 
 
 def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():

@@ -100,7 +100,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             learning_rate=p.sft_lr, per_device_batch_size=p.sft_batch, max_length=96, seed=seed, progress=False,
             trl_args={"logging_steps": 25}))
 
-    saved = sorted({p.mod_epochs, p.over_epochs, *p.plan_epochs})
+    saved = [p.mod_epochs, p.over_epochs]
     _step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
     ckpt = {"modsft": root / "sft" / epoch_dir_name(p.mod_epochs),
             "oversft": root / "sft" / epoch_dir_name(p.over_epochs)}
@@ -157,14 +157,26 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     if p.plan_epochs:
         from rejuv.lab.planner import run_planner_stage
 
-        run_planner_stage(out, root, base, p, seed, files, _step)
+        others = sorted(set(p.plan_epochs) - set(saved))  # ModSFT's and OverSFT's epochs are the arms' own
+        if others:
+            _step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
+                  sft(root / "plan_sft", "nll", others))
+        # the arms whose GRPO run is the planner's own full run from the same start (same settings)
+        plain = {str(ckpt[a]): root / "rl" / a for a in arms if not _rl_options(a, p, files)
+                 and _completion_length(a, p) == p.max_completion_length}
+        run_planner_stage(out, root, base, p, seed, files, _step, plain)
     return {a: str(ckpt[a]) for a in arms}
 
 
+PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds")
+
+
 def _fingerprint(record: dict) -> dict:
-    """What must match for finished steps to be reused; seeds and arms may change (each has its own folders)."""
-    settings = {k: v for k, v in record["settings"].items() if k not in ("seeds", "dev_seeds")}
-    return {"preset": record["preset"], "settings": settings, "numerics": record["numerics"]}
+    """What must match for finished steps to be reused. Seeds and arms may change (each has its own folders),
+    and so may the planner's settings (its steps have their own folders): `--preset planner` on a finished
+    `small` demo reuses every step of the arms."""
+    settings = {k: v for k, v in record["settings"].items() if k not in ("seeds", *PLANNER_ONLY)}
+    return {"settings": settings, "numerics": record["numerics"]}
 
 
 def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | None = None,

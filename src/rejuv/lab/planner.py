@@ -1,9 +1,12 @@
 """The `planner` preset's check: `rejuv plan` over the SFT epochs, against full RL from each start.
 
-Per seed: the planner ranks the saved SFT epochs by short RL probes and searches α and ρ on the last
-epoch (one attribution pass for its whole grid); then every epoch, the best searched candidate, the lab's
-own rule candidate (`rules.json`) and the fusion at α = 0.5 each get the arms' full GRPO run and
-evaluation. What it judges, against fair baselines:
+Per seed: the planner ranks the SFT epochs by short RL probes and searches α and ρ on the last epoch
+(one attribution pass for its whole grid); then every epoch, the best searched candidate, the lab's own
+rule candidate (`rules.json`) and the fusion at α = 0.5 each get the arms' full GRPO run and evaluation.
+A start that is also an arm's (ModSFT's and OverSFT's epochs, the rule's fusion and Rejuvenation) reuses
+that arm's run, which has the same settings; the other epochs come from a second SFT run of the same
+recipe (`plan_sft`). So `--preset planner` on a finished `small` demo adds only the planner's own steps.
+What it judges, against fair baselines:
 - the recommendation's shortfall from the best start after full RL, against that of picking the epoch
   with the best SFT accuracy;
 - the searched candidate against the lab's rule candidate and against α = 0.5, after full RL;
@@ -30,13 +33,16 @@ from rejuv.train.sft import epoch_dir_name
 RULES = ("end_reward", "slope_extrapolation")
 
 
-def _overall(report: dict) -> dict[str, float]:
-    """Start name → pass@1 averaged over the benchmarks (ID and OOD)."""
-    return {Path(c).name: v for c, v in report["average_pass@1"].items()}
+def _overall(report: dict, runs: dict[str, str]) -> dict[str, float]:
+    """Start name → pass@1 after its full RL run, averaged over the benchmarks (ID and OOD)."""
+    return {name: report["average_pass@1"][run] for name, run in runs.items()}
 
 
-def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: dict, step) -> None:
-    epochs = [root / "sft" / epoch_dir_name(e) for e in p.plan_epochs]
+def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: dict, step,
+                      arm_runs: dict[str, Path]) -> None:
+    """`arm_runs`: start checkpoint → an arm's finished GRPO run with the planner's own settings, reused."""
+    epochs = [root / ("sft" if e in (p.mod_epochs, p.over_epochs) else "plan_sft") / epoch_dir_name(e)
+              for e in p.plan_epochs]
     plan_dir = root / "plan"
     config = PlanConfig(
         base=str(base), checkpoints=[str(e) for e in epochs], calib=str(files["calib"]), probe_data=str(files["rl"]),
@@ -58,14 +64,20 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     starts[f"rule-{rules['rejuvenation']}"] = root / "rules" / rules["rejuvenation"]
     starts["alpha0.5"] = root / "rules" / "alpha0.5"
     truth = root / "plan_truth"
+    by_start = {str(k): v for k, v in arm_runs.items()}
+    runs = {}
     for name, start in starts.items():
+        runs[name] = by_start.setdefault(str(start), truth / "rl" / name)  # one run per start
         config = RLRecipeConfig(
-            model=str(start), data=str(files["rl"]), out=str(truth / "rl" / name), rewards=list(p.rewards),
+            model=str(start), data=str(files["rl"]), out=str(runs[name]), rewards=list(p.rewards),
             learning_rate=p.rl_lr, max_steps=p.rl_steps, num_generations=p.num_generations,
             per_device_batch_size=p.rl_prompts_per_step * p.num_generations,
             max_completion_length=p.max_completion_length, seed=seed, progress=False)
-        step(out, truth / "rl" / name, f"seed {seed}: planner check, full GRPO from {name}", lambda c=config: run_rl(c))
-    config = EvalConfig(checkpoints=[str(truth / "rl" / n) for n in starts], data=[str(files["id"]), str(files["ood"])],
+        step(out, runs[name], f"seed {seed}: planner check, full GRPO from {name}", lambda c=config: run_rl(c))
+    truth.mkdir(parents=True, exist_ok=True)
+    (truth / "runs.json").write_text(json.dumps({n: str(r) for n, r in runs.items()}, indent=2) + "\n")
+    unique = list(dict.fromkeys(str(r) for r in runs.values()))
+    config = EvalConfig(checkpoints=unique, data=[str(files["id"]), str(files["ood"])],
                         out=str(truth / "eval"), samples=p.samples, max_new_tokens=p.max_completion_length,
                         chat_template="never", seed=seed, progress=False)
     step(out, truth / "eval", f"seed {seed}: planner check, evaluation after RL", lambda: run_eval(config))
@@ -100,7 +112,8 @@ def seed_result(root: Path) -> dict | None:
         return None
     plan = json.loads((root / "plan" / "plan.json").read_text())
     settings = json.loads((root.parent / "preset.json").read_text())["settings"]
-    after = _overall(json.loads((root / "plan_truth" / "eval" / "eval.json").read_text()))
+    runs = json.loads((root / "plan_truth" / "runs.json").read_text())
+    after = _overall(json.loads((root / "plan_truth" / "eval" / "eval.json").read_text()), runs)
     epochs = [c["name"] for c in plan["checkpoints"]]
     searched = plan["search"]["best_probed"]
     name_of = {**{e: e for e in epochs}, searched: f"searched-{searched}"}

@@ -320,7 +320,10 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
         length = min(len(c) for c in curves)
         return [statistics.fmean(float(c[i] or 0.0) for c in curves) for i in range(length)]
 
-    def smooth(values: list[float], width: int = 5) -> list[float]:
+    # a window of a 25th of the run, so that 500 noisy steps read as a curve
+    width = max(5, min(len(per_seed[s][a]["rl"]["reward"]) for s in per_seed for a in arms) // 25)
+
+    def smooth(values: list[float]) -> list[float]:
         return [statistics.fmean(values[max(0, i - width + 1): i + 1]) for i in range(len(values))]
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -328,7 +331,7 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
         for ax, key in zip(axes, ("reward", "grad_norm", "update_l2"), strict=True):
             values = mean_curve(arm, key)
             ax.plot(range(1, len(values) + 1), smooth(values) if key == "reward" else values, label=LABELS[arm])
-    for ax, title in zip(axes, ("mean reward (moving average of 5 steps)", "gradient norm (pre-clip)",
+    for ax, title in zip(axes, (f"mean reward (moving average of {width} steps)", "gradient norm (pre-clip)",
                                 "update size ‖θ_t − θ_t−1‖"), strict=True):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("GRPO step")
