@@ -26,4 +26,5 @@ def test_example_config_builds_its_recipe_config(name, recipe):
         default = defaults[key].default
         if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
             assert isinstance(value, (int, float)), (name, key, value)
-    assert config is not None
+    for key, value in values.items():
+        assert getattr(config, key) == value, (name, key)  # read as written, no key dropped or renamed

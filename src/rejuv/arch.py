@@ -50,14 +50,9 @@ class ArchAdapter:
     embedding: str = "model.embed_tokens"
     final_norm: str = "model.norm"
     unembedding: str = "lm_head"
-    # q_norm/k_norm act per head after q_proj/k_proj; scores are taken before them.
-    qk_norm: bool = False
 
     def num_layers(self, config: dict) -> int:
         return int(config["num_hidden_layers"])
-
-    def tied_embeddings(self, config: dict) -> bool:
-        return bool(config.get("tie_word_embeddings", False))
 
     def neurons(self, config: dict) -> list[Neurons]:
         """Every neuron-bearing module, layer by layer, in a fixed kind order."""
@@ -77,7 +72,7 @@ ADAPTERS = (
     ArchAdapter("llama", ("llama",)),
     ArchAdapter("mistral", ("mistral",)),
     ArchAdapter("qwen2", ("qwen2",)),
-    ArchAdapter("qwen3", ("qwen3",), qk_norm=True),
+    ArchAdapter("qwen3", ("qwen3",)),  # q_norm/k_norm act per head after q_proj/k_proj; scores are taken before them
 )
 
 

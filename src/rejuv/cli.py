@@ -220,7 +220,7 @@ def sft_command(config_path: str | None, **options) -> None:
 @main.command("rl")
 @_train_options
 @click.option("--reward", "rewards", multiple=True, help="Reward name (repeatable): math_verify, exact_match, "
-              "format, or module:function. [math_verify]")
+              "format, brier (with a stated confidence), or module:function. [math_verify]")
 @click.option("--beta", type=float, help="KL coefficient against the initial policy. [0.001]")
 @click.option("--num-generations", type=int, help="Samples per prompt. [8]")
 @click.option("--epsilon", type=float, help="Clip range. [0.2]")
