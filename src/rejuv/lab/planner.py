@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rejuv.errors import RejuvError
 from rejuv.evaluate import EvalConfig, run_eval
+from rejuv.lab.rules import candidate
 from rejuv.lab.stats import format_mean_sd, mean_sd
 from rejuv.plan import PlanConfig, run_plan
 from rejuv.planner.search import spearman
@@ -62,7 +63,7 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     searched = plan["search"]["best_probed"]
     starts[f"searched-{searched}"] = plan_dir / "candidates" / searched
     starts[f"rule-{rules['rejuvenation']}"] = root / "rules" / rules["rejuvenation"]
-    starts["alpha0.5"] = root / "rules" / "alpha0.5"
+    starts["alpha0.5"] = root / "rules" / candidate(0.5)
     truth = root / "plan_truth"
     by_start = {str(k): v for k, v in arm_runs.items()}
     runs = {}

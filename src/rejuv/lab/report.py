@@ -19,10 +19,11 @@ from pathlib import Path
 
 from rejuv.lab.planner import seed_result, summarize_planner
 from rejuv.lab.presets import Preset, diagnose_dir
-from rejuv.lab.rules import RHOS
+from rejuv.lab.rules import RHOS, candidate
 from rejuv.lab.stats import format_mean_sd, mean_sd
 from rejuv.lab.task import TOKEN_CLASSES, char_classes
 from rejuv.lab.verdicts import FLOOR, every_seed, judge
+from rejuv.train.sft import epoch_dir_name
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
@@ -212,7 +213,7 @@ def target_classes(folder: Path, rules: dict, calib: Path, tokenizer_path: Path,
 
     from rejuv.calibration import load_calibration
 
-    record = folder / f"alpha{rules['alpha']['chosen']:g}-rho{max(RHOS):g}" / "attribution.json"
+    record = folder / candidate(rules["alpha"]["chosen"], max(RHOS)) / "attribution.json"  # the grid's pass
     if not record.exists():
         return {}
     tok = AutoTokenizer.from_pretrained(tokenizer_path)
@@ -239,7 +240,7 @@ def _rules_and_targets(root: Path, per_seed: dict, p: Preset) -> tuple[dict, dic
         rules[seed] = json.loads((folder / "rules.json").read_text())
         data = root / f"seed-{seed}" / "data" / "calib.jsonl"
         classes[seed] = target_classes(folder, rules[seed], data, root / f"seed-{seed}" / "sft" /
-                                       f"epoch-{int(p.over_epochs)}", p, int(seed))
+                                       epoch_dir_name(p.over_epochs), p, int(seed))
         manifest = folder / rules[seed]["rejuvenation"] / "rejuvenation.json"
         if manifest.exists():
             m = json.loads(manifest.read_text())

@@ -48,6 +48,11 @@ def choose_rho(rates: dict[float, float], fused: float) -> tuple[float, str]:
                         f"({rates[keeping[-1]]:.3f})"
 
 
+def candidate(alpha: float, rho: float = 0.0) -> str:
+    """The folder name of a rule candidate: the fusion at α, or its reset at ρ."""
+    return f"alpha{alpha:g}-rho{rho:g}" if rho else f"alpha{alpha:g}"
+
+
 def _pass_rate(model: Path, problems: Path, out: Path, samples: int, tokens: int, seed: int) -> float:
     if not (out / "eval.json").exists():
         run_eval(EvalConfig(checkpoints=[str(model)], data=[str(problems)], out=str(out), samples=samples,
@@ -75,14 +80,14 @@ def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int
     common = dict(base=str(base), sft=str(oversft), calib=str(files["calib"]), max_samples=p.calib_rows,
                   targets_per_sample=p.targets_per_sample, seed=seed, device=p.device, progress=False)
     reference = rate(oversft, "oversft")
-    alphas = {a: rate(_applied(folder / f"alpha{a:g}", ApplyConfig(out=str(folder / f"alpha{a:g}"), alpha=a,
-                                                                   fusion_only=True, **common)), f"alpha{a:g}")
+    alphas = {a: rate(_applied(folder / candidate(a), ApplyConfig(out=str(folder / candidate(a)), alpha=a,
+                                                                   fusion_only=True, **common)), candidate(a))
               for a in ALPHAS}
     alpha, alpha_text = choose_alpha(alphas, reference)
     attribution = None
     rhos = {}
     for rho in sorted(RHOS, reverse=True):  # the first (largest) runs the attribution for the whole grid
-        out = folder / f"alpha{alpha:g}-rho{rho:g}"
+        out = folder / candidate(alpha, rho)
         _applied(out, ApplyConfig(out=str(out), alpha=alpha, rho=rho, rho_grid=list(RHOS),
                                   reuse_attribution=attribution, **common))
         attribution = attribution or str(out)
@@ -91,7 +96,7 @@ def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int
     result = {"oversft_pass_rate": reference,
               "alpha": {"candidates": {f"{a:g}": r for a, r in alphas.items()}, "chosen": alpha, "rule": alpha_text},
               "rho": {"candidates": {f"{r:g}": v for r, v in rhos.items()}, "chosen": rho, "rule": rho_text},
-              "fusion": f"alpha{alpha:g}", "rejuvenation": f"alpha{alpha:g}-rho{rho:g}" if rho else f"alpha{alpha:g}",
-              "samples": p.rule_samples, "problems": sum(1 for _ in open(problems))}
+              "fusion": candidate(alpha), "rejuvenation": candidate(alpha, rho),
+              "samples": p.rule_samples, "problems": len(problems.read_text().splitlines())}
     record.write_text(json.dumps(result, indent=2) + "\n")
     return result
