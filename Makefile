@@ -3,17 +3,22 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo lint clean
+.PHONY: test test-fast demo lint clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt holds the exact set the tests run on (pyproject.toml only states ranges).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
+
+# The unit tests alone (no model is built or trained): under a minute.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/rejuv demo --out runs/demo

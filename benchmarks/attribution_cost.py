@@ -24,13 +24,13 @@ import tempfile
 import time
 
 import torch
+from synthetic import write_synthetic_model
 
 from rejuv.arch import adapter_for
 from rejuv.attribution import Target, attribute_sample, group_targets
 from rejuv.calibration import Sample
-from rejuv.checkpoint import Checkpoint
+from rejuv.io.reader import Checkpoint
 from rejuv.modeling import load_frozen_model
-from rejuv.synthetic import write_synthetic_model
 
 
 def floor_pass(model, adapter, sample: Sample, targets: list[Target]) -> None:

@@ -25,22 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from rejuv.checkpoint import Checkpoint
-from rejuv.synthetic import perturb_checkpoint, write_synthetic_model
+from synthetic import perturb_checkpoint, write_synthetic_model
 
-MERGEKIT_CONFIG = """merge_method: linear
-models:
-  - model: {sft}
-    parameters:
-      weight: 0.5
-  - model: {base}
-    parameters:
-      weight: 0.5
-parameters:
-  normalize: false
-dtype: float32
-out_dtype: bfloat16
-"""
+from rejuv.io.reader import Checkpoint
+from rejuv.model_card import mergekit_config
 
 
 def time_and_peak(cmd: list[str]) -> tuple[float, int]:
@@ -129,7 +117,7 @@ def main() -> None:
                "ratio_after_startup": round((wall - startup) / floor, 2), "peak_rss_mb": peak}
         if args.mergekit:
             config = work / "mergekit.yaml"
-            config.write_text(MERGEKIT_CONFIG.format(sft=sft, base=base))
+            config.write_text(mergekit_config(str(base), str(sft), 0.5, "BF16"))
             drop_caches()
             mk_wall, mk_peak = time_and_peak([args.mergekit, str(config), str(work / "mergekit_out"),
                                               "--no-copy-tokenizer"])

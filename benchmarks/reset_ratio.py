@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from rejuv.apply import neuron_sizes
 from rejuv.arch import adapter_for
 from rejuv.attribution import attribute_sample, group_targets, response_token_stats, select_targets
 from rejuv.calibration import load_calibration
-from rejuv.checkpoint import Checkpoint
+from rejuv.io.reader import Checkpoint
 from rejuv.modeling import load_frozen_model
+from rejuv.recipes.apply import neuron_sizes
 from rejuv.selection import budget
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate, vocabulary
@@ -62,7 +62,7 @@ def build(work: Path, shape: str, sft_steps: int, seed: int) -> tuple[Path, Path
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from rejuv.train.sft import SFTRecipeConfig, run_sft
+    from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
     base, sft, calib = work / f"{shape}-base", work / f"{shape}-sft{sft_steps}", work / "calib.jsonl"
     rng = random.Random(seed)

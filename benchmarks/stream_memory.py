@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rejuv.synthetic import perturb_checkpoint, write_synthetic_model
+from synthetic import perturb_checkpoint, write_synthetic_model
 
 PASSES = {
-    "fusion": "rejuv.apply.fuse(base, sft, out, alpha=0.5, progress=False)",
-    "param_drift": ("from rejuv.checkpoint import Checkpoint\n"
+    "fusion": "rejuv.recipes.apply.fuse(base, sft, out, alpha=0.5, progress=False)",
+    "param_drift": ("from rejuv.io.reader import Checkpoint\n"
                     "from rejuv.diagnostics.params import parameter_drift\n"
                     "b, s = Checkpoint(base), Checkpoint(sft)\n"
                     "parameter_drift(b, s, s.names())"),
@@ -32,7 +32,7 @@ PASSES = {
 # carries it over exec from the parent, this script, whose size then hides the pass's growth.
 MEASURE = """
 import json, sys, time
-import rejuv.apply, rejuv.diagnostics.params  # imported by the passes anyway; keep imports out of the figure
+import rejuv.recipes.apply, rejuv.diagnostics.params  # imported by the passes anyway; keep imports out of the figure
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
 base, sft, out = sys.argv[1:4]

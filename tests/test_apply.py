@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rejuv import rejuvenate
-from rejuv.checkpoint import Checkpoint
+from rejuv import fuse, rejuvenate
 from rejuv.cli import main
 from rejuv.errors import RejuvError
+from rejuv.io.reader import Checkpoint
 
 from conftest import tree_digest
 from tiny import build_model, perturbed, save, weights
@@ -21,6 +21,7 @@ SPEC_KEYS = {"base", "sft", "alpha", "rho", "targets_per_sample", "calibration",
              "effective_reset_ratio", "reset", "dla_reconstruction_error", "entropy", "seed", "version"}
 
 
+@pytest.mark.slow
 def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, tmp_path):
     arch, base, sft = pair
     alpha = 0.6
@@ -52,6 +53,7 @@ def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, t
         assert torch.equal(value, expected), name  # nothing else moved
 
 
+@pytest.mark.slow
 def test_output_loads_and_generates(pair, calib_file, tmp_path):
     arch, base, sft = pair
     rejuvenate(base, sft, calib_file, tmp_path / "out", progress=False)
@@ -63,6 +65,7 @@ def test_output_loads_and_generates(pair, calib_file, tmp_path):
     assert model.config.model_type == arch
 
 
+@pytest.mark.slow
 def test_alpha_one_rho_zero_is_the_sft_model_and_alpha_zero_the_base(llama_pair, calib_file, tmp_path):
     base, sft = llama_pair
     rejuvenate(base, sft, calib_file, tmp_path / "one", alpha=1.0, rho=0.0, progress=False)
@@ -73,6 +76,7 @@ def test_alpha_one_rho_zero_is_the_sft_model_and_alpha_zero_the_base(llama_pair,
     assert json.loads((tmp_path / "one" / "rejuvenation.json").read_text())["neurons_reset"] == 0
 
 
+@pytest.mark.slow
 def test_sharded_input_gives_the_same_bytes_and_runs_are_deterministic(tmp_path, calib_file):
     base, tok = build_model("qwen3", seed=0)
     sft = perturbed(base, seed=1)
@@ -95,6 +99,7 @@ def test_sharded_input_gives_the_same_bytes_and_runs_are_deterministic(tmp_path,
     AutoModelForCausalLM.from_pretrained(tmp_path / "o1")  # a sharded output with its index loads
 
 
+@pytest.mark.slow
 def test_a_planted_neuron_is_found_and_its_reset_restores_entropy(tmp_path):
     """A down_proj neuron in the last layer of the 'SFT' model writes the unembedding direction of 'z'."""
     base, tok = build_model("llama", seed=0)
@@ -125,6 +130,7 @@ def _cli(args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_cli_reads_yaml_and_command_line_wins(llama_pair, calib_file, tmp_path):
     base, sft = llama_pair
     config = tmp_path / "apply.yaml"
@@ -179,6 +185,7 @@ def bad_inputs(tmp_path, llama_pair):
     ("device", "device must be cpu, cuda, cuda:N or auto"),
     ("workers", "workers must be at least 1"),
 ])
+@pytest.mark.slow
 def test_bad_input_fails_cleanly_and_touches_nothing(bad_inputs, llama_pair, calib_file, case, message):
     root = bad_inputs
     base, sft = llama_pair
@@ -207,6 +214,7 @@ def test_bad_input_fails_cleanly_and_touches_nothing(bad_inputs, llama_pair, cal
         assert (root / "exists" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_pickle_is_accepted_when_allowed(bad_inputs, llama_pair, calib_file):
     base, _ = llama_pair
     result = _cli(["apply", "--no-progress", "--base", base, "--sft", bad_inputs / "pickle", "--calib", calib_file,
@@ -236,6 +244,7 @@ def test_default_device_is_the_gpu_when_one_is_visible(monkeypatch):
     assert resolve_device(None) == "cuda" and resolve_device("cpu") == "cpu"
 
 
+@pytest.mark.slow
 def test_console_script_runs(tmp_path):
     import subprocess
     import sys
@@ -250,6 +259,7 @@ def test_console_script_runs(tmp_path):
     assert bad.returncode != 0 and "config.json" in bad.stderr
 
 
+@pytest.mark.slow
 def test_fusion_only_never_imports_torch(llama_pair, tmp_path):
     """`import torch` is most of a fusion's fixed cost on a 1B model; the fusion path must not need it."""
     import subprocess
@@ -269,6 +279,7 @@ def test_fusion_only_never_imports_torch(llama_pair, tmp_path):
         assert torch.equal(fused.read(name), expected), name
 
 
+@pytest.mark.slow
 def test_the_manifest_reads_rho_against_the_union(llama_pair, calib_file, tmp_path):
     base, sft = llama_pair
     m = rejuvenate(base, sft, calib_file, tmp_path / "out", rho=0.02, max_reset_share=0.001, progress=False)
@@ -294,14 +305,15 @@ def test_the_manifest_reads_rho_against_the_union(llama_pair, calib_file, tmp_pa
     assert quiet["rho_grid"] == grid  # the measurements do not depend on the warning threshold
 
 
+@pytest.mark.slow
 def test_grid_measurements_are_those_of_the_written_output(llama_pair, calib_file, tmp_path):
     """The grid is measured on the fused model held in memory; writing ρ = 0.006 and loading it gives the same."""
-    from rejuv.apply import ApplyConfig
     from rejuv.arch import adapter_for
     from rejuv.attribution import mean_entropy, response_token_stats
     from rejuv.calibration import load_calibration
+    from rejuv.calibration_passes import token_accuracy
     from rejuv.modeling import load_frozen_model
-    from rejuv.passes import token_accuracy
+    from rejuv.recipes.apply import ApplyConfig
 
     base, sft = llama_pair
     first = rejuvenate(base, sft, calib_file, tmp_path / "a", rho=0.02, progress=False)
@@ -315,9 +327,10 @@ def test_grid_measurements_are_those_of_the_written_output(llama_pair, calib_fil
     assert token_accuracy(stats, calib) == point["calibration_accuracy"]
 
 
+@pytest.mark.slow
 def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_pair, calib_file, tmp_path,
                                                                           monkeypatch):
-    import rejuv.passes
+    import rejuv.calibration_passes
 
     base, sft = llama_pair
     rejuvenate(base, sft, calib_file, tmp_path / "first", rho=0.02, progress=False)
@@ -326,7 +339,7 @@ def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_
     def no_attribution(*args, **kwargs):
         raise AssertionError("the attribution ran again")
 
-    monkeypatch.setattr(rejuv.passes, "find_reset_set", no_attribution)
+    monkeypatch.setattr(rejuv.calibration_passes, "find_reset_set", no_attribution)
     reused = rejuvenate(base, sft, calib_file, tmp_path / "reused", alpha=0.7, rho=0.006, rho_grid=[0.002, 0.02],
                         reuse_attribution=str(tmp_path / "first"), progress=False)
     assert reused["reset"] == fresh["reset"] and reused["attribution"] == str(tmp_path / "first")
@@ -343,8 +356,9 @@ def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_rho_auto_takes_the_largest_rho_the_rule_allows(llama_pair, calib_file, tmp_path):
-    from rejuv.apply import choose_rho
+    from rejuv.recipes.apply import choose_rho
 
     accuracy = {"sft": 0.9, "fused": 0.8}  # fusion cost 0.1
     grid = [{"rho": 0.001, "effective_reset_ratio": 0.01, "calibration_accuracy": 0.79},
@@ -371,7 +385,7 @@ def test_rho_zero_is_fusion_alone_and_runs_no_attribution(llama_pair, calib_file
 
 
 def test_reset_warnings_by_hand():
-    from rejuv.apply import reset_warnings
+    from rejuv.recipes.apply import reset_warnings
 
     kinds = {"v_proj": {"ratio": 0.8}, "k_proj": {"ratio": 0.67}, "q_proj": {"ratio": 0.3}, "o_proj": {"ratio": 0.08}}
     union, accuracy = reset_warnings(0.217, 0.05, 0.01, 512, kinds, {"sft": 0.9, "fused": 0.85, "rejuvenated": 0.4})
@@ -383,6 +397,7 @@ def test_reset_warnings_by_hand():
     assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, {"sft": 0.9, "fused": None, "rejuvenated": None}) == []
 
 
+@pytest.mark.slow
 def test_cli_prints_the_share_per_module_kind_and_the_warnings(llama_pair, calib_file, tmp_path):
     base, sft = llama_pair
     result = CliRunner().invoke(main, ["apply", "--base", str(base), "--sft", str(sft), "--calib", str(calib_file),
@@ -393,3 +408,26 @@ def test_cli_prints_the_share_per_module_kind_and_the_warnings(llama_pair, calib
     assert set(summary["reset_ratio_by_kind"]) >= {"q_proj", "down_proj"} and summary["warnings"]
     assert [g["rho"] for g in summary["rho_grid"]] == [0.002, 0.006, 0.02, 0.06]
     assert "warning: apply: the reset covers" in result.stderr
+
+
+@pytest.mark.slow
+def test_every_output_has_a_model_card_with_hub_front_matter(llama_pair, calib_file, tmp_path):
+    import yaml
+
+    base, sft = llama_pair
+    fuse(base, sft, tmp_path / "fused", alpha=0.7, progress=False)
+    rejuvenate(base, sft, calib_file, tmp_path / "rejuv", rho=0.02, progress=False)
+    for name, tag in (("fused", "linear"), ("rejuv", "rejuvenation")):
+        text = (tmp_path / name / "README.md").read_text()
+        _, front, body = text.split("---\n", 2)
+        meta = yaml.safe_load(front)
+        assert meta["base_model"] == [str(base), str(sft)] and meta["library_name"] == "transformers"
+        assert tag in meta["tags"] and "rejuv" in meta["tags"]
+        assert f"rejuv apply --base {base} --sft {sft}" in body
+    card = (tmp_path / "rejuv" / "README.md").read_text()
+    assert "| module | neurons reset | share |" in card and "| sft |" in card and "| rejuvenated |" in card
+    mergekit = yaml.safe_load((tmp_path / "fused" / "mergekit_config.yml").read_text())
+    assert mergekit["merge_method"] == "linear" and mergekit["parameters"] == {"normalize": False}
+    assert [m["parameters"]["weight"] for m in mergekit["models"]] == [0.7, pytest.approx(0.3)]
+    assert [m["model"] for m in mergekit["models"]] == [str(sft), str(base)]
+    assert not (tmp_path / "rejuv" / "mergekit_config.yml").exists()  # a reset has no mergekit equivalent

@@ -30,6 +30,7 @@ def frozen_norm_direction(model, adapter, ids, position, token):
     return s * norm.weight.float() * model.lm_head.weight[token].float(), x, logits[token]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_decomposition_reconstructs_the_target_logit(arch):
     model, adapter, neurons = setup(arch)
@@ -46,6 +47,7 @@ def test_decomposition_reconstructs_the_target_logit(arch):
         assert abs(float(x_last @ d) - float(z)) < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_writer_scores_match_brute_force_ablation(arch):
     model, adapter, neurons = setup(arch)
@@ -101,6 +103,7 @@ def manual_reader_scores(model, n, ids, position, token):
     return contrib[: position + 1].sum(0) if n.kind in ("k_proj", "v_proj") else contrib[position]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["qwen3", "mistral"])
 def test_reader_scores_are_gradient_times_activation(arch):
     model, adapter, neurons = setup(arch)

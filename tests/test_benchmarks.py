@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+@pytest.mark.slow
 def test_reset_ratio_runs_and_its_union_grows_with_rho_and_targets(tmp_path):
     result = subprocess.run([sys.executable, str(BENCHMARKS / "reset_ratio.py"), "--shape", "tiny", "--sft-steps", "3",
                              "--samples", "4", "--work", str(tmp_path)], capture_output=True, text=True, timeout=600)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rejuv.confidence import brier_reward_values, calibration, stated_confidence
-from rejuv.evaluate import EvalConfig, format_table, run_eval
+from rejuv.confidence import brier_reward_values, confidence_scores, stated_confidence
+from rejuv.recipes.eval import EvalConfig, format_table, run_eval
 from rejuv.rewards import resolve_reward
 
 from tiny import build_model, save
@@ -29,14 +29,14 @@ def test_brier_reward_by_hand():
 
 def test_calibration_ece_and_brier_by_hand():
     # Bins of width 0.1: 0.95 and 0.9 share bin 9 (accuracy 1/2, mean confidence 0.925); 0.3 is bin 3 (accuracy 0).
-    cal = calibration([0.95, 0.9, 0.3, None], [True, False, False, True])
+    cal = confidence_scores([0.95, 0.9, 0.3, None], [True, False, False, True])
     assert cal["samples"] == 4 and cal["stated"] == 0.75
     assert cal["brier"] == pytest.approx((0.05 ** 2 + 0.9 ** 2 + 0.3 ** 2) / 3)
     assert cal["ece"] == pytest.approx(2 / 3 * abs(0.5 - 0.925) + 1 / 3 * 0.3)
     assert cal["mean_confidence"] == pytest.approx((0.95 + 0.9 + 0.3) / 3)
     assert cal["accuracy_when_stated"] == pytest.approx(1 / 3)
-    assert calibration([1.0], [True])["ece"] == 0.0  # a confidence of exactly 1 falls in the last bin
-    assert calibration([None, None], [True, False])["brier"] is None
+    assert confidence_scores([1.0], [True])["ece"] == 0.0  # a confidence of exactly 1 falls in the last bin
+    assert confidence_scores([None, None], [True, False])["brier"] is None
 
 
 def test_eval_reports_calibration_from_stated_confidences(tmp_path, monkeypatch):
@@ -44,7 +44,7 @@ def test_eval_reports_calibration_from_stated_confidences(tmp_path, monkeypatch)
     save(model, tok, tmp_path / "m")
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"problem": f"q{i}", "answer": str(i)}) + "\n"
                                               for i in range(2)))
-    import rejuv.evaluate as evaluate
+    import rejuv.recipes.eval as evaluate
 
     class Scripted(evaluate.TransformersEngine):
         def generate(self, prompts, progress=None):  # problem 0 right and sure; problem 1 wrong and sure

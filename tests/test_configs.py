@@ -1,16 +1,16 @@
 """Every example config in configs/ names only options its recipe knows, with values of the right kind."""
 
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import yaml
 
-from rejuv.apply import ApplyConfig
-from rejuv.cli import load_yaml_config
-from rejuv.evaluate import EvalConfig
-from rejuv.plan import PlanConfig
-from rejuv.train.rl import RLRecipeConfig
-from rejuv.train.sft import SFTRecipeConfig
+from rejuv.options import build_config
+from rejuv.recipes.apply import ApplyConfig
+from rejuv.recipes.eval import EvalConfig
+from rejuv.recipes.plan import PlanConfig
+from rejuv.recipes.rl import RLRecipeConfig
+from rejuv.recipes.sft import SFTRecipeConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -19,12 +19,42 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
                                           ("rl.yaml", RLRecipeConfig), ("eval.yaml", EvalConfig),
                                           ("plan.yaml", PlanConfig)])
 def test_example_config_builds_its_recipe_config(name, recipe):
-    values = load_yaml_config(str(CONFIGS / name), [f.name for f in fields(recipe)])
-    config = recipe(**values)  # every required field present, no unknown key
-    defaults = recipe.__dataclass_fields__
-    for key, value in values.items():
-        default = defaults[key].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
-            assert isinstance(value, (int, float)), (name, key, value)
-    for key, value in values.items():
-        assert getattr(config, key) == value, (name, key)  # read as written, no key dropped or renamed
+    config = build_config(recipe, {}, str(CONFIGS / name))  # typed, every required key present, none unknown
+    written = yaml.safe_load((CONFIGS / name).read_text())
+    for key, value in written.items():
+        got = getattr(config, key.replace("-", "_"))
+        assert got == (value if isinstance(got, list) or not isinstance(value, list) else value), (name, key)
+        assert got == value or got == [value], (name, key)  # read as written, no key dropped or renamed
+
+
+def test_the_tested_versions_lie_in_the_ranges_pyproject_states():
+    """pyproject.toml states ranges (users keep their own CUDA torch); constraints.txt pins the tested set
+    inside them, and every direct dependency is pinned there."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = CONFIGS.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pinned = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[canonicalize_name(name)] = version.strip()
+    for text in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        req = Requirement(text)
+        assert not any(s.operator == "==" for s in req.specifier), f"{text}: a range, not a pin"
+        version = pinned[canonicalize_name(req.name)]
+        assert req.specifier.contains(version, prereleases=True), (text, version)
+
+
+@pytest.mark.slow
+def test_the_package_installs_with_the_constraints_file():
+    """pip resolves rejuv against the exact tested set (what `make` and CI install) without a conflict."""
+    import subprocess
+    import sys
+
+    root = CONFIGS.parent
+    ok = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "-c",
+                         str(root / "constraints.txt"), "-e", f"{root}[dev]"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "Would install rejuv" in ok.stdout, ok.stdout[-2000:] + ok.stderr[-2000:]

@@ -13,10 +13,10 @@ import torch
 from click.testing import CliRunner
 
 from rejuv.cli import main
-from rejuv.diagnose import SCHEMA, diagnose
 from rejuv.diagnostics.params import DriftGroup
 from rejuv.errors import RejuvError
-from rejuv.train.sft import SFTRecipeConfig, run_sft
+from rejuv.recipes.diagnose import SCHEMA, diagnose
+from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
 from tiny import build_model, save
 
@@ -59,6 +59,7 @@ def report_dir(trained, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_the_longer_trained_checkpoint_is_flagged(report_dir):
     report = json.loads((report_dir / "report.json").read_text())
     short, long = report["checkpoints"]
@@ -78,6 +79,7 @@ def test_the_longer_trained_checkpoint_is_flagged(report_dir):
     assert set(long["params"]["by_layer"]) == {"0", "1"}
 
 
+@pytest.mark.slow
 def test_report_matches_its_schema(report_dir):
     schema = json.loads(Path(SCHEMA).read_text())
     report = json.loads((report_dir / "report.json").read_text())
@@ -112,6 +114,7 @@ def test_html_report_renders_in_headless_chromium(report_dir, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a page with plots, not a blank one
 
 
+@pytest.mark.slow
 def test_identical_checkpoints_have_zero_drift_and_zero_gap(trained, tmp_path):
     shutil.copytree(trained / "base", tmp_path / "copy")
     report = diagnose(trained / "base", [tmp_path / "copy"], trained / "calib.jsonl", tmp_path / "rep", progress=False)
@@ -145,6 +148,7 @@ def test_pooled_statistics_equal_direct_ones():
     assert a["top_0.1pct_share"] == pytest.approx(exact_share, rel=0.03)  # histogram bins are 0.01 decade
 
 
+@pytest.mark.slow
 def test_diagnose_bad_input(trained, tmp_path):
     qwen, tok = build_model("qwen3", seed=0)
     save(qwen, tok, tmp_path / "qwen")
@@ -160,6 +164,7 @@ def test_diagnose_bad_input(trained, tmp_path):
     assert not (tmp_path / "rep").exists()
 
 
+@pytest.mark.slow
 def test_per_tensor_top_share_is_exact(tmp_path):
     """The histogram only narrows the search: the share equals a full sort's, whatever the distribution."""
     from rejuv.diagnostics.params import _tensor_top_share
@@ -179,3 +184,50 @@ def test_per_tensor_top_share_is_exact(tmp_path):
         k = -(-sq.numel() // 1000)
         exact = float(sq.topk(k).values.sum() / sq.sum()) if sq.sum() > 0 else 0.0
         assert _tensor_top_share(delta, group) == pytest.approx(exact, rel=1e-12, abs=1e-300), name
+
+
+def test_drift_of_a_checkpoint_with_nan_weights_is_an_error_naming_the_tensor(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from rejuv.diagnostics.params import parameter_drift
+    from rejuv.io.reader import Checkpoint
+
+    for name, value in (("base", 1.0), ("sft", float("nan"))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text('{"model_type": "llama"}')
+        weights = np.ones((3, 4), dtype=np.float32)
+        weights[1, 2] = value
+        save_file({"model.layers.0.mlp.down_proj.weight": weights}, str(tmp_path / name / "model.safetensors"))
+    with Checkpoint(tmp_path / "base") as base, Checkpoint(tmp_path / "sft") as sft:
+        with pytest.raises(RejuvError, match=r"sft: tensor model.layers.0.mlp.down_proj.weight holds NaN or Inf"):
+            parameter_drift(base, sft, ["model.layers.0.mlp.down_proj.weight"])
+
+
+def test_tokens_that_lost_entropy_are_shown_as_read():
+    """A byte-level BPE vocabulary stores ` the` as `Ġthe`: the report gives both, labelled, sorted by the
+    total entropy drop."""
+    import torch
+
+    from rejuv.attribution import TokenStats
+    from rejuv.diagnostics.outputs import output_stats
+    from rejuv.diagnostics.report import readable
+
+    from tiny import make_bpe_chat_tokenizer
+
+    tok = make_bpe_chat_tokenizer()
+    ids = tok(" the answer", add_special_tokens=False)["input_ids"]
+    n = len(ids)
+
+    def stats(entropy):
+        return TokenStats(torch.tensor(entropy), torch.full((n,), 0.5), torch.zeros(n, dtype=torch.long),
+                          torch.full((n,), -1.0))
+
+    out = output_stats([stats([0.1] * n)], [stats([1.0 + i for i in range(n)])], [ids], len(tok), tok)
+    first = out["tokens_lost_entropy"][0]
+    assert first["token"] == tok.convert_ids_to_tokens(first["token_id"])
+    assert first["text"] == tok.decode([first["token_id"]])
+    assert [t["total_entropy_drop"] for t in out["tokens_lost_entropy"]] == sorted(
+        (t["total_entropy_drop"] for t in out["tokens_lost_entropy"]), reverse=True)
+    assert any(t["token"].startswith("Ġ") and t["text"].startswith(" ") for t in out["tokens_lost_entropy"])
+    assert readable(" the") == "␣the" and readable("the") == "the" and readable("a\n") == "a⏎"

@@ -1,13 +1,16 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from rejuv import fuse, rejuvenate
-from rejuv.checkpoint import Checkpoint
 from rejuv.errors import RejuvError
-from rejuv.fusion import fuse_tensor, plan_fusion
+from rejuv.fusion import FusedStream, fuse_tensor, plan_fusion
+from rejuv.io.format import numpy_dtype
+from rejuv.io.reader import Checkpoint
+from rejuv.io.writer import OutputTensor
 
 from tiny import build_model, perturbed, save, weights
 
@@ -20,6 +23,7 @@ def test_fuse_tensor_endpoints_are_exact_copies():
     assert torch.equal(fuse_tensor(s[:2], b[:2], 0.25), 0.25 * s[:2] + 0.75 * b[:2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_fusion_matches_alpha_s_plus_one_minus_alpha_b(pair, tmp_path, alpha):
     arch, base, sft = pair
@@ -61,6 +65,7 @@ def test_tied_embeddings_stay_tied(tmp_path):
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
 
+@pytest.mark.slow
 def test_vocabulary_grown_by_sft_keeps_the_new_rows(tmp_path, calib_file):
     base, tok = build_model("llama", seed=0)
     sft = perturbed(base, seed=1)
@@ -132,8 +137,9 @@ def test_every_16_bit_value_fuses_to_torchs_bytes(dtype):
 
 def test_streamed_blocks_give_the_whole_tensor_result(tmp_path):
     """Tiny blocks (several per tensor, rows split across them) give the bytes of whole-tensor fusion + reset."""
-    from rejuv.checkpoint import OutputTensor, as_numpy, write_safetensors_shards
     from rejuv.fusion import FusedStream
+    from rejuv.io.format import as_numpy
+    from rejuv.io.writer import OutputTensor, write_safetensors_shards
     from rejuv.reset import apply_reset
 
     gen = torch.Generator().manual_seed(0)
@@ -161,3 +167,32 @@ def test_streamed_blocks_give_the_whole_tensor_result(tmp_path):
             assert got[name].dtype == t.dtype and torch.equal(got[name], expected), (alpha, name)
     assert torch.equal(got["ids"], sft["ids"]) and got["scale"] == 2.0
     assert torch.equal(got["emb"][5:], sft["emb"][5:]) and torch.equal(got["emb"][4], base["emb"][4])
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32"])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 0.0])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, dtype, alpha):
+    """NaN or Inf in either input never reaches the output: fusion stops naming the tensor and the checkpoint."""
+    from safetensors.numpy import save_file
+
+    from rejuv.fusion import all_finite
+
+    np_dtype = numpy_dtype(dtype)
+    good = np.ones((4, 8), dtype=np.float32).astype(np_dtype)
+    bad = good.copy()
+    bad[2, 3] = np.float32("nan") if alpha != 0.0 else np.float32("inf")
+    assert all_finite(good) and not all_finite(bad)
+    paths = {}
+    for name, values in (("base", good), ("sft", bad)) if alpha != 0.0 else (("base", bad), ("sft", good)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "llama"}')
+        save_file({"model.norm.weight": values}, str(folder / "model.safetensors"))
+        paths[name] = folder
+    culprit = paths["sft"] if alpha != 0.0 else paths["base"]
+    with Checkpoint(paths["base"]) as base, Checkpoint(paths["sft"]) as sft:
+        stream = FusedStream(base, sft, alpha)
+        spec = OutputTensor("model.norm.weight", (4, 8), dtype)
+        out = np.empty((4, 8), dtype=np_dtype)
+        with pytest.raises(RejuvError, match=rf"tensor model.norm.weight \(rows 0..4\): {culprit} holds NaN or Inf"):
+            stream.fill(spec, 0, 4, out)

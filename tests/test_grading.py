@@ -3,8 +3,9 @@ import threading
 import pytest
 
 from rejuv.errors import RejuvError
-from rejuv.grading import grade, grade_many, last_boxed, normalize_answer
+from rejuv.grading import grade, grade_many
 from rejuv.rewards import REWARDS, exact_match_reward, format_reward, math_verify_reward, resolve_reward
+from rejuv.verl_reward import compute_score, last_boxed, normalize_answer
 
 # (gold, completion, correct) labelled by hand.
 LABELLED = [
@@ -43,6 +44,7 @@ def test_grading_agrees_with_hand_labels():
     assert grade("0.5", "\\boxed{1/2}")
 
 
+@pytest.mark.slow
 def test_grading_works_from_a_worker_thread():
     golds, completions, labels = zip(*LABELLED, strict=True)
     out = {}
@@ -92,3 +94,14 @@ def test_a_verdict_is_computed_once_and_errors_are_not_remembered(monkeypatch):
     assert grade_many(golds, texts) == [True, False, False, False]
     assert grade_many(golds, texts) == [True, False, False, False]
     assert calls == [("41", "41"), ("41", "40"), ("41", "boom"), ("41", "boom")]  # only the overrun is redone
+
+
+def test_the_exported_verl_reward_scores_as_rejuv_grades():
+    """export-verl's reward.py (standalone, for verl's workers) and `rl --reward math_verify` agree, on
+    answers Math-Verify parses and on the ones where both fall back to comparing normalised text."""
+    cases = [("2", "so \\boxed{2}"), ("0.5", "\\boxed{1/2}"), ("2", "\\boxed{3}"), ("2", "2"),
+             ("1,234", "\\boxed{1234}"), ("x", "\\boxed{x.}"), ("\\frac{1}{3}", "\\boxed{\\frac{2}{6}}"),
+             ("", "\\boxed{}"), ("{", "\\boxed{ }"), ("7", "\\boxed{7} then \\boxed{8}")]
+    expected = [1.0 if ok else -1.0 for ok in grade_many([g for g, _ in cases], [c for _, c in cases])]
+    assert [compute_score("rejuv", c, g) for g, c in cases] == expected
+    assert expected.count(1.0) >= 4 and expected.count(-1.0) >= 3  # both verdicts occur

@@ -7,12 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from synthetic import perturb_checkpoint, write_synthetic_model
 
-from rejuv.checkpoint import Checkpoint
-from rejuv.synthetic import perturb_checkpoint, write_synthetic_model
+from rejuv.io.reader import Checkpoint
 
 
+@pytest.mark.slow
 def test_killed_fusion_leaves_nothing_and_a_rerun_succeeds(tmp_path):
     base = write_synthetic_model(tmp_path / "base", hidden=512, layers=12, vocab=4096, dtype="float32")
     sft = perturb_checkpoint(base, tmp_path / "sft")

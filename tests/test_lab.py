@@ -11,8 +11,7 @@ from click.testing import CliRunner
 from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
-from rejuv.lab.demo import run_demo
-from rejuv.lab.planner import summarize_planner
+from rejuv.lab.plan_check import summarize_planner
 from rejuv.lab.presets import DEFAULT_ARMS, PRESETS
 from rejuv.lab.rules import ALPHAS, RHOS
 from rejuv.lab.task import (
@@ -26,7 +25,9 @@ from rejuv.lab.task import (
     teacher,
     write_task_files,
 )
-from rejuv.lab.world import WORDS, make_char_tokenizer
+from rejuv.lab.world import WORDS
+from rejuv.local_tokenizer import make_char_tokenizer
+from rejuv.recipes.demo import DemoConfig, run_demo
 
 
 def test_task_splits_are_disjoint_and_every_form_grades_correct(tmp_path):
@@ -100,6 +101,7 @@ def _numbers(obj):
         yield obj
 
 
+@pytest.mark.slow
 def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
@@ -132,16 +134,16 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
         assert (root / name).stat().st_size > 0
     assert "Table 2 in miniature" in (root / "report.html").read_text()
     # A second run reuses every finished step (resumable) and gives the same table.
-    again = run_demo("smoke", str(root))
+    again = run_demo(DemoConfig("smoke", out=str(root)))
     assert again["table"] == report["table"]
     # Arms can change: a subset reuses every finished step (no new step is timed) and reports only those arms.
     steps = (root / "timings.jsonl").read_text()
-    subset = run_demo("smoke", str(root), arms=("modsft", "oversft"))
+    subset = run_demo(DemoConfig("smoke", out=str(root), arms=["modsft", "oversft"]))
     assert (root / "timings.jsonl").read_text().count("\n") == steps.count("\n") + 1  # only the new diagnosis
     assert subset["table"]["oversft"] == report["table"]["oversft"]
     monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], rl_steps=3))
     with pytest.raises(RejuvError, match="other settings"):
-        run_demo("smoke", str(root))
+        run_demo(DemoConfig("smoke", out=str(root)))
 
 
 def test_premise_and_claims_by_hand():
@@ -171,17 +173,18 @@ def test_premise_and_claims_by_hand():
     assert "Accuracy kept before RL: 40 ± 0% of OverSFT's" in restored["text"]
 
 
+@pytest.mark.slow
 def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
     """`rejuv plan` over the SFT epochs against full RL from each, the rule chosen on seed 0 and judged on seed 1,
     added to a finished demo: the arms' steps are reused, and so are their GRPO runs where a start is an arm's."""
     world = replace(PRESETS["smoke"], seeds=[0, 1], rewards=["math_verify", "tiny:contains_seven"])
     monkeypatch.setitem(PRESETS, "smoke", world)
     root = tmp_path / "planner"
-    run_demo("smoke", str(root))
+    run_demo(DemoConfig("smoke", out=str(root)))
     before = (root / "timings.jsonl").read_text().splitlines()
     monkeypatch.setitem(PRESETS, "smoke", replace(world, plan_epochs=[1, 2, 4], plan_probe_steps=4,
                                                   plan_alphas=[0.5, 0.8], plan_rhos=[0.0, 0.01], dev_seeds=[0]))
-    report = run_demo("smoke", str(root))
+    report = run_demo(DemoConfig("smoke", out=str(root)))
     added = [json.loads(x)["step"] for x in (root / "timings.jsonl").read_text().splitlines()[len(before):]]
     assert not any(": GRPO from" in s or s.endswith(": SFT, saving epochs [1, 4]") for s in added), added
     assert sum("SFT for the planner, saving epochs [2]" in s for s in added) == 2  # epoch 2 is no arm's
@@ -214,12 +217,16 @@ def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
     assert summary["test"]["shortfall"]["mean"] == pytest.approx(0.3)  # judged where it was not chosen
     assert summary["skipped"] == {3: "no signal"}
     assert summarize_planner({0: None}, [0]) is None
+    fixed = summarize_planner({3: seed(0.10, 0.0, 0.1), 4: seed(0.0, 0.3, 0.2)}, dev_seeds=[3], fixed_rule="end_reward")
+    assert fixed["rule"] == "end_reward" and fixed["development"] is None and fixed["test"]["seeds"] == [3, 4]
+    assert fixed["test"]["shortfall"]["mean"] == pytest.approx(0.05) and "fixed in advance" in fixed["texts"][0]
 
 
+@pytest.mark.slow
 def test_smoke_demo_runs_the_alternative_arms(tmp_path):
     """CHORD-µ, CHORD-φ, PEAR, DFT and the filtered RL run as arms beside staged SFT → RL."""
     arms = ("modsft", "oversft", "dft", "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
-    report = run_demo("smoke", str(tmp_path / "alt"), arms=arms)
+    report = run_demo(DemoConfig("smoke", out=str(tmp_path / "alt"), arms=list(arms)))
     root = tmp_path / "alt" / "seed-0"
     for arm in arms:
         assert all(0 <= v <= 1 for v in report["per_seed"]["0"][arm]["after"].values())

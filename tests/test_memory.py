@@ -4,14 +4,15 @@ import json
 import subprocess
 import sys
 
-from rejuv.synthetic import perturb_checkpoint, write_synthetic_model
+import pytest
+from synthetic import perturb_checkpoint, write_synthetic_model
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent (this pytest process, with torch
 # and transformers loaded), which would hide any growth below the parent's size. Writing 5 to clear_refs
 # resets the high-water mark to the current size, so the figure is the fusion's own growth.
 MEASURE = """
 import json, sys
-import rejuv.apply
+import rejuv.recipes.apply
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
 open("/proc/self/clear_refs", "w").write("5")
@@ -30,6 +31,7 @@ def peak_growth_mb(tmp_path, name, layers):
     return json.loads(out.stdout.strip().splitlines()[-1])["growth_mb"]
 
 
+@pytest.mark.slow
 def test_fusion_peak_memory_is_flat_in_model_size(tmp_path):
     # Every tensor is 8 MiB (2048×512 or 512×2048 float32) at most; models are ~40 MB and ~390 MB.
     small = peak_growth_mb(tmp_path, "small", layers=2)

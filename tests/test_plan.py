@@ -9,8 +9,7 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.plan import PlanConfig, run_plan
-from rejuv.planner.search import (
+from rejuv.handoff.search import (
     Candidate,
     accuracy_kept,
     best,
@@ -21,9 +20,10 @@ from rejuv.planner.search import (
     search_score,
     separated,
     slope,
-    spearman,
     uncertainty,
 )
+from rejuv.recipes.plan import PlanConfig, run_plan
+from rejuv.stats import spearman
 
 from tiny import build_model, perturbed, save, weights, write_calibration
 
@@ -109,7 +109,7 @@ def test_uncertainty_names_the_candidates_the_probes_cannot_separate():
 
 
 def test_plan_says_when_it_hands_over_a_flagged_checkpoint():
-    from rejuv.plan import _against_diagnose
+    from rejuv.recipes.plan import _against_diagnose
 
     entries = {"e2": {"flagged": False, "signals": {}},
                "e32": {"flagged": True, "signals": {"entropy": "mean entropy 0.079 nats is below the collapse level"}}}
@@ -159,6 +159,7 @@ def small_plan(root, out, **overrides) -> PlanConfig:
     return PlanConfig(**values)
 
 
+@pytest.mark.slow
 def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path):
     plan = run_plan(small_plan(planning, tmp_path / "plan"))
     out = tmp_path / "plan"
@@ -212,6 +213,7 @@ def test_plan_bad_inputs_are_named(planning, tmp_path):
     assert not any(tmp_path.glob("o*"))
 
 
+@pytest.mark.slow
 def test_plan_refuses_a_reward_that_is_always_zero(planning, tmp_path):
     result = CliRunner().invoke(main, [
         "plan", str(planning / "early"), str(planning / "late"), "--base", str(planning / "base"),
@@ -229,7 +231,7 @@ def test_plan_refuses_a_reward_that_is_always_zero(planning, tmp_path):
 def chat_sft(tmp_path_factory):
     """Two SFT epochs of a chat model (the char tokenizer has a template) trained on text rows, which go
     through the template; it answers `\\boxed{7}` after the assistant tag."""
-    from rejuv.train.sft import SFTRecipeConfig, run_sft
+    from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
     root = tmp_path_factory.mktemp("chat")
     base, tok = build_model("llama", seed=0)
@@ -248,6 +250,7 @@ def chat_sft(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_plan_on_plain_text_problems_of_a_chat_model_sees_reward(chat_sft, tmp_path):
     values = dict(base=str(chat_sft / "base"), checkpoints=[str(chat_sft / "sft" / "epoch-4"),
                   str(chat_sft / "sft" / "epoch-8")], calib=str(chat_sft / "sft.jsonl"),
@@ -261,20 +264,21 @@ def test_plan_on_plain_text_problems_of_a_chat_model_sees_reward(chat_sft, tmp_p
     assert plan["recommendation"]["diagnose"]["flagged"]  # epoch 8 collapsed; the plan states how it weighed that
 
 
+@pytest.mark.slow
 def test_the_search_runs_one_attribution_and_its_commands_rebuild_the_candidates(planning, tmp_path, monkeypatch):
     import shlex
 
-    import rejuv.passes
-    from rejuv.plan import _apply_command
+    import rejuv.calibration_passes
+    from rejuv.recipes.plan import _apply_command
 
     calls = []
-    original = rejuv.passes.find_reset_set
+    original = rejuv.calibration_passes.find_reset_set
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(rejuv.passes, "find_reset_set", counted)
+    monkeypatch.setattr(rejuv.calibration_passes, "find_reset_set", counted)
     cfg = small_plan(planning, tmp_path / "plan", alphas=[0.5, 0.7], rhos=[0.0, 0.02, 0.05], probe_top=0,
                      keep_candidates=True)
     plan = run_plan(cfg)

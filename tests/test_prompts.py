@@ -6,16 +6,16 @@ import subprocess
 import pytest
 import trl
 
-import rejuv.diagnose
-import rejuv.passes
-from rejuv.apply import ApplyConfig, run_apply
-from rejuv.diagnose import DiagnoseConfig, run_diagnose
+import rejuv.calibration_passes
+import rejuv.recipes.diagnose
 from rejuv.errors import RejuvError
-from rejuv.evaluate import EvalConfig, TransformersEngine, run_eval
-from rejuv.plan import PlanConfig, run_plan
 from rejuv.prompts import prompt_ids, sequence_ids, uses_template
-from rejuv.train.rl import RLRecipeConfig, run_rl
-from rejuv.train.sft import SFTRecipeConfig, run_sft
+from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
+from rejuv.recipes.eval import EvalConfig, TransformersEngine, run_eval
+from rejuv.recipes.plan import PlanConfig, run_plan
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
 from tiny import build_bpe_chat_model, make_bpe_chat_tokenizer, make_tokenizer, perturbed, save
 
@@ -126,8 +126,8 @@ def every_command(tmp_path_factory):
     patch.setattr(trl.SFTTrainer, "train", spy_sft_train)
     patch.setattr(trl.GRPOTrainer, "_tokenize_prompts", spy_tokenize_prompts)
     patch.setattr(TransformersEngine, "generate", spy_generate)
-    patch.setattr(rejuv.passes, "response_token_stats", spy_stats(rejuv.passes.response_token_stats))
-    patch.setattr(rejuv.diagnose, "response_token_stats", spy_stats(rejuv.diagnose.response_token_stats))
+    for module in (rejuv.calibration_passes, rejuv.recipes.diagnose):
+        patch.setattr(module, "response_token_stats", spy_stats(module.response_token_stats))
     base, sft, rows, problems = (str(root / n) for n in ("base", "sft", "rows.jsonl", "problems.jsonl"))
     commands = {
         "sft": lambda out: run_sft(SFTRecipeConfig(model=base, data=rows, out=out, save_epochs=[1],
@@ -162,6 +162,7 @@ def every_command(tmp_path_factory):
     return tok, seen, stale
 
 
+@pytest.mark.slow
 def test_every_command_builds_the_same_prompt_ids(every_command):
     tok, seen, _ = every_command
     reference = {tuple(chatml_ids(tok, p)) for p in PROMPTS}
@@ -173,6 +174,7 @@ def test_every_command_builds_the_same_prompt_ids(every_command):
         assert {tuple(x) for x in seen[command]} == reference, command
 
 
+@pytest.mark.slow
 def test_every_command_clears_a_killed_runs_temporary_folder(every_command):
     _, _, stale = every_command
     for command, folder in stale.items():

@@ -3,7 +3,7 @@ import pytest
 
 from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
-from rejuv.reset import apply_reset, reset_plan
+from rejuv.reset import apply_reset, reset_entries
 
 A = Neurons(0, "q_proj", "m.layers.0.self_attn.q_proj", 0)
 B = Neurons(0, "down_proj", "m.layers.0.mlp.down_proj", 1)
@@ -11,11 +11,11 @@ B = Neurons(0, "down_proj", "m.layers.0.mlp.down_proj", 1)
 
 def test_reset_plan_includes_reader_biases_only():
     names = {A.weight, A.bias, B.weight, B.bias}
-    plan = reset_plan({A: [1, 2], B: [3]}, names)
+    plan = reset_entries({A: [1, 2], B: [3]}, names)
     assert plan == {A.weight: {"axis": 0, "indices": [1, 2]}, A.bias: {"axis": 0, "indices": [1, 2]},
                     B.weight: {"axis": 1, "indices": [3]}}
     with pytest.raises(RejuvError, match="not in the checkpoint"):
-        reset_plan({A: [1]}, {B.weight})
+        reset_entries({A: [1]}, {B.weight})
 
 
 def test_apply_reset_rows_and_columns():

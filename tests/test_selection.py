@@ -3,7 +3,7 @@ import torch
 
 from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
-from rejuv.reset import reset_plan, summarize
+from rejuv.reset import reset_entries, summarize
 from rejuv.selection import ResetSet, budget
 
 A = Neurons(0, "q_proj", "m.layers.0.self_attn.q_proj", 0)
@@ -25,7 +25,7 @@ def test_global_ranking_keeps_top_positive_scores_and_unions_targets():
     # Target 0: A[0] and B[2]. Target 1: B[4] only (the second-best, A's 0.0, is not positive).
     assert rs.indices() == {A: [0], B: [2, 4]}
     assert rs.selected == 3 and rs.total == 10 and rs.targets == 2
-    size = summarize(reset_plan(rs.indices(), {A.weight, B.weight}), {A: 4, B: 6})
+    size = summarize(reset_entries(rs.indices(), {A.weight, B.weight}), {A: 4, B: 6})
     assert size["by_module"]["0.down_proj"] == {"reset": 2, "total": 6} and size["neurons_reset"] == 3
     assert size["by_kind"]["down_proj"] == {"reset": 2, "total": 6, "ratio": 2 / 6}
     assert size["effective_reset_ratio"] == 0.3

@@ -10,11 +10,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rejuv.checkpoint import Checkpoint
 from rejuv.errors import RejuvError
+from rejuv.io.reader import Checkpoint
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 from rejuv.train.plasticity import read_plasticity_log
-from rejuv.train.rl import RLRecipeConfig, run_rl
-from rejuv.train.sft import SFTRecipeConfig, run_sft
 
 from tiny import build_model, save, weights
 
@@ -36,6 +36,7 @@ def world(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_sft_lowers_the_loss_and_saves_loadable_epochs(world, tmp_path):
     summary = run_sft(SFTRecipeConfig(model=str(world / "base"), data=str(world / "sft.jsonl"),
                                       out=str(tmp_path / "nll"), save_epochs=[1, 4], learning_rate=3e-3,
@@ -56,6 +57,7 @@ def test_sft_lowers_the_loss_and_saves_loadable_epochs(world, tmp_path):
     assert rows[-1]["drift_l2"] > rows[0]["drift_l2"] > 0
 
 
+@pytest.mark.slow
 def test_dft_gives_different_weights_than_nll_from_the_same_seed(world, tmp_path):
     common = dict(model=str(world / "base"), data=str(world / "sft.jsonl"), save_epochs=[1], learning_rate=3e-3, seed=1)
     run_sft(SFTRecipeConfig(out=str(tmp_path / "a"), loss="nll", **common))
@@ -66,6 +68,7 @@ def test_dft_gives_different_weights_than_nll_from_the_same_seed(world, tmp_path
     assert any(not torch.equal(a[n], c[n]) for n in a)
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_reward_and_logs_plasticity_every_step(world, tmp_path):
     summary = run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "rl"),
                                     rewards=["tiny:contains_seven"], learning_rate=2e-2, max_steps=20,
@@ -84,7 +87,7 @@ def test_grpo_raises_the_reward_and_logs_plasticity_every_step(world, tmp_path):
     ({"data": "bad.jsonl"}, "expected 'prompt'\\+'completion'"),
     ({"model": "not_a_model"}, "not a model folder"),
     ({"loss": "focal"}, "loss must be 'nll', 'dft' or 'pear'"),
-    ({"save_epochs": "2,x"}, "save_epochs must be numbers"),
+    ({"save_epochs": [0.0]}, "save_epochs must be positive"),
 ])
 def test_sft_bad_input_fails_before_training(world, tmp_path, change, message):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "solution": "s"}) + "\n")
@@ -112,6 +115,7 @@ def test_rl_bad_input_fails_before_training(world, tmp_path, change, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_sft_runs_as_two_processes_under_torchrun(world, tmp_path):
     """The distributed path (DDP over gloo on CPUs) saves one set of checkpoints with half the steps."""
     out = tmp_path / "dist"
@@ -126,6 +130,7 @@ def test_sft_runs_as_two_processes_under_torchrun(world, tmp_path):
     assert not list(tmp_path.glob(".dist.rejuv-tmp-*"))
 
 
+@pytest.mark.slow
 def test_rl_with_lora_saves_a_merged_full_model(world, tmp_path):
     run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "lora"),
                           rewards=["tiny:contains_seven"], learning_rate=5e-2, max_steps=3, max_completion_length=4,
@@ -138,6 +143,7 @@ def test_rl_with_lora_saves_a_merged_full_model(world, tmp_path):
     assert len(rows) == 3 and rows[-1]["drift_l2"] > 0
 
 
+@pytest.mark.slow
 def test_cli_rl_reads_yaml_with_trl_args(world, tmp_path):
     import yaml
     from click.testing import CliRunner
@@ -160,6 +166,7 @@ def test_cli_rl_reads_yaml_with_trl_args(world, tmp_path):
     assert bad.exit_code != 0 and "no_such_field" in bad.output and not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow
 def test_chord_with_mu_zero_is_plain_grpo_and_logs_its_schedule(world, tmp_path):
     common = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), rewards=["tiny:contains_seven"],
                   learning_rate=2e-2, max_steps=3, max_completion_length=6, seed=4)
@@ -177,6 +184,7 @@ def test_chord_with_mu_zero_is_plain_grpo_and_logs_its_schedule(world, tmp_path)
     assert any(not torch.equal(plain[n], mixed[n]) for n in plain)
 
 
+@pytest.mark.slow
 def test_chord_at_mu_one_is_sft_on_the_expert_rows(world, tmp_path):
     run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "sft"),
                           rewards=["tiny:contains_seven"], learning_rate=1e-2, max_steps=8, max_completion_length=4,
@@ -196,6 +204,7 @@ def test_chord_options_are_checked(world, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_filter_drops_groups_without_signal(world, tmp_path):
     common = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), learning_rate=2e-2, max_steps=2,
                   max_completion_length=4, filter_groups=True)
@@ -210,6 +219,7 @@ def test_filter_drops_groups_without_signal(world, tmp_path):
     assert len(shares) == 2 and all(0.0 <= s <= 1.0 for s in shares)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["token", "sequence"])
 def test_pear_sft_trains_and_logs_its_weights(world, tmp_path, variant):
     behavior = str(world / "base") if variant == "sequence" else None
@@ -257,6 +267,7 @@ def half_bf16_step(w: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones_like(w), torch.frexp(w.abs())[1] - 9)
 
 
+@pytest.mark.slow
 def test_float32_master_weights_keep_updates_smaller_than_a_bf16_step(world, bf16_checkpoint, tmp_path):
     # lr 1e-5: Adam moves each weight by about 1e-5 per step, below half a bf16 step of any |w| ≥ 2^-8.
     common = dict(data=str(world / "sft.jsonl"), save_epochs=[2], learning_rate=1e-5, seed=3,
@@ -280,6 +291,7 @@ def test_float32_master_weights_keep_updates_smaller_than_a_bf16_step(world, bf1
     assert changed_pure < 0.05 * total  # pure bf16 weights lose those updates
 
 
+@pytest.mark.slow
 def test_weights_are_saved_in_the_input_dtype_unless_asked(world, bf16_checkpoint, tmp_path):
 
     summary = run_sft(SFTRecipeConfig(model=str(bf16_checkpoint / "bf16"), data=str(world / "sft.jsonl"),
@@ -299,3 +311,23 @@ def test_weights_are_saved_in_the_input_dtype_unless_asked(world, bf16_checkpoin
     with pytest.raises(RejuvError, match="dtype bfloat16 \\(mixed precision\\) needs a CUDA device"):
         run_sft(SFTRecipeConfig(model=str(world / "base"), data=str(world / "sft.jsonl"), out=str(tmp_path / "x"),
                                 dtype="bfloat16"))
+
+
+def test_report_to_reaches_trl_and_plasticity_reaches_the_trackers(tmp_path):
+    from types import SimpleNamespace
+
+    from rejuv.train.common import Precision, shared_trainer_args
+    from rejuv.train.plasticity import PlasticityCallback
+
+    cfg = SFTRecipeConfig(model="m", data="d", out="o", report_to=["tensorboard", "wandb"])
+    args = shared_trainer_args(cfg, tmp_path, Precision("float32", "float32", "float32"))
+    assert args["report_to"] == ["tensorboard", "wandb"]
+    assert shared_trainer_args(SFTRecipeConfig(model="m", data="d", out="o"), tmp_path,
+                               Precision("float32", "float32", "float32"))["report_to"] == ["none"]
+    callback = PlasticityCallback(tmp_path / "p.jsonl")
+    callback.pending = {"step": 1, "update_l2": 0.5, "drift_l2": 1.0, "drift_rel": 0.1, "frac_changed": 1.0,
+                        "frac_changed_rel1e-5": 0.9}
+    logs = {"grad_norm": 2.0, "loss": 1.0}
+    callback.on_log(None, SimpleNamespace(is_world_process_zero=True), None, logs=logs)
+    assert logs["plasticity/update_per_grad"] == 0.25 and logs["plasticity/drift_rel"] == 0.1
+    assert read_plasticity_log(tmp_path / "p.jsonl")[0]["update_per_grad"] == 0.25

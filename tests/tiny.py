@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from rejuv.lab.world import make_char_tokenizer
+from rejuv.local_tokenizer import make_char_tokenizer
 
 ARCHS = ("llama", "mistral", "qwen2", "qwen3")
 
@@ -92,7 +92,7 @@ def save(model, tok, path: Path, **kwargs) -> Path:
 
 def weights(folder) -> dict:
     """Every tensor of a checkpoint folder, by name."""
-    from rejuv.checkpoint import Checkpoint
+    from rejuv.io.reader import Checkpoint
 
     with Checkpoint(folder) as ckpt:
         return {n: ckpt.read(n).clone() for n in ckpt.names()}

@@ -72,3 +72,14 @@ def load_calibration(path: str | Path, tokenizer, max_samples: int = 64, seed: i
             ids = ids[:max_length]
         samples.append(Sample(ids, start, where))
     return Calibration(str(path), file_sha256(path), len(rows), samples, templated)
+
+
+def check_vocabulary(calib: Calibration, vocab_size, model: str) -> None:
+    """Every token id needs a row in the model's embedding: a tokenizer that belongs to another model fails
+    here, naming the row, instead of as an index error inside the forward pass."""
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        raise RejuvError(f"{model}: config.json has no integer vocab_size")
+    for s in calib.samples:
+        if max(s.input_ids) >= vocab_size:
+            raise RejuvError(f"{s.where}: token id {max(s.input_ids)} is outside the vocabulary of {model} "
+                             f"({vocab_size}); the tokenizer does not belong to this model")

@@ -30,7 +30,7 @@ def brier_reward_values(confidences: list[float | None], correct: list[bool]) ->
     return [-1.0 if c is None else -((c - float(ok)) ** 2) for c, ok in zip(confidences, correct, strict=True)]
 
 
-def calibration(confidences: list[float | None], correct: list[bool], bins: int = 10) -> dict:
+def confidence_scores(confidences: list[float | None], correct: list[bool], bins: int = 10) -> dict:
     """Share of samples stating a confidence, and over those: Brier score, ECE (equal-width bins), mean confidence.
 
     ECE = Σ_b (n_b / n)·|accuracy_b − mean confidence_b|, a confidence of exactly 1 falling in the last bin.

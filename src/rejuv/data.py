@@ -13,27 +13,10 @@ Every error names the file and the line (JSONL) or row (parquet).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rejuv.errors import RejuvError
-
-
-def jsonl_rows(path: str | Path, what: str = "data") -> list[tuple[int, object]]:
-    """(line number, parsed JSON) for every non-blank line; a bad line is named in the error."""
-    path = Path(path)
-    if not path.is_file():
-        raise RejuvError(f"{path}: {what} file not found")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                rows.append((lineno, json.loads(text)))
-            except json.JSONDecodeError as exc:
-                raise RejuvError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-    return rows
+from rejuv.io.jsonl import numbered_jsonl
 
 
 def read_rows(path: str | Path, what: str = "data") -> list[tuple[str, dict]]:
@@ -48,7 +31,7 @@ def read_rows(path: str | Path, what: str = "data") -> list[tuple[str, dict]]:
             raise RejuvError(f"{path}: cannot be read as parquet ({exc})") from exc
         rows = [(f"{path}: row {i}", row) for i, row in enumerate(table, start=1)]
     else:
-        rows = [(f"{path}:{lineno}", row) for lineno, row in jsonl_rows(path, what)]
+        rows = [(f"{path}:{lineno}", row) for lineno, row in numbered_jsonl(path, what)]
     for where, row in rows:
         if not isinstance(row, dict):
             raise RejuvError(f"{where}: expected a JSON object, got {type(row).__name__}")

@@ -1,7 +1,8 @@
 """The one exception type rejuv raises for bad input, and its warnings.
 
 The CLI turns a `RejuvError` into a one-line message and a non-zero exit;
-anything else is a bug and keeps its traceback. Warnings (a result to read
+anything else is a bug: also one line, naming the exception, and its traceback
+with `rejuv --debug`. Warnings (a result to read
 with care, not an error) go to the `rejuv` logger, which the CLI prints to
 stderr as `warning: ...`, and into the output's JSON where there is one.
 """

@@ -11,49 +11,17 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing as mp
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from rejuv.verl_reward import last_boxed, verify_answer
+
 TIMEOUT_S = 5.0
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (balanced braces), or None."""
-    matches = list(_BOXED.finditer(text))
-    for match in reversed(matches):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-    return None
-
-
-def normalize_answer(text: str) -> str:
-    """For exact match: strip whitespace, `$`, a trailing period, and thousands separators."""
-    text = text.strip().rstrip(".").strip("$ ").rstrip(".")
-    text = re.sub(r"\s+", " ", text)
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", text):
-        text = text.replace(",", "")
-    return text
 
 
 def _verify(gold: str, answer: str, use_signals: bool) -> bool:
-    from math_verify import parse, verify
-
-    timeout = int(TIMEOUT_S) if use_signals else None
-    gold_text = gold if "\\boxed" in gold or "$" in gold else f"${gold}$"
-    parsed_gold = parse(gold_text, parsing_timeout=timeout)
-    parsed_answer = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
-    if not parsed_gold or not parsed_answer:
-        return normalize_answer(gold) == normalize_answer(answer)
-    return bool(verify(parsed_gold, parsed_answer, timeout_seconds=timeout))
+    return verify_answer(gold, answer, int(TIMEOUT_S) if use_signals else None)
 
 
 def _verify_quiet(args: tuple[str, str]) -> bool:

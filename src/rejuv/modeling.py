@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rejuv.checkpoint import dtype_from_name
 from rejuv.errors import RejuvError
+from rejuv.io.format import dtype_from_name
+
+DEFAULT_DEVICE = "cuda when a GPU is visible, else cpu"  # what device None means, in option help
+
+
+def allow_pickle_option():
+    """The `allow_pickle` field of every config whose recipe loads a model: one loading rule, one option."""
+    from rejuv.options import option
+
+    return option(False, help="Accept pytorch_model*.bin weights (pickle) when no safetensors exist.")
+
+
+def trust_remote_code_option():
+    """The `trust_remote_code` field of every config whose recipe loads a model."""
+    from rejuv.options import option
+
+    return option(False, help="Run model code from the checkpoint folders (off: transformers' own code only).")
 
 
 def check_device(device: str | None) -> str | None:
@@ -59,3 +75,38 @@ def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | No
     if device != "auto":
         model = model.to(device)
     return model.eval().requires_grad_(False)
+
+
+def check_model_path(path: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
+    """Fail before any work when `path` is not a model folder transformers can read, or holds only pickle
+    weights (`pytorch_model*.bin`, which can run code when loaded) and `allow_pickle` is off."""
+    from transformers import AutoConfig
+
+    folder = Path(path)
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise RejuvError(f"{path}: not a model folder (no config.json); give a save_pretrained checkpoint")
+    try:
+        AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # transformers raises many types for a malformed config
+        raise RejuvError(f"{path}: config.json cannot be read as a transformers config ({exc})") from exc
+    if any(folder.glob("*.safetensors")):
+        return
+    if not any(folder.glob("*.bin")):
+        raise RejuvError(f"{path}: no weights (*.safetensors) in the model folder")
+    if not allow_pickle:
+        raise RejuvError(f"{path}: weights are pickle files (pytorch_model*.bin), which can run arbitrary code when "
+                         "loaded; convert them to safetensors or pass --allow-pickle if you trust the source")
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise RejuvError(f"{path}: no usable tokenizer in the model folder ({exc})") from exc
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise RejuvError(f"{path}: the tokenizer has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    return tok

@@ -29,6 +29,13 @@ from rejuv.errors import RejuvError
 MODES = ("auto", "always", "never")
 
 
+def chat_template_option():
+    """The `chat_template` field of every recipe config: one rule for every command, so one option."""
+    from rejuv.options import option
+
+    return option("auto", choices=MODES, help="Rows through the tokenizer's chat template: auto = when it has one.")
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise RejuvError(f"chat_template must be one of {', '.join(MODES)}; got {mode!r}")

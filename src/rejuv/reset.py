@@ -24,7 +24,7 @@ def check_rho(rho: float) -> float:
     return rho
 
 
-def reset_plan(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dict[str, dict]:
+def reset_entries(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dict[str, dict]:
     """Per checkpoint tensor: which axis and indices take base values.
 
     Readers' rows reset in the weight and in the bias (when the module has one);

@@ -23,18 +23,33 @@ import importlib
 from collections.abc import Callable
 
 from rejuv.errors import RejuvError
-from rejuv.grading import grade_many, last_boxed, normalize_answer
+from rejuv.grading import grade_many
+from rejuv.verl_reward import last_boxed, normalize_answer
 
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}
+_GRADED: set[str] = set()  # rewards that compare against the row's `answer`
 
 
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+def register_reward(name: str, needs_answer: bool = True) -> Callable[[RewardFn], RewardFn]:
     def wrap(fn: RewardFn) -> RewardFn:
         fn.__name__ = name  # TRL logs rewards under the function's name
         REWARDS[name] = fn
+        if needs_answer:
+            _GRADED.add(name)
         return fn
     return wrap
+
+
+def reward_names() -> list[str]:
+    """The registered rewards, as the CLI lists them."""
+    return sorted(REWARDS)
+
+
+def needs_answer(names: list[str]) -> bool:
+    """Whether any of these rewards grades against an `answer` column (a module:function reward may; the
+    reward itself says so when it runs without one)."""
+    return any(name in _GRADED for name in names)
 
 
 def completion_text(completion) -> str:
@@ -67,7 +82,7 @@ def exact_match_reward(completions, answer=None, **_) -> list[float]:
     return rewards
 
 
-@register_reward("format")
+@register_reward("format", needs_answer=False)
 def format_reward(completions, **_) -> list[float]:
     rewards = []
     for completion in completions:

@@ -3,7 +3,7 @@
 Ranking (decision in the spec): one global ranking in logit units over every
 neuron of every module kind and layer, top ⌈ρ·total⌉ per target, positive
 scores only. `per-module` ranks inside each module instead (top ⌈ρ·n⌉ of that
-module), for users who want every module touched in proportion. `reset.reset_plan`
+module), for users who want every module touched in proportion. `reset.reset_entries`
 turns the chosen neurons into tensor rows and columns.
 """
 

@@ -1,10 +1,11 @@
-"""Reward for verl runs exported by `rejuv export-verl`: +1 / −1 from Math-Verify on the last \\boxed{} answer.
+"""Answer extraction and checking, and the reward for verl runs exported by `rejuv export-verl`: +1 / −1 from
+Math-Verify on the last \\boxed{} answer.
 
 verl loads this file by path (`custom_reward_function.path=.../reward.py`,
 `custom_reward_function.name=compute_score`) inside its reward workers, where
-rejuv may not be installed; it therefore depends on `math_verify` only and
-repeats the few lines of answer extraction that `rejuv.grading` also has. The
-scores equal those of `rejuv rl --reward math_verify`.
+rejuv may not be installed; it therefore depends on `math_verify` only.
+`rejuv.grading` checks answers with these same functions, so the scores equal
+those of `rejuv rl --reward math_verify` (a test compares them).
 """
 
 import re
@@ -13,7 +14,8 @@ import threading
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def _last_boxed(text):
+def last_boxed(text):
+    """Content of the last \\boxed{...} (balanced braces), or None."""
     for match in reversed(list(_BOXED.finditer(text))):
         depth, start = 1, match.end()
         for i in range(start, len(text)):
@@ -23,20 +25,34 @@ def _last_boxed(text):
     return None
 
 
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+def normalize_answer(text):
+    """For exact match: strip whitespace, `$`, a trailing period, and thousands separators."""
+    text = text.strip().rstrip(".").strip("$ ").rstrip(".")
+    text = re.sub(r"\s+", " ", text)
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", text):
+        text = text.replace(",", "")
+    return text
+
+
+def verify_answer(gold, answer, timeout):
+    """Math-Verify's verdict on a boxed answer against the gold one; text comparison where either does not
+    parse. `timeout` (seconds) uses SIGALRM, so it must be None outside the main thread."""
     from math_verify import parse, verify
 
-    answer = _last_boxed(solution_str)
+    gold_text = gold if "\\boxed" in gold or "$" in gold else f"${gold}$"
+    parsed_gold = parse(gold_text, parsing_timeout=timeout)
+    parsed_answer = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
+    if not parsed_gold or not parsed_answer:
+        return normalize_answer(gold) == normalize_answer(answer)
+    return bool(verify(parsed_gold, parsed_answer, timeout_seconds=timeout))
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    answer = last_boxed(solution_str)
     if answer is None:
         return -1.0
-    # Math-Verify's timeouts use SIGALRM, which works in the main thread only.
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    gold = str(ground_truth)
     try:
-        parsed_gold = parse(gold if "\\boxed" in gold or "$" in gold else f"${gold}$", parsing_timeout=timeout)
-        parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
-        if not parsed_gold or not parsed:
-            return 1.0 if answer.strip() == gold.strip() else -1.0
-        return 1.0 if verify(parsed_gold, parsed, timeout_seconds=timeout) else -1.0
-    except Exception:
+        return 1.0 if verify_answer(str(ground_truth), answer, timeout) else -1.0
+    except Exception:  # an unparsable answer is a wrong answer
         return -1.0

@@ -51,6 +51,7 @@ def output_stats(stats: list[TokenStats], base: list[TokenStats] | None, gold: l
         ranked = sorted(per_token.items(), key=lambda kv: (-sum(kv[1]), kv[0]))[:top_tokens]
         out["tokens_lost_entropy"] = [
             {"token_id": t, "token": tokenizer.convert_ids_to_tokens(t) if tokenizer is not None else str(t),
+             "text": tokenizer.decode([t]) if tokenizer is not None else str(t),
              "count": len(d), "mean_entropy_drop": sum(d) / len(d), "total_entropy_drop": sum(d)}
             for t, d in ranked]
     return out

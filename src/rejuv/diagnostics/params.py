@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rejuv.checkpoint import Checkpoint, release_freed_memory
+from rejuv.errors import RejuvError
+from rejuv.io.reader import Checkpoint, release_freed_memory
 
 TOLERANCES = (0.0, 1e-5, 1e-3)
 TOP_SHARE = 0.001
@@ -187,6 +188,9 @@ def parameter_drift(base: Checkpoint, ckpt: Checkpoint, names: list[str], progre
         c = ckpt.read(name).float()
         if c.shape != b.shape:  # vocabulary grown by SFT: compare the shared rows
             c = c[: b.shape[0]]
+        for which, values in ((base, b), (ckpt, c)):
+            if not bool(torch.isfinite(values).all()):
+                raise RejuvError(f"{which.path}: tensor {name} holds NaN or Inf values; drift cannot be measured")
         delta = c - b
         one = DriftGroup()
         one.add(delta, b, c)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import json
 
 from rejuv.arch import NEURON_KINDS
 from rejuv.diagnostics.outputs import COLLAPSE_NATS
+from rejuv.figures import figure_png, pyplot
+from rejuv.io.jsonl import strict_dumps
+from rejuv.stats import ranks
 
 
 def assess(entries: list[dict]) -> None:
@@ -55,36 +56,11 @@ def assess(entries: list[dict]) -> None:
         entries[i]["rank"] = position
 
 
-def ranks(values: list[float]) -> list[float]:
-    """Average ranks (1 = smallest), ties shared."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 # -- plots -------------------------------------------------------------------------------------------
-def figure_png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def plot_drift_heatmaps(entries: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     layers = sorted({int(layer) for e in entries for layer in e["params"]["by_layer"]})
     grids = []
@@ -108,10 +84,7 @@ def plot_drift_heatmaps(entries: list[dict]) -> bytes:
 
 
 def plot_entropy_histograms(entries: list[dict], base_outputs: dict) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for label, outputs, style in [("base", base_outputs, "--")] + [(e["name"], e["outputs"], "-") for e in entries]:
@@ -127,10 +100,7 @@ def plot_entropy_histograms(entries: list[dict], base_outputs: dict) -> bytes:
 
 
 def plot_across_checkpoints(entries: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [("mean entropy (nats)", [e["outputs"]["mean_entropy"] for e in entries]),
               ("relative drift", [e["params"]["model"]["rel"] or 0.0 for e in entries]),
@@ -176,9 +146,12 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, png in images.items())
     token_tables = []
     for e in report["checkpoints"]:
-        items = "".join(f"<tr><td><code>{html.escape(t['token'])}</code></td><td>{t['count']}</td>"
-                        f"<td>{fmt(t['mean_entropy_drop'])}</td></tr>" for t in e["outputs"]["tokens_lost_entropy"])
-        token_tables.append(f"<h3>{html.escape(e['name'])}</h3><table><tr><th>token</th><th>count</th>"
+        items = "".join(f"<tr><td><code>{html.escape(readable(t.get('text', t['token'])))}</code></td>"
+                        f"<td><code>{html.escape(t['token'])}</code></td><td>{t['count']}</td>"
+                        f"<td>{fmt(t['total_entropy_drop'])}</td><td>{fmt(t['mean_entropy_drop'])}</td></tr>"
+                        for t in e["outputs"]["tokens_lost_entropy"])
+        token_tables.append(f"<h3>{html.escape(e['name'])}</h3><table><tr><th>token (as read)</th>"
+                            "<th>vocabulary form</th><th>count</th><th>total entropy drop (nats, sorted by)</th>"
                             f"<th>mean entropy drop (nats)</th></tr>{items}</table>")
     base = report["base"]
     k = report["sampling"]["k"] if report.get("sampling") else None
@@ -218,5 +191,10 @@ document.querySelectorAll("img").forEach(function (img) {{
 """
 
 
+def readable(text: str) -> str:
+    """A decoded token with its edges visible: leading/trailing spaces as ␣, newlines as ⏎."""
+    return text.replace("\n", "⏎").replace(" ", "␣") if text.strip() != text or "\n" in text else text
+
+
 def dumps(report: dict) -> str:
-    return json.dumps(report, indent=2) + "\n"
+    return strict_dumps(report) + "\n"

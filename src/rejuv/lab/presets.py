@@ -61,6 +61,9 @@ class Preset:
     plan_alphas: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
     plan_rhos: list[float] = field(default_factory=lambda: [0.0, 0.001])
     dev_seeds: list[int] = field(default_factory=list)  # the planner's rule is chosen on these, judged on the rest
+    # The planner's rule, fixed in advance (chosen on the development seeds of an earlier run): every seed of
+    # this run is then a test seed.
+    planner_rule: str | None = None
 
 
 _SMALL = dict(hidden=128, layers=4, pretrain_texts=8000, pretrain_epochs=4, pretrain_lr=1e-3, sft_rows=400,

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from rejuv.lab.planner import seed_result, summarize_planner
+from rejuv.figures import figure_png, pyplot
+from rejuv.io.jsonl import read_jsonl, strict_dumps
+from rejuv.lab.plan_check import seed_result, summarize_planner
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import RHOS, candidate
-from rejuv.lab.stats import format_mean_sd, mean_sd
 from rejuv.lab.task import TOKEN_CLASSES, char_classes
 from rejuv.lab.verdicts import FLOOR, every_seed, judge
-from rejuv.train.sft import epoch_dir_name
+from rejuv.recipes.sft import epoch_dir_name
+from rejuv.stats import format_mean_sd, mean_sd
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
@@ -32,9 +33,6 @@ LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusio
           "conf_brier": "Conf. SFT → RL + Brier"}
 FLAT = 0.1  # a reward curve has flattened when its last fifth is within this of the fifth before (±1 rewards)
 
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
 def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
@@ -53,7 +51,7 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
                 row.setdefault("calibration", {})[stage] = _calibration(ev["results"])
                 row[stage] = {"id": scores["id"], "ood": scores["ood"], "overall": (scores["id"] + scores["ood"]) / 2}
             row["gain"] = row["after"]["overall"] - row["before"]["overall"]
-            curve = _read_jsonl(folder / "rl" / arm / "plasticity.jsonl")
+            curve = read_jsonl(folder / "rl" / arm / "plasticity.jsonl", missing_ok=True)
             row["rl"] = {key: [r.get(key) for r in curve] for key in ("reward", "grad_norm", "update_l2", "kl",
                                                                        "entropy")}
             row["reward_change"], row["reward_last_change"] = _reward_changes(row["rl"]["reward"])
@@ -301,20 +299,9 @@ def per_seed_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
 
 def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     def mean_curve(arm: str, key: str) -> list[float]:
         curves = [per_seed[s][arm]["rl"][key] for s in per_seed]
@@ -339,7 +326,7 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"GRPO from each arm (mean over {len(per_seed)} seed(s))", fontsize=10)
     fig.tight_layout()
-    images = {"rl_curves": _png(fig)}
+    images = {"rl_curves": figure_png(fig, dpi=100, tight=False)}
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
     x = range(len(arms))
@@ -350,7 +337,7 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     ax.set_ylabel("overall pass@1 (%)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    images["before_after"] = _png(fig)
+    images["before_after"] = figure_png(fig, dpi=100, tight=False)
     return images
 
 
@@ -362,7 +349,7 @@ def _planner_html(planner: dict | None) -> str:
 
 
 def _params(root: Path) -> int | None:
-    from rejuv.checkpoint import Checkpoint
+    from rejuv.io.reader import Checkpoint
 
     model = root / "base" / "model"
     if not model.is_dir():
@@ -384,7 +371,8 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     found = claims(per_seed, arms) if stated else []
     rules, classes, layers = _rules_and_targets(root, per_seed, preset)
     mean_classes = {c: statistics.fmean(v[c] for v in classes.values()) for c in TOKEN_CLASSES} if classes else {}
-    planner = summarize_planner({seed: seed_result(root / f"seed-{seed}") for seed in preset.seeds}, preset.dev_seeds) \
+    planner = summarize_planner({seed: seed_result(root / f"seed-{seed}") for seed in preset.seeds}, preset.dev_seeds,
+                                fixed_rule=preset.planner_rule) \
         if preset.plan_epochs else None
     params = _params(root)
     report = {"preset": preset_name, "settings": asdict(preset), "arms": list(arms), "seeds": list(preset.seeds),
@@ -395,7 +383,7 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
               "table": table, "premise": found_premise, "claims": found, "rl_length": rl_length(per_seed, arms),
               "rules": rules, "target_classes": {"per_seed": classes, "mean": mean_classes}, "reset": layers,
               "per_seed": per_seed, "planner": planner, "deviations": deviations(preset, rules, params)}
-    (root / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (root / "report.json").write_text(strict_dumps(report) + "\n")
     images = _plots(per_seed, arms)
     for name, png in images.items():
         (root / f"{name}.png").write_bytes(png)

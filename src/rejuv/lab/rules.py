@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rejuv.apply import ApplyConfig, run_apply
-from rejuv.evaluate import EvalConfig, run_eval
+from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.recipes.eval import EvalConfig, run_eval
 
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
 RHOS = (0.0003, 0.001, 0.003, 0.01)

@@ -22,11 +22,12 @@ What each part of the world is for (docs/lab.md):
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from rejuv.io.jsonl import write_jsonl
 
 CONNECTIVES = (", then ", "; ", ", so ")
 ANSWERS = ("\\boxed{%d}", "the answer is \\boxed{%d}")
@@ -128,10 +129,6 @@ def pretraining_texts(spec: TaskSpec, rng: random.Random, n: int) -> list[dict]:
             texts.append(f"add {a}, {b} and {c}: " + rng.choice(forms(a, b, c)).split(". ")[0] + ".")
     return [{"text": t} for t in texts]
 
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def write_task_files(folder: Path, spec: TaskSpec, seed: int, sft_rows: int, rl_rows: int, eval_rows: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from rejuv.lab.stats import mean_sd
+from rejuv.stats import mean_sd
 
 FLOOR = 0.02
 # One-sided 95% quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.95, df)).

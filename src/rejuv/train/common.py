@@ -7,13 +7,66 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from rejuv.checkpoint import atomic_output_dir, check_output_free, dtype_from_name
 from rejuv.errors import RejuvError
+from rejuv.io.format import dtype_from_name
+from rejuv.io.jsonl import write_json, write_jsonl
+from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.modeling import allow_pickle_option, trust_remote_code_option
+from rejuv.options import option
+from rejuv.prompts import chat_template_option
+
+
+@dataclass
+class TrainingConfig:
+    """The options `rejuv sft` and `rejuv rl` share; each recipe's config adds its own."""
+
+    model: str = option(help="Starting checkpoint (save_pretrained folder).")
+    data: str = option(help="Training data: JSONL or parquet.")
+    out: str = option(help="Output folder (written atomically).")
+    learning_rate: float = option(1e-6, help="Peak learning rate (AdamW).")
+    per_device_batch_size: int = option(8, help="Rows (sft) or completions (rl) per device per step.")
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimizer step.")
+    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
+    chat_template: str = chat_template_option()
+    dtype: str = option("auto", choices=("auto", "float32", "bfloat16"), help="Compute dtype; bfloat16 is "
+                        "autocast over float32 master weights (GPU).",
+                        default_text="auto: bfloat16 on a GPU that has it, else float32")
+    master_dtype: str = option("float32", choices=("float32", "bfloat16"), help="Weights the optimizer updates, "
+                               "whatever the checkpoint's dtype; bfloat16 is pure bf16 training and loses updates "
+                               "below half a bf16 step.")
+    save_dtype: str = option("auto", choices=("auto", "float32", "bfloat16", "float16"),
+                             help="Dtype of the saved weights.", default_text="auto: the input checkpoint's")
+    gradient_checkpointing: bool = option(False, help="Recompute activations in the backward pass (less memory).")
+    lora: bool = option(False, help="Train LoRA adapters (merged into the saved model).")
+    lora_r: int = option(16, help="LoRA rank.")
+    lora_alpha: int = option(32, help="LoRA scaling numerator.")
+    seed: int = option(0, help="Seed of data order, sampling and initialisation.")
+    overwrite: bool = option(False, help="Replace an existing output folder.")
+    trust_remote_code: bool = trust_remote_code_option()
+    allow_pickle: bool = allow_pickle_option()
+    progress: bool = option(True, help="Progress bar and per-step log lines.")
+    report_to: list[str] = option(["none"], commas=True, help="Experiment trackers TRL reports to (trackio, wandb, "
+                                  "tensorboard, ...), repeatable or comma-separated; plasticity figures go there "
+                                  "too, as plasticity/*.")
+    trl_args: dict = option({}, help="Any other field of TRL's config (YAML only).")
+
+
+def check_positive(cfg, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
+    """Numeric options that must be > 0 (or ≥ 0 for `allow_zero`), named in the error."""
+    for name in (*names, *allow_zero):
+        value = getattr(cfg, name)
+        if value is not None and (value < 0 or (value == 0 and name not in allow_zero)):
+            raise RejuvError(f"{name} must be {'≥' if name in allow_zero else '>'} 0, got {value}")
+
+
+def check_training(cfg: TrainingConfig) -> None:
+    check_positive(cfg, "learning_rate", "per_device_batch_size", "gradient_accumulation_steps", "max_grad_norm",
+                   "lora_r", "lora_alpha")
 
 
 def distributed_state():
@@ -60,35 +113,6 @@ def training_output_dir(out: Path, overwrite: bool) -> Iterator[Path]:
     state.wait_for_everyone()
 
 
-def check_model_path(path: str, trust_remote_code: bool = False) -> None:
-    """Fail before training when `path` is not a model folder transformers can read."""
-    from transformers import AutoConfig
-
-    folder = Path(path)
-    if not folder.is_dir() or not (folder / "config.json").is_file():
-        raise RejuvError(f"{path}: not a model folder (no config.json); give a save_pretrained checkpoint")
-    try:
-        AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise RejuvError(f"{path}: config.json cannot be read as a transformers config ({exc})") from exc
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
-        raise RejuvError(f"{path}: no weights (*.safetensors) in the model folder")
-
-
-def load_tokenizer(path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise RejuvError(f"{path}: no usable tokenizer in the model folder ({exc})") from exc
-    if tok.pad_token is None:
-        if tok.eos_token is None:
-            raise RejuvError(f"{path}: the tokenizer has neither a pad nor an EOS token")
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 @dataclass(frozen=True)
 class Precision:
     """How a recipe trains and saves: the weights the optimizer updates, the compute dtype, the saved dtype.
@@ -121,7 +145,8 @@ _FLOAT_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
 
 def checkpoint_float_dtype(path: str) -> str:
     """The dtype most of a checkpoint's floating-point bytes are stored in (float32 when it cannot tell)."""
-    from rejuv.checkpoint import Checkpoint, dtype_from_name
+    from rejuv.io.format import dtype_from_name
+    from rejuv.io.reader import Checkpoint
 
     try:
         with Checkpoint(path) as ckpt:
@@ -168,7 +193,7 @@ def device_defaults(precision: Precision) -> dict:
     """TrainingArguments that just work on the machine at hand (CPU: no bf16, no pinned memory)."""
     cuda = torch.cuda.is_available()
     return {"bf16": precision.autocast, "fp16": False, "use_cpu": not cuda, "dataloader_pin_memory": cuda,
-            "report_to": "none", "save_strategy": "no", "disable_tqdm": False}
+            "save_strategy": "no", "disable_tqdm": False}
 
 
 def make_trl_config(config_cls, values: dict, extra: dict | None, what: str):
@@ -193,6 +218,7 @@ def shared_trainer_args(cfg, tmp: Path, precision: Precision) -> dict:
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed, data_seed=cfg.seed, activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
+        report_to=list(cfg.report_to),
         model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": precision.master},
         **device_defaults(precision),
     )
@@ -248,18 +274,6 @@ def finish_run(trainer, tmp: Path, cfg, config_name: str, stated: dict) -> None:
         write_json(tmp / config_name, {**asdict(cfg), **stated})
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-
-
-def write_json(path: Path, obj) -> None:
-    if is_dataclass(obj):
-        obj = asdict(obj)
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=float) + "\n")
 
 
 def cast_state_dict(state: dict, dtype: torch.dtype) -> dict:

@@ -13,12 +13,13 @@ previous step); for a large full fine-tune, log every N steps or use LoRA.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+
+from rejuv.io.jsonl import read_jsonl, write_jsonl
 
 _FROM_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "learning_rate", "completions/mean_length",
               "frac_reward_zero_std", "chord/mu", "chord/sft_loss", "filter/dropped_share")
@@ -73,16 +74,26 @@ class PlasticityCallback(TrainerCallback):
         if self.pending is None or not state.is_world_process_zero:
             return
         row = dict(self.pending)
-        logs = logs or {}
+        logs = logs if logs is not None else {}
         row["grad_norm"] = float(logs["grad_norm"]) if "grad_norm" in logs else None
         row["update_per_grad"] = (row["update_l2"] / row["grad_norm"]) if row["grad_norm"] else None
         for key in _FROM_LOGS:
             if key in logs:
                 row[key.replace("/", "_")] = float(logs[key])
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        write_jsonl(self.path, [row], append=True)
+        # The same figures through the trainer's own channel (the console and `--report-to` trackers), which
+        # sees them because `first_in_line` puts this callback before the trackers' own.
+        for key in ("update_l2", "drift_l2", "drift_rel", "frac_changed", "update_per_grad"):
+            if row.get(key) is not None:
+                logs[f"plasticity/{key}"] = row[key]
         self.pending = None
 
 
+def first_in_line(trainer, callback: TrainerCallback) -> None:
+    """Run `callback` before every other one (trackers included), so what it adds to the logs is reported."""
+    trainer.callback_handler.callbacks.remove(callback)
+    trainer.callback_handler.callbacks.insert(0, callback)
+
+
 def read_plasticity_log(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return read_jsonl(path)

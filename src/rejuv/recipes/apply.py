@@ -34,23 +34,21 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from rejuv import __version__
 from rejuv.arch import ArchAdapter, Neurons
-from rejuv.checkpoint import (
-    Checkpoint,
-    atomic_output_dir,
-    check_output_free,
-    copy_aux_files,
-    dtype_name,
-    write_safetensors_shards,
-)
 from rejuv.errors import RejuvError, warn
 from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
-from rejuv.modeling import check_device, resolve_device
-from rejuv.prompts import check_mode
-from rejuv.reset import RANKINGS, check_rho, reset_plan, summarize
+from rejuv.io.format import dtype_name
+from rejuv.io.jsonl import strict_dumps
+from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.reader import Checkpoint
+from rejuv.io.writer import copy_aux_files, write_safetensors_shards
+from rejuv.model_card import mergekit_config, model_card
+from rejuv.modeling import DEFAULT_DEVICE, allow_pickle_option, check_device, resolve_device, trust_remote_code_option
+from rejuv.options import Recipe, option
+from rejuv.progress import progress_bar
+from rejuv.prompts import chat_template_option, check_mode
+from rejuv.reset import RANKINGS, check_rho, reset_entries, summarize
 
 MANIFEST = "rejuvenation.json"
 ATTRIBUTION = "attribution.json"
@@ -62,36 +60,51 @@ _ATTRIBUTION_SETTINGS = ("targets_per_sample", "max_samples", "max_length", "tar
                          "seed", "dtype")
 
 
+
 @dataclass
 class ApplyConfig:
-    """Every knob of `rejuv apply`; the CLI and YAML configs fill this."""
+    """Fuse SFT with base, then reset the neurons that drive over-confident logits.
 
-    base: str
-    sft: str
-    out: str
-    calib: str | None = None
-    alpha: float = 0.5
-    rho: float | str = 0.01  # a share per target, or "auto": the largest grid ρ that passes the rule below
-    rho_grid: list[float] | None = None  # ρ values measured in the same pass (default: ρ/10, ρ/3, ρ, 3ρ)
-    reuse_attribution: str | None = None  # an earlier output folder (or its attribution.json) with the same inputs
-    targets_per_sample: int = 8
-    max_samples: int = 64
-    max_length: int = 2048
-    target_token: str = "gold"  # or "argmax"
-    ranking: str = "global"  # or "per-module"
-    fusion_only: bool = False
-    chat_template: str = "auto"  # auto | always | never, for the calibration rows (rejuv.prompts)
-    max_reset_share: float = 0.05  # warn when the reset set covers more of the model's neurons than this
-    seed: int = 0
-    device: str | None = None  # calibration passes: None = cuda when a GPU is visible, else cpu; auto = device map
-    dtype: str = "float32"  # compute dtype of the calibration passes; scores accumulate in float32
-    batch_size: int = 8  # samples per statistics pass; target copies per attribution pass
-    max_shard_size: str = "5GB"
-    workers: int | None = None  # threads streaming output blocks; default 2 per core, at most 8
-    overwrite: bool = False
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    progress: bool = True
+    Writes a save_pretrained folder plus rejuvenation.json, and prints the manifest summary as JSON.
+    """
+
+    base: str = option(help="Base (pre-trained) model folder.")
+    sft: str = option(help="Fine-tuned model folder (its config and tokenizer are copied).")
+    out: str = option(help="Output folder (written atomically).")
+    calib: str | None = option(None, help="Calibration JSONL: prompt/response (or completion) rows, or chat messages.")
+    alpha: float = option(0.5, help="Fusion weight of the SFT model, in [0, 1].")
+    rho: float | str = option(0.01, help="Share of all neurons kept per target token; the reset set is their union "
+                              "over all targets, often many times rho (the manifest states it). 'auto': the largest "
+                              "--rho-grid value whose union stays under --max-reset-share and costs no more "
+                              "calibration accuracy than fusion.")
+    rho_grid: list[float] | None = option(None, help="rho values measured in the same pass (union, entropy, "
+                                          "calibration accuracy), comma-separated.",
+                                          default_text="rho/10, rho/3, rho, 3 rho; for auto 0.0003,0.001,0.003,"
+                                          "0.01,0.03")
+    reuse_attribution: str | None = option(None, help="An earlier output folder of the same base, SFT and "
+                                           "calibration: take its reset sets instead of a new attribution pass "
+                                           "(another alpha, or another rho of its grid).")
+    targets_per_sample: int = option(8, help="Positions with the largest entropy gap, per sample.")
+    max_samples: int = option(64, help="Calibration rows used (chosen with --seed).")
+    max_length: int = option(2048, help="Truncate calibration sequences to this many tokens.")
+    target_token: str = option("gold", choices=("gold", "argmax"), help="Token attributed.")
+    ranking: str = option("global", choices=RANKINGS, help="Neuron ranking.")
+    fusion_only: bool = option(False, help="Only fuse; skip attribution and reset.")
+    chat_template: str = chat_template_option()
+    max_reset_share: float = option(0.05, help="Warn when the reset set (the union over targets) covers more of "
+                                     "the model's neurons than this.")
+    seed: int = option(0, help="Seed for calibration sampling.")
+    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) "
+                                "for the calibration passes.", default_text=DEFAULT_DEVICE)
+    dtype: str = option("float32", help="Compute dtype of the calibration passes (scores accumulate in float32).")
+    batch_size: int = option(8, help="Calibration samples per forward pass; target copies per attribution pass.")
+    max_shard_size: str = option("5GB", help="Largest output shard, e.g. 5GB or 500MB.")
+    workers: int | None = option(None, help="Threads reading, fusing and writing output blocks at once.",
+                                 default_text="2 per core, at most 8")
+    overwrite: bool = option(False, help="Replace an existing output folder.")
+    allow_pickle: bool = allow_pickle_option()
+    trust_remote_code: bool = trust_remote_code_option()
+    progress: bool = option(True, help="Show progress bars.")
 
 
 def default_workers() -> int:
@@ -112,9 +125,9 @@ def parse_size(text: str | int) -> int:
     try:
         value = float(number)
     except ValueError:
-        raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB") from None
-    if unit not in units or value <= 0:
-        raise RejuvError(f"cannot read size {text!r}; use e.g. 5GB or 500MB") from None
+        raise RejuvError(f"max_shard_size: cannot read size {text!r}; use e.g. 5GB or 500MB") from None
+    if unit not in units or not math.isfinite(value) or value * units[unit] < 1:
+        raise RejuvError(f"max_shard_size: cannot read size {text!r}; use e.g. 5GB or 500MB") from None
     return int(value * units[unit])
 
 
@@ -168,8 +181,7 @@ def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPla
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
     stream = FusedStream(base, sft, alpha, resets)
     total = sum(spec.nbytes for spec in plan.outputs)
-    with tqdm(total=total, desc="writing", unit="B", unit_scale=True, unit_divisor=1024,
-              disable=not cfg.progress or None, leave=False) as bar:
+    with progress_bar(cfg.progress, total, "writing", "B", unit_scale=True, unit_divisor=1024) as bar:
         write_safetensors_shards(tmp, plan.outputs, stream.fill, parse_size(cfg.max_shard_size),
                                  on_progress=bar.update, workers=cfg.workers or default_workers())
     copy_aux_files(sft.path, tmp)
@@ -262,7 +274,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
     cfg = replace(cfg, rho=_rho(cfg.rho))
     _validate(cfg)
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(Path(cfg.base), Path(cfg.sft)))
+    check_output_free(out, cfg.overwrite, inputs=(cfg.base, cfg.sft, cfg.calib, cfg.reuse_attribution))
     fusion_only = cfg.fusion_only or cfg.rho == 0
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
         plan = plan_fusion(base, sft)
@@ -272,7 +284,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
         if cfg.calib:
             from transformers import AutoTokenizer
 
-            from rejuv.calibration import load_calibration
+            from rejuv.calibration import check_vocabulary, load_calibration
 
             try:
                 tokenizer = AutoTokenizer.from_pretrained(cfg.sft, trust_remote_code=cfg.trust_remote_code)
@@ -280,6 +292,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
                 raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
             calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
                                      cfg.chat_template)
+            check_vocabulary(calib, sft.config.get("vocab_size"), cfg.sft)
         attribution = _reused(cfg, calib) if cfg.reuse_attribution else None
         measured: dict = {}
         grid: list[dict] = []
@@ -287,32 +300,34 @@ def run_apply(cfg: ApplyConfig) -> dict:
         if calib is not None:
             import torch
 
-            from rejuv import passes
+            from rejuv import calibration_passes as passes
             from rejuv.attribution import select_targets
 
             torch.manual_seed(cfg.seed)
             cfg = replace(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
-            model = passes.load_base_like_sft(cfg, plan, sft)
-            base_stats = passes.entropy_stats(model, adapter, calib, cfg, "base")
+            opts = passes.PassOptions(cfg.dtype, cfg.device, cfg.batch_size, cfg.ranking, cfg.trust_remote_code,
+                                      cfg.allow_pickle, cfg.progress)
+            model = passes.load_base_like_sft(cfg.base, opts, plan, sft)
+            base_stats = passes.entropy_stats(model, adapter, calib, opts, "base")
             del model
-            model = passes.load_model(cfg.sft, cfg)
-            sft_stats = passes.entropy_stats(model, adapter, calib, cfg, "sft")
+            model = passes.load_model(cfg.sft, opts)
+            sft_stats = passes.entropy_stats(model, adapter, calib, opts, "sft")
             if not fusion_only and attribution is None:
                 targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
                                          cfg.target_token)
-                reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, cfg, rho_grid(cfg))
+                reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, opts, rho_grid(cfg))
                 names = set(sft.tensors)
-                attribution = Attribution(targets, {r: reset_plan(reset_set.indices(r), names) for r in reset_set.rhos},
-                                          errors)
+                plans = {r: reset_entries(reset_set.indices(r), names) for r in reset_set.rhos}
+                attribution = Attribution(targets, plans, errors)
             targets = attribution.targets if attribution else []
             for what, stats in (("base", base_stats), ("sft", sft_stats)):
                 measured[what] = passes.Measured(passes.mean_entropy(stats), passes.token_accuracy(stats, calib),
                                                  passes.entropy_at(stats, targets, calib))
             passes.fuse_in_memory(model, base, sft, plan, cfg.alpha)
-            measured["fused"], _ = passes.measure(model, adapter, calib, cfg, "fused", targets)
+            measured["fused"], _ = passes.measure(model, adapter, calib, opts, "fused", targets)
             for r, reset in sorted((attribution.plans if attribution else {}).items()):
                 with passes.reset_in_memory(model, base, reset, plan):
-                    m, _ = passes.measure(model, adapter, calib, cfg, f"rho {r:g}", targets)
+                    m, _ = passes.measure(model, adapter, calib, opts, f"rho {r:g}", targets)
                 size = summarize(reset, sizes)
                 grid.append({"rho": r, "neurons_reset": size["neurons_reset"],
                              "effective_reset_ratio": size["effective_reset_ratio"], "entropy": m.entropy,
@@ -333,14 +348,42 @@ def run_apply(cfg: ApplyConfig) -> dict:
             manifest = _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured,
                                  grid)
             (tmp / MANIFEST).write_text(manifest_json(manifest))
+            same_in_mergekit = fusion_only and not plan.vocab_resized  # mergekit cannot grow a vocabulary
+            mergekit = mergekit_config(cfg.base, cfg.sft, cfg.alpha, _stored_dtype(plan)) if same_in_mergekit else None
+            if mergekit:
+                (tmp / "mergekit_config.yml").write_text(mergekit)
+            (tmp / "README.md").write_text(model_card(manifest, _command(cfg, fusion_only, rho), mergekit))
             if attribution is not None:
                 (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(cfg, calib)) + "\n")
     return manifest
 
 
+def _stored_dtype(plan: FusionPlan) -> str:
+    """The float dtype that holds most of the output's bytes (a checkpoint's weights share one, usually)."""
+    sizes: dict[str, int] = {}
+    for spec in plan.outputs:
+        if spec.dtype in ("BF16", "F16", "F32", "F64"):
+            sizes[spec.dtype] = sizes.get(spec.dtype, 0) + spec.nbytes
+    return max(sizes, key=sizes.get) if sizes else "F32"
+
+
+def _command(cfg: ApplyConfig, fusion_only: bool, rho: float) -> str:
+    """The `rejuv apply` command that rebuilds this output (the settings that change its bytes; OUT stands
+    for the output folder, so that a run's bytes do not depend on where it was written)."""
+    parts = ["rejuv apply", f"--base {cfg.base}", f"--sft {cfg.sft}", f"--alpha {cfg.alpha:g}"]
+    if fusion_only:
+        parts.append("--fusion-only")
+    else:
+        parts += [f"--calib {cfg.calib}", f"--rho {rho:g}", f"--targets-per-sample {cfg.targets_per_sample}",
+                  f"--max-samples {cfg.max_samples}", f"--max-length {cfg.max_length}",
+                  f"--target-token {cfg.target_token}", f"--ranking {cfg.ranking}",
+                  f"--chat-template {cfg.chat_template}", f"--dtype {cfg.dtype}", f"--seed {cfg.seed}"]
+    return " ".join([*parts, "--out OUT"])
+
+
 def manifest_json(manifest: dict) -> str:
     """Indented JSON with each index list on one line (a 70B reset set stays readable)."""
-    text = json.dumps(manifest, indent=2)
+    text = strict_dumps(manifest)
     return re.sub(r"\[\s+([-\d,\s]+?)\s+\]",
                   lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
@@ -425,3 +468,16 @@ def rejuvenate(base: str | os.PathLike, sft: str | os.PathLike, calib: str | os.
     """Fusion + attribution-guided reset into `out`. Returns the manifest."""
     return run_apply(ApplyConfig(base=str(base), sft=str(sft), out=str(out), calib=str(calib),
                                   alpha=alpha, rho=rho, **options))
+
+
+def summary_json(cfg: ApplyConfig, manifest: dict) -> str:
+    """What `rejuv apply` prints: the manifest's headline figures as JSON."""
+    keys = ("alpha", "rho", "rho_choice", "neurons_total", "neurons_reset", "effective_reset_ratio", "entropy",
+            "calibration_accuracy", "dla_reconstruction_error", "rho_grid", "warnings")
+    summary = {k: manifest[k] for k in keys}
+    summary["reset_ratio_by_kind"] = {k: round(v["ratio"], 4) for k, v in manifest["reset_by_kind"].items()}
+    summary["out"] = cfg.out
+    return strict_dumps(summary)
+
+
+RECIPE = Recipe(ApplyConfig, run_apply, summary_json)

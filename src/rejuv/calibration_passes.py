@@ -11,36 +11,43 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rejuv.arch import ArchAdapter, Neurons
 from rejuv.attribution import Target, TokenStats, attribute_sample, group_targets, mean_entropy, response_token_stats
 from rejuv.calibration import Calibration
-from rejuv.checkpoint import Checkpoint, as_torch, numpy_dtype, rows_of
 from rejuv.errors import RejuvError
 from rejuv.fusion import FusedStream, FusionPlan
+from rejuv.io.format import as_torch, numpy_dtype, rows_of
+from rejuv.io.reader import Checkpoint
 from rejuv.modeling import load_frozen_model
+from rejuv.progress import progress_bar
 from rejuv.selection import ResetSet
 
-if TYPE_CHECKING:
-    from rejuv.apply import ApplyConfig
+
+@dataclass(frozen=True)
+class PassOptions:
+    """How the calibration passes load and run a model."""
+
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 8  # samples per statistics pass; target copies per attribution pass
+    ranking: str = "global"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    progress: bool = True
 
 
-def _bar(cfg: ApplyConfig, total: int, desc: str, unit: str):
-    return tqdm(total=total, desc=desc, unit=unit, disable=not cfg.progress or None, leave=False)
+
+def load_model(path: str | Path, opts: PassOptions):
+    return load_frozen_model(path, opts.dtype, opts.device, opts.trust_remote_code, opts.allow_pickle, opts.progress)
 
 
-def load_model(path: str | Path, cfg: ApplyConfig):
-    return load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress)
-
-
-def load_base_like_sft(cfg: ApplyConfig, plan: FusionPlan, sft: Checkpoint):
+def load_base_like_sft(base_path: str | Path, opts: PassOptions, plan: FusionPlan, sft: Checkpoint):
     """The base model, with SFT-only vocabulary rows added when SFT grew the vocabulary."""
-    model = load_model(cfg.base, cfg)
+    model = load_model(base_path, opts)
     if plan.resized:
         model.resize_token_embeddings(plan.sft_vocab, mean_resizing=False)
         with torch.no_grad():
@@ -50,10 +57,10 @@ def load_base_like_sft(cfg: ApplyConfig, plan: FusionPlan, sft: Checkpoint):
     return model
 
 
-def entropy_stats(model, adapter: ArchAdapter, calib: Calibration, cfg: ApplyConfig, what: str
+def entropy_stats(model, adapter: ArchAdapter, calib: Calibration, opts: PassOptions, what: str
                   ) -> list[TokenStats]:
-    with _bar(cfg, len(calib.samples), f"entropy ({what})", "sample") as bar:
-        return response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
+    with progress_bar(opts.progress, len(calib.samples), f"entropy ({what})", "sample") as bar:
+        return response_token_stats(model, adapter, calib.samples, opts.batch_size, progress=bar)
 
 
 def token_accuracy(stats: list[TokenStats], calib: Calibration) -> float:
@@ -84,24 +91,24 @@ class Measured:
     at_targets: float | None  # mean entropy at the target positions
 
 
-def measure(model, adapter: ArchAdapter, calib: Calibration, cfg: ApplyConfig, what: str,
+def measure(model, adapter: ArchAdapter, calib: Calibration, opts: PassOptions, what: str,
             targets: list[Target]) -> tuple[Measured, list[TokenStats]]:
-    stats = entropy_stats(model, adapter, calib, cfg, what)
+    stats = entropy_stats(model, adapter, calib, opts, what)
     return Measured(mean_entropy(stats), token_accuracy(stats, calib), entropy_at(stats, targets, calib)), stats
 
 
 def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib: Calibration, targets: list[Target],
-                   cfg: ApplyConfig, rhos: list[float]) -> tuple[ResetSet, list[float]]:
-    """Attribute every target (grouped by sample, `cfg.batch_size` copies per pass) and unite the top neurons at
+                   opts: PassOptions, rhos: list[float]) -> tuple[ResetSet, list[float]]:
+    """Attribute every target (grouped by sample, `opts.batch_size` copies per pass) and unite the top neurons at
     every ρ of `rhos` (each target's neurons are ranked once; a smaller ρ keeps a prefix of the same ranking)."""
-    reset = ResetSet(list(sizes), sizes, max(rhos), cfg.ranking, other_rhos=rhos)
+    reset = ResetSet(list(sizes), sizes, max(rhos), opts.ranking, other_rhos=rhos)
     errors: list[float] = []
     by_sample: dict[int, list] = {}
     for t in targets:
         by_sample.setdefault(t.sample, []).append(t)
-    with _bar(cfg, len(by_sample), "attribution", "sample") as bar:
+    with progress_bar(opts.progress, len(by_sample), "attribution", "sample") as bar:
         for i, sample_targets in by_sample.items():
-            for group in group_targets(sample_targets, cfg.batch_size):
+            for group in group_targets(sample_targets, opts.batch_size):
                 scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], group)
                 reset.add(scores)
                 errors.extend(err.tolist())

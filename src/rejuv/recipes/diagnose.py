@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from rejuv import __version__
 from rejuv.arch import adapter_for
 from rejuv.attribution import response_token_stats
-from rejuv.calibration import load_calibration
-from rejuv.checkpoint import Checkpoint, atomic_output_dir, check_output_free
+from rejuv.calibration import check_vocabulary, load_calibration
 from rejuv.diagnostics.outputs import output_stats
 from rejuv.diagnostics.params import parameter_drift
 from rejuv.diagnostics.report import (
@@ -32,35 +29,51 @@ from rejuv.diagnostics.report import (
 )
 from rejuv.errors import RejuvError
 from rejuv.fusion import plan_fusion
-from rejuv.modeling import check_device, load_frozen_model
+from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.reader import Checkpoint
+from rejuv.modeling import (
+    DEFAULT_DEVICE,
+    allow_pickle_option,
+    check_device,
+    load_frozen_model,
+    trust_remote_code_option,
+)
+from rejuv.options import Recipe, option
+from rejuv.progress import progress_bar
+from rejuv.prompts import chat_template_option
 
-SCHEMA = Path(__file__).with_name("diagnostics") / "report.schema.json"
+SCHEMA = Path(__file__).parents[1] / "diagnostics" / "report.schema.json"
+
 
 
 @dataclass
 class DiagnoseConfig:
-    base: str
-    checkpoints: list[str]
-    calib: str
-    out: str
-    eval: str | None = None  # benchmark with problem/answer rows: adds pass@1, pass@k and their gap
-    k: int = 8
-    samples: int | None = None  # drawn per problem (default: k)
-    temperature: float = 0.6
-    max_new_tokens: int = 512
-    max_problems: int | None = None
-    chat_template: str = "auto"  # auto | always | never, for calibration rows and sampled problems (rejuv.prompts)
-    max_samples: int = 64
-    max_length: int = 2048
-    batch_size: int = 8
-    device: str | None = None  # None: cuda when a GPU is visible, else cpu; auto: accelerate's device map
-    dtype: str = "float32"
-    seed: int = 0
-    overwrite: bool = False
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    progress: bool = True
-    names: list[str] = field(default_factory=list)  # labels for the checkpoints (default: folder names)
+    """Parameter drift, token entropy, top-1 mass, NLL and pass@k gap of checkpoints against their base."""
+
+    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, in training order.")
+    base: str = option(help="Base model folder the checkpoints were trained from.")
+    calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
+    out: str = option(help="Report folder: report.json, report.html, PNG plots.")
+    eval: str | None = option(None, help="Benchmark (problem/answer rows): adds pass@1, pass@k and their gap.")
+    k: int = option(8, help="k of pass@k.")
+    samples: int | None = option(None, help="Samples drawn per problem.", default_text="k")
+    temperature: float = option(0.6, help="Sampling temperature of the pass@k problems.")
+    max_new_tokens: int = option(512, help="Completion tokens per sample.")
+    max_problems: int | None = option(None, help="Evaluate the first N problems.")
+    chat_template: str = chat_template_option()
+    max_samples: int = option(64, help="Calibration rows used.")
+    max_length: int = option(2048, help="Truncate calibration sequences to this many tokens.")
+    batch_size: int = option(8, help="Calibration samples per forward pass.")
+    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map).",
+                                default_text=DEFAULT_DEVICE)
+    dtype: str = option("float32", help="Compute dtype of the passes.")
+    seed: int = option(0, help="Seed of calibration sampling and generation.")
+    overwrite: bool = option(False, help="Replace an existing report folder.")
+    allow_pickle: bool = allow_pickle_option()
+    trust_remote_code: bool = trust_remote_code_option()
+    progress: bool = option(True, help="Show progress bars.")
+    names: list[str] = option([], flag="--name", help="Label per checkpoint, in order (repeat the option).",
+                              default_text="folder names")
 
 
 def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
@@ -89,14 +102,11 @@ def _validate(cfg: DiagnoseConfig) -> int:
     return samples
 
 
-def _bar(cfg: DiagnoseConfig, total: int, desc: str, unit: str):
-    return tqdm(total=total, desc=desc, unit=unit, disable=not cfg.progress or None, leave=False)
-
 
 def run_diagnose(cfg: DiagnoseConfig) -> dict:
     samples = _validate(cfg)
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=tuple(Path(p) for p in [cfg.base, *cfg.checkpoints]))
+    check_output_free(out, cfg.overwrite, inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.eval))
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
@@ -116,16 +126,13 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
     except (OSError, ValueError) as exc:
         raise RejuvError(f"{cfg.checkpoints[0]}: no usable tokenizer ({exc})") from exc
     calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length, cfg.chat_template)
-    vocab = int(base.config["vocab_size"])
-    for s in calib.samples:
-        if max(s.input_ids) >= vocab:
-            raise RejuvError(f"{s.where}: token id {max(s.input_ids)} is outside the base vocabulary "
-                             f"({vocab}); the checkpoints' tokenizer does not match the base model")
+    vocab = base.config.get("vocab_size")
+    check_vocabulary(calib, vocab, str(base.path))
     gold = [[s.input_ids[p + 1] for p in s.predict_positions] for s in calib.samples]
 
     def stats_of(path: str, what: str):
         model = load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress)
-        with _bar(cfg, len(calib.samples), f"entropy ({what})", "sample") as bar:
+        with progress_bar(cfg.progress, len(calib.samples), f"entropy ({what})", "sample") as bar:
             result = response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
         del model
         return result
@@ -140,7 +147,7 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
     }
     for path, label, ckpt, plan in zip(cfg.checkpoints, labels, ckpts, plans, strict=True):
         names = [t.name for t in plan.outputs]
-        with _bar(cfg, len(names), f"drift ({label})", "tensor") as bar:
+        with progress_bar(cfg.progress, len(names), f"drift ({label})", "tensor") as bar:
             drift = parameter_drift(base, ckpt, names, progress=bar)
         stats = stats_of(path, label)
         report["checkpoints"].append({
@@ -149,13 +156,14 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
 
     with atomic_output_dir(out, cfg.overwrite) as tmp:
         if cfg.eval:
-            from rejuv.evaluate import EvalConfig, run_eval
+            from rejuv.recipes.eval import EvalConfig, run_eval
 
             ev = run_eval(EvalConfig(checkpoints=list(cfg.checkpoints), data=[cfg.eval], out=str(tmp / "eval"),
                                      samples=samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
                                      max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems,
-                                     seed=cfg.seed, device=cfg.device or "auto", chat_template=cfg.chat_template,
-                                     trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
+                                     seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
+                                     trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+                                     progress=cfg.progress))
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
                 pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]
                 entry["sampling"] = {"pass@1": pass1, "pass@k": passk, "gap": passk - pass1}
@@ -180,3 +188,16 @@ def diagnose(base: str | os.PathLike, checkpoints: list[str | os.PathLike], cali
     """Python API of `rejuv diagnose`; returns the report written to `out/report.json`."""
     return run_diagnose(DiagnoseConfig(base=str(base), checkpoints=[str(c) for c in checkpoints],
                                        calib=str(calib), out=str(out), **options))
+
+
+def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:
+    """What `rejuv diagnose` prints: each checkpoint's rank, entropy, drift and verdict, then the report's path."""
+    lines = []
+    for e in sorted(report["checkpoints"], key=lambda e: e["rank"]):
+        verdict = "OVER-TRAINED: " + "; ".join(e["signals"].values()) if e["flagged"] else "ok"
+        lines.append(f"{e['rank']}. {e['name']}: entropy {e['outputs']['mean_entropy']:.3f} nats, "
+                     f"drift {e['params']['model']['rel'] or 0:.4f}  [{verdict}]")
+    return "\n".join([*lines, f"report: {Path(cfg.out) / 'report.html'}"])
+
+
+RECIPE = Recipe(DiagnoseConfig, run_diagnose, summary_lines)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.evaluate import EvalConfig, choose_engine, pass_at_k, run_eval, score
+from rejuv.recipes.eval import EvalConfig, choose_engine, pass_at_k, run_eval, score
 
 from tiny import build_model, save
 
@@ -30,6 +30,30 @@ def test_score_averages_pass1_over_samples():
     assert result["correct_per_problem"] == [1, 4, 0]
 
 
+def test_results_in_lm_evaluation_harness_layout():
+    import math
+    import statistics
+
+    from rejuv.lm_eval_format import lm_eval_files
+
+    report = {"version": "0", "engine": "transformers",
+              "config": {"temperature": 0.6, "top_p": 1.0, "max_new_tokens": 8, "batch_size": 2, "device": None,
+                         "seed": 0},
+              "results": [{"checkpoint": "/runs/m", "benchmark": "gsm", "problems": 3, "samples_per_problem": 4,
+                           "pass@1": 5 / 12, "pass@k": {"1": 5 / 12, "4": 2 / 3}, "correct_per_problem": [1, 4, 0]}]}
+    samples = [{"checkpoint": "/runs/m", "benchmark": "gsm", "problem": i, "sample": j, "answer": str(i),
+                "completion": f"c{i}{j}", "correct": j < c} for i, c in enumerate([1, 4, 0]) for j in range(4)]
+    files = lm_eval_files(report, samples, {"gsm": "/data/gsm.jsonl"})
+    results = files["lm_eval/runs__m/results_rejuv.json"]
+    cell = results["results"]["gsm"]
+    assert cell["pass@1,none"] == 5 / 12 and cell["pass@4,none"] == 2 / 3 and cell["pass@4_stderr,none"] == "N/A"
+    assert cell["pass@1_stderr,none"] == pytest.approx(statistics.stdev([0.25, 1.0, 0.0]) / math.sqrt(3))
+    assert results["higher_is_better"]["gsm"] == {"pass@1": True, "pass@4": True}
+    assert results["configs"]["gsm"]["repeats"] == 4 and results["model_name_sanitized"] == "runs__m"
+    docs = files["lm_eval/runs__m/samples_gsm_rejuv.jsonl"]
+    assert [d["pass@1"] for d in docs] == [0.25, 1.0, 0.0] and docs[1]["resps"] == [["c10", "c11", "c12", "c13"]]
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
@@ -40,6 +64,7 @@ def bench(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_eval_writes_every_number_with_its_counts(bench, tmp_path):
     cfg = dict(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], samples=4, max_new_tokens=6,
                engine="transformers", chat_template="never", progress=False)
@@ -50,6 +75,12 @@ def test_eval_writes_every_number_with_its_counts(bench, tmp_path):
     samples = [json.loads(x) for x in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 12 and {s["sample"] for s in samples} == {0, 1, 2, 3}
     assert json.loads((tmp_path / "a" / "eval.json").read_text()) == report
+    lm_eval = tmp_path / "a" / "lm_eval" / str(bench / "model").strip("/").replace("/", "__")
+    harness = json.loads((lm_eval / "results_rejuv.json").read_text())  # lm-evaluation-harness's layout
+    assert harness["results"]["arith"]["pass@1,none"] == result["pass@1"]
+    assert harness["n-samples"]["arith"] == {"original": 3, "effective": 3}
+    docs = [json.loads(x) for x in (lm_eval / "samples_arith_rejuv.jsonl").read_text().splitlines()]
+    assert [d["doc_id"] for d in docs] == [0, 1, 2] and all(len(d["resps"][0]) == 4 for d in docs)
     again = run_eval(EvalConfig(out=str(tmp_path / "b"), **cfg))
     assert (tmp_path / "a" / "samples.jsonl").read_text() == (tmp_path / "b" / "samples.jsonl").read_text()
     assert again["results"] == report["results"]
@@ -108,8 +139,9 @@ def test_eval_cli_prints_a_table(bench, tmp_path):
     assert "pass@1" in result.stdout and "pass@2" in result.stdout and "arith" in result.stdout
 
 
+@pytest.mark.slow
 def test_eval_keeps_each_result_and_resumes_after_an_interruption(bench, tmp_path, monkeypatch):
-    from rejuv.evaluate import TransformersEngine, partial_dir
+    from rejuv.recipes.eval import TransformersEngine, partial_dir
 
     from tiny import perturbed
 
@@ -144,7 +176,7 @@ def test_eval_keeps_each_result_and_resumes_after_an_interruption(bench, tmp_pat
 def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
     import torch
 
-    from rejuv.evaluate import eval_dtype
+    from rejuv.recipes.eval import eval_dtype
 
     assert eval_dtype(EvalConfig(checkpoints=[], data=[], out="o")) == torch.float32
     assert eval_dtype(EvalConfig(checkpoints=[], data=[], out="o", dtype="bfloat16")) == torch.bfloat16

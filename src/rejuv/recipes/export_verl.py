@@ -10,11 +10,14 @@ exported folder holds `train.parquet` (and `val.parquet`), `reward.py` and
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.checkpoint import atomic_output_dir, check_output_free
 from rejuv.data import problem_records
+from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.options import Recipe, option
 
 
 def verl_rows(path: str | Path, split: str, data_source: str, ability: str,
@@ -35,34 +38,50 @@ def verl_rows(path: str | Path, split: str, data_source: str, ability: str,
     return rows
 
 
-def export_verl(data: str, out: str, val: str | None = None, model: str | None = None,
-                data_source: str = "rejuv", ability: str = "math", system_prompt: str | None = None,
-                overwrite: bool = False) -> dict:
+@dataclass
+class ExportVerlConfig:
+    """Write parquet + reward.py for verl's GRPO trainer, and the overrides that use them."""
+
+    data: str = option(help="RL prompts with answers (JSONL/parquet).")
+    out: str = option(help="Output folder.")
+    val: str | None = option(None, help="Validation prompts with answers.")
+    model: str | None = option(None, help="Starting checkpoint (e.g. a rejuvenated one), written into the overrides.")
+    data_source: str = option("rejuv", help="verl's data_source field of every row.")
+    ability: str = option("math", help="verl's ability field of every row.")
+    system_prompt: str | None = option(None, help="Prepended as a system message.")
+    overwrite: bool = option(False, help="Replace an existing output folder.")
+
+
+def run_export_verl(cfg: ExportVerlConfig) -> dict:
+    """Run `rejuv export-verl`; returns the summary it prints."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out_path = Path(out)
-    check_output_free(out_path, overwrite, inputs=(Path(data),))
-    splits = {"train": verl_rows(data, "train", data_source, ability, system_prompt)}
-    if val:
-        splits["val"] = verl_rows(val, "test", data_source, ability, system_prompt)
-    with atomic_output_dir(out_path, overwrite) as tmp:
+    out_path = Path(cfg.out)
+    check_output_free(out_path, cfg.overwrite, inputs=(cfg.data, cfg.val, cfg.model))
+    splits = {"train": verl_rows(cfg.data, "train", cfg.data_source, cfg.ability, cfg.system_prompt)}
+    if cfg.val:
+        splits["val"] = verl_rows(cfg.val, "test", cfg.data_source, cfg.ability, cfg.system_prompt)
+    with atomic_output_dir(out_path, cfg.overwrite) as tmp:
         for split, rows in splits.items():
             pq.write_table(pa.Table.from_pylist(rows), tmp / f"{split}.parquet")
-        shutil.copyfile(Path(__file__).with_name("verl_reward.py"), tmp / "reward.py")
+        shutil.copyfile(Path(__file__).parents[1] / "verl_reward.py", tmp / "reward.py")
         final = out_path.resolve()
         overrides = [
             "algorithm.adv_estimator=grpo",
             f"data.train_files={final / 'train.parquet'}",
-            f"data.val_files={final / ('val.parquet' if val else 'train.parquet')}",
+            f"data.val_files={final / ('val.parquet' if cfg.val else 'train.parquet')}",
             f"custom_reward_function.path={final / 'reward.py'}",
             "custom_reward_function.name=compute_score",
             "actor_rollout_ref.actor.use_kl_loss=True",
             "actor_rollout_ref.actor.kl_loss_coef=0.001",
             "actor_rollout_ref.rollout.n=8",
         ]
-        if model:
-            overrides.insert(1, f"actor_rollout_ref.model.path={Path(model).resolve()}")
+        if cfg.model:
+            overrides.insert(1, f"actor_rollout_ref.model.path={Path(cfg.model).resolve()}")
         (tmp / "verl_overrides.txt").write_text("python3 -m verl.trainer.main_ppo \\\n    "
                                                 + " \\\n    ".join(overrides) + "\n")
     return {"out": str(out_path), "rows": {k: len(v) for k, v in splits.items()}, "overrides": overrides}
+
+
+RECIPE = Recipe(ExportVerlConfig, run_export_verl, lambda cfg, summary: json.dumps(summary, indent=2))

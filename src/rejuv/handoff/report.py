@@ -6,17 +6,15 @@ import base64
 import html
 from pathlib import Path
 
-from rejuv.diagnostics.report import figure_png, fmt
+from rejuv.diagnostics.report import fmt
+from rejuv.figures import figure_png, pyplot
 
 SIGNAL_LABELS = {"entropy": "mean entropy (nats)", "top1_mass": "top-1 mass", "nll": "held-out NLL",
                  "drift": "relative drift", "pass@1": "pass@1", "pass_gap": "pass@k − pass@1"}
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     return plt
 

@@ -1,7 +1,7 @@
 """What the planner computes from measurements: candidate grid, cheap scores, probe metrics, ranking.
 
 Pure functions over numbers, so they are tested on small synthetic inputs; the
-recipe (`rejuv.plan`) produces the numbers with diagnose, apply, eval and rl.
+recipe (`rejuv.recipes.plan`) produces the numbers with diagnose, apply, eval and rl.
 
 - Search score of a fused/rejuvenated candidate, before any RL: the geometric
   mean of the share of the SFT→base entropy gap it recovers (clipped to [0, 1])
@@ -123,22 +123,6 @@ def check_probes_learn(probes: dict[str, dict], rewards: list[str]) -> None:
             f"the reward ({', '.join(rewards)}) averaged {value:g} at every step of every RL probe, so the probes "
             "cannot tell the checkpoints apart; check --reward and that --probe-data has answers it can match "
             "(or raise --max-completion-length if completions are cut before the answer)")
-
-
-def spearman(xs: list[float | None], ys: list[float | None]) -> float | None:
-    """Rank correlation over the pairs where both are known; None below three pairs or for a constant side."""
-    from rejuv.diagnostics.report import ranks
-
-    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None and y is not None]
-    if len(pairs) < 3:
-        return None
-    rx, ry = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sx = math.sqrt(sum((r - mx) ** 2 for r in rx))
-    sy = math.sqrt(sum((r - my) ** 2 for r in ry))
-    if sx == 0 or sy == 0:
-        return None
-    return sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True)) / (sx * sy)
 
 
 def best(outcomes: dict[str, dict]) -> str:

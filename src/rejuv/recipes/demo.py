@@ -19,20 +19,23 @@ import json
 import random
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from rejuv.apply import ApplyConfig, run_apply
-from rejuv.diagnose import DiagnoseConfig, run_diagnose
 from rejuv.errors import RejuvError
-from rejuv.evaluate import EvalConfig, run_eval
+from rejuv.io.jsonl import read_jsonl, write_jsonl
 from rejuv.lab.numerics import pin_cpu_numerics
+from rejuv.lab.plan_check import RULES
 from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, Preset, diagnose_dir
 from rejuv.lab.rules import run_rules
-from rejuv.lab.task import pretraining_texts, write_jsonl, write_task_files
+from rejuv.lab.task import pretraining_texts, write_task_files
 from rejuv.lab.world import build_base_model
-from rejuv.train.rl import RLRecipeConfig, run_rl
-from rejuv.train.sft import SFTRecipeConfig, epoch_dir_name, run_sft
+from rejuv.options import Recipe, option
+from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
+from rejuv.recipes.eval import EvalConfig, run_eval
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.recipes.sft import SFTRecipeConfig, epoch_dir_name, run_sft
 
 CONF_EXTRA = 16
 
@@ -66,8 +69,7 @@ def _step(out: Path, folder: Path, message: str, work) -> None:
     _log(message)
     start = time.time()
     work()
-    with open(out / "timings.jsonl", "a") as f:
-        f.write(json.dumps({"step": message, "seconds": round(time.time() - start, 2)}) + "\n")
+    write_jsonl(out / "timings.jsonl", [{"step": message, "seconds": round(time.time() - start, 2)}], append=True)
 
 
 def build_base(out: Path, p: Preset) -> Path:
@@ -155,7 +157,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     _step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
           lambda: run_diagnose(config))
     if p.plan_epochs:
-        from rejuv.lab.planner import run_planner_stage
+        from rejuv.lab.plan_check import run_planner_stage
 
         others = sorted(set(p.plan_epochs) - set(saved))  # ModSFT's and OverSFT's epochs are the arms' own
         if others:
@@ -168,7 +170,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     return {a: str(ckpt[a]) for a in arms}
 
 
-PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds")
+PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds", "planner_rule")
 
 
 def _fingerprint(record: dict) -> dict:
@@ -179,25 +181,47 @@ def _fingerprint(record: dict) -> dict:
     return {"settings": settings, "numerics": record["numerics"]}
 
 
-def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | None = None,
-             arms: tuple[str, ...] = DEFAULT_ARMS, overwrite: bool = False, device: str | None = None) -> dict:
+@dataclass
+class DemoConfig:
+    """The lab: base → ModSFT/OverSFT → α, ρ by rule → fusion/Rejuvenation → GRPO → eval, with a report."""
+
+    preset: str = option("small", choices=lambda: list(PRESETS), help="smoke: a minute's plumbing check, no "
+                         "claims; small: the experiment, 3 seeds, within 30 min on 2 cores; planner: small plus "
+                         "rejuv plan against full RL over 6 seeds; full: for a GPU.")
+    seeds: list[int] | None = option(None, help="Seeds, comma-separated.", default_text="the preset's")
+    arms: list[str] = option(list(DEFAULT_ARMS), commas=True, choices=lambda: [*ARMS, "all"],
+                             help="Arms, comma-separated or repeated, or 'all'.")
+    out: str = option("runs/demo", help="Output folder; finished steps in it are reused.")
+    device: str | None = option(None, help="cpu or cuda.", default_text="the preset's")
+    planner_rule: str | None = option(None, choices=RULES, help="The planner's recommendation rule, fixed in "
+                                      "advance (chosen on the development seeds of an earlier run): every seed "
+                                      "given is then judged with it.", default_text="chosen on the preset's "
+                                      "development seeds")
+    overwrite: bool = option(False, help="Discard an existing demo with other settings.")
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run the lab; returns the report written to `<out>/report.json`."""
     from rejuv.lab.report import write_report
 
-    if preset not in PRESETS:
-        raise RejuvError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    arms = ARMS if list(cfg.arms) == ["all"] else tuple(cfg.arms)
+    if cfg.preset not in PRESETS:
+        raise RejuvError(f"unknown preset {cfg.preset!r}; choose from {', '.join(PRESETS)}")
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise RejuvError(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
-    p = replace(PRESETS[preset], seeds=list(seeds) if seeds else PRESETS[preset].seeds)
-    if device:
-        p = replace(p, device=device)
+    p = replace(PRESETS[cfg.preset], seeds=list(cfg.seeds) if cfg.seeds else PRESETS[cfg.preset].seeds)
+    if cfg.device:
+        p = replace(p, device=cfg.device)
+    if cfg.planner_rule:
+        p = replace(p, planner_rule=cfg.planner_rule, dev_seeds=[])
     numerics = pin_cpu_numerics() if p.device == "cpu" else {"device": p.device}
-    root = Path(out)
-    record = {"preset": preset, "settings": asdict(p), "arms": list(arms),
+    root = Path(cfg.out)
+    record = {"preset": cfg.preset, "settings": asdict(p), "arms": list(arms),
               "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
     recorded = root / "preset.json"
     if recorded.exists() and _fingerprint(json.loads(recorded.read_text())) != _fingerprint(record):
-        if not overwrite:
+        if not cfg.overwrite:
             raise RejuvError(f"{root}: holds a demo with other settings ({recorded}); pass --overwrite "
                              "or another --out")
         shutil.rmtree(root)
@@ -206,8 +230,19 @@ def run_demo(preset: str = "small", out: str = "runs/demo", seeds: list[int] | N
     base = build_base(root, p)
     for seed in p.seeds:
         run_seed(root, base, p, seed, tuple(arms))
-    timings = [json.loads(x) for x in (root / "timings.jsonl").read_text().splitlines()] \
-        if (root / "timings.jsonl").exists() else []
-    report = write_report(root, p, tuple(arms), preset, sum(t["seconds"] for t in timings), numerics)
+    timings = read_jsonl(root / "timings.jsonl", missing_ok=True)
+    report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics)
     _log(f"report: {root / 'report.html'}")
     return report
+
+
+def summary_text(cfg: DemoConfig, report: dict) -> str:
+    """What `rejuv demo` prints: the results table, the premise and claims, and where the report is."""
+    from rejuv.lab.report import markdown_table
+
+    lines = [markdown_table(report["table"], tuple(report["arms"]))]
+    lines += ["- " + claim["text"] for claim in report["premise"] + report["claims"]]
+    return "\n".join([*lines, f"report: {Path(cfg.out) / 'report.html'}"])
+
+
+RECIPE = Recipe(DemoConfig, run_demo, summary_text)

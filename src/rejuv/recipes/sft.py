@@ -25,17 +25,21 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.checkpoint import check_output_free
 from rejuv.data import sft_rows
 from rejuv.errors import RejuvError
+from rejuv.io.jsonl import strict_dumps
+from rejuv.io.output import check_output_free
+from rejuv.modeling import check_model_path, load_tokenizer
+from rejuv.options import Recipe, option
 from rejuv.prompts import check_mode, sequence_ids, uses_template
 from rejuv.train.common import (
-    check_model_path,
+    TrainingConfig,
+    check_positive,
+    check_training,
     finish_run,
-    load_tokenizer,
     lora_config,
     make_trl_config,
     quiet_libraries,
@@ -45,54 +49,37 @@ from rejuv.train.common import (
     training_output_dir,
     training_precision,
 )
-from rejuv.train.plasticity import PlasticityCallback
+from rejuv.train.plasticity import PlasticityCallback, first_in_line
+
+LOSSES = ("nll", "dft", "pear")
 
 
 @dataclass
-class SFTRecipeConfig:
-    model: str
-    data: str
-    out: str
-    loss: str = "nll"  # or "dft", or "pear" (train/pear.py)
-    pear_variant: str = "token"  # token | block | sequence
-    pear_clip: float = 2.0  # bound on |log w|
-    pear_gamma: float = 0.9  # discount of the block variant's suffix sums
-    pear_behavior_model: str | None = None  # the policy that generated the data; None: deterministic data
-    save_epochs: list[float] = field(default_factory=lambda: [2.0])
-    epochs: float | None = None  # default: the last of save_epochs
-    learning_rate: float = 3e-6
-    lr_scheduler: str = "constant"
-    warmup_steps: float = 0  # steps, or a ratio of all steps if in (0, 1)
-    weight_decay: float = 0.0
-    per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 1024
-    max_grad_norm: float = 1.0
-    chat_template: str = "auto"  # auto | always | never (rejuv.prompts)
-    dtype: str = "auto"  # compute: auto = bf16 autocast on a GPU that has it, else float32
-    master_dtype: str = "float32"  # weights the optimizer updates; bfloat16 = pure bf16 training
-    save_dtype: str = "auto"  # saved weights; auto = the input checkpoint's dtype
-    gradient_checkpointing: bool = False
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    plasticity_log: bool = False  # per-step grad norm / update size, as in `rejuv rl`
-    seed: int = 0
-    overwrite: bool = False
-    trust_remote_code: bool = False
-    progress: bool = True  # progress bar and per-step log lines
-    trl_args: dict = field(default_factory=dict)  # any other SFTConfig field
+class SFTRecipeConfig(TrainingConfig):
+    """Supervised fine-tuning on TRL (constant LR, no warm-up or weight decay by default)."""
+
+    learning_rate: float = option(3e-6, help="Learning rate (constant by default, as in the paper).")
+    loss: str = option("nll", choices=LOSSES, help="Cross-entropy, Dynamic Fine-Tuning, or PEAR's "
+                       "importance-weighted NLL.")
+    pear_variant: str = option("token", choices=("token", "block", "sequence"), help="PEAR's weighting unit.")
+    pear_clip: float = option(2.0, help="Bound on |log w| of the PEAR weights.")
+    pear_gamma: float = option(0.9, help="Discount of PEAR's block (suffix) variant.")
+    pear_behavior_model: str | None = option(None, help="The model that generated the SFT data.",
+                                             default_text="none: deterministic data")
+    save_epochs: list[float] = option([2.0], help="Epochs to save, comma-separated (fractions allowed).")
+    epochs: float | None = option(None, help="Train this long.", default_text="the last save epoch")
+    lr_scheduler: str = option("constant", help="Learning-rate schedule (a transformers scheduler name).")
+    warmup_steps: float = option(0, help="Warm-up steps, or a share of all steps if in (0, 1).")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    max_length: int = option(1024, help="Truncate sequences to this many tokens.")
+    plasticity_log: bool = option(False, help="Log gradient norm / update size per step, as `rejuv rl` does.")
 
 
-def parse_epochs(value) -> list[float]:
-    """'2,32' or [2, 32] -> [2.0, 32.0], sorted, positive."""
-    items = value.split(",") if isinstance(value, str) else list(value if isinstance(value, list | tuple) else [value])
-    try:
-        epochs = sorted({float(x) for x in items if str(x).strip()})
-    except ValueError:
-        raise RejuvError(f"save_epochs must be numbers like 2,32; got {value!r}") from None
+def save_epoch_list(values: list[float]) -> list[float]:
+    """The epochs to save, sorted and distinct; each must be positive."""
+    epochs = sorted({float(x) for x in values})
     if not epochs or epochs[0] <= 0:
-        raise RejuvError(f"save_epochs must be positive numbers; got {value!r}")
+        raise RejuvError(f"save_epochs must be positive numbers; got {values!r}")
     return epochs
 
 
@@ -135,7 +122,7 @@ def _pear_extras(cfg: SFTRecipeConfig) -> tuple[type | None, dict]:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         behavior = load_frozen_model(cfg.pear_behavior_model, "float32", device, cfg.trust_remote_code,
-                                     progress=False)
+                                     cfg.allow_pickle, progress=False)
     settings = PearSettings(cfg.pear_variant, cfg.pear_clip, cfg.pear_gamma)
     return pear_trainer_class(), {"pear": settings, "behavior_model": behavior}
 
@@ -157,7 +144,7 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    if cfg.loss not in ("nll", "dft", "pear"):
+    if cfg.loss not in LOSSES:
         raise RejuvError(f"loss must be 'nll', 'dft' or 'pear', got {cfg.loss!r}")
     if cfg.loss == "pear":
         from rejuv.train.pear import VARIANTS
@@ -167,16 +154,17 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
         if cfg.pear_clip <= 0 or not 0.0 <= cfg.pear_gamma <= 1.0:
             raise RejuvError(f"pear_clip must be > 0 and pear_gamma in [0, 1], got {cfg.pear_clip}, {cfg.pear_gamma}")
         if cfg.pear_behavior_model is not None:
-            check_model_path(cfg.pear_behavior_model, cfg.trust_remote_code)
-    save_epochs = parse_epochs(cfg.save_epochs)
+            check_model_path(cfg.pear_behavior_model, cfg.trust_remote_code, cfg.allow_pickle)
+    save_epochs = save_epoch_list(cfg.save_epochs)
     epochs = float(cfg.epochs) if cfg.epochs is not None else save_epochs[-1]
     if save_epochs[-1] > epochs:
         raise RejuvError(f"save_epochs go up to {save_epochs[-1]} but training stops at epoch {epochs}")
     out = Path(cfg.out)
-    inputs = [Path(cfg.model), Path(cfg.data)] + ([Path(cfg.pear_behavior_model)] if cfg.pear_behavior_model else [])
-    check_output_free(out, cfg.overwrite, inputs=tuple(inputs))
+    check_output_free(out, cfg.overwrite, inputs=(cfg.model, cfg.data, cfg.pear_behavior_model))
     check_mode(cfg.chat_template)
-    check_model_path(cfg.model, cfg.trust_remote_code)
+    check_training(cfg)
+    check_positive(cfg, "max_length", "epochs", allow_zero=("warmup_steps", "weight_decay"))
+    check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
     precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     rows, templated = tokenized_dataset(cfg.data, tokenizer, cfg.chat_template)
@@ -190,9 +178,8 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
         )
         args = make_trl_config(SFTConfig, values, cfg.trl_args, "sft")
         saver = _make_epoch_saver(save_epochs, tmp, precision.saved)
-        callbacks = [saver]
-        if cfg.plasticity_log:
-            callbacks.append(PlasticityCallback(tmp / "plasticity.jsonl"))
+        plasticity = PlasticityCallback(tmp / "plasticity.jsonl") if cfg.plasticity_log else None
+        callbacks = [saver] + ([plasticity] if plasticity else [])
         trainer_class, extras = _pear_extras(cfg)
         try:
             trainer = (trainer_class or SFTTrainer)(
@@ -200,6 +187,8 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
                 peft_config=lora_config(cfg), callbacks=callbacks, **extras)
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc
+        if plasticity:
+            first_in_line(trainer, plasticity)
         if not cfg.progress:
             silence(trainer)
         saver.trainer = trainer
@@ -218,3 +207,5 @@ def run_sft(cfg: SFTRecipeConfig) -> dict:
         **precision.statement(templated),
     }
 
+
+RECIPE = Recipe(SFTRecipeConfig, run_sft, lambda cfg, summary: strict_dumps(summary))

@@ -5,17 +5,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rejuv.checkpoint import (
-    Checkpoint,
-    OutputTensor,
-    as_torch,
-    atomic_output_dir,
-    copy_aux_files,
-    dtype_name,
-    plan_shards,
-    write_safetensors_shards,
-)
 from rejuv.errors import RejuvError
+from rejuv.io.format import as_torch, dtype_name
+from rejuv.io.output import atomic_output_dir
+from rejuv.io.reader import Checkpoint
+from rejuv.io.writer import OutputTensor, copy_aux_files, shard_groups, write_safetensors_shards
 
 from tiny import build_model, save
 
@@ -69,9 +63,9 @@ def test_writer_round_trip_in_several_dtypes_and_shards(tmp_path):
             assert index["metadata"]["total_size"] == sum(s.nbytes for s in specs)
 
 
-def test_plan_shards_keeps_order_and_gives_big_tensors_their_own_shard():
+def test_shard_groups_keep_order_and_gives_big_tensors_their_own_shard():
     specs = [OutputTensor(n, (s,), torch.float32) for n, s in (("a", 2), ("b", 100), ("c", 1), ("d", 1))]
-    assert [[t.name for t in shard] for shard in plan_shards(specs, 16)] == [["a"], ["b"], ["c", "d"]]
+    assert [[t.name for t in shard] for shard in shard_groups(specs, 16)] == [["a"], ["b"], ["c", "d"]]
 
 
 def test_truncated_and_corrupt_files_are_named(saved, tmp_path):
@@ -156,3 +150,75 @@ def test_reads_without_preadv_as_on_macos(saved, monkeypatch):
     ckpt = Checkpoint(root / "sharded")
     for name, t in model.state_dict().items():
         assert torch.equal(ckpt.read(name), t)
+
+
+def _write_raw_safetensors(folder, header: bytes, payload: bytes = b""):
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + payload)
+
+
+@pytest.mark.parametrize("header", [
+    b'{"w": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}',
+    b'{"w": {"dtype": "F32", "shape": ["x"], "data_offsets": [0, 4]}}',
+    b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": ["a", "b"]}}',
+    b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}}',
+    b'{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}',
+    b'{"w": [1, 2, 3]}',
+])
+def test_wrongly_typed_header_fields_are_named(tmp_path, header):
+    _write_raw_safetensors(tmp_path / "m", header, b"\0" * 4)
+    with pytest.raises(RejuvError, match="tensor w has a malformed header entry"):
+        Checkpoint(tmp_path / "m")
+
+
+def test_config_and_index_contents_are_checked(tmp_path):
+    folder = tmp_path / "m"
+    _write_raw_safetensors(folder, b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', b"\0" * 4)
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(RejuvError, match="config.json: expected a JSON object, got list"):
+        Checkpoint(folder)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": [1]}')
+    with pytest.raises(RejuvError, match="weight_map must map tensor names"):
+        Checkpoint(folder)
+    other = tmp_path / "other"
+    _write_raw_safetensors(other, b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', b"\1" * 4)
+    for target in (str(other / "model.safetensors"), "../other/model.safetensors"):
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": target}}))
+        with pytest.raises(RejuvError, match="outside the checkpoint folder"):
+            Checkpoint(folder)
+
+
+def test_a_refused_write_is_one_line_and_leaves_nothing(tmp_path):
+    import errno
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("kept")
+    for code, words in ((errno.ENOSPC, "the disk is full"), (errno.EROFS, "the file system is read-only")):
+        with pytest.raises(RejuvError, match=f"cannot write the output: {words}"):
+            with atomic_output_dir(out, overwrite=True) as tmp:
+                (tmp / "part").write_text("x")
+                raise OSError(code, os.strerror(code), str(tmp / "part"))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "old").read_text() == "kept"
+    with pytest.raises(FileNotFoundError):  # other failures are not disguised as write errors
+        with atomic_output_dir(tmp_path / "other"):
+            open(tmp_path / "missing")  # noqa: SIM115
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_long_output_names_and_the_current_folder_work(tmp_path, monkeypatch):
+    long = tmp_path / ("x" * 240)
+    with atomic_output_dir(long) as tmp:
+        (tmp / "a").write_text("1")
+    assert (long / "a").read_text() == "1" and sorted(p.name for p in tmp_path.iterdir()) == [long.name]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with atomic_output_dir(".", overwrite=True) as tmp:
+        (tmp / "b").write_text("2")
+    assert (here / "b").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long.name, "here"])  # no leftover sibling

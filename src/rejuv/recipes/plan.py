@@ -20,18 +20,13 @@ Every prompt follows the rule the other commands share (`rejuv.prompts`).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rejuv import __version__
-from rejuv.apply import ApplyConfig, run_apply
-from rejuv.checkpoint import Checkpoint, atomic_output_dir, check_output_free
-from rejuv.diagnose import DiagnoseConfig, checkpoint_labels, run_diagnose
 from rejuv.errors import RejuvError, warn
-from rejuv.evaluate import EvalConfig, run_eval
 from rejuv.fusion import plan_fusion
-from rejuv.planner.search import (
+from rejuv.handoff.search import (
     accuracy_kept,
     best,
     check_probes_learn,
@@ -39,11 +34,21 @@ from rejuv.planner.search import (
     probe_metrics,
     search_grid,
     search_score,
-    spearman,
     uncertainty,
 )
+from rejuv.io.jsonl import strict_dumps
+from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.reader import Checkpoint
+from rejuv.modeling import DEFAULT_DEVICE, allow_pickle_option, trust_remote_code_option
+from rejuv.options import Recipe, option
+from rejuv.prompts import chat_template_option
+from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.recipes.diagnose import DiagnoseConfig, checkpoint_labels, run_diagnose
+from rejuv.recipes.eval import EvalConfig, run_eval
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.rewards import reward_names
+from rejuv.stats import spearman
 from rejuv.train.plasticity import read_plasticity_log
-from rejuv.train.rl import RLRecipeConfig, run_rl
 
 # Cheap signals correlated with the probe outcome: (label, how to read it from a diagnose entry).
 SIGNALS = {
@@ -56,45 +61,52 @@ SIGNALS = {
 }
 
 
+
 @dataclass
 class PlanConfig:
-    base: str
-    checkpoints: list[str]
-    calib: str
-    probe_data: str  # RL prompts with answers (the same format as `rejuv rl --data`)
-    out: str
-    names: list[str] = field(default_factory=list)
-    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
-    eval_data: str | None = None  # problems for pass@1 / pass@k (default: probe_data)
-    budget_steps: int = 30  # GRPO steps per probe
-    alphas: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
-    rhos: list[float] = field(default_factory=lambda: [0.0, 0.01])
-    search_on: str | None = None  # name or path of the checkpoint searched (default: the last)
-    probe_top: int = 2  # search candidates that get an RL probe
-    keep_candidates: bool = False  # keep the searched candidates' weights (otherwise only their manifests)
+    """Which checkpoint to hand to RL, and which α/ρ: cheap signals checked against short RL probes."""
+
+    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, e.g. the epochs of one SFT run.")
+    base: str = option(help="Base model folder the checkpoints were trained from.")
+    calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
+    probe_data: str = option(help="RL prompts with answers for the probes (JSONL/parquet).")
+    out: str = option(help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
+    names: list[str] = option([], flag="--name", help="Label per checkpoint, in order (repeat the option).",
+                              default_text="folder names")
+    rewards: list[str] = option(["math_verify"], flag="--reward", known=reward_names,
+                                help="Reward of the probes (repeatable), or module:function.")
+    eval_data: str | None = option(None, help="Problems for pass@1 / pass@k.", default_text="the probe data")
+    budget_steps: int = option(30, help="GRPO steps per probe.")
+    alphas: list[float] = option([0.3, 0.5, 0.7, 0.9], help="α grid of the search, comma-separated.")
+    rhos: list[float] = option([0.0, 0.01], help="ρ grid of the search, comma-separated (0 = fusion only).")
+    search_on: str | None = option(None, help="Checkpoint (name or path) the α/ρ search runs on.",
+                                   default_text="the last")
+    probe_top: int = option(2, help="Search candidates that get an RL probe.")
+    keep_candidates: bool = option(False, help="Keep the searched candidates' weights (else only their manifests).")
     # probe settings, identical for every candidate
-    learning_rate: float = 1e-6
-    num_generations: int = 8
-    prompts_per_step: int = 4
-    max_completion_length: int = 512
-    beta: float = 0.001
-    rl_temperature: float = 1.0
+    learning_rate: float = option(1e-6, help="Probe learning rate.")
+    num_generations: int = option(8, help="Probe samples per prompt.")
+    prompts_per_step: int = option(4, help="Probe prompts per step.")
+    max_completion_length: int = option(512, help="Probe completion tokens.")
+    beta: float = option(0.001, help="Probe KL coefficient.")
+    rl_temperature: float = option(1.0, help="Probe sampling temperature.")
     # evaluation settings
-    samples: int = 4
-    k: int = 4
-    max_problems: int | None = 64
-    temperature: float = 0.6
-    max_new_tokens: int = 512
-    chat_template: str = "auto"  # auto | always | never, for every prompt (rejuv.prompts)
+    samples: int = option(4, help="Evaluation samples per problem.")
+    k: int = option(4, help="k of pass@k.")
+    max_problems: int | None = option(64, help="Evaluation problems.")
+    temperature: float = option(0.6, help="Evaluation sampling temperature.")
+    max_new_tokens: int = option(512, help="Evaluation completion tokens.")
+    chat_template: str = chat_template_option()
     # calibration passes
-    max_samples: int = 64
-    device: str | None = None  # None: cuda when a GPU is visible, else cpu; auto: accelerate's device map
-    dtype: str = "float32"
-    seed: int = 0
-    overwrite: bool = False
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    progress: bool = True
+    max_samples: int = option(64, help="Calibration rows used.")
+    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map).",
+                                default_text=DEFAULT_DEVICE)
+    dtype: str = option("float32", help="Compute dtype of the calibration passes.")
+    seed: int = option(0, help="Seed of every step.")
+    overwrite: bool = option(False, help="Replace an existing plan folder.")
+    allow_pickle: bool = allow_pickle_option()
+    trust_remote_code: bool = trust_remote_code_option()
+    progress: bool = option(True, help="Progress lines.")
 
 
 def _labels(cfg: PlanConfig) -> list[str]:
@@ -144,11 +156,12 @@ def _log(cfg: PlanConfig, message: str) -> None:
 
 def run_plan(cfg: PlanConfig) -> dict:
     """Run `rejuv plan`; returns the content of `<out>/plan.json`."""
-    from rejuv.planner.report import render_html, write_plots
+    from rejuv.handoff.report import render_html, write_plots
 
     labels, searched = _validate(cfg)
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=tuple(Path(p) for p in [cfg.base, *cfg.checkpoints]))
+    check_output_free(out, cfg.overwrite,
+                      inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.probe_data, cfg.eval_data))
     _check_architectures(cfg)
     eval_data = cfg.eval_data or cfg.probe_data
     with atomic_output_dir(out, cfg.overwrite) as tmp:
@@ -174,7 +187,7 @@ def run_plan(cfg: PlanConfig) -> dict:
 
         plan = _assemble(cfg, labels, searched, entries, search, probes, diagnosis)
         plots = write_plots(plan, tmp)
-        (tmp / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+        (tmp / "plan.json").write_text(strict_dumps(plan) + "\n")
         (tmp / "plan.html").write_text(render_html(plan, plots))
         if not cfg.keep_candidates:
             for c in search:
@@ -211,8 +224,7 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
         checkpoints=[r["path"] for r in results], data=[eval_data], out=str(tmp / "candidates" / "eval"),
         samples=cfg.samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, chat_template=cfg.chat_template,
-        device="cpu" if cfg.device == "cpu" else "auto", seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
-        progress=cfg.progress))
+        device=cfg.device, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
     sft_accuracy = entry["sampling"]["pass@1"]
     for r, ev in zip(results, report["results"], strict=True):
         r["pass@1"] = ev["pass@1"]
@@ -229,7 +241,7 @@ def _probe(cfg: PlanConfig, folder: Path, model: str) -> dict:
         per_device_batch_size=cfg.prompts_per_step * cfg.num_generations, beta=cfg.beta,
         temperature=cfg.rl_temperature, max_completion_length=cfg.max_completion_length,
         chat_template=cfg.chat_template, seed=cfg.seed, save_model=False, trust_remote_code=cfg.trust_remote_code,
-        progress=False))
+        allow_pickle=cfg.allow_pickle, progress=False))
     return probe_metrics(read_plasticity_log(folder / "plasticity.jsonl"), cfg.prompts_per_step * cfg.num_generations)
 
 
@@ -318,3 +330,18 @@ def _apply_command(cfg: PlanConfig, sft: str, cand: dict, search: list[dict]) ->
     parts += [] if cfg.chat_template == "auto" else [f"--chat-template {cfg.chat_template}"]
     parts += [] if cfg.dtype == "float32" else [f"--dtype {cfg.dtype}"]
     return " ".join([*parts, f"--max-samples {cfg.max_samples}", f"--seed {cfg.seed}", "--out OUT"])
+
+
+def summary_lines(cfg: PlanConfig, plan: dict) -> str:
+    """What `rejuv plan` prints: the recommendation, how sure it is, and how each cheap signal ranked."""
+    rec = plan["recommendation"]
+    how = "as it is" if rec["kind"] == "checkpoint" else \
+        f"{rec['kind']} from {rec['from']} (α {rec['alpha']:g}, ρ {rec['rho']:g}): {rec['command']}"
+    lines = [f"recommended: {rec['name']} {how}", f"  certainty: {rec['uncertainty']['text']}",
+             f"  diagnose: {rec['diagnose']['text']}"]
+    lines += [f"  Spearman({name}, probe) = {'n/a' if rho is None else f'{rho:+.2f}'}"
+              for name, rho in plan["correlations_with_probe"].items()]
+    return "\n".join([*lines, f"plan: {Path(cfg.out) / 'plan.html'}"])
+
+
+RECIPE = Recipe(PlanConfig, run_plan, summary_lines)

@@ -21,13 +21,12 @@ import json
 from pathlib import Path
 
 from rejuv.errors import RejuvError
-from rejuv.evaluate import EvalConfig, run_eval
 from rejuv.lab.rules import candidate
-from rejuv.lab.stats import format_mean_sd, mean_sd
-from rejuv.plan import PlanConfig, run_plan
-from rejuv.planner.search import spearman
-from rejuv.train.rl import RLRecipeConfig, run_rl
-from rejuv.train.sft import epoch_dir_name
+from rejuv.recipes.eval import EvalConfig, run_eval
+from rejuv.recipes.plan import PlanConfig, run_plan
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.recipes.sft import epoch_dir_name
+from rejuv.stats import format_mean_sd, mean_sd, spearman
 
 # How a recommendation is read from the probes: the best end reward (rejuv plan's), or the end reward
 # extrapolated along the probe's slope to the length of the full RL run.
@@ -138,17 +137,19 @@ def seed_result(root: Path) -> dict | None:
     }
 
 
-def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int]) -> dict | None:
-    """The rule chosen on the development seeds, and every check on the development and the test seeds."""
+def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fixed_rule: str | None = None
+                      ) -> dict | None:
+    """The rule chosen on the development seeds (or `fixed_rule`, chosen in an earlier run: then every seed
+    is a test seed), and every check on the development and the test seeds."""
     rows = {s: r for s, r in per_seed.items() if r is not None and "skipped" not in r}
     skipped = {s: r["skipped"] for s, r in per_seed.items() if r is not None and "skipped" in r}
     if not rows:
         return None if not skipped else {"skipped": skipped, "texts": [f"Planner: no seed could be ranked "
                                                                        f"({len(skipped)} skipped: no reward signal)."]}
-    dev = {s: r for s, r in rows.items() if s in dev_seeds}
-    test = {s: r for s, r in rows.items() if s not in dev_seeds}
+    dev = {} if fixed_rule else {s: r for s, r in rows.items() if s in dev_seeds}
+    test = {s: r for s, r in rows.items() if s not in dev}
     shortfalls = {rule: mean_sd([r["shortfall"][rule] for r in (dev or rows).values()])["mean"] for rule in RULES}
-    rule = min(RULES, key=lambda k: (shortfalls[k], RULES.index(k)))
+    rule = fixed_rule or min(RULES, key=lambda k: (shortfalls[k], RULES.index(k)))
 
     def checks(group: dict, label: str) -> dict | None:
         if not group:
@@ -174,7 +175,9 @@ def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int]) ->
                 "texts": texts}
 
     development, judged = checks(dev, "Development seeds"), checks(test, "Test seeds")
-    texts = [f"Recommendation rule chosen on seeds {sorted(dev) or sorted(rows)}: {rule} (mean shortfall "
+    texts = [f"Recommendation rule fixed in advance: {rule} (chosen on the development seeds of an earlier run); "
+             "every seed here is a test seed." if fixed_rule else
+             f"Recommendation rule chosen on seeds {sorted(dev) or sorted(rows)}: {rule} (mean shortfall "
              + ", ".join(f"{k} {100 * v:.1f}" for k, v in shortfalls.items()) + " points)."]
     for group in (development, judged):
         texts += group["texts"] if group else []

@@ -21,19 +21,23 @@ from the initial policy, reward, KL, entropy), `train_log.jsonl`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.checkpoint import check_output_free
 from rejuv.data import problem_rows
 from rejuv.errors import RejuvError
+from rejuv.io.jsonl import strict_dumps
+from rejuv.io.output import check_output_free
+from rejuv.modeling import check_model_path, load_tokenizer
+from rejuv.options import Recipe, option
 from rejuv.prompts import check_mode, model_prompt, uses_template
-from rejuv.rewards import resolve_reward
+from rejuv.rewards import needs_answer, resolve_reward, reward_names
 from rejuv.train.common import (
-    check_model_path,
+    TrainingConfig,
+    check_positive,
+    check_training,
     distributed_state,
     finish_run,
-    load_tokenizer,
     lora_config,
     make_trl_config,
     quiet_libraries,
@@ -43,62 +47,49 @@ from rejuv.train.common import (
     training_output_dir,
     training_precision,
 )
-from rejuv.train.plasticity import PlasticityCallback, read_plasticity_log
-
-_NEED_ANSWER = {"math_verify", "exact_match", "brier"}
+from rejuv.train.plasticity import PlasticityCallback, first_in_line, read_plasticity_log
 
 
 @dataclass
-class RLRecipeConfig:
-    model: str
-    data: str
-    out: str
-    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
-    reward_weights: list[float] | None = None
-    beta: float = 0.001  # KL coefficient against the initial policy (>0 keeps a reference model)
-    num_generations: int = 8
-    epsilon: float = 0.2  # clip range
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_completion_length: int = 1024
-    learning_rate: float = 1e-6
-    max_steps: int = 100
-    per_device_batch_size: int = 8  # completions per device per step
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    loss_type: str = "grpo"
-    chat_template: str = "auto"  # auto | always | never (rejuv.prompts)
-    dtype: str = "auto"  # compute: auto = bf16 autocast on a GPU that has it, else float32
-    master_dtype: str = "float32"  # weights the optimizer updates; bfloat16 = pure bf16 training
-    save_dtype: str = "auto"  # saved weights; auto = the input checkpoint's dtype
-    gradient_checkpointing: bool = False
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    use_vllm: bool = False
-    plasticity_every: int = 1
-    save_model: bool = True  # False: logs only (a probe run), no weights written
-    # CHORD (train/chord.py): SFT on expert rows inside GRPO, weight µ scheduled; on when chord_data is given
-    chord_data: str | None = None
-    chord_mu_peak: float = 0.9
-    chord_mu_valley: float = 0.05
-    chord_mu_warmup_steps: int = 0
-    chord_mu_decay_steps: int = 200
-    chord_phi: bool = False  # weight each expert token by p(1 − p)
-    chord_expert_batch_size: int | None = None  # expert rows per step (default: prompts per device step)
-    filter_groups: bool = False  # drop groups whose rewards are all equal (pass rate 0 or 1); train/grpo.py
-    seed: int = 0
-    overwrite: bool = False
-    trust_remote_code: bool = False
-    progress: bool = True  # progress bar and per-step log lines
-    trl_args: dict = field(default_factory=dict)  # any other GRPOConfig field
+class RLRecipeConfig(TrainingConfig):
+    """GRPO on TRL, logging gradient norm vs update size per step (plasticity.jsonl)."""
+
+    rewards: list[str] = option(["math_verify"], flag="--reward", known=reward_names,
+                                help="Reward name (repeatable), or module:function.")
+    reward_weights: list[float] | None = option(None, help="Weight per reward, comma-separated.",
+                                                default_text="1 each")
+    beta: float = option(0.001, help="KL coefficient against the initial policy (>0 keeps a reference model).")
+    num_generations: int = option(8, help="Samples per prompt.")
+    epsilon: float = option(0.2, help="Clip range.")
+    temperature: float = option(1.0, help="Sampling temperature.")
+    top_p: float = option(1.0, help="Nucleus sampling mass.")
+    max_completion_length: int = option(1024, help="Completion tokens per sample.")
+    max_steps: int = option(100, help="Optimizer steps.")
+    loss_type: str = option("grpo", help="TRL's GRPO loss type (grpo, dr_grpo, dapo, bnpo).")
+    use_vllm: bool = option(False, help="Generate with vLLM (GPU).")
+    plasticity_every: int = option(1, help="Log gradient norm and update size every N steps.")
+    save_model: bool = option(True, help="Save the trained weights (off: logs only, as a probe).")
+    chord_data: str | None = option(None, help="CHORD: expert SFT rows mixed into the GRPO loss with weight µ "
+                                    "(docs/training.md).")
+    chord_mu_peak: float = option(0.9, help="CHORD µ after warm-up.")
+    chord_mu_valley: float = option(0.05, help="CHORD µ after the cosine decay.")
+    chord_mu_warmup_steps: int = option(0, help="CHORD µ warm-up steps.")
+    chord_mu_decay_steps: int = option(200, help="CHORD µ cosine-decay steps.")
+    chord_phi: bool = option(False, help="Weight expert tokens by p(1-p) (CHORD-φ).")
+    chord_expert_batch_size: int | None = option(None, help="Expert rows per step.",
+                                                 default_text="prompts per device step")
+    filter_groups: bool = option(False, help="Drop prompts whose samples all got the same reward (pass rate 0 "
+                                 "or 1).")
 
 
 def _check(cfg: RLRecipeConfig) -> list:
-    if isinstance(cfg.rewards, str):
-        cfg.rewards = [r.strip() for r in cfg.rewards.split(",") if r.strip()]
     if not cfg.rewards:
         raise RejuvError("give at least one reward (--reward math_verify)")
+    check_training(cfg)
+    check_positive(cfg, "temperature", "top_p", "epsilon", "max_completion_length", "max_steps", "plasticity_every",
+                   allow_zero=("beta",))
+    if cfg.top_p > 1:
+        raise RejuvError(f"top_p must lie in (0, 1], got {cfg.top_p}")
     funcs = [resolve_reward(name) for name in cfg.rewards]
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
         raise RejuvError(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
@@ -156,14 +147,13 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
 
     funcs = _check(cfg)
     out = Path(cfg.out)
-    inputs = [Path(cfg.model), Path(cfg.data)] + ([Path(cfg.chord_data)] if cfg.chord_data else [])
-    check_output_free(out, cfg.overwrite, inputs=tuple(inputs))
-    check_model_path(cfg.model, cfg.trust_remote_code)
+    check_output_free(out, cfg.overwrite, inputs=(cfg.model, cfg.data, cfg.chord_data))
+    check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
     precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     templated = uses_template(tokenizer, cfg.chat_template, cfg.model)
     records = []
-    for where, record in problem_rows(cfg.data, need_answer=bool(_NEED_ANSWER & set(cfg.rewards))):
+    for where, record in problem_rows(cfg.data, need_answer=needs_answer(cfg.rewards)):
         records.append({**record, "prompt": model_prompt(record["prompt"], templated, where)})
 
     with training_output_dir(out, cfg.overwrite) as tmp, quiet_libraries(cfg.progress):
@@ -182,6 +172,7 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
                                   peft_config=lora_config(cfg), callbacks=[plasticity])
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"rl: the trainer refused the set-up ({exc})") from exc
+        first_in_line(trainer, plasticity)
         if not cfg.progress:
             silence(trainer)
         trainer.train()
@@ -198,3 +189,6 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
         "reward_last": sum(tail) / len(tail) if tail else None,
         **stated,
     }
+
+
+RECIPE = Recipe(RLRecipeConfig, run_rl, lambda cfg, summary: strict_dumps(summary))

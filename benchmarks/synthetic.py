@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from rejuv.checkpoint import OutputTensor, as_torch, write_safetensors_shards
+from rejuv.io.format import as_torch
+from rejuv.io.writer import OutputTensor, write_safetensors_shards
 
 _LAYER_TENSORS = (
     ("input_layernorm", "h"), ("self_attn.q_proj", "q"), ("self_attn.k_proj", "kv"), ("self_attn.v_proj", "kv"),
@@ -68,7 +69,8 @@ def write_synthetic_model(path: str | Path, hidden: int = 512, layers: int = 4, 
 def perturb_checkpoint(src: str | Path, dst: str | Path, scale: float = 0.01, seed: int = 1,
                        max_shard_bytes: int = 2 * 1024**3) -> Path:
     """A copy of `src` with seeded noise on every tensor (a stand-in 'SFT' model), streamed."""
-    from rejuv.checkpoint import Checkpoint, copy_aux_files
+    from rejuv.io.reader import Checkpoint
+    from rejuv.io.writer import copy_aux_files
 
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)

@@ -24,20 +24,31 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from rejuv import __version__
 from rejuv.calibration import file_sha256
-from rejuv.checkpoint import atomic_output_dir, check_output_free
-from rejuv.confidence import calibration, stated_confidence
+from rejuv.confidence import confidence_scores, stated_confidence
 from rejuv.data import problem_rows
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
-from rejuv.prompts import check_mode, prompt_ids, uses_template
-from rejuv.train.common import check_model_path, load_tokenizer
+from rejuv.io.jsonl import strict_dumps, write_jsonl
+from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.lm_eval_format import lm_eval_files
+from rejuv.modeling import (
+    DEFAULT_DEVICE,
+    allow_pickle_option,
+    check_model_path,
+    load_tokenizer,
+    resolve_device,
+    trust_remote_code_option,
+)
+from rejuv.options import Recipe, option
+from rejuv.progress import progress_bar
+from rejuv.prompts import chat_template_option, check_mode, prompt_ids, uses_template
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -50,26 +61,33 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
+
 @dataclass
 class EvalConfig:
-    checkpoints: list[str]
-    data: list[str]
-    out: str
-    samples: int = 4  # K per problem
-    pass_k: list[int] = field(default_factory=list)  # default: 1 and K
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 1024
-    max_problems: int | None = None
-    chat_template: str = "auto"  # auto | always | never (rejuv.prompts)
-    engine: str = "auto"  # auto | transformers | vllm
-    batch_size: int = 16  # prompts per generate call (transformers)
-    device: str = "auto"  # cuda when a GPU is visible, else cpu
-    dtype: str = "auto"  # auto: float32 on the CPU, the checkpoint's dtype on a GPU
-    seed: int = 0
-    overwrite: bool = False
-    trust_remote_code: bool = False
-    progress: bool = True
+    """Sample K answers per problem; report Pass@1 (averaged over samples) and pass@k."""
+
+    checkpoints: list[str] = option(positional=True, help="Checkpoint folders to evaluate.")
+    data: list[str] = option(help="Benchmark JSONL/parquet with problem (or prompt/messages) and answer; repeatable.")
+    out: str = option(help="Output folder for eval.json and samples.jsonl.")
+    samples: int = option(4, short="-k", help="Samples per problem (K).")
+    pass_k: list[int] = option([], help="k values of pass@k, comma-separated.", default_text="1,K")
+    temperature: float = option(0.6, help="Sampling temperature.")
+    top_p: float = option(1.0, help="Nucleus sampling mass.")
+    max_new_tokens: int = option(1024, help="Completion tokens per sample.")
+    max_problems: int | None = option(None, help="Evaluate the first N problems of each file.")
+    chat_template: str = chat_template_option()
+    engine: str = option("auto", choices=("auto", "transformers", "vllm"), help="Generation engine.",
+                         default_text="auto: vLLM on a GPU")
+    batch_size: int = option(16, help="Prompts per generate call (transformers).")
+    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map) for the "
+                                "transformers engine.", default_text=DEFAULT_DEVICE)
+    dtype: str = option("auto", choices=("auto", "float32", "bfloat16"), help="Compute dtype.",
+                        default_text="auto: float32 on the CPU, the checkpoint's dtype on a GPU")
+    seed: int = option(0, help="Sampling seed.")
+    overwrite: bool = option(False, help="Replace an existing output folder.")
+    trust_remote_code: bool = trust_remote_code_option()
+    allow_pickle: bool = allow_pickle_option()
+    progress: bool = option(True, help="Progress bars and resume messages.")
 
 
 def choose_engine(name: str) -> str:
@@ -85,7 +103,9 @@ def choose_engine(name: str) -> str:
 
 
 def eval_device(cfg: EvalConfig) -> str:
-    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    """Where the transformers engine runs: the device given (`auto`: accelerate's device map), else cuda
+    when a GPU is visible, else cpu; the same meaning as in every other command."""
+    return resolve_device(cfg.device)
 
 
 def eval_dtype(cfg: EvalConfig):
@@ -103,8 +123,10 @@ class TransformersEngine:
         from transformers import AutoModelForCausalLM
 
         device = eval_device(cfg)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
-                                                          trust_remote_code=cfg.trust_remote_code).to(device).eval()
+        placement = {"device_map": "auto"} if device == "auto" else {}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
+                                                     trust_remote_code=cfg.trust_remote_code, **placement)
+        self.model = (model if device == "auto" else model.to(device)).eval()
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the right end
         self.cfg = cfg
@@ -160,6 +182,13 @@ def _validate(cfg: EvalConfig) -> list[int]:
     too_big = [k for k in ks if k > cfg.samples or k < 1]
     if too_big:
         raise RejuvError(f"pass@k needs 1 ≤ k ≤ samples per problem ({cfg.samples}); got k={too_big}")
+    if cfg.temperature < 0:
+        raise RejuvError(f"temperature must be ≥ 0 (0 = greedy), got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        raise RejuvError(f"top_p must lie in (0, 1], got {cfg.top_p}")
+    for name in ("max_new_tokens", "batch_size", "max_problems"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise RejuvError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     check_mode(cfg.chat_template)
     eval_dtype(cfg)
     return ks
@@ -212,7 +241,7 @@ def _grade(ckpt: str, name: str, rows: list[dict], completions: list[list[str]],
     correct = [grades[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(rows))]
     confidences = [stated_confidence(text) for text in flat]
     result = {"checkpoint": ckpt, "benchmark": name, **score(correct, ks),
-              "calibration": calibration(confidences, grades)}
+              "calibration": confidence_scores(confidences, grades)}
     samples = [{"checkpoint": ckpt, "benchmark": name, "problem": i, "sample": j, "answer": r["answer"],
                 "completion": text, "correct": correct[i][j], "confidence": confidences[i * cfg.samples + j]}
                for i, (r, comps) in enumerate(zip(rows, completions, strict=True)) for j, text in enumerate(comps)]
@@ -225,17 +254,17 @@ def _say(cfg: EvalConfig, message: str) -> None:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
-    from tqdm.auto import tqdm
 
     ks = _validate(cfg)
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=tuple(Path(c) for c in cfg.checkpoints))
+    check_output_free(out, cfg.overwrite, inputs=(*cfg.checkpoints, *cfg.data))
     for ckpt in cfg.checkpoints:
-        check_model_path(ckpt, cfg.trust_remote_code)
-    benchmarks = {}
+        check_model_path(ckpt, cfg.trust_remote_code, cfg.allow_pickle)
+    benchmarks, data_paths = {}, {}
     for path in cfg.data:
         rows = problem_rows(path)
         benchmarks[Path(path).stem] = (rows[: cfg.max_problems] if cfg.max_problems else rows, file_sha256(Path(path)))
+        data_paths[Path(path).stem] = str(path)
     engine_name = choose_engine(cfg.engine)
     partial = partial_dir(out)
     partial.mkdir(parents=True, exist_ok=True)
@@ -257,8 +286,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                      for name, (rows, _) in todo.items()}
         engine = (VLLMEngine if engine_name == "vllm" else TransformersEngine)(ckpt, cfg)
         for name, (rows, unit) in todo.items():
-            with tqdm(total=len(rows), desc=f"{Path(ckpt).name}/{name}", unit="problem",
-                      disable=not cfg.progress or None, leave=False) as bar:
+            with progress_bar(cfg.progress, len(rows), f"{Path(ckpt).name}/{name}", "problem") as bar:
                 completions = engine.generate(tokenized[name], progress=bar)
             result, samples = _grade(ckpt, name, [r for _, r in rows], completions, cfg, ks)
             result["chat_template_used"] = templated
@@ -273,12 +301,15 @@ def run_eval(cfg: EvalConfig) -> dict:
                            for c in cfg.checkpoints},
     }
     with atomic_output_dir(out, cfg.overwrite) as tmp:
-        (tmp / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-        with open(tmp / "samples.jsonl", "w") as f:
-            for c in cfg.checkpoints:
-                for name in benchmarks:
-                    for row in done[c, name]["samples"]:
-                        f.write(json.dumps(row) + "\n")
+        (tmp / "eval.json").write_text(strict_dumps(report) + "\n")
+        samples = [row for c in cfg.checkpoints for name in benchmarks for row in done[c, name]["samples"]]
+        write_jsonl(tmp / "samples.jsonl", samples)
+        for relative, content in lm_eval_files(report, samples, data_paths).items():
+            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, list):
+                write_jsonl(tmp / relative, content)
+            else:
+                (tmp / relative).write_text(strict_dumps(content) + "\n")
     shutil.rmtree(partial, ignore_errors=True)
     return report
 
@@ -300,3 +331,6 @@ def format_table(report: dict) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+RECIPE = Recipe(EvalConfig, run_eval, lambda cfg, report: format_table(report))

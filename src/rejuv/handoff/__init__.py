@@ -1,0 +1,1 @@
+"""The hand-off planner's components: search grid, probe metrics, recommendation, report (no CLI, no I/O of models)."""
