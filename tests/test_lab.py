@@ -105,6 +105,7 @@ def _numbers(obj):
 def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
+    assert "seed 0: 1 of 1" in result.output  # where the demo stands, in its own log lines
     root = tmp_path / "demo"
     report = json.loads((root / "report.json").read_text())
     assert report["arms"] == list(DEFAULT_ARMS) and report["seeds"] == [0]

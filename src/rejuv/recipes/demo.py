@@ -36,6 +36,7 @@ from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
 from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.recipes.sft import SFTRecipeConfig, epoch_dir_name, run_sft
+from rejuv.train.common import quiet_libraries
 
 CONF_EXTRA = 16
 
@@ -198,6 +199,7 @@ class DemoConfig:
                                       "given is then judged with it.", default_text="chosen on the preset's "
                                       "development seeds")
     overwrite: bool = option(False, help="Discard an existing demo with other settings.")
+    verbose: bool = option(False, help="Show the progress bars of the libraries inside each step.")
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -227,9 +229,16 @@ def run_demo(cfg: DemoConfig) -> dict:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     recorded.write_text(json.dumps(record, indent=2) + "\n")
-    base = build_base(root, p)
-    for seed in p.seeds:
-        run_seed(root, base, p, seed, tuple(arms))
+    with quiet_libraries(cfg.verbose):
+        base = build_base(root, p)
+        took: list[float] = []
+        for i, seed in enumerate(p.seeds):
+            left = f"; about {sum(took) / len(took) * (len(p.seeds) - i) / 60:.0f} min left (the seeds so far)" \
+                if took else ""
+            _log(f"seed {seed}: {i + 1} of {len(p.seeds)}{left}")
+            start = time.time()
+            run_seed(root, base, p, seed, tuple(arms))
+            took.append(time.time() - start)
     timings = read_jsonl(root / "timings.jsonl", missing_ok=True)
     report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics)
     _log(f"report: {root / 'report.html'}")
