@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rejuv.errors import RejuvError
@@ -60,7 +61,8 @@ def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | No
     from transformers.utils import logging as hf_logging
 
     device = resolve_device(device)
-    quiet = not progress and hf_logging.is_progress_bar_enabled()
+    # Off a terminal the loading bar is noise in a log (a second's work drawn as carriage returns).
+    quiet = (not progress or not sys.stderr.isatty()) and hf_logging.is_progress_bar_enabled()
     if quiet:
         hf_logging.disable_progress_bar()
     try:

@@ -17,18 +17,22 @@ def _duration(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+_last_line = [time.monotonic()]  # when any pass last wrote a line: short passes in a row keep the cadence
+
+
 class LogLines:
-    """The part of tqdm's interface the passes use, written as plain log lines."""
+    """The part of tqdm's interface the passes use, written as plain log lines: one whenever `every` seconds
+    have passed since the last line of any pass, and a last one for a pass that wrote or outlived one."""
 
     def __init__(self, total: float | None, desc: str, unit: str, every: float, unit_scale: bool = False, **_):
         self.total, self.desc, self.unit, self.every, self.scale = total, desc, unit, every, unit_scale
         self.done = 0.0
-        self.start = self.last = time.monotonic()
+        self.start = time.monotonic()
         self.lines = 0
 
     def _amount(self, value: float) -> str:
         if not self.scale:
-            return f"{value:g}"
+            return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
         for prefix in ("", "Ki", "Mi", "Gi", "Ti"):
             if abs(value) < 1024 or prefix == "Ti":
                 return f"{value:.1f} {prefix}"
@@ -48,17 +52,17 @@ class LogLines:
             text += f" {self.unit}, {self._amount(rate)} {self.unit}/s, elapsed {_duration(elapsed)}"
         print(text, file=sys.stderr, flush=True)
         self.lines += 1
+        _last_line[0] = now
 
     def update(self, n: float = 1) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
+        if now - _last_line[0] >= self.every:
             self._line(now)
 
     def close(self) -> None:
         now = time.monotonic()
-        if self.lines or now - self.start >= self.every:  # a pass that logged, or outlived one interval
+        if self.lines or now - _last_line[0] >= self.every:
             self._line(now)
 
     def __enter__(self) -> LogLines:
