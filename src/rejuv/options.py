@@ -230,10 +230,6 @@ def click_params(config_cls: type) -> list[click.Parameter]:
     return params
 
 
-def config_keys(config_cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_cls)]
-
-
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """What the CLI needs of a recipe module: its config class, its run function, and the text it prints
