@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import yaml
 
-_TORCH_NAMES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+from rejuv.io.format import torch_name
 
 
 def mergekit_config(base: str, sft: str, alpha: float, out_dtype: str) -> str:
@@ -16,7 +16,7 @@ def mergekit_config(base: str, sft: str, alpha: float, out_dtype: str) -> str:
               "models": [{"model": sft, "parameters": {"weight": float(alpha)}},
                          {"model": base, "parameters": {"weight": float(1.0 - alpha)}}],
               "parameters": {"normalize": False}, "dtype": "float32",
-              "out_dtype": _TORCH_NAMES.get(out_dtype, out_dtype)}
+              "out_dtype": torch_name(out_dtype)}
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -30,11 +30,11 @@ def model_card(manifest: dict, command: str, mergekit: str | None) -> str:
     front = {"base_model": [manifest["base"], manifest["sft"]], "library_name": "transformers",
              "tags": ["rejuv", "merge", "linear" if fusion_only else "rejuvenation"]}
     entropy, accuracy = manifest["entropy"], manifest["calibration_accuracy"]
-    what = (f"the base-anchored fusion θ = α·θ_SFT + (1−α)·θ_base with α = {manifest['alpha']:g}" if fusion_only else
-            f"the base-anchored fusion θ = α·θ_SFT + (1−α)·θ_base with α = {manifest['alpha']:g}, then "
-            f"{manifest['neurons_reset']:,} of {manifest['neurons_total']:,} neurons "
-            f"({manifest['effective_reset_ratio']:.2%}) reset to their base values (ρ = {manifest['rho']:g} per "
-            f"target, {manifest['targets']} targets)")
+    what = f"the base-anchored fusion θ = α·θ_SFT + (1−α)·θ_base with α = {manifest['alpha']:g}"
+    if not fusion_only:
+        what += (f", then {manifest['neurons_reset']:,} of {manifest['neurons_total']:,} neurons "
+                 f"({manifest['effective_reset_ratio']:.2%}) reset to their base values (ρ = {manifest['rho']:g} "
+                 f"per target, {manifest['targets']} targets)")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              "# Rejuvenated checkpoint" if not fusion_only else "# Fused checkpoint", "",
              f"Made by rejuv {manifest['version']} from `{manifest['sft']}` (fine-tuned) "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rejuv.errors import RejuvError
 from rejuv.io.format import dtype_from_name
+from rejuv.io.reader import pickle_refused
 
 DEFAULT_DEVICE = "cuda when a GPU is visible, else cpu"  # what device None means, in option help
 
@@ -96,8 +97,7 @@ def check_model_path(path: str, trust_remote_code: bool = False, allow_pickle: b
     if not any(folder.glob("*.bin")):
         raise RejuvError(f"{path}: no weights (*.safetensors) in the model folder")
     if not allow_pickle:
-        raise RejuvError(f"{path}: weights are pickle files (pytorch_model*.bin), which can run arbitrary code when "
-                         "loaded; convert them to safetensors or pass --allow-pickle if you trust the source")
+        raise RejuvError(pickle_refused(path))
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

@@ -28,17 +28,17 @@ from rejuv.errors import RejuvError
 def option(default: Any = dataclasses.MISSING, *, help: str = "", default_text: str | None = None,  # noqa: A002
            choices: Iterable[str] | Callable[[], Iterable[str]] | None = None,
            known: Callable[[], Iterable[str]] | None = None, flag: str | None = None, short: str | None = None,
-           positional: bool = False, commas: bool = False, cli: bool = True) -> Any:
+           positional: bool = False, commas: bool = False) -> Any:
     """A config field with what the CLI and YAML need to know about it.
 
     `default` may be a list or dict (copied per instance). `default_text` replaces the shown default where
     the real one is decided at run time. `choices` (or a function returning them, for registries) are
     enforced; `known` names are only listed in the help (e.g. rewards, which also take module:function).
     `flag` renames the command-line option; `positional` takes the values as arguments; `commas` lets a
-    list of names be given as one comma-separated value too; `cli=False` keeps the field to YAML alone.
+    list of names be given as one comma-separated value too. A `dict` field is read from YAML alone.
     """
     metadata = {"help": help, "default_text": default_text, "choices": choices, "known": known, "flag": flag,
-                "short": short, "positional": positional, "commas": commas, "cli": cli}
+                "short": short, "positional": positional, "commas": commas}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -121,6 +121,14 @@ def check_value(value: Any, kind: _Type, choices: list[str] | None, where: str) 
     if bad:
         raise RejuvError(f"{where}: {bad[0]!r} is not one of {', '.join(map(str, choices))}")
     return value
+
+
+def check_positive(cfg, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
+    """Numeric options that must be > 0 (or ≥ 0 for `allow_zero`), named in the error."""
+    for name in (*names, *allow_zero):
+        value = getattr(cfg, name)
+        if value is not None and (value < 0 or (value == 0 and name not in allow_zero)):
+            raise RejuvError(f"{name} must be {'≥' if name in allow_zero else '>'} 0, got {value}")
 
 
 def read_yaml(path: str | Path, config_cls: type) -> dict:
@@ -207,7 +215,7 @@ def click_params(config_cls: type) -> list[click.Parameter]:
     hints = _hints(config_cls)
     params: list[click.Parameter] = []
     for f in dataclasses.fields(config_cls):
-        if not f.metadata.get("cli", True) or dict in hints[f.name].base:
+        if dict in hints[f.name].base:
             continue
         kind, choices = hints[f.name], _choices(f)
         if f.metadata.get("positional"):

@@ -70,11 +70,16 @@ def numpy_dtype(dtype: str) -> np.dtype:
     return DTYPES[dtype]
 
 
+def torch_name(name: Any) -> str:
+    """The torch spelling (`bfloat16`, `float32`, ...) of a dtype given in any form `dtype_name` reads."""
+    return _TORCH_NAMES[dtype_name(name)]
+
+
 def dtype_from_name(name: Any) -> torch.dtype:
     """`float32`/`bfloat16`/`float16` (the safetensors spelling, or a torch dtype) to a torch dtype."""
     import torch
 
-    return getattr(torch, _TORCH_NAMES[dtype_name(name)])
+    return getattr(torch, torch_name(name))
 
 
 def as_torch(array: np.ndarray) -> torch.Tensor:

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     import torch
 
 
+def pickle_refused(folder) -> str:
+    """Why a folder with only pickle weights is refused, and what to do (every command says it alike)."""
+    return (f"{folder}: weights are pickle files (pytorch_model*.bin), which can run arbitrary code when loaded; "
+            "convert them to safetensors or pass --allow-pickle if you trust the source")
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -91,10 +97,7 @@ class Checkpoint:
             return loose
         pickled = (p / PICKLE_INDEX).is_file() or (p / PICKLE_SINGLE).is_file()
         if pickled and not allow_pickle:
-            raise RejuvError(
-                f"{p}: weights are pickle files (pytorch_model*.bin), which can run arbitrary code when "
-                "loaded; convert them to safetensors or pass --allow-pickle if you trust the source"
-            )
+            raise RejuvError(pickle_refused(p))
         if pickled:
             self.is_pickle = True
             if (p / PICKLE_INDEX).is_file():

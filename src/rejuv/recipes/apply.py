@@ -38,7 +38,7 @@ from rejuv import __version__
 from rejuv.arch import ArchAdapter, Neurons
 from rejuv.errors import RejuvError, warn
 from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
-from rejuv.io.format import dtype_name
+from rejuv.io.format import FLOAT_DTYPES, dtype_name, numpy_dtype
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import atomic_output_dir, check_output_free
 from rejuv.io.reader import Checkpoint
@@ -58,7 +58,6 @@ AUTO_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
 # Settings an attribution depends on: a reused one must have been computed with the same.
 _ATTRIBUTION_SETTINGS = ("targets_per_sample", "max_samples", "max_length", "target_token", "ranking", "chat_template",
                          "seed", "dtype")
-
 
 
 @dataclass
@@ -125,9 +124,9 @@ def parse_size(text: str | int) -> int:
     try:
         value = float(number)
     except ValueError:
-        raise RejuvError(f"max_shard_size: cannot read size {text!r}; use e.g. 5GB or 500MB") from None
+        value = math.nan
     if unit not in units or not math.isfinite(value) or value * units[unit] < 1:
-        raise RejuvError(f"max_shard_size: cannot read size {text!r}; use e.g. 5GB or 500MB") from None
+        raise RejuvError(f"max_shard_size: cannot read size {text!r}; use e.g. 5GB or 500MB")
     return int(value * units[unit])
 
 
@@ -305,8 +304,9 @@ def run_apply(cfg: ApplyConfig) -> dict:
 
             torch.manual_seed(cfg.seed)
             cfg = replace(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
-            opts = passes.PassOptions(cfg.dtype, cfg.device, cfg.batch_size, cfg.ranking, cfg.trust_remote_code,
-                                      cfg.allow_pickle, cfg.progress)
+            opts = passes.PassOptions(dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
+                                      ranking=cfg.ranking, trust_remote_code=cfg.trust_remote_code,
+                                      allow_pickle=cfg.allow_pickle, progress=cfg.progress)
             model = passes.load_base_like_sft(cfg.base, opts, plan, sft)
             base_stats = passes.entropy_stats(model, adapter, calib, opts, "base")
             del model
@@ -362,7 +362,7 @@ def _stored_dtype(plan: FusionPlan) -> str:
     """The float dtype that holds most of the output's bytes (a checkpoint's weights share one, usually)."""
     sizes: dict[str, int] = {}
     for spec in plan.outputs:
-        if spec.dtype in ("BF16", "F16", "F32", "F64"):
+        if numpy_dtype(spec.dtype) in FLOAT_DTYPES:
             sizes[spec.dtype] = sizes.get(spec.dtype, 0) + spec.nbytes
     return max(sizes, key=sizes.get) if sizes else "F32"
 

@@ -46,7 +46,7 @@ from rejuv.modeling import (
     resolve_device,
     trust_remote_code_option,
 )
-from rejuv.options import Recipe, option
+from rejuv.options import Recipe, check_positive, option
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option, check_mode, prompt_ids, uses_template
 
@@ -186,9 +186,7 @@ def _validate(cfg: EvalConfig) -> list[int]:
         raise RejuvError(f"temperature must be ≥ 0 (0 = greedy), got {cfg.temperature}")
     if not 0 < cfg.top_p <= 1:
         raise RejuvError(f"top_p must lie in (0, 1], got {cfg.top_p}")
-    for name in ("max_new_tokens", "batch_size", "max_problems"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise RejuvError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    check_positive(cfg, "max_new_tokens", "batch_size", "max_problems")
     check_mode(cfg.chat_template)
     eval_dtype(cfg)
     return ks

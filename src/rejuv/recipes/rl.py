@@ -29,12 +29,11 @@ from rejuv.errors import RejuvError
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import check_output_free
 from rejuv.modeling import check_model_path, load_tokenizer
-from rejuv.options import Recipe, option
+from rejuv.options import Recipe, check_positive, option
 from rejuv.prompts import check_mode, model_prompt, uses_template
 from rejuv.rewards import needs_answer, resolve_reward, reward_names
 from rejuv.train.common import (
     TrainingConfig,
-    check_positive,
     check_training,
     distributed_state,
     finish_run,

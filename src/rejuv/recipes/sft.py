@@ -33,11 +33,10 @@ from rejuv.errors import RejuvError
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import check_output_free
 from rejuv.modeling import check_model_path, load_tokenizer
-from rejuv.options import Recipe, option
+from rejuv.options import Recipe, check_positive, option
 from rejuv.prompts import check_mode, sequence_ids, uses_template
 from rejuv.train.common import (
     TrainingConfig,
-    check_positive,
     check_training,
     finish_run,
     lora_config,

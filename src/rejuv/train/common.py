@@ -17,7 +17,7 @@ from rejuv.io.format import dtype_from_name
 from rejuv.io.jsonl import write_json, write_jsonl
 from rejuv.io.output import atomic_output_dir, check_output_free
 from rejuv.modeling import allow_pickle_option, trust_remote_code_option
-from rejuv.options import option
+from rejuv.options import check_positive, option
 from rejuv.prompts import chat_template_option
 
 
@@ -54,14 +54,6 @@ class TrainingConfig:
                                   "tensorboard, ...), repeatable or comma-separated; plasticity figures go there "
                                   "too, as plasticity/*.")
     trl_args: dict = option({}, help="Any other field of TRL's config (YAML only).")
-
-
-def check_positive(cfg, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
-    """Numeric options that must be > 0 (or ≥ 0 for `allow_zero`), named in the error."""
-    for name in (*names, *allow_zero):
-        value = getattr(cfg, name)
-        if value is not None and (value < 0 or (value == 0 and name not in allow_zero)):
-            raise RejuvError(f"{name} must be {'≥' if name in allow_zero else '>'} 0, got {value}")
 
 
 def check_training(cfg: TrainingConfig) -> None:
