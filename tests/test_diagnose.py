@@ -53,7 +53,8 @@ def report_dir(trained, tmp_path_factory):
     result = CliRunner().invoke(main, [
         "diagnose", "--base", str(trained / "base"), str(trained / "e1" / "epoch-1"), str(trained / "e16" / "epoch-16"),
         "--calib", str(trained / "calib.jsonl"), "--eval", str(trained / "bench.jsonl"), "--k", "4",
-        "--max-new-tokens", "12", "--chat-template", "never", "--out", str(out), "--no-progress"])
+        "--eval-samples", "4", "--eval-max-new-tokens", "12",
+        "--chat-template", "never", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "epoch-16" in result.stdout and "OVER-TRAINED" in result.stdout
     return out
@@ -160,7 +161,7 @@ def test_diagnose_bad_input(trained, tmp_path):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=tmp_path / "calib_bad.jsonl", **common)
     with pytest.raises(RejuvError, match="--k 8 is larger than the 4 samples drawn"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
-                 eval=str(trained / "bench.jsonl"), k=8, samples=4, **common)
+                 eval=str(trained / "bench.jsonl"), k=8, evaluation={"samples": 4}, **common)
     assert not (tmp_path / "rep").exists()
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.options import build_config, option
+from rejuv.options import build_config, click_params, compose, option, settings_of
 
 
 @dataclass
@@ -24,6 +24,18 @@ class Toy:
     grid: list[float] | None = option(None, help="Numbers.")
     names: list[str] = option([], flag="--name", help="Labels.")
     mode: str = option("a", choices=("a", "b"), help="A choice.")
+
+
+Inner = settings_of(Toy, "Inner", owned=("out", "names"), defaults={"steps": 9, "grid": [1.0]})
+
+
+@dataclass
+class Outer:
+    """A recipe that runs Toy as one of its steps."""
+
+    out: str = option(help="Output.")
+    inner: Inner = option(Inner(), flag="--in", help="Toy:")
+    steps: int = option(1, help="Outer steps.")
 
 
 def _yaml(tmp_path, text):
@@ -115,3 +127,57 @@ def test_an_unforeseen_failure_is_one_line_and_debug_shows_the_traceback(monkeyp
     assert "Traceback" not in result.output
     debug = CliRunner().invoke(main, ["--debug", *args])
     assert isinstance(debug.exception, ZeroDivisionError)
+
+
+def test_a_section_keeps_the_inner_recipes_fields_types_and_the_callers_defaults(tmp_path):
+    cfg = build_config(Outer, {"out": "o"})
+    assert cfg.inner == Inner(alpha=0.5, steps=9, overwrite=False, rho=0.01, grid=[1.0], mode="a")
+    assert cfg.inner.grid is not build_config(Outer, {"out": "o"}).inner.grid  # no shared default list
+    path = _yaml(tmp_path, "out: o\nsteps: 2\ninner:\n  steps: 5\n  mode: b\n")
+    cfg = build_config(Outer, {"inner__alpha": "0.25", "inner__mode": None}, path)  # click's <field>__<option>
+    assert (cfg.steps, cfg.inner.steps, cfg.inner.mode, cfg.inner.alpha) == (2, 5, "b", 0.25)
+    toy = compose(Toy, cfg.inner, out="x", names=["n"])
+    assert toy == Toy(out="x", alpha=0.25, steps=5, overwrite=False, rho=0.01, grid=[1.0], names=["n"], mode="b")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("inner:\n  steps: x", "option inner.steps: expected an integer, got 'x'"),
+    ("inner:\n  out: o", "option inner: unknown option 'out'"),  # owned by the caller
+    ("inner: 3", "option inner: expected a mapping of inner options, got 3"),
+    ("inner:\n  mode: c", "option inner.mode: 'c' is not one of a, b"),
+])
+def test_bad_section_values_name_the_file_and_the_dotted_key(tmp_path, text, message):
+    path = _yaml(tmp_path, "out: o\n" + text + "\n")
+    with pytest.raises(RejuvError) as err:
+        build_config(Outer, {}, path)
+    assert message in str(err.value) and path in str(err.value)
+
+
+def test_section_flags_carry_the_prefix_and_the_inner_help():
+    params = {p.name: p for p in click_params(Outer)}
+    assert params["inner__alpha"].opts == ["--in-alpha"]
+    assert params["inner__overwrite"].secondary_opts == ["--no-in-overwrite"]
+    assert params["inner__steps"].help.startswith("Toy: Steps.") and "[9]" in params["inner__steps"].help
+    assert "inner__out" not in params and "inner__names" not in params
+    with pytest.raises(RejuvError, match="--in-steps: expected an integer"):
+        build_config(Outer, {"out": "o", "inner__steps": "many"})
+    with pytest.raises(ValueError, match="required field 'out'"):
+        settings_of(Toy, "Bad", owned=())
+
+
+def test_plan_composes_its_probes_and_evaluations_from_rl_and_eval():
+    """Every option of `rejuv rl` and `rejuv eval` that plan does not set itself is a plan option."""
+    from dataclasses import fields
+
+    from rejuv.recipes.eval import SET_BY_CALLER, EvalConfig
+    from rejuv.recipes.plan import PlanConfig, ProbeSettings
+    from rejuv.recipes.rl import RLRecipeConfig
+
+    probe = {f.name for f in fields(ProbeSettings)}
+    assert {"learning_rate", "beta", "temperature", "loss_type", "use_vllm", "lora"} <= probe
+    assert probe | {"model", "data", "out", "max_steps", "seed", "save_model", "chat_template", "trust_remote_code",
+                    "allow_pickle", "progress", "overwrite"} == {f.name for f in fields(RLRecipeConfig)}
+    evaluation = {f.name for f in fields(type(PlanConfig.__dataclass_fields__["evaluation"].default_factory()))}
+    assert evaluation | set(SET_BY_CALLER) == {f.name for f in fields(EvalConfig)}
+    result = CliRunner().invoke(main, ["plan", "--help"]).output
+    assert "--probe-learning-rate" in result and "--eval-temperature" in result and "--probe-use-vllm" in result

@@ -22,7 +22,7 @@ from rejuv.handoff.search import (
     slope,
     uncertainty,
 )
-from rejuv.recipes.plan import PlanConfig, run_plan
+from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.stats import spearman
 
 from tiny import build_model, perturbed, save, weights, write_calibration
@@ -152,9 +152,10 @@ def planning(tmp_path_factory):
 def small_plan(root, out, **overrides) -> PlanConfig:
     values = dict(base=str(root / "base"), checkpoints=[str(root / "early"), str(root / "late")],
                   calib=str(root / "calib.jsonl"), probe_data=str(root / "rl.jsonl"), out=str(out),
-                  rewards=["tiny:contains_seven"], budget_steps=4, alphas=[0.5], rhos=[0.0, 0.05], probe_top=1,
-                  learning_rate=2e-2, num_generations=4, prompts_per_step=2, max_completion_length=6, samples=2, k=2,
-                  max_problems=4, max_new_tokens=6, max_samples=8, progress=False)
+                  budget_steps=4, alphas=[0.5], rhos=[0.0, 0.05], probe_top=1, k=2, max_samples=8, progress=False,
+                  probe=ProbeSettings(rewards=["tiny:contains_seven"], learning_rate=2e-2, num_generations=4,
+                                      per_device_batch_size=8, max_completion_length=6),
+                  evaluation=PlanEvaluation(samples=2, max_problems=4, max_new_tokens=6))
     values.update(overrides)
     return PlanConfig(**values)
 
@@ -218,9 +219,11 @@ def test_plan_refuses_a_reward_that_is_always_zero(planning, tmp_path):
     result = CliRunner().invoke(main, [
         "plan", str(planning / "early"), str(planning / "late"), "--base", str(planning / "base"),
         "--calib", str(planning / "calib.jsonl"), "--probe-data", str(planning / "rl.jsonl"),
-        "--reward", "tiny:always_zero", "--budget-steps", "4", "--alphas", "0.5", "--rhos", "0", "--probe-top", "0",
-        "--num-generations", "4", "--prompts-per-step", "2", "--max-completion-length", "4", "--samples", "2",
-        "--k", "2", "--max-problems", "2", "--max-new-tokens", "4", "--max-samples", "4", "--no-progress",
+        "--probe-reward", "tiny:always_zero", "--budget-steps", "4", "--alphas", "0.5", "--rhos", "0",
+        "--probe-top", "0",
+        "--probe-num-generations", "4", "--probe-per-device-batch-size", "8", "--probe-max-completion-length", "4",
+        "--eval-samples", "2", "--k", "2", "--eval-max-problems", "2", "--eval-max-new-tokens", "4",
+        "--max-samples", "4", "--no-progress",
         "--out", str(tmp_path / "zero")])
     assert result.exit_code != 0
     assert "averaged 0 at every step of every RL probe" in result.output
@@ -254,10 +257,11 @@ def chat_sft(tmp_path_factory):
 def test_plan_on_plain_text_problems_of_a_chat_model_sees_reward(chat_sft, tmp_path):
     values = dict(base=str(chat_sft / "base"), checkpoints=[str(chat_sft / "sft" / "epoch-4"),
                   str(chat_sft / "sft" / "epoch-8")], calib=str(chat_sft / "sft.jsonl"),
-                  probe_data=str(chat_sft / "problems.jsonl"), rewards=["math_verify"], budget_steps=4, alphas=[0.9],
-                  rhos=[0.0], probe_top=0, learning_rate=1e-4, num_generations=4, prompts_per_step=2,
-                  max_completion_length=10, samples=2, k=2, max_problems=4, max_new_tokens=10, max_samples=8,
-                  progress=False)
+                  probe_data=str(chat_sft / "problems.jsonl"), budget_steps=4, alphas=[0.9], rhos=[0.0],
+                  probe_top=0, k=2, max_samples=8, progress=False,
+                  probe=ProbeSettings(learning_rate=1e-4, num_generations=4, per_device_batch_size=8,
+                                      max_completion_length=10),
+                  evaluation=PlanEvaluation(samples=2, max_problems=4, max_new_tokens=10))
     plan = run_plan(PlanConfig(out=str(tmp_path / "plan"), **values))
     rewards = [r for c in plan["checkpoints"] for r in c["probe"]["rewards"]]
     assert max(rewards) > -1.0  # the probes answered in the format SFT taught

@@ -11,9 +11,9 @@ import rejuv.recipes.diagnose
 from rejuv.errors import RejuvError
 from rejuv.prompts import prompt_ids, sequence_ids, uses_template
 from rejuv.recipes.apply import ApplyConfig, run_apply
-from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
+from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, run_diagnose
 from rejuv.recipes.eval import EvalConfig, TransformersEngine, run_eval
-from rejuv.recipes.plan import PlanConfig, run_plan
+from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
@@ -138,14 +138,17 @@ def every_command(tmp_path_factory):
         "eval": lambda out: run_eval(EvalConfig(checkpoints=[sft], data=[problems], out=out, samples=1,
                                                 max_new_tokens=2, progress=False)),
         "diagnose": lambda out: run_diagnose(DiagnoseConfig(base=base, checkpoints=[sft], calib=rows, out=out,
-                                                            eval=problems, k=1, max_new_tokens=2, progress=False)),
+                                                            eval=problems, k=1, progress=False,
+                                                            evaluation=DiagnoseEvaluation(samples=1,
+                                                                                          max_new_tokens=2))),
         "apply": lambda out: run_apply(ApplyConfig(base=base, sft=sft, calib=rows, out=out, rho=0.05,
                                                    progress=False)),
         "plan": lambda out: run_plan(PlanConfig(
             base=base, checkpoints=[base, sft], names=["b", "s"], calib=rows, probe_data=problems, out=out,
-            rewards=["tiny:contains_seven"], budget_steps=4, alphas=[0.5], rhos=[0.0], probe_top=0,
-            num_generations=2, prompts_per_step=2, max_completion_length=3, samples=1, k=1, max_new_tokens=2,
-            progress=False)),
+            budget_steps=4, alphas=[0.5], rhos=[0.0], probe_top=0, k=1, progress=False,
+            probe=ProbeSettings(rewards=["tiny:contains_seven"], num_generations=2, per_device_batch_size=4,
+                                max_completion_length=3),
+            evaluation=PlanEvaluation(samples=1, max_new_tokens=2))),
     }
     stale = {}
     try:

@@ -7,6 +7,12 @@ options, `build_config` fills the dataclass from a YAML file and the command lin
 command line) and checks every value against its annotation, so `overwrite: 'false'` or `alpha: abc`
 is an error naming the key, not a truthy string or a traceback. This module imports neither torch nor
 any recipe: the CLI builds a command only when it runs.
+
+A recipe that runs another recipe (plan runs rl and eval) *composes* its config: `settings_of` derives
+a section class from the other recipe's config (its fields, help and types; the caller's own defaults),
+leaving out the fields the caller sets itself; the section is one field of the caller's config, read
+from a YAML mapping (`probe: {learning_rate: 1e-6}`) or prefixed flags (`--probe-learning-rate`), and
+`compose` builds the other recipe's config from it. No field is declared twice or copied by hand.
 """
 
 from __future__ import annotations
@@ -41,7 +47,44 @@ def option(default: Any = dataclasses.MISSING, *, help: str = "", default_text: 
                 "short": short, "positional": positional, "commas": commas}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    if dataclasses.is_dataclass(default):  # a section: each config gets its own copy
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def settings_of(config_cls: type, name: str, owned: Iterable[str], defaults: dict[str, Any] | None = None) -> type:
+    """A section class: the fields of `config_cls` except `owned` (which the composing recipe sets), with
+    their help, types and choices, and `defaults` where the composing recipe's differ."""
+    owned, defaults = set(owned), dict(defaults or {})
+    hints = typing.get_type_hints(config_cls)
+    unknown = (owned | set(defaults)) - {f.name for f in dataclasses.fields(config_cls)}
+    if unknown:
+        raise ValueError(f"{name}: {config_cls.__name__} has no field(s) {sorted(unknown)}")
+    fields = []
+    for f in dataclasses.fields(config_cls):
+        if f.name in owned:
+            continue
+        metadata = {**f.metadata, "short": None}  # short flags belong to the recipe's own command
+        if f.name in defaults:
+            metadata["default_text"] = None
+            value = defaults[f.name]
+            new = dataclasses.field(default_factory=lambda v=value: type(v)(v), metadata=metadata) \
+                if isinstance(value, list | dict) else dataclasses.field(default=value, metadata=metadata)
+        elif f.default is not dataclasses.MISSING:
+            new = dataclasses.field(default=f.default, metadata=metadata)
+        elif f.default_factory is not dataclasses.MISSING:
+            new = dataclasses.field(default_factory=f.default_factory, metadata=metadata)
+        else:
+            raise ValueError(f"{name}: required field {f.name!r} of {config_cls.__name__} must be owned")
+        fields.append((f.name, hints[f.name], new))
+    section = dataclasses.make_dataclass(name, fields)
+    section.__doc__ = f"The {config_cls.__name__} fields a composing recipe leaves to its user."
+    return section
+
+
+def compose(config_cls: type, settings: Any, **owned: Any) -> Any:
+    """`config_cls` from a section (see `settings_of`) and the fields the composing recipe sets."""
+    return config_cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}, **owned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +109,12 @@ def _field_type(hint: Any) -> _Type:
 def _hints(config_cls: type) -> dict[str, _Type]:
     hints = typing.get_type_hints(config_cls)
     return {f.name: _field_type(hints[f.name]) for f in dataclasses.fields(config_cls)}
+
+
+def _sections(config_cls: type) -> dict[str, type]:
+    """The fields of `config_cls` that are sections (name → section class)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls) if dataclasses.is_dataclass(hints[f.name])}
 
 
 def _choices(field: dataclasses.Field) -> list[str] | None:
@@ -132,7 +181,8 @@ def check_positive(cfg, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
 
 
 def read_yaml(path: str | Path, config_cls: type) -> dict:
-    """A flat YAML mapping of option names (dashes or underscores) to values; unknown keys are errors."""
+    """A YAML mapping of option names (dashes or underscores) to values, a section's options as a nested
+    mapping; unknown keys are errors."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -141,30 +191,52 @@ def read_yaml(path: str | Path, config_cls: type) -> dict:
         return {}
     if not isinstance(data, dict):
         raise RejuvError(f"{path}: expected a mapping of option names to values, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(config_cls)}
+    return _named(data, config_cls, f"{path}: ")
+
+
+def _named(data: dict, config_cls: type, where: str) -> dict:
+    known, sections = {f.name for f in dataclasses.fields(config_cls)}, _sections(config_cls)
     values = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known:
-            raise RejuvError(f"{path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
+            raise RejuvError(f"{where}unknown option {key!r}; known: {', '.join(sorted(known))}")
+        if name in sections:
+            if not isinstance(value, dict):
+                raise RejuvError(f"{where}option {name}: expected a mapping of {name} options, got {value!r}")
+            value = _named(value, sections[name], f"{where}option {name}: ")
         values[name] = value
     return values
 
 
 def build_config(config_cls: type, given: dict[str, Any], config_path: str | None = None):
-    """`config_cls` from its defaults, then the YAML file, then the command line (None: not given there)."""
+    """`config_cls` from its defaults, then the YAML file, then the command line (None: not given there).
+    A section's command-line values come as `<section>__<field>` (see `click_params`)."""
+    from_yaml = read_yaml(config_path, config_cls) if config_path else {}
+    return _fill(config_cls, from_yaml, given, f"{config_path}: " if config_path else "", "", "--")
+
+
+def _fill(config_cls: type, from_yaml: dict, given: dict[str, Any], where: str, name_prefix: str,
+          flag_prefix: str):
     hints = _hints(config_cls)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    sections = _sections(config_cls)
     values = {}
-    if config_path:
-        for name, value in read_yaml(config_path, config_cls).items():
-            values[name] = check_value(value, hints[name], _choices(fields[name]), f"{config_path}: option {name}")
+    for name, section in sections.items():
+        inner = {k.removeprefix(f"{name}__"): v for k, v in given.items() if k.startswith(f"{name}__")}
+        flag = _flag(fields[name]).removeprefix("--")
+        values[name] = _fill(section, from_yaml.get(name, {}), inner, where, f"{name_prefix}{name}.",
+                             f"{flag_prefix}{flag}-")
+    for name, value in from_yaml.items():
+        if name not in sections:
+            values[name] = check_value(value, hints[name], _choices(fields[name]), f"{where}option {name_prefix}{name}")
     for name, value in given.items():
-        if value is None or value == () or name not in fields:
+        if value is None or value == () or name not in fields or name in sections:
             continue
         if hints[name].is_list and isinstance(value, str | tuple):
             value = split_list(value, hints[name], fields[name])
-        values[name] = check_value(value, hints[name], _choices(fields[name]), _flag(fields[name]))
+        flag = flag_prefix + _flag(fields[name]).removeprefix("--")
+        values[name] = check_value(value, hints[name], _choices(fields[name]), flag)
     missing = [f for f in fields.values() if f.name not in values and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -210,31 +282,40 @@ def help_text(field: dataclasses.Field) -> str:
     return f"{text} [{shown}]".strip() if shown is not None else text
 
 
-def click_params(config_cls: type) -> list[click.Parameter]:
-    """The command-line options (and arguments) of `config_cls`, every default None ('not given')."""
-    hints = _hints(config_cls)
+def click_params(config_cls: type, name_prefix: str = "", flag_prefix: str = "--",
+                 help_prefix: str = "") -> list[click.Parameter]:
+    """The command-line options (and arguments) of `config_cls`, every default None ('not given'). A
+    section's options are prefixed with its flag (`--probe-learning-rate`, passed as `probe__learning_rate`)."""
+    hints, sections = _hints(config_cls), _sections(config_cls)
     params: list[click.Parameter] = []
     for f in dataclasses.fields(config_cls):
+        if f.name in sections:
+            flag = _flag(f).removeprefix("--")
+            params += click_params(sections[f.name], f"{name_prefix}{f.name}__", f"{flag_prefix}{flag}-",
+                                   f.metadata.get("help", "") + " ")
+            continue
         if dict in hints[f.name].base:
             continue
         kind, choices = hints[f.name], _choices(f)
+        name = name_prefix + f.name
         if f.metadata.get("positional"):
-            params.append(click.Argument([f.name], nargs=-1))
+            params.append(click.Argument([name], nargs=-1))
             continue
-        decls = [_flag(f)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
-        common = {"default": None, "show_default": False, "help": help_text(f)}
+        flag = flag_prefix + _flag(f).removeprefix("--")
+        decls = [flag] + ([f.metadata["short"]] if f.metadata.get("short") else [])
+        common = {"default": None, "show_default": False, "help": help_prefix + help_text(f)}
         if kind.base == (bool,):
-            negative = "--no-" + _flag(f).removeprefix("--")
-            params.append(click.Option([f"{decls[0]}/{negative}", *decls[1:], f.name], **common))
+            negative = "--no-" + flag.removeprefix("--")
+            params.append(click.Option([f"{decls[0]}/{negative}", *decls[1:], name], **common))
         elif kind.is_list:
             listed = choices is not None and kind.base == (str,) and not f.metadata.get("commas")
             repeat = kind.base == (str,)  # names and paths repeat the option; numbers are one comma list
-            params.append(click.Option([*decls, f.name], multiple=repeat, metavar=None if repeat else "LIST",
+            params.append(click.Option([*decls, name], multiple=repeat, metavar=None if repeat else "LIST",
                                        type=click.Choice(choices) if listed else None, **common))
         else:
             numeric = {(int,): click.INT, (float,): click.FLOAT}.get(kind.base)
             click_type = click.Choice(choices) if choices else numeric
-            params.append(click.Option([*decls, f.name], type=click_type, **common))
+            params.append(click.Option([*decls, name], type=click_type, **common))
     return params
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from rejuv.errors import RejuvError
 from rejuv.lab.rules import candidate
 from rejuv.recipes.eval import EvalConfig, run_eval
-from rejuv.recipes.plan import PlanConfig, run_plan
+from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.recipes.sft import epoch_dir_name
 from rejuv.stats import format_mean_sd, mean_sd, spearman
@@ -46,12 +46,10 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     plan_dir = root / "plan"
     config = PlanConfig(
         base=str(base), checkpoints=[str(e) for e in epochs], calib=str(files["calib"]), probe_data=str(files["rl"]),
-        eval_data=str(files["id"]), out=str(plan_dir), rewards=list(p.rewards), budget_steps=p.plan_probe_steps,
-        alphas=list(p.plan_alphas), rhos=list(p.plan_rhos), probe_top=2, keep_candidates=True,
-        learning_rate=p.rl_lr, num_generations=p.num_generations, prompts_per_step=p.rl_prompts_per_step,
-        max_completion_length=p.max_completion_length, samples=p.samples, k=p.samples, max_problems=p.eval_rows,
-        max_new_tokens=p.max_completion_length, chat_template="never", max_samples=p.calib_rows, device=p.device,
-        seed=seed, progress=False)
+        eval_data=str(files["id"]), out=str(plan_dir), budget_steps=p.plan_probe_steps, alphas=list(p.plan_alphas),
+        rhos=list(p.plan_rhos), probe_top=2, keep_candidates=True, probe=ProbeSettings(**p.grpo_settings()),
+        evaluation=PlanEvaluation(**p.eval_settings(), max_problems=p.eval_rows), k=p.samples, chat_template="never",
+        max_samples=p.calib_rows, device=p.device, seed=seed, progress=False)
     step(out, plan_dir, f"seed {seed}: rejuv plan over epochs {p.plan_epochs} ({p.plan_probe_steps}-step probes)",
          lambda: _plan_or_record(config, plan_dir))
     if not (plan_dir / "plan.json").exists():
@@ -68,18 +66,14 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     runs = {}
     for name, start in starts.items():
         runs[name] = by_start.setdefault(str(start), truth / "rl" / name)  # one run per start
-        config = RLRecipeConfig(
-            model=str(start), data=str(files["rl"]), out=str(runs[name]), rewards=list(p.rewards),
-            learning_rate=p.rl_lr, max_steps=p.rl_steps, num_generations=p.num_generations,
-            per_device_batch_size=p.rl_prompts_per_step * p.num_generations,
-            max_completion_length=p.max_completion_length, seed=seed, progress=False)
+        config = RLRecipeConfig(model=str(start), data=str(files["rl"]), out=str(runs[name]), max_steps=p.rl_steps,
+                                seed=seed, progress=False, **p.grpo_settings())
         step(out, runs[name], f"seed {seed}: planner check, full GRPO from {name}", lambda c=config: run_rl(c))
     truth.mkdir(parents=True, exist_ok=True)
     (truth / "runs.json").write_text(json.dumps({n: str(r) for n, r in runs.items()}, indent=2) + "\n")
     unique = list(dict.fromkeys(str(r) for r in runs.values()))
-    config = EvalConfig(checkpoints=unique, data=[str(files["id"]), str(files["ood"])],
-                        out=str(truth / "eval"), samples=p.samples, max_new_tokens=p.max_completion_length,
-                        chat_template="never", seed=seed, progress=False)
+    config = EvalConfig(checkpoints=unique, data=[str(files["id"]), str(files["ood"])], out=str(truth / "eval"),
+                        chat_template="never", seed=seed, progress=False, **p.eval_settings())
     step(out, truth / "eval", f"seed {seed}: planner check, evaluation after RL", lambda: run_eval(config))
 
 

@@ -65,6 +65,17 @@ class Preset:
     # this run is then a test seed.
     planner_rule: str | None = None
 
+    def grpo_settings(self) -> dict:
+        """The `rejuv rl` options every GRPO run of the lab shares: the arms', the planner's probes and its
+        full runs (so a start the arms and the planner share has one run)."""
+        return {"rewards": list(self.rewards), "learning_rate": self.rl_lr, "num_generations": self.num_generations,
+                "per_device_batch_size": self.rl_prompts_per_step * self.num_generations,
+                "max_completion_length": self.max_completion_length}
+
+    def eval_settings(self) -> dict:
+        """The `rejuv eval` options every evaluation of the lab shares."""
+        return {"samples": self.samples, "max_new_tokens": self.max_completion_length}
+
 
 _SMALL = dict(hidden=128, layers=4, pretrain_texts=8000, pretrain_epochs=4, pretrain_lr=1e-3, sft_rows=400,
               sft_batch=8, mod_epochs=2, over_epochs=32, sft_lr=1e-3, calib_rows=64, rl_rows=2000, rl_steps=500,

@@ -136,11 +136,9 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             ckpt["modsft_rejuv"] = root / "modsft_rejuv"
     for arm in arms:
         config = RLRecipeConfig(
-            model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm),
-            learning_rate=p.rl_lr, max_steps=p.rl_steps, num_generations=p.num_generations,
-            per_device_batch_size=p.rl_prompts_per_step * p.num_generations,
-            max_completion_length=_completion_length(arm, p), seed=seed, progress=False,
-            **{"rewards": list(p.rewards), **_rl_options(arm, p, files)})
+            model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), max_steps=p.rl_steps, seed=seed,
+            progress=False, **{**p.grpo_settings(), "max_completion_length": _completion_length(arm, p),
+                               **_rl_options(arm, p, files)})
         _step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
               lambda c=config: run_rl(c))
     # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
@@ -148,9 +146,8 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
     for arm in arms:
         for stage, path in (("before", ckpt[arm]), ("after", root / "rl" / arm)):
             config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
-                                out=str(root / f"eval_{stage}" / arm), samples=p.samples,
-                                max_new_tokens=_completion_length(arm, p), chat_template="never", seed=seed,
-                                progress=False)
+                                out=str(root / f"eval_{stage}" / arm), chat_template="never", seed=seed,
+                                progress=False, **{**p.eval_settings(), "max_new_tokens": _completion_length(arm, p)})
             _step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
                   lambda c=config: run_eval(c))
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),

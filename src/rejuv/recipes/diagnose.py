@@ -38,11 +38,13 @@ from rejuv.modeling import (
     load_frozen_model,
     trust_remote_code_option,
 )
-from rejuv.options import Recipe, option
+from rejuv.options import Recipe, compose, option
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option
+from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
 
 SCHEMA = Path(__file__).parents[1] / "diagnostics" / "report.schema.json"
+DiagnoseEvaluation = evaluation_settings("DiagnoseEvaluation", samples=8, max_new_tokens=512)
 
 
 
@@ -55,11 +57,8 @@ class DiagnoseConfig:
     calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
     out: str = option(help="Report folder: report.json, report.html, PNG plots.")
     eval: str | None = option(None, help="Benchmark (problem/answer rows): adds pass@1, pass@k and their gap.")
-    k: int = option(8, help="k of pass@k.")
-    samples: int | None = option(None, help="Samples drawn per problem.", default_text="k")
-    temperature: float = option(0.6, help="Sampling temperature of the pass@k problems.")
-    max_new_tokens: int = option(512, help="Completion tokens per sample.")
-    max_problems: int | None = option(None, help="Evaluate the first N problems.")
+    k: int = option(8, help="k of pass@k (at most --eval-samples).")
+    evaluation: DiagnoseEvaluation = option(DiagnoseEvaluation(), flag="--eval", help="Sampling:")
     chat_template: str = chat_template_option()
     max_samples: int = option(64, help="Calibration rows used.")
     max_length: int = option(2048, help="Truncate calibration sequences to this many tokens.")
@@ -88,33 +87,32 @@ def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) ->
     return labels
 
 
-def _validate(cfg: DiagnoseConfig) -> int:
+def _validate(cfg: DiagnoseConfig) -> None:
     if not cfg.checkpoints:
         raise RejuvError("give at least one checkpoint to diagnose")
     check_device(cfg.device)
-    samples = cfg.samples or cfg.k
     if cfg.eval:
+        samples = cfg.evaluation.samples
         if cfg.k < 1:
             raise RejuvError(f"--k must be at least 1, got {cfg.k}")
         if cfg.k > samples:
             raise RejuvError(f"--k {cfg.k} is larger than the {samples} samples drawn per problem; "
-                             f"pass@{cfg.k} needs at least {cfg.k} (raise --samples)")
-    return samples
+                             f"pass@{cfg.k} needs at least {cfg.k} (raise --eval-samples)")
 
 
 
 def run_diagnose(cfg: DiagnoseConfig) -> dict:
-    samples = _validate(cfg)
+    _validate(cfg)
     out = Path(cfg.out)
     check_output_free(out, cfg.overwrite, inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.eval))
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
         ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]
-        return _diagnose(cfg, samples, out, labels, base, ckpts)
+        return _diagnose(cfg, out, labels, base, ckpts)
 
 
-def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], base: Checkpoint,
+def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoint,
               ckpts: list[Checkpoint]) -> dict:
     adapter = adapter_for(base.config, where=str(base.path))
     plans = [plan_fusion(base, c) for c in ckpts]  # refuses a different architecture, naming the tensor
@@ -156,20 +154,16 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
 
     with atomic_output_dir(out, cfg.overwrite) as tmp:
         if cfg.eval:
-            from rejuv.recipes.eval import EvalConfig, run_eval
-
-            ev = run_eval(EvalConfig(checkpoints=list(cfg.checkpoints), data=[cfg.eval], out=str(tmp / "eval"),
-                                     samples=samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
-                                     max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems,
-                                     seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
-                                     trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-                                     progress=cfg.progress))
+            ev = run_eval(compose(EvalConfig, cfg.evaluation, checkpoints=list(cfg.checkpoints), data=[cfg.eval],
+                                  out=str(tmp / "eval"), pass_k=sorted({1, cfg.k}), seed=cfg.seed, device=cfg.device,
+                                  chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code,
+                                  allow_pickle=cfg.allow_pickle, progress=cfg.progress, overwrite=False))
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
                 pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]
                 entry["sampling"] = {"pass@1": pass1, "pass@k": passk, "gap": passk - pass1}
             first = ev["results"][0]
-            report["sampling"] = {"path": cfg.eval, "problems": first["problems"], "samples": samples, "k": cfg.k,
-                                  "temperature": cfg.temperature, "engine": ev["engine"]}
+            report["sampling"] = {"path": cfg.eval, "problems": first["problems"], "samples": cfg.evaluation.samples,
+                                  "k": cfg.k, "temperature": cfg.evaluation.temperature, "engine": ev["engine"]}
         assess(report["checkpoints"])
         images = {"drift_heatmap": plot_drift_heatmaps(report["checkpoints"]),
                   "entropy_histograms": plot_entropy_histograms(report["checkpoints"], report["base"]["outputs"])}
@@ -184,10 +178,12 @@ def _diagnose(cfg: DiagnoseConfig, samples: int, out: Path, labels: list[str], b
 
 
 def diagnose(base: str | os.PathLike, checkpoints: list[str | os.PathLike], calib: str | os.PathLike,
-             out: str | os.PathLike, **options) -> dict:
-    """Python API of `rejuv diagnose`; returns the report written to `out/report.json`."""
+             out: str | os.PathLike, evaluation: dict | None = None, **options) -> dict:
+    """Python API of `rejuv diagnose`; `evaluation` holds the sampling options (`samples`, `temperature`, ...).
+    Returns the report written to `out/report.json`."""
     return run_diagnose(DiagnoseConfig(base=str(base), checkpoints=[str(c) for c in checkpoints],
-                                       calib=str(calib), out=str(out), **options))
+                                       calib=str(calib), out=str(out),
+                                       evaluation=DiagnoseEvaluation(**(evaluation or {})), **options))
 
 
 def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:

@@ -46,7 +46,7 @@ from rejuv.modeling import (
     resolve_device,
     trust_remote_code_option,
 )
-from rejuv.options import Recipe, check_positive, option
+from rejuv.options import Recipe, check_positive, option, settings_of
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option, check_mode, prompt_ids, uses_template
 
@@ -88,6 +88,16 @@ class EvalConfig:
     trust_remote_code: bool = trust_remote_code_option()
     allow_pickle: bool = allow_pickle_option()
     progress: bool = option(True, help="Progress bars and resume messages.")
+
+
+# What a recipe that evaluates as one of its steps (diagnose, plan) sets itself; the rest is its user's.
+SET_BY_CALLER = ("checkpoints", "data", "out", "pass_k", "seed", "chat_template", "device", "trust_remote_code",
+                 "allow_pickle", "progress", "overwrite")
+
+
+def evaluation_settings(name: str, **defaults) -> type:
+    """The section of EvalConfig a composing recipe exposes (`--eval-temperature`, YAML `evaluation:`)."""
+    return settings_of(EvalConfig, name, SET_BY_CALLER, defaults)
 
 
 def choose_engine(name: str) -> str:

@@ -40,13 +40,12 @@ from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import atomic_output_dir, check_output_free
 from rejuv.io.reader import Checkpoint
 from rejuv.modeling import DEFAULT_DEVICE, allow_pickle_option, trust_remote_code_option
-from rejuv.options import Recipe, option
+from rejuv.options import Recipe, compose, option, settings_of
 from rejuv.prompts import chat_template_option
 from rejuv.recipes.apply import ApplyConfig, run_apply
-from rejuv.recipes.diagnose import DiagnoseConfig, checkpoint_labels, run_diagnose
-from rejuv.recipes.eval import EvalConfig, run_eval
-from rejuv.recipes.rl import RLRecipeConfig, run_rl
-from rejuv.rewards import reward_names
+from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, checkpoint_labels, run_diagnose
+from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
+from rejuv.recipes.rl import RLRecipeConfig, check_rl, run_rl
 from rejuv.stats import spearman
 from rejuv.train.plasticity import read_plasticity_log
 
@@ -61,6 +60,13 @@ SIGNALS = {
 }
 
 
+# The probes are `rejuv rl` runs and the evaluations `rejuv eval` runs: their settings are those recipes'
+# options (`probe:` and `evaluation:` in YAML, `--probe-*` and `--eval-*` flags), less what plan sets itself.
+ProbeSettings = settings_of(RLRecipeConfig, "ProbeSettings", owned=(
+    "model", "data", "out", "max_steps", "seed", "save_model", "chat_template", "trust_remote_code", "allow_pickle",
+    "progress", "overwrite"), defaults={"per_device_batch_size": 32, "max_completion_length": 512})
+PlanEvaluation = evaluation_settings("PlanEvaluation", max_new_tokens=512, max_problems=64)
+
 
 @dataclass
 class PlanConfig:
@@ -73,8 +79,6 @@ class PlanConfig:
     out: str = option(help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
     names: list[str] = option([], flag="--name", help="Label per checkpoint, in order (repeat the option).",
                               default_text="folder names")
-    rewards: list[str] = option(["math_verify"], flag="--reward", known=reward_names,
-                                help="Reward of the probes (repeatable), or module:function.")
     eval_data: str | None = option(None, help="Problems for pass@1 / pass@k.", default_text="the probe data")
     budget_steps: int = option(30, help="GRPO steps per probe.")
     alphas: list[float] = option([0.3, 0.5, 0.7, 0.9], help="α grid of the search, comma-separated.")
@@ -83,19 +87,9 @@ class PlanConfig:
                                    default_text="the last")
     probe_top: int = option(2, help="Search candidates that get an RL probe.")
     keep_candidates: bool = option(False, help="Keep the searched candidates' weights (else only their manifests).")
-    # probe settings, identical for every candidate
-    learning_rate: float = option(1e-6, help="Probe learning rate.")
-    num_generations: int = option(8, help="Probe samples per prompt.")
-    prompts_per_step: int = option(4, help="Probe prompts per step.")
-    max_completion_length: int = option(512, help="Probe completion tokens.")
-    beta: float = option(0.001, help="Probe KL coefficient.")
-    rl_temperature: float = option(1.0, help="Probe sampling temperature.")
-    # evaluation settings
-    samples: int = option(4, help="Evaluation samples per problem.")
-    k: int = option(4, help="k of pass@k.")
-    max_problems: int | None = option(64, help="Evaluation problems.")
-    temperature: float = option(0.6, help="Evaluation sampling temperature.")
-    max_new_tokens: int = option(512, help="Evaluation completion tokens.")
+    probe: ProbeSettings = option(ProbeSettings(), help="Probe:")
+    evaluation: PlanEvaluation = option(PlanEvaluation(), flag="--eval", help="Evaluation:")
+    k: int = option(4, help="k of pass@k (at most --eval-samples).")
     chat_template: str = chat_template_option()
     # calibration passes
     max_samples: int = option(64, help="Calibration rows used.")
@@ -129,8 +123,10 @@ def _validate(cfg: PlanConfig) -> tuple[list[str], int]:
              "cannot be estimated and the probes cannot separate the candidates; give 8 or more")
     if cfg.probe_top < 0:
         raise RejuvError(f"probe_top must be ≥ 0, got {cfg.probe_top}")
-    if cfg.k > cfg.samples:
-        raise RejuvError(f"k {cfg.k} is larger than the {cfg.samples} samples drawn per problem")
+    if cfg.k > cfg.evaluation.samples:
+        raise RejuvError(f"k {cfg.k} is larger than the {cfg.evaluation.samples} samples drawn per problem "
+                         "(raise --eval-samples)")
+    check_rl(_probe_config(cfg, cfg.checkpoints[0], cfg.out))
     for path in (cfg.calib, cfg.probe_data, cfg.eval_data):
         if path and not Path(path).is_file():
             raise RejuvError(f"{path}: no such file")
@@ -168,10 +164,10 @@ def run_plan(cfg: PlanConfig) -> dict:
         _log(cfg, f"diagnosing {len(cfg.checkpoints)} checkpoints")
         diagnosis = run_diagnose(DiagnoseConfig(
             base=cfg.base, checkpoints=list(cfg.checkpoints), names=labels, calib=cfg.calib, out=str(tmp / "diagnose"),
-            eval=eval_data, k=cfg.k, samples=cfg.samples, temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, chat_template=cfg.chat_template,
-            max_samples=cfg.max_samples, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
-            allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
+            eval=eval_data, k=cfg.k, evaluation=compose(DiagnoseEvaluation, cfg.evaluation),
+            chat_template=cfg.chat_template, max_samples=cfg.max_samples, device=cfg.device, dtype=cfg.dtype,
+            seed=cfg.seed, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
+            progress=cfg.progress))
         entries = {e["name"]: e for e in diagnosis["checkpoints"]}
 
         search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data)
@@ -183,7 +179,7 @@ def run_plan(cfg: PlanConfig) -> dict:
         for label, path in probed.items():
             _log(cfg, f"RL probe from {label} ({cfg.budget_steps} steps)")
             probes[label] = _probe(cfg, tmp / "probes" / label.replace("/", "_"), path)
-        check_probes_learn(probes, cfg.rewards)
+        check_probes_learn(probes, cfg.probe.rewards)
 
         plan = _assemble(cfg, labels, searched, entries, search, probes, diagnosis)
         plots = write_plots(plan, tmp)
@@ -220,11 +216,11 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
                         "effective_reset_ratio": manifest["effective_reset_ratio"],
                         "calibration_accuracy": manifest["calibration_accuracy"]["rejuvenated" if cand.rho > 0
                                                                                   else "fused"]})
-    report = run_eval(EvalConfig(
-        checkpoints=[r["path"] for r in results], data=[eval_data], out=str(tmp / "candidates" / "eval"),
-        samples=cfg.samples, pass_k=sorted({1, cfg.k}), temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens, max_problems=cfg.max_problems, chat_template=cfg.chat_template,
-        device=cfg.device, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, progress=cfg.progress))
+    report = run_eval(compose(
+        EvalConfig, cfg.evaluation, checkpoints=[r["path"] for r in results], data=[eval_data],
+        out=str(tmp / "candidates" / "eval"), pass_k=sorted({1, cfg.k}), chat_template=cfg.chat_template,
+        device=cfg.device, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+        progress=cfg.progress, overwrite=False))
     sft_accuracy = entry["sampling"]["pass@1"]
     for r, ev in zip(results, report["results"], strict=True):
         r["pass@1"] = ev["pass@1"]
@@ -234,15 +230,20 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
     return results
 
 
+def _probe_config(cfg: PlanConfig, model: str, out: str) -> RLRecipeConfig:
+    return compose(RLRecipeConfig, cfg.probe, model=model, data=cfg.probe_data, out=out, max_steps=cfg.budget_steps,
+                   seed=cfg.seed, save_model=False, chat_template=cfg.chat_template,
+                   trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle, progress=False,
+                   overwrite=False)
+
+
+def _completions_per_step(cfg: PlanConfig) -> int:
+    return cfg.probe.per_device_batch_size * cfg.probe.gradient_accumulation_steps
+
+
 def _probe(cfg: PlanConfig, folder: Path, model: str) -> dict:
-    run_rl(RLRecipeConfig(
-        model=model, data=cfg.probe_data, out=str(folder), rewards=list(cfg.rewards), learning_rate=cfg.learning_rate,
-        max_steps=cfg.budget_steps, num_generations=cfg.num_generations,
-        per_device_batch_size=cfg.prompts_per_step * cfg.num_generations, beta=cfg.beta,
-        temperature=cfg.rl_temperature, max_completion_length=cfg.max_completion_length,
-        chat_template=cfg.chat_template, seed=cfg.seed, save_model=False, trust_remote_code=cfg.trust_remote_code,
-        allow_pickle=cfg.allow_pickle, progress=False))
-    return probe_metrics(read_plasticity_log(folder / "plasticity.jsonl"), cfg.prompts_per_step * cfg.num_generations)
+    run_rl(_probe_config(cfg, model, str(folder)))
+    return probe_metrics(read_plasticity_log(folder / "plasticity.jsonl"), _completions_per_step(cfg))
 
 
 def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, search: list[dict],
@@ -287,13 +288,14 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
                    "best_probed": best_search,
                    "best_probed_alpha": next((c["alpha"] for c in search if c["label"] == best_search), None),
                    "best_probed_rho": next((c["rho"] for c in search if c["label"] == best_search), None)},
-        "probe": {"steps": cfg.budget_steps, "rewards": cfg.rewards, "learning_rate": cfg.learning_rate,
-                  "num_generations": cfg.num_generations, "prompts_per_step": cfg.prompts_per_step,
+        "probe": {"steps": cfg.budget_steps, "rewards": cfg.probe.rewards, "learning_rate": cfg.probe.learning_rate,
+                  "num_generations": cfg.probe.num_generations,
+                  "prompts_per_step": _completions_per_step(cfg) // cfg.probe.num_generations,
                   "outcome": "mean reward over the last quarter of the probe's steps",
                   "uncertainty": "standard error of that mean from the per-step rewards (a floor: steps are not "
                                  "independent); candidates are separated beyond 2 standard errors of the difference"},
         "evaluation": {"problems": diagnosis["sampling"]["problems"] if diagnosis.get("sampling") else None,
-                       "samples": cfg.samples, "k": cfg.k, "temperature": cfg.temperature},
+                       "samples": cfg.evaluation.samples, "k": cfg.k, "temperature": cfg.evaluation.temperature},
         "calibration": diagnosis["calibration"],
     }
 

@@ -81,7 +81,8 @@ class RLRecipeConfig(TrainingConfig):
                                  "or 1).")
 
 
-def _check(cfg: RLRecipeConfig) -> list:
+def check_rl(cfg: RLRecipeConfig) -> list:
+    """Every setting checked before any work (a composing recipe calls it first too); the reward functions."""
     if not cfg.rewards:
         raise RejuvError("give at least one reward (--reward math_verify)")
     check_training(cfg)
@@ -144,7 +145,7 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    funcs = _check(cfg)
+    funcs = check_rl(cfg)
     out = Path(cfg.out)
     check_output_free(out, cfg.overwrite, inputs=(cfg.model, cfg.data, cfg.chord_data))
     check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
