@@ -431,3 +431,23 @@ def test_every_output_has_a_model_card_with_hub_front_matter(llama_pair, calib_f
     assert [m["parameters"]["weight"] for m in mergekit["models"]] == [0.7, pytest.approx(0.3)]
     assert [m["model"] for m in mergekit["models"]] == [str(sft), str(base)]
     assert not (tmp_path / "rejuv" / "mergekit_config.yml").exists()  # a reset has no mergekit equivalent
+
+
+@pytest.mark.parametrize("text", ["5GB", "500MB", "64KB", "1.5GB", "2TB", "10 MB", "5gb", " 3KB "])
+def test_shard_sizes_mean_what_save_pretrained_reads(text):
+    """transformers' save_pretrained reads max_shard_size with huggingface_hub's parser; rejuv's own (kept
+    off the torch-free fusion path, and also taking KiB/MiB/GiB and byte counts) agrees on every size both read."""
+    from huggingface_hub.serialization._base import parse_size_to_int
+
+    from rejuv.recipes.apply import parse_size
+
+    assert parse_size(text) == parse_size_to_int(text)
+
+
+def test_binary_units_and_bad_sizes():
+    from rejuv.recipes.apply import parse_size
+
+    assert (parse_size("64KiB"), parse_size("2GiB"), parse_size(4096), parse_size("4096")) == (65536, 2**31, 4096, 4096)
+    for bad in ("abc", "-1GB", "nanGB", "0MB", "5 XB"):
+        with pytest.raises(RejuvError, match="max_shard_size: cannot read size"):
+            parse_size(bad)

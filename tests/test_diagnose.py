@@ -212,7 +212,7 @@ def test_tokens_that_lost_entropy_are_shown_as_read():
 
     from rejuv.attribution import TokenStats
     from rejuv.diagnostics.outputs import output_stats
-    from rejuv.diagnostics.report import readable
+    from rejuv.html import readable
 
     from tiny import make_bpe_chat_tokenizer
 

@@ -106,6 +106,7 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     assert "seed 0: 1 of 1" in result.output  # where the demo stands, in its own log lines
+    assert "step 1 of the seed" in result.output and "min in]" in result.output
     root = tmp_path / "demo"
     report = json.loads((root / "report.json").read_text())
     assert report["arms"] == list(DEFAULT_ARMS) and report["seeds"] == [0]

@@ -44,9 +44,7 @@ def spearman(xs: list[float | None], ys: list[float | None]) -> float | None:
     if len(pairs) < 3:
         return None
     rx, ry = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sx = math.sqrt(sum((r - mx) ** 2 for r in rx))
-    sy = math.sqrt(sum((r - my) ** 2 for r in ry))
-    if sx == 0 or sy == 0:
+    if len(set(rx)) == 1 or len(set(ry)) == 1:
         return None
-    return sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True)) / (sx * sy)
+    # Pearson's r of the average ranks; statistics.correlation(method="ranked") needs Python 3.12
+    return statistics.correlation(rx, ry)

@@ -15,12 +15,10 @@ and pass gap (high first).
 
 from __future__ import annotations
 
-import base64
-import html
-
 from rejuv.arch import NEURON_KINDS
 from rejuv.diagnostics.outputs import COLLAPSE_NATS
 from rejuv.figures import figure_png, pyplot
+from rejuv.html import render
 from rejuv.io.jsonl import strict_dumps
 from rejuv.stats import ranks
 
@@ -118,82 +116,8 @@ def plot_across_checkpoints(entries: list[dict]) -> bytes:
     return figure_png(fig)
 
 
-# -- HTML --------------------------------------------------------------------------------------------
-def fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return html.escape(str(value))
-
-
 def render_html(report: dict, images: dict[str, bytes]) -> str:
-    entries = sorted(report["checkpoints"], key=lambda e: e["rank"])
-    rows = []
-    for e in entries:
-        s = e.get("sampling") or {}
-        reasons = "<br>".join(html.escape(v) for v in e["signals"].values()) or "–"
-        rows.append(
-            f"<tr class={'flagged' if e['flagged'] else 'ok'}><td>{e['rank']}</td><td>{html.escape(e['name'])}</td>"
-            f"<td>{fmt(e['outputs']['mean_entropy'])}</td><td>{fmt(e['outputs']['entropy_gap_to_base'])}</td>"
-            f"<td>{fmt(e['outputs']['top1_mass'])}</td><td>{fmt(e['outputs']['nll'])}</td>"
-            f"<td>{fmt(e['params']['model']['rel'])}</td><td>{fmt(e['params']['model']['kurtosis'])}</td>"
-            f"<td>{fmt(e['params']['model']['top_0.1pct_share'])}</td>"
-            f"<td>{fmt(s.get('pass@1'))}</td><td>{fmt(s.get('pass@k'))}</td><td>{fmt(s.get('gap'))}</td>"
-            f"<td>{'over-trained' if e['flagged'] else 'ok'}</td><td>{reasons}</td></tr>")
-    figures = "".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, png in images.items())
-    token_tables = []
-    for e in report["checkpoints"]:
-        items = "".join(f"<tr><td><code>{html.escape(readable(t.get('text', t['token'])))}</code></td>"
-                        f"<td><code>{html.escape(t['token'])}</code></td><td>{t['count']}</td>"
-                        f"<td>{fmt(t['total_entropy_drop'])}</td><td>{fmt(t['mean_entropy_drop'])}</td></tr>"
-                        for t in e["outputs"]["tokens_lost_entropy"])
-        token_tables.append(f"<h3>{html.escape(e['name'])}</h3><table><tr><th>token (as read)</th>"
-                            "<th>vocabulary form</th><th>count</th><th>total entropy drop (nats, sorted by)</th>"
-                            f"<th>mean entropy drop (nats)</th></tr>{items}</table>")
-    base = report["base"]
-    k = report["sampling"]["k"] if report.get("sampling") else None
-    sample_note = (f"Sampling: {report['sampling']['problems']} problems × {report['sampling']['samples']} samples "
-                   f"at T={report['sampling']['temperature']}, pass@{k}." if k else "Sampling: not run (no --eval).")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rejuv diagnose</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }}
-td:nth-child(2), td:last-child {{ text-align: left; }}
-tr.flagged {{ background: #fde2e1; }}
-figure {{ display: inline-block; margin: 8px; }} img {{ max-width: 100%; border: 1px solid #eee; }}
-</style></head>
-<body data-images="{len(images)}" data-images-loaded="0">
-<h1>Plasticity diagnosis</h1>
-<p>Base: <code>{html.escape(base['path'])}</code>, mean entropy {fmt(base['outputs']['mean_entropy'])} nats.
-Calibration: <code>{html.escape(report['calibration']['path'])}</code>, {report['calibration']['samples']} samples,
-{base['outputs']['positions']} response positions. {html.escape(sample_note)} Seed {report['seed']}.</p>
-<h2>Ranking</h2>
-<table id="ranking"><tr><th>rank</th><th>checkpoint</th><th>entropy</th><th>gap to base</th><th>top-1 mass</th>
-<th>NLL</th><th>rel. drift</th><th>kurtosis of Δ</th><th>top-0.1% share</th><th>pass@1</th><th>pass@k</th>
-<th>gap</th><th>verdict</th><th>signals</th></tr>{''.join(rows)}</table>
-<h2>Plots</h2>{figures}
-<h2>Tokens that lost the most entropy against the base</h2>{''.join(token_tables)}
-<script>
-document.querySelectorAll("img").forEach(function (img) {{
-  function done() {{
-    var n = Array.prototype.filter.call(document.images, function (i) {{ return i.naturalWidth > 0; }}).length;
-    document.body.setAttribute("data-images-loaded", String(n));
-  }}
-  if (img.complete) {{ done(); }} else {{ img.addEventListener("load", done); }}
-}});
-</script>
-</body></html>
-"""
-
-
-def readable(text: str) -> str:
-    """A decoded token with its edges visible: leading/trailing spaces as ␣, newlines as ⏎."""
-    return text.replace("\n", "⏎").replace(" ", "␣") if text.strip() != text or "\n" in text else text
+    return render("diagnose.html.j2", report=report, images=images)
 
 
 def dumps(report: dict) -> str:

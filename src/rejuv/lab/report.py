@@ -8,8 +8,6 @@ a preset without claims (smoke) reports the numbers and states none.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import statistics
@@ -17,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rejuv.figures import figure_png, pyplot
+from rejuv.html import render
 from rejuv.io.jsonl import read_jsonl, strict_dumps
 from rejuv.lab.plan_check import seed_result, summarize_planner
 from rejuv.lab.presets import Preset, diagnose_dir
@@ -341,13 +340,6 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     return images
 
 
-def _planner_html(planner: dict | None) -> str:
-    if planner is None:
-        return ""
-    items = "".join(f"<li>{html.escape(t)}</li>" for t in planner["texts"])
-    return f"<h2>The planner against full RL</h2><ul>{items}</ul>"
-
-
 def _params(root: Path) -> int | None:
     from rejuv.io.reader import Checkpoint
 
@@ -356,10 +348,6 @@ def _params(root: Path) -> int | None:
         return None
     with Checkpoint(model) as ckpt:
         return sum(math.prod(info.shape) for info in ckpt.tensors.values())
-
-
-def _list(items: list[dict]) -> str:
-    return "".join(f"<li class='{c['verdict'].replace(' ', '-')}'>{html.escape(c['text'])}</li>" for c in items)
 
 
 def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name: str, seconds: float,
@@ -399,50 +387,9 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
 
 def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: float, images: dict, table: dict,
           per_seed: dict) -> str:
-    figures = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">'
-                      f"<figcaption>{k}</figcaption></figure>" for k, v in images.items())
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in table_rows(table, arms))
-    length = "".join(f"<li>{LABELS[a]}: flattened on {v['flattened_seeds']} of {v['seeds']} seeds (reward change over "
-                     f"the last fifth {format_mean_sd(v['last_change'], 1, 3, signed=True)})</li>"
-                     for a, v in report["rl_length"].items())
-    rules = "".join(f"<li>seed {s}: α {r['alpha']['chosen']:g} ({html.escape(r['alpha']['rule'])}); ρ "
-                    f"{r['rho']['chosen']:g} ({html.escape(r['rho']['rule'])})</li>"
-                    for s, r in report["rules"].items())
-    classes = ", ".join(f"{c} {100 * v:.0f}%" for c, v in report["target_classes"]["mean"].items())
-    reset = "".join(f"<li>seed {s}: ρ {v['rho']:g}, {v['neurons_reset']} of {v['neurons_total']} neurons; per layer "
-                    + ", ".join(f"{k}: {n}" for k, n in v["by_layer"].items()) + "</li>"
-                    for s, v in report["reset"].items())
-    if report["claims_stated"]:
-        verdicts = (f"<h2>Does this world have the paper's premise?</h2><ul>{_list(report['premise'])}</ul>"
-                    f"<h2>The paper's claims</h2><p>Judged over seeds: {html.escape(report['judging']['rule'])}; "
-                    f"floor {100 * FLOOR:.0f} points.</p><ul>{_list(report['claims'])}</ul>")
-    else:
-        verdicts = "<h2>Claims</h2><p>This preset checks the plumbing; it states no claims.</p>"
-    numerics = report["numerics"]
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>rejuv lab: {name}</title>
-<style>body {{ font-family: system-ui, sans-serif; margin: 24px; }} table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; }} li.held {{ color: #176117; }}
-li.did-not-hold, li.reversed {{ color: #a11; }} li.not-shown {{ color: #8a5a00; }} img {{ max-width: 100%; }}</style>
-</head><body>
-<h1>rejuv lab, preset {html.escape(name)}</h1>
-<p>Seeds {', '.join(map(str, p.seeds))}; pass@1 in %, averaged over {p.samples} samples per problem on
-{p.eval_rows} ID and {p.eval_rows} OOD problems at temperature 0.6; mean ± sd over seeds.
-GRPO: {p.rl_steps} steps, {p.rl_prompts_per_step} prompts × {p.num_generations} samples per step,
-reward {', '.join(p.rewards)}. Compute time of all steps: {seconds / 60:.1f} min (out/timings.jsonl);
-{html.escape(str(numerics.get('threads', '')))} threads, CPU code path
-{html.escape(str(numerics.get('cpu_capability', numerics.get('device', ''))))}.</p>
-{verdicts}
-<h2>Table 2 in miniature</h2><table><tr>{head}</tr>{body}</table>
-<h2>Per seed (overall pass@1 %)</h2><pre>{html.escape(chr(10).join(per_seed_lines(per_seed, arms)))}</pre>
-<h2>α and ρ, by the rules</h2><ul>{rules or '<li>no fusion or Rejuvenation arm</li>'}</ul>
-<h2>Where the reset aims</h2><p>Entropy-gap targets by token class (mean over seeds): {html.escape(classes or '–')}.
-</p><ul>{reset}</ul>
-<h2>Did RL run long enough?</h2><ul>{length}</ul>
-{_planner_html(report['planner'])}
-<h2>Curves</h2>{figures}
-<h2>Deviations from the paper</h2><ul>{''.join(f'<li>{html.escape(d)}</li>' for d in report['deviations'])}</ul>
-</body></html>
-"""
-
+    rl_length_lines = [f"{LABELS[a]}: flattened on {v['flattened_seeds']} of {v['seeds']} seeds (reward change over "
+                       f"the last fifth {format_mean_sd(v['last_change'], 1, 3, signed=True)})"
+                       for a, v in report["rl_length"].items()]
+    return render("lab.html.j2", report=report, p=p, name=name, seconds=seconds, images=images,
+                  header=TABLE_HEADER, rows=table_rows(table, arms), per_seed_lines=per_seed_lines(per_seed, arms),
+                  rl_length_lines=rl_length_lines)

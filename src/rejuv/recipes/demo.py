@@ -4,7 +4,7 @@ base model ("pre-trained" here) → SFT saved at ModSFT's and OverSFT's epochs (
 asked for) → α and ρ by the rules of `lab/rules.py` on calibration problems → fusion and Rejuvenation of
 OverSFT → the same GRPO run from every arm → evaluation in and out of distribution, before and after RL →
 diagnosis → report (`lab/report.py`: the premise first, then the claims). The `planner` preset adds the
-check of `rejuv plan` against full RL (`lab/planner.py`). Each step calls the function the CLI calls
+check of `rejuv plan` against full RL (`lab/plan_check.py`). Each step calls the function the CLI calls
 (`run_sft`, `run_apply`, `run_rl`, `run_eval`, `run_diagnose`, `run_plan`).
 
 Every step writes its own output folder atomically and is skipped when that folder already exists, so an
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from rejuv.lab.numerics import pin_cpu_numerics
 from rejuv.lab.plan_check import RULES
 from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, Preset, diagnose_dir
 from rejuv.lab.rules import run_rules
+from rejuv.lab.steps import Steps, log
 from rejuv.lab.task import pretraining_texts, write_task_files
 from rejuv.lab.world import build_base_model
 from rejuv.options import Recipe, option
@@ -59,21 +59,7 @@ def _rl_options(arm: str, p: Preset, files: dict) -> dict:
     return {}
 
 
-def _log(message: str) -> None:
-    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _step(out: Path, folder: Path, message: str, work) -> None:
-    """Run `work()` unless `folder` exists (a finished step); record its duration in out/timings.jsonl."""
-    if folder.exists():
-        return
-    _log(message)
-    start = time.time()
-    work()
-    write_jsonl(out / "timings.jsonl", [{"step": message, "seconds": round(time.time() - start, 2)}], append=True)
-
-
-def build_base(out: Path, p: Preset) -> Path:
+def build_base(out: Path, p: Preset, step: Steps) -> Path:
     """The pre-trained base: facts, bare answers and worked chains in every form. Cached in out/base/model."""
     root = out / "base"
     init, final = root / "init", root / "model"
@@ -88,11 +74,11 @@ def build_base(out: Path, p: Preset) -> Path:
                                 max_length=64, seed=0, overwrite=True, progress=False, trl_args={"logging_steps": 50}))
         (root / "pretrain" / epoch_dir_name(p.pretrain_epochs)).rename(final)
 
-    _step(out, final, f"pre-training the base ({p.pretrain_texts} texts × {p.pretrain_epochs} epochs)", pretrain)
+    step(out, final, f"pre-training the base ({p.pretrain_texts} texts × {p.pretrain_epochs} epochs)", pretrain)
     return final
 
 
-def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...]) -> dict[str, str]:
+def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...], step: Steps) -> dict[str, str]:
     """Every arm for one seed; returns arm → checkpoint before RL."""
     root = out / f"seed-{seed}"
     files = write_task_files(root / "data", p.task, seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
@@ -104,23 +90,23 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             trl_args={"logging_steps": 25}))
 
     saved = [p.mod_epochs, p.over_epochs]
-    _step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
+    step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
     ckpt = {"modsft": root / "sft" / epoch_dir_name(p.mod_epochs),
             "oversft": root / "sft" / epoch_dir_name(p.over_epochs)}
     for arm, loss in (("dft", "dft"), ("pear", "pear")):
         if arm in arms:
-            _step(out, root / arm, f"seed {seed}: {loss.upper()} SFT for {p.over_epochs} epochs",
+            step(out, root / arm, f"seed {seed}: {loss.upper()} SFT for {p.over_epochs} epochs",
                   sft(root / arm, loss, [p.over_epochs]))
             ckpt[arm] = root / arm / epoch_dir_name(p.over_epochs)
     if {"conf", "conf_brier"} & set(arms):
-        _step(out, root / "sft_conf", f"seed {seed}: SFT with stated confidence for {p.over_epochs} epochs",
+        step(out, root / "sft_conf", f"seed {seed}: SFT with stated confidence for {p.over_epochs} epochs",
               sft(root / "sft_conf", "nll", [p.over_epochs], data="sft_conf"))
         ckpt["conf"] = ckpt["conf_brier"] = root / "sft_conf" / epoch_dir_name(p.over_epochs)
     for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
         ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
     if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv"} & set(arms):
         rules_dir = root / "rules"
-        _step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
+        step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
               lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed))
         rules = json.loads((rules_dir / "rules.json").read_text())
         ckpt["oversft_fusion"] = rules_dir / rules["fusion"]
@@ -131,7 +117,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
                                  rho=rules["rho"]["chosen"], fusion_only=not rules["rho"]["chosen"],
                                  max_samples=p.calib_rows, targets_per_sample=p.targets_per_sample, seed=seed,
                                  device=p.device, progress=False)
-            _step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
+            step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
                   lambda c=config: run_apply(c))
             ckpt["modsft_rejuv"] = root / "modsft_rejuv"
     for arm in arms:
@@ -139,7 +125,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), max_steps=p.rl_steps, seed=seed,
             progress=False, **{**p.grpo_settings(), "max_completion_length": _completion_length(arm, p),
                                **_rl_options(arm, p, files)})
-        _step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
+        step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
               lambda c=config: run_rl(c))
     # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
     # so that arms can be added to a finished demo without redoing the others.
@@ -148,23 +134,23 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...])
             config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
                                 out=str(root / f"eval_{stage}" / arm), chat_template="never", seed=seed,
                                 progress=False, **{**p.eval_settings(), "max_new_tokens": _completion_length(arm, p)})
-            _step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
+            step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
                   lambda c=config: run_eval(c))
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
                             calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False)
-    _step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
+    step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
           lambda: run_diagnose(config))
     if p.plan_epochs:
         from rejuv.lab.plan_check import run_planner_stage
 
         others = sorted(set(p.plan_epochs) - set(saved))  # ModSFT's and OverSFT's epochs are the arms' own
         if others:
-            _step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
+            step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
                   sft(root / "plan_sft", "nll", others))
         # the arms whose GRPO run is the planner's own full run from the same start (same settings)
         plain = {str(ckpt[a]): root / "rl" / a for a in arms if not _rl_options(a, p, files)
                  and _completion_length(a, p) == p.max_completion_length}
-        run_planner_stage(out, root, base, p, seed, files, _step, plain)
+        run_planner_stage(out, root, base, p, seed, files, step, plain)
     return {a: str(ckpt[a]) for a in arms}
 
 
@@ -227,18 +213,15 @@ def run_demo(cfg: DemoConfig) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     recorded.write_text(json.dumps(record, indent=2) + "\n")
     with quiet_libraries(cfg.verbose):
-        base = build_base(root, p)
-        took: list[float] = []
+        steps = Steps(len(p.seeds))
+        base = build_base(root, p, steps)
         for i, seed in enumerate(p.seeds):
-            left = f"; about {sum(took) / len(took) * (len(p.seeds) - i) / 60:.0f} min left (the seeds so far)" \
-                if took else ""
-            _log(f"seed {seed}: {i + 1} of {len(p.seeds)}{left}")
-            start = time.time()
-            run_seed(root, base, p, seed, tuple(arms))
-            took.append(time.time() - start)
+            log(f"seed {seed}: {i + 1} of {len(p.seeds)}")
+            steps.begin_seed(i)
+            run_seed(root, base, p, seed, tuple(arms), steps)
     timings = read_jsonl(root / "timings.jsonl", missing_ok=True)
     report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics)
-    _log(f"report: {root / 'report.html'}")
+    log(f"report: {root / 'report.html'}")
     return report
 
 

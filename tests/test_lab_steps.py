@@ -1,0 +1,51 @@
+"""The demo's steps: run once, timed, and the log says step i of N and the time left from measured times."""
+
+import json
+
+from rejuv.lab.steps import Steps
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_steps_count_time_and_estimate_from_the_seed_before(tmp_path):
+    clock, lines = Clock(), []
+    steps = Steps(seeds=3, clock=clock, echo=lines.append)
+
+    def work(seconds):
+        def run():
+            clock.now += seconds
+        return run
+
+    steps(tmp_path, tmp_path / "base", "base", work(60))
+    for seed in range(3):
+        steps.begin_seed(seed)
+        steps(tmp_path, tmp_path / f"a{seed}", f"seed {seed}: a", work(120))
+        steps(tmp_path, tmp_path / f"b{seed}", f"seed {seed}: b", work(240 + 120 * seed))
+    assert lines[0] == "base"  # before the seeds: no step count
+    assert lines[1] == "seed 0: a  [step 1 of the seed; 1 min in]"  # nothing measured yet: no guess
+    assert lines[2] == "seed 0: b  [step 2 of the seed; 3 min in]"
+    # seed 1: a and b of this seed and of seed 2 left, as measured on seed 0: 2 × (2 + 4) min
+    assert lines[3] == "seed 1: a  [step 1 of 2 of the seed; 7 min in; about 12 min left]"
+    # seed 2, step b: itself, the mean of seed 0's and seed 1's b (4 and 6 min)
+    assert lines[6] == "seed 2: b  [step 2 of 2 of the seed; 17 min in; about 5 min left]"
+    timings = [json.loads(line) for line in (tmp_path / "timings.jsonl").read_text().splitlines()]
+    assert [t["seconds"] for t in timings] == [60, 120, 240, 120, 360, 120, 480]
+
+
+def test_a_finished_step_is_skipped_and_unmeasured_positions_give_no_estimate(tmp_path):
+    clock, lines, ran = Clock(), [], []
+    steps = Steps(seeds=2, clock=clock, echo=lines.append)
+    (tmp_path / "a0").mkdir()  # seed 0's first step finished in an earlier run
+    steps.begin_seed(0)
+    steps(tmp_path, tmp_path / "a0", "seed 0: a", lambda: ran.append("a0"))
+    steps(tmp_path, tmp_path / "b0", "seed 0: b", lambda: ran.append("b0"))
+    steps.begin_seed(1)
+    steps(tmp_path, tmp_path / "a1", "seed 1: a", lambda: ran.append("a1"))
+    assert ran == ["b0", "a1"]
+    assert lines[-1] == "seed 1: a  [step 1 of 2 of the seed; 0 min in]"  # step a never measured: no estimate
