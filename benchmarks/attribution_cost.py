@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import tempfile
 import time
@@ -87,7 +88,7 @@ def main() -> None:
         write_synthetic_model(tmp, hidden=args.hidden, layers=args.layers, vocab=args.vocab, dtype=args.dtype)
         with Checkpoint(tmp) as ckpt:
             adapter = adapter_for(ckpt.config)
-            params = sum(info.nbytes // info.dtype.itemsize for info in ckpt.tensors.values())
+            params = sum(math.prod(info.shape) for info in ckpt.tensors.values())
         model = load_frozen_model(tmp, args.dtype, args.device, progress=False)
         neurons = adapter.neurons(model.config.to_dict())
         runs = {"floor": lambda s, t: floor_pass(model, adapter, s, t),

@@ -25,3 +25,36 @@ def test_reset_ratio_runs_and_its_union_grows_with_rho_and_targets(tmp_path):
         by_rho = [union[f"{rho}@{n}"] for rho in ("0.001", "0.003", "0.01", "0.03")]
         assert by_rho == sorted(by_rho) and 0 < by_rho[-1] <= 1
     assert "| targets | ρ = 0.001" in result.stdout
+
+
+def _run(script: str, *args: str) -> list[dict]:
+    """Run a benchmark script as BENCHMARKS.md quotes it, at a tiny size; its JSON lines."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert rows and "|---|" in result.stdout  # the table BENCHMARKS.md copies
+    return rows
+
+
+@pytest.mark.slow
+def test_attribution_cost_runs_with_its_floor():
+    rows = _run("attribution_cost.py", "--hidden", "64", "--layers", "2", "--vocab", "256", "--samples", "2",
+                "--targets", "4", "--prompt", "8", "--response", "16", "--repeats", "1")
+    assert rows[0]["targets"] == 8 and rows[0]["floor_s"] > 0 and rows[0]["rejuv_s"] > 0
+    per_layer = 2 * 64 + 4 * 64 * 64 + 3 * 64 * 256  # two norms, q/k/v/o, gate/up/down (4× MLP)
+    assert rows[0]["params"] == 2 * 256 * 64 + 64 + 2 * per_layer  # embedding and head untied, final norm
+
+
+@pytest.mark.slow
+def test_fusion_speed_runs_against_the_copy_floor(tmp_path):
+    rows = _run("fusion_speed.py", "--hidden", "64", "--layers", "2", "--vocab", "256", "--repeats", "1",
+                "--workdir", str(tmp_path / "work"))
+    assert rows[0]["floor_s"] >= 0 and rows[0]["rejuv_s"] > 0 and rows[0]["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_stream_memory_runs_every_pass_at_every_size():
+    rows = _run("stream_memory.py", "--layers", "1", "2", "--hidden", "64")
+    assert {(r["pass"], r["layers"]) for r in rows} == {(p, n) for p in ("fusion", "param_drift") for n in (1, 2)}
+    assert all(r["rss_growth_mb"] >= 0 for r in rows)
