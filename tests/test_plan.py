@@ -298,3 +298,22 @@ def test_the_search_runs_one_attribution_and_its_commands_rebuild_the_candidates
         rebuilt, kept = weights(tmp_path / cand["label"]), weights(tmp_path / "plan" / "candidates" / cand["label"])
         assert rebuilt.keys() == kept.keys() and all(rebuilt[n].equal(kept[n]) for n in kept)
     assert len(calls) == 1  # the rebuilds reused it too
+
+
+def test_every_flag_the_planners_messages_name_is_an_option_of_plan():
+    """Messages tell the user which option to change (and the rebuild command uses apply's); after a rename
+    they must still name real ones."""
+    import re
+    from pathlib import Path
+
+    import rejuv.handoff.search
+    import rejuv.recipes.plan
+    from rejuv.options import click_params
+    from rejuv.recipes.apply import ApplyConfig
+
+    flags = {opt for config in (PlanConfig, ApplyConfig) for p in click_params(config)
+             for opt in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
+    for module in (rejuv.handoff.search, rejuv.recipes.plan):
+        named = set(re.findall(r"--[a-z][a-z-]*[a-z]", Path(module.__file__).read_text()))
+        named -= {"--eval", "--probe"}  # the sections' prefixes (--eval-samples, --probe-beta, ...)
+        assert named and named <= flags, (module.__name__, named - flags)

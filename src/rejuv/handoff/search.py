@@ -121,8 +121,8 @@ def check_probes_learn(probes: dict[str, dict], rewards: list[str]) -> None:
         (value,) = values
         raise RejuvError(
             f"the reward ({', '.join(rewards)}) averaged {value:g} at every step of every RL probe, so the probes "
-            "cannot tell the checkpoints apart; check --reward and that --probe-data has answers it can match "
-            "(or raise --max-completion-length if completions are cut before the answer)")
+            "cannot tell the checkpoints apart; check --probe-reward and that --probe-data has answers it can match "
+            "(or raise --probe-max-completion-length if completions are cut before the answer)")
 
 
 def best(outcomes: dict[str, dict]) -> str:
@@ -155,7 +155,8 @@ def uncertainty(outcomes: dict[str, dict], winner: str) -> dict:
                 "estimated and no candidate can be separated from another; give --budget-steps 8 or more")
     elif tied:
         text = (f"the probes cannot separate {winner} from {', '.join(tied)}: the outcomes differ by less than "
-                f"{SEPARATION_Z:g} standard errors; a longer --budget-steps or more --prompts-per-step would")
+                f"{SEPARATION_Z:g} standard errors; a longer --budget-steps or a larger --probe-per-device-batch-size "
+                "would narrow the errors")
     else:
         text = f"{winner} is ahead of every other candidate by more than {SEPARATION_Z:g} standard errors"
     return {"separated": bool(others) and estimable and not tied, "tied_with": tied if estimable else others,

@@ -106,7 +106,7 @@ class PlanConfig:
 def _labels(cfg: PlanConfig) -> list[str]:
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     if len(set(labels)) < len(labels):
-        raise RejuvError(f"checkpoint names must differ, got {labels}; pass --names")
+        raise RejuvError(f"checkpoint names must differ, got {labels}; pass --name once per checkpoint")
     return labels
 
 
