@@ -1,23 +1,29 @@
-"""Cost of attribution against its floor: one forward+backward per target token.
+"""Cost of attribution against its floor (one forward+backward per target token), before and after issue 18.
 
-    python benchmarks/attribution_cost.py [--hidden 1024 --layers 8 --vocab 8192] [--device cpu|cuda|auto]
-                                          [--dtype float32|bfloat16] [--samples 8 --targets 8]
+    python benchmarks/attribution_cost.py --shape 135m [--samples 8 --targets 8 --response 320] [--repeats 2]
+    python benchmarks/attribution_cost.py --hidden 64 --layers 2 --vocab 256   # any shape
+    python benchmarks/attribution_cost.py --shape 1b --device cuda --dtype bfloat16   # on a GPU
 
-A random Llama (written to a temporary folder, loaded as `rejuv apply` loads it) and
-synthetic calibration samples (prompt + response token ids); targets are random
-response positions, as `select_targets` picks them (8 per sample by default).
-In the same run, after a warm-up of each:
-- floor: for each target alone, a forward over its prefix and the backward of its
-  logit down to the embedding output (no weight gradients), i.e. one
-  forward+backward per target token, batch 1;
-- rejuv: what `rejuv apply` does, `group_targets` then `attribute_sample` per
-  group (every reader and writer scored, reconstruction error computed).
-Prints one JSON line per repeat and a table row; the ratio is rejuv / floor.
+A random Llama of a real shape (`--shape`: 135m = SmolLM-135M, 30 layers × 576, 49,152-token vocabulary;
+1b = Llama-3.2-1B, 16 layers × 2048, 128,256 tokens; both with tied embeddings), written to a temporary
+folder and loaded as `rejuv apply` loads it, and synthetic calibration samples (prompt + response token
+ids); targets are random response positions, as `select_targets` picks them. In the same run, after a
+warm-up of each, in turn:
+- floor: for each target alone, a forward over its prefix and the backward of its logit down to the
+  embedding output (no weight gradients): one forward+backward per target token, batch 1;
+- copies: the attribution before issue 18 (benchmarks/attribution_copies.py: a copy of the sample per
+  target, grouped by prefix length, at most `--batch-size` copies per pass);
+- rejuv: what `rejuv apply` does now, `attribute_sample` once per sample (one forward up to the last
+  target, then batched backwards of as many targets as the free memory allows).
+Every method scores every reader and writer neuron. Per method: seconds, the ratio to the floor, and the
+growth of peak memory during it (CPU: VmHWM reset before the method; GPU: max_memory_allocated). The
+scores of copies and rejuv are compared (largest difference relative to the largest score).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import random
@@ -25,13 +31,19 @@ import tempfile
 import time
 
 import torch
+from attribution_copies import attribute_with_copies
 from synthetic import write_synthetic_model
 
 from rejuv.arch import adapter_for
-from rejuv.attribution import Target, attribute_sample, group_targets
+from rejuv.attribution import Target, attribute_sample
 from rejuv.calibration import Sample
-from rejuv.io.reader import Checkpoint
+from rejuv.io.reader import Checkpoint, release_freed_memory
 from rejuv.modeling import load_frozen_model
+
+SHAPES = {  # real checkpoints' shapes: hidden, layers, intermediate, heads, kv heads, vocabulary
+    "135m": dict(hidden=576, layers=30, intermediate=1536, heads=9, kv_heads=3, vocab=49152),
+    "1b": dict(hidden=2048, layers=16, intermediate=8192, heads=32, kv_heads=8, vocab=128256),
+}
 
 
 def floor_pass(model, adapter, sample: Sample, targets: list[Target]) -> None:
@@ -47,19 +59,37 @@ def floor_pass(model, adapter, sample: Sample, targets: list[Target]) -> None:
             torch.autograd.grad(z, x)
 
 
-def rejuv_pass(model, adapter, neurons, sample: Sample, targets: list[Target], max_copies: int,
-               slack: float) -> None:
-    for group in group_targets(targets, max_copies, slack):
-        attribute_sample(model, adapter, neurons, sample, group)
-
-
 def synchronize(device: str) -> None:
     if device != "cpu" and torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
+def reset_peak(device: str) -> int:
+    """Reset the peak-memory mark; the current use in bytes."""
+    if device != "cpu" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    gc.collect()
+    release_freed_memory(1 << 62)  # what the previous method freed goes back to the OS: its peak is not ours
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS")
+
+
+def peak(device: str) -> int:
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    return _status("VmHWM")
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="a real checkpoint's shape; overrides the sizes")
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--vocab", type=int, default=8192)
@@ -69,52 +99,73 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=8, help="targets per sample")
     parser.add_argument("--prompt", type=int, default=96, help="prompt tokens")
     parser.add_argument("--response", type=int, default=160, help="response tokens")
-    parser.add_argument("--batch-size", type=int, default=8, help="target copies per attribution pass")
-    parser.add_argument("--slack", type=float, default=1.25, help="group_targets slack (a huge value: one batch)")
+    parser.add_argument("--batch-size", type=int, default=8, help="copies per pass of the copies method")
+    parser.add_argument("--methods", default="floor,copies,rejuv", help="which to time, comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    shape = SHAPES[args.shape] if args.shape else dict(hidden=args.hidden, layers=args.layers, vocab=args.vocab,
+                                                       heads=8, intermediate=None, kv_heads=None)
+    methods = args.methods.split(",")
 
     rng = random.Random(args.seed)
     samples, targets = [], []
     for _ in range(args.samples):
-        ids = [rng.randrange(3, args.vocab) for _ in range(args.prompt + args.response)]
+        ids = [rng.randrange(3, shape["vocab"]) for _ in range(args.prompt + args.response)]
         sample = Sample(ids, args.prompt, 0)
         positions = sorted(rng.sample(list(sample.predict_positions), args.targets))
         samples.append(sample)
         targets.append([Target(0, p, ids[p + 1], 0.0) for p in positions])
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_synthetic_model(tmp, hidden=args.hidden, layers=args.layers, vocab=args.vocab, dtype=args.dtype)
+        write_synthetic_model(tmp, dtype=args.dtype, tied=bool(args.shape), **shape)
         with Checkpoint(tmp) as ckpt:
             adapter = adapter_for(ckpt.config)
             params = sum(math.prod(info.shape) for info in ckpt.tensors.values())
         model = load_frozen_model(tmp, args.dtype, args.device, progress=False)
         neurons = adapter.neurons(model.config.to_dict())
-        runs = {"floor": lambda s, t: floor_pass(model, adapter, s, t),
-                "rejuv": lambda s, t: rejuv_pass(model, adapter, neurons, s, t, args.batch_size, args.slack)}
-        for run in runs.values():  # warm-up: allocator, kernels
-            run(samples[0], targets[0][:2])
-        rows = []
-        for _ in range(args.repeats):
-            row = {"params": params, "device": args.device, "dtype": args.dtype, "targets": args.samples * args.targets,
-                   "sequence": args.prompt + args.response, "slack": args.slack}
-            for name, run in runs.items():
-                synchronize(args.device)
-                start = time.perf_counter()
-                for s, t in zip(samples, targets, strict=True):
-                    run(s, t)
-                synchronize(args.device)
-                row[f"{name}_s"] = round(time.perf_counter() - start, 3)
-            row["ratio"] = round(row["rejuv_s"] / row["floor_s"], 2)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    print("\n| parameters | device | dtype | targets | tokens per sample | grouping slack | floor (s) | rejuv (s) "
-          "| ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        runs = {
+            "floor": lambda s, t: floor_pass(model, adapter, s, t),
+            "copies": lambda s, t: attribute_with_copies(model, adapter, neurons, s, t, args.batch_size),
+            "rejuv": lambda s, t: attribute_sample(model, adapter, neurons, s, t),
+        }
+        runs = {name: runs[name] for name in methods}
+        with torch.no_grad():  # as the calibration passes call them
+            for run in runs.values():  # warm-up: allocator, kernels
+                run(samples[0], targets[0][:2])
+            if {"copies", "rejuv"} <= set(runs):
+                old, new = (runs[m](samples[0], targets[0])[0] for m in ("copies", "rejuv"))
+                agree = max(float((old[n] - new[n]).abs().max() / old[n].abs().max().clamp_min(1e-30))
+                            for n in neurons)
+            else:
+                agree = None
+            rows = []
+            for _ in range(args.repeats):
+                row = {"params": params, "device": args.device, "dtype": args.dtype,
+                       "targets": args.samples * args.targets, "sequence": args.prompt + args.response,
+                       "max_relative_difference": agree}
+                for name, run in runs.items():
+                    synchronize(args.device)
+                    before = reset_peak(args.device)
+                    start = time.perf_counter()
+                    for s, t in zip(samples, targets, strict=True):
+                        run(s, t)
+                    synchronize(args.device)
+                    row[f"{name}_s"] = round(time.perf_counter() - start, 3)
+                    row[f"{name}_peak_mb"] = round((peak(args.device) - before) / 2**20)
+                for name in runs:
+                    if name != "floor" and "floor" in runs:
+                        row[f"{name}_ratio"] = round(row[f"{name}_s"] / row["floor_s"], 2)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print("\n| parameters | device | dtype | targets | tokens per sample | floor (s) | copies (s) | rejuv (s) "
+          "| copies / floor | rejuv / floor | peak growth floor / copies / rejuv (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['params'] / 1e6:.0f} M | {r['device']} | {r['dtype']} | {r['targets']} | {r['sequence']} | "
-              f"{r['slack']} | {r['floor_s']} | {r['rejuv_s']} | {r['ratio']} |")
+              f"{r.get('floor_s', '–')} | {r.get('copies_s', '–')} | {r.get('rejuv_s', '–')} | "
+              f"{r.get('copies_ratio', '–')} | {r.get('rejuv_ratio', '–')} | {r.get('floor_peak_mb', '–')} / "
+              f"{r.get('copies_peak_mb', '–')} / {r.get('rejuv_peak_mb', '–')} |")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from rejuv.arch import adapter_for
-from rejuv.attribution import attribute_sample, group_targets, response_token_stats, select_targets
+from rejuv.attribution import attribute_sample, response_token_stats, select_targets
 from rejuv.calibration import load_calibration
 from rejuv.io.reader import Checkpoint
 from rejuv.modeling import load_frozen_model
@@ -139,12 +139,11 @@ def main() -> None:
     ranked: list[torch.Tensor | None] = [None] * len(targets)
     for i, sample in enumerate(samples):
         mine = [t for t in targets if t.sample == i]
-        for group in group_targets(mine, args.batch_size):
-            scores, _ = attribute_sample(model, adapter, neurons, sample, group)
-            flat = torch.cat([scores[n] for n in neurons], dim=1)
-            values, indices = torch.topk(flat, k_max, dim=1)
-            for t, v, idx in zip(group, values, indices, strict=True):
-                ranked[order[t]] = torch.where(v > 0, idx, torch.full_like(idx, -1))
+        scores, _ = attribute_sample(model, adapter, neurons, sample, mine)
+        flat = torch.cat([scores[n] for n in neurons], dim=1)
+        values, indices = torch.topk(flat, k_max, dim=1)
+        for t, v, idx in zip(mine, values, indices, strict=True):
+            ranked[order[t]] = torch.where(v > 0, idx, torch.full_like(idx, -1))
     top = [r for r in ranked if r is not None]
     seconds = time.perf_counter() - start
 

@@ -23,20 +23,21 @@ _LAYER_TENSORS = (
 
 
 def llama_config(hidden: int, layers: int, intermediate: int, vocab: int, heads: int, kv_heads: int,
-                 dtype: str) -> dict:
+                 dtype: str, tied: bool = False) -> dict:
     return {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
         "intermediate_size": intermediate, "num_hidden_layers": layers, "num_attention_heads": heads,
         "num_key_value_heads": kv_heads, "vocab_size": vocab, "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "hidden_act": "silu", "dtype": dtype,
+        "rms_norm_eps": 1e-5, "tie_word_embeddings": tied, "hidden_act": "silu", "dtype": dtype,
         "bos_token_id": 1, "eos_token_id": 2,
     }
 
 
 def write_synthetic_model(path: str | Path, hidden: int = 512, layers: int = 4, intermediate: int | None = None,
                           vocab: int = 1024, heads: int = 8, kv_heads: int | None = None, dtype: str = "bfloat16",
-                          seed: int = 0, max_shard_bytes: int = 2 * 1024**3) -> Path:
-    """Write a random Llama checkpoint to `path` (created); returns the path."""
+                          seed: int = 0, max_shard_bytes: int = 2 * 1024**3, tied: bool = False) -> Path:
+    """Write a random Llama checkpoint to `path` (created); returns the path. `tied`: the head is the
+    embedding (no lm_head tensor), as in SmolLM and Llama 3.2 1B."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     intermediate = intermediate or 4 * hidden
@@ -48,8 +49,9 @@ def write_synthetic_model(path: str | Path, hidden: int = 512, layers: int = 4, 
     for layer in range(layers):
         for module, shape in _LAYER_TENSORS:
             specs.append(OutputTensor(f"model.layers.{layer}.{module}.weight", shapes[shape], dtype))
-    specs += [OutputTensor("model.norm.weight", (hidden,), dtype),
-              OutputTensor("lm_head.weight", (vocab, hidden), dtype)]
+    specs.append(OutputTensor("model.norm.weight", (hidden,), dtype))
+    if not tied:
+        specs.append(OutputTensor("lm_head.weight", (vocab, hidden), dtype))
 
     def fill(spec: OutputTensor, start: int, stop: int, block) -> None:
         gen = torch.Generator().manual_seed(
@@ -61,7 +63,7 @@ def write_synthetic_model(path: str | Path, hidden: int = 512, layers: int = 4, 
             out.copy_(0.02 * torch.randn(out.shape, generator=gen))
 
     write_safetensors_shards(path, specs, fill, max_shard_bytes)
-    config = llama_config(hidden, layers, intermediate, vocab, heads, kv_heads, dtype)
+    config = llama_config(hidden, layers, intermediate, vocab, heads, kv_heads, dtype, tied)
     (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rejuv.arch import READER_KINDS, adapter_for
-from rejuv.attribution import Target, attribute_sample, group_targets, response_token_stats, select_targets
+from rejuv.attribution import Target, attribute_sample, response_token_stats, select_targets
 from rejuv.calibration import Sample
 
 from tiny import ARCHS, build_model, perturbed
@@ -127,15 +127,54 @@ def test_batched_targets_do_not_mix():
             torch.testing.assert_close(together[n][k], alone[n][0], rtol=1e-4, atol=1e-6)
 
 
-def test_targets_are_grouped_by_prefix_length_within_the_slack():
-    targets = [Target(0, p, 0, 0.0) for p in (99, 10, 95, 12, 90, 11, 30)]
-    groups = group_targets(targets, max_copies=8, slack=1.25)
-    assert [[t.position for t in g] for g in groups] == [[99, 95, 90], [30], [12, 11, 10]]
-    for g in groups:  # copies × longest prefix stays within the slack of the per-target floor
-        assert len(g) * (g[0].position + 1) <= 1.25 * sum(t.position + 1 for t in g)
-    assert sorted(t.position for g in groups for t in g) == sorted(t.position for t in targets)
-    assert [len(g) for g in group_targets(targets, max_copies=2, slack=1e9)] == [2, 2, 2, 1]
-    assert group_targets(targets, max_copies=8, slack=1e9) == [sorted(targets, key=lambda t: -t.position)]
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("tied", [False, True])
+def test_one_forward_per_sample_gives_the_scores_of_a_copy_per_target(arch, tied):
+    """One forward per sample equals the previous path (a copy of the sample per target) to float rounding,
+    for targets given in any order, far apart or adjacent, with the last position included."""
+    from attribution_copies import attribute_with_copies
+
+    model, _ = build_model(arch, seed=3, tied=tied, layers=3)
+    model = perturbed(model, seed=4, scale=0.2).requires_grad_(False)
+    adapter = adapter_for(model.config.to_dict())
+    neurons = adapter.neurons(model.config.to_dict())
+    ids = [int(i) for i in torch.randint(3, model.config.vocab_size, (41,), generator=torch.Generator().manual_seed(1))]
+    sample = Sample(ids, 10, 0)
+    targets = [Target(0, p, ids[p + 1], 0.0) for p in (21, 12, 39, 13, 30, 9)]
+    with torch.no_grad():  # as the calibration passes call it
+        new, new_err = attribute_sample(model, adapter, neurons, sample, targets)
+    old, old_err = attribute_with_copies(model, adapter, neurons, sample, targets, max_copies=2)
+    for n in neurons:
+        torch.testing.assert_close(new[n], old[n], rtol=1e-4, atol=1e-6 * float(old[n].abs().max()))
+        assert torch.equal(new[n].argsort(dim=1, descending=True)[:, :3], old[n].argsort(dim=1, descending=True)[:, :3])
+    torch.testing.assert_close(new_err, old_err, rtol=0, atol=1e-4)
+
+
+def test_chunks_of_targets_give_the_same_scores_and_follow_free_memory(monkeypatch):
+    """Fewer targets per batched backward (less free memory) changes nothing but the memory; the chunk is
+    half the free memory over twice a target's reader gradients, at least one, at most every target."""
+    import rejuv.attribution as attribution
+
+    model, _ = build_model("llama", seed=3, layers=2)
+    model = perturbed(model, seed=4, scale=0.2).requires_grad_(False)
+    adapter = adapter_for(model.config.to_dict())
+    neurons = adapter.neurons(model.config.to_dict())
+    ids = [int(i) for i in torch.randint(3, model.config.vocab_size, (30,), generator=torch.Generator().manual_seed(2))]
+    sample = Sample(ids, 8, 0)
+    targets = [Target(0, p, ids[p + 1], 0.0) for p in (20, 9, 28, 15, 11)]
+    with torch.no_grad():
+        whole, _ = attribute_sample(model, adapter, neurons, sample, targets)
+        monkeypatch.setattr(attribution, "targets_per_backward", lambda n, b, d: 2)
+        chunked, _ = attribute_sample(model, adapter, neurons, sample, targets)
+    for n in neurons:
+        torch.testing.assert_close(chunked[n], whole[n], rtol=1e-5, atol=1e-7)
+    monkeypatch.undo()
+    cpu = torch.device("cpu")
+    free = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
+    assert attribution.targets_per_backward(8, free // 20, cpu) in (4, 5)  # free/2 over 2·free/20, to the page
+    assert attribution.targets_per_backward(8, free, cpu) == 1
+    assert attribution.targets_per_backward(8, 1, cpu) == 8
 
 
 def test_a_model_placed_by_device_map_auto_gives_the_same_scores(tmp_path):

@@ -15,13 +15,17 @@
    It also returns |z̃ − z|, the error of the frozen-norm decomposition
    z̃ = ⟨embedding + Σ writes, d_y(t)⟩ + b_y.
 
-Gradients of different targets never mix: the sample is repeated once per
-target along the batch axis (rows of a batch do not interact in a decoder), and
-copy k back-propagates only its own target logit. One batched forward and
-backward thus gives exactly the per-target gradients. Every copy runs up to the
-group's last target, so `group_targets` puts targets of similar position
-together: the work stays within a set slack of one forward+backward per target
-prefix (the floor), instead of paying the longest prefix for every target.
+Each sample runs forward once, up to its last target; then one batched backward
+(`torch.autograd.grad(..., is_grads_batched=True)`) gives every target the
+gradient of its own logit alone, in chunks of targets sized from the memory the
+device has free (`targets_per_backward`). Where a copy of the sample per target
+paid N forwards and N backwards (benchmarks/attribution_copies.py keeps that
+path as the reference the tests compare with), this pays one forward and the
+backwards. Writers need no backward. Measured in BENCHMARKS.md, with the
+alternatives that measured slower on a CPU: a backward per target on a retained
+graph (the same work in smaller matrix products), and a forward in pieces that
+end at the targets, carrying the graph in a KV cache so that each backward
+covers only its prefix (the extra passes cost more than the positions saved).
 
 The model may be spread over devices (`device_map="auto"`): inputs go to the
 embedding's device, per-target vectors are gathered on the unembedding's.
@@ -136,26 +140,6 @@ def select_targets(samples: list[Sample], base: list[TokenStats], sft: list[Toke
     return targets
 
 
-def group_targets(targets: list[Target], max_copies: int, slack: float = 1.25) -> list[list[Target]]:
-    """Split one sample's targets into attribution batches of at most `max_copies`.
-
-    A batch runs every copy up to its last target, so it costs copies × longest
-    prefix; targets are taken longest first and a batch is closed when that cost
-    would exceed `slack` × the sum of its own prefix lengths (the floor).
-    """
-    groups: list[list[Target]] = []
-    for t in sorted(targets, key=lambda t: (-t.position, t.token)):
-        group = groups[-1] if groups else None
-        if group is not None and len(group) < max_copies:
-            longest = group[0].position + 1
-            own = sum(g.position + 1 for g in group) + t.position + 1
-            if (len(group) + 1) * longest <= slack * own:
-                group.append(t)
-                continue
-        groups.append([t])
-    return groups
-
-
 def _norm_eps(norm: nn.Module) -> float:
     for attr in ("variance_epsilon", "eps"):
         if hasattr(norm, attr):
@@ -163,21 +147,38 @@ def _norm_eps(norm: nn.Module) -> float:
     raise RejuvError(f"final norm {type(norm).__name__} exposes no epsilon; unsupported norm")
 
 
+def targets_per_backward(targets: int, reader_bytes: int, device: torch.device) -> int:
+    """How many targets one batched backward takes: their gradients of every reader output (`reader_bytes`
+    each, twice that for the backward's own temporaries) within half the memory the device has free."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            with open("/proc/meminfo") as f:
+                free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration):
+            return targets
+    return max(1, min(targets, free // 2 // max(2 * reader_bytes, 1)))
+
+
 def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
                      sample: Sample, targets: list[Target]) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
-    """Scores [len(targets), n_neurons] per module (float32, on the CPU) and |z̃ − z| per target."""
+    """Scores [len(targets), n_neurons] per module (float32, on the CPU, in the order of `targets`) and
+    |z̃ − z| per target.
+
+    One forward of the sample up to its last target, then batched backwards (`is_grads_batched`) of as many
+    targets at a time as `targets_per_backward` allows.
+    """
     weight, bias = _unembed(model, adapter)
     head = weight.device  # per-target vectors are gathered here
     positions = torch.tensor([t.position for t in targets])  # index tensors stay on the CPU: valid for any device
     tokens = torch.tensor([t.token for t in targets], device=head)
-    copies = len(targets)
     length = int(positions.max()) + 1  # nothing after the last target can affect it
-    ids = torch.tensor(sample.input_ids[:length], device=_input_device(model)).expand(copies, length)
-    rows = torch.arange(copies)
+    ids = torch.tensor(sample.input_ids[:length], device=_input_device(model))[None]
 
     reader_out: dict[Neurons, torch.Tensor] = {}
     writer_in: dict[Neurons, torch.Tensor] = {}
-    writes: list[torch.Tensor] = []
+    writes: list[torch.Tensor] = []  # the embedding and every writer's output, at the target positions
     residual: dict[str, torch.Tensor] = {}
     hooks = []
 
@@ -185,7 +186,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         # A leaf that requires grad makes autograd record the graph downstream of
         # the embedding without ever computing weight gradients.
         out = out.detach().requires_grad_(True)
-        writes.append(out.detach()[rows, positions].float().to(head))
+        writes.append(out.detach()[0, positions].float().to(head))
         return out
 
     def reader_hook(key):
@@ -195,12 +196,12 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
 
     def writer_hook(key):
         def hook(_m, inp, out):
-            writer_in[key] = inp[0].detach()[rows, positions].float()
-            writes.append(out.detach()[rows, positions].float().to(head))
+            writer_in[key] = inp[0].detach()[0, positions].float()
+            writes.append(out.detach()[0, positions].float().to(head))
         return hook
 
     def norm_hook(_m, inp):
-        residual["x"] = inp[0].detach()[rows, positions].float().to(head)
+        residual["x"] = inp[0].detach()[0, positions].float().to(head)
 
     final_norm = model.get_submodule(adapter.final_norm)
     try:
@@ -213,39 +214,43 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         with torch.enable_grad():
             backbone = model.get_submodule(adapter.backbone)
             hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
-            w_y = weight[tokens]
-            z = (hidden[rows, positions].to(head).float() * w_y.float()).sum(-1)
-            if bias is not None:
-                z = z + bias[tokens].float()
-            readers = [n for n in neurons if n.kind in READER_KINDS]
-            # Copy k's logit depends only on copy k, so one backward of the sum
-            # yields every target's own gradient, unmixed.
-            grads = torch.autograd.grad(z.sum(), [reader_out[n] for n in readers])
     finally:
         for h in hooks:
             h.remove()
 
+    readers = [n for n in neurons if n.kind in READER_KINDS]
+    w_y = weight[tokens].float()
+    scores = {n: torch.empty(len(targets), reader_out[n].shape[-1]) for n in readers}
+    reader_bytes = sum(t.numel() * t.element_size() for t in reader_out.values())
+    chunk = targets_per_backward(len(targets), reader_bytes, hidden.device)
+    with torch.enable_grad():
+        z = (hidden[0, positions].to(head).float() * w_y).sum(-1)
+        if bias is not None:
+            z = z + bias[tokens].float()
+        one_hot = torch.eye(len(targets), device=z.device)
+        for first in range(0, len(targets), chunk):
+            last = min(first + chunk, len(targets))
+            # row k of the batch back-propagates target k's logit alone; the graph stays for the next chunk
+            grads = torch.autograd.grad(z, [reader_out[n] for n in readers], grad_outputs=one_hot[first:last],
+                                        is_grads_batched=True, retain_graph=last < len(targets))
+            at, rows = positions[first:last], torch.arange(last - first)
+            for n, grad in zip(readers, grads, strict=True):
+                out, grad = reader_out[n].detach()[0].float(), grad[:, 0].float()  # [L, d], [chunk, L, d]
+                if n.kind in ("k_proj", "v_proj"):  # over the prefix; later positions get exactly zero gradient
+                    score = torch.einsum("ld,cld->cd", out, grad)
+                else:  # q/gate/up: at the target only
+                    score = out[at] * grad[rows, at]
+                scores[n][first:last] = score.cpu()
+
     # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
-    x_last = residual["x"]
     gamma = final_norm.weight.float().to(head)
-    inv_rms = torch.rsqrt(x_last.pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
-    d = inv_rms * gamma * w_y.float().detach()
+    inv_rms = torch.rsqrt(residual["x"].pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
+    d = inv_rms * gamma * w_y.detach()
     z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
     if bias is not None:
         z_tilde = z_tilde + bias[tokens].float()
     recon_error = (z_tilde - z.detach()).abs().cpu()
-
-    scores: dict[Neurons, torch.Tensor] = {}
-    for n, g in zip(readers, grads, strict=True):
-        contrib = reader_out[n].detach().float() * g.float()  # [copies, length, out]
-        if n.kind in ("k_proj", "v_proj"):
-            prefix = torch.arange(length)[None, :] <= positions[:, None]
-            scores[n] = (contrib * prefix[..., None].to(contrib.device)).sum(1).cpu()
-        else:
-            scores[n] = contrib[rows, positions].cpu()
-    for n in neurons:
-        if n.kind in READER_KINDS:
-            continue
+    for n in writer_in:
         w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
-        scores[n] = (writer_in[n] * (d.to(w.device) @ w.float())).cpu()
-    return scores, recon_error
+        scores[n] = (writer_in[n].to(w.device) * (d.to(w.device) @ w.float())).cpu()
+    return {n: scores[n] for n in neurons}, recon_error

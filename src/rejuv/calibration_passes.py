@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rejuv.arch import ArchAdapter, Neurons
-from rejuv.attribution import Target, TokenStats, attribute_sample, group_targets, mean_entropy, response_token_stats
+from rejuv.attribution import Target, TokenStats, attribute_sample, mean_entropy, response_token_stats
 from rejuv.calibration import Calibration
 from rejuv.errors import RejuvError
 from rejuv.fusion import FusedStream, FusionPlan
@@ -33,7 +33,7 @@ class PassOptions:
 
     dtype: str = "float32"
     device: str = "cpu"
-    batch_size: int = 8  # samples per statistics pass; target copies per attribution pass
+    batch_size: int = 8  # samples per token-statistics pass
     ranking: str = "global"
     trust_remote_code: bool = False
     allow_pickle: bool = False
@@ -99,20 +99,19 @@ def measure(model, adapter: ArchAdapter, calib: Calibration, opts: PassOptions, 
 
 def find_reset_set(model, adapter: ArchAdapter, sizes: dict[Neurons, int], calib: Calibration, targets: list[Target],
                    opts: PassOptions, rhos: list[float]) -> tuple[ResetSet, list[float]]:
-    """Attribute every target (grouped by sample, `opts.batch_size` copies per pass) and unite the top neurons at
-    every ρ of `rhos` (each target's neurons are ranked once; a smaller ρ keeps a prefix of the same ranking)."""
+    """Attribute every target (one forward per sample) and unite the top neurons at every ρ of `rhos` (each
+    target's neurons are ranked once; a smaller ρ keeps a prefix of the same ranking). Progress counts targets."""
     reset = ResetSet(list(sizes), sizes, max(rhos), opts.ranking, other_rhos=rhos)
     errors: list[float] = []
     by_sample: dict[int, list] = {}
     for t in targets:
         by_sample.setdefault(t.sample, []).append(t)
-    with progress_bar(opts.progress, len(by_sample), "attribution", "sample") as bar:
+    with progress_bar(opts.progress, len(targets), "attribution", "target") as bar:
         for i, sample_targets in by_sample.items():
-            for group in group_targets(sample_targets, opts.batch_size):
-                scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], group)
-                reset.add(scores)
-                errors.extend(err.tolist())
-            bar.update(1)
+            scores, err = attribute_sample(model, adapter, reset.neurons, calib.samples[i], sample_targets)
+            reset.add(scores)
+            errors.extend(err.tolist())
+            bar.update(len(sample_targets))
     return reset, errors
 
 

@@ -96,7 +96,7 @@ class ApplyConfig:
     device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) "
                                 "for the calibration passes.", default_text=DEFAULT_DEVICE)
     dtype: str = option("float32", help="Compute dtype of the calibration passes (scores accumulate in float32).")
-    batch_size: int = option(8, help="Calibration samples per forward pass; target copies per attribution pass.")
+    batch_size: int = option(8, help="Calibration samples per forward pass of the token statistics.")
     max_shard_size: str = option("5GB", help="Largest output shard, e.g. 5GB or 500MB.")
     workers: int | None = option(None, help="Threads reading, fusing and writing output blocks at once.",
                                  default_text="2 per core, at most 8")
