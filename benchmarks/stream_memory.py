@@ -1,4 +1,4 @@
-"""Peak memory of the streamed passes (fusion, parameter drift) against model size.
+"""Peak memory of the streamed passes (fusion, parameter drift, update statistics) against model size.
 
     python benchmarks/stream_memory.py [--layers 2 8 32] [--hidden 512]
 
@@ -26,13 +26,20 @@ PASSES = {
                     "from rejuv.diagnostics.params import parameter_drift\n"
                     "b, s = Checkpoint(base), Checkpoint(sft)\n"
                     "parameter_drift(b, s, s.names())"),
+    # `rejuv diagnose --reference`: the update from the perturbed copy back to the base, with the base known
+    # (sparsity, rank per matrix, spikes): the same pair of tensors per step as the drift, plus the base's.
+    "update": ("from rejuv.io.reader import Checkpoint\n"
+               "from rejuv.diagnostics.update import update_statistics\n"
+               "b, s = Checkpoint(base), Checkpoint(sft)\n"
+               "update_statistics(s, [b], s.names(), base=b)"),
 }
 
 # Peak = VmHWM after resetting it (clear_refs 5) just before the pass. ru_maxrss would not do: Linux
 # carries it over exec from the parent, this script, whose size then hides the pass's growth.
 MEASURE = """
 import json, sys, time
-import rejuv.recipes.apply, rejuv.diagnostics.params  # imported by the passes anyway; keep imports out of the figure
+# imported by the passes anyway; keep imports out of the figure
+import rejuv.recipes.apply, rejuv.diagnostics.params, rejuv.diagnostics.update
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
 base, sft, out = sys.argv[1:4]

@@ -57,5 +57,6 @@ def test_fusion_speed_runs_against_the_copy_floor(tmp_path):
 @pytest.mark.slow
 def test_stream_memory_runs_every_pass_at_every_size():
     rows = _run("stream_memory.py", "--layers", "1", "2", "--hidden", "64")
-    assert {(r["pass"], r["layers"]) for r in rows} == {(p, n) for p in ("fusion", "param_drift") for n in (1, 2)}
+    passes = ("fusion", "param_drift", "update")
+    assert {(r["pass"], r["layers"]) for r in rows} == {(p, n) for p in passes for n in (1, 2)}
     assert all(r["rss_growth_mb"] >= 0 for r in rows)

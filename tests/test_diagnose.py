@@ -127,6 +127,32 @@ def test_identical_checkpoints_have_zero_drift_and_zero_gap(trained, tmp_path):
     assert not entry["flagged"]
 
 
+@pytest.mark.slow
+def test_reference_adds_what_each_update_changed(trained, tmp_path):
+    """--reference: the start compared with itself changed nothing and kept every spike; the longer-trained
+    checkpoint changed entries the start never moved, so the pair's overlap is 0. Schema, page and summary
+    carry the figures."""
+    start, longer = trained / "e1" / "epoch-1", trained / "e16" / "epoch-16"
+    result = CliRunner().invoke(main, [
+        "diagnose", "--base", str(trained / "base"), str(start), str(longer), "--reference", str(start),
+        "--calib", str(trained / "calib.jsonl"), "--chat-template", "never", "--out", str(tmp_path / "rep"),
+        "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    jsonschema.validate(report, json.loads(Path(SCHEMA).read_text()))
+    same, moved = report["update"]["checkpoints"]
+    assert same["model"]["changed_exact"] == 0 and same["spikes"]["kept"] == 1.0
+    assert same["rank"]["all"]["unchanged"] == same["rank"]["all"]["matrices"] > 0
+    assert 0.5 < moved["model"]["changed_exact"] <= 1 and moved["spikes"]["spikes"] > 0
+    assert moved["rank"]["all"]["median_energy_rank_share"] > 0
+    assert set(moved["by_kind"]) >= {"q_proj", "down_proj", "embedding"}
+    assert report["update"]["overlap"] == [{"a": 0, "b": 1, "jaccard": 0.0, "random_jaccard": 0.0}]
+    assert set(report["update"]["stored_dtypes"]["start"]) == {"F32"}
+    assert "changed 0.00% of entries exactly" in result.stdout and "overlap epoch-1 / epoch-16" in result.stdout
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert 'id="update"' in html and "What each update changed" in html
+
+
 def test_pooled_statistics_equal_direct_ones():
     torch.manual_seed(0)
     parts = [torch.randn(300) * 0.01, torch.randn(50, 20) ** 3, torch.zeros(7)]

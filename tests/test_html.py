@@ -17,9 +17,16 @@ def test_diagnose_page_escapes_names_paths_and_tokens():
              "params": {"model": {"rel": 0.01, "kurtosis": None, "top_0.1pct_share": 0.2}},
              "outputs": _outputs(tokens_lost_entropy=[{"token": "Ġ<b>", "text": " <b>", "count": 3,
                                                        "total_entropy_drop": 1.5, "mean_entropy_drop": 0.5}])}
+    changed = {"numel": 10, "changed_exact": 0.5, "changed_bf16": 0.4, "changed_above_tolerance": 0.3, "l2": 1.0,
+               "rel": 0.1}
+    update = {"start": f"/s/{EVIL}", "names": [EVIL, "b"], "stored_dtypes": {"start": {"BF16": 3}}, "tolerance": 1e-5,
+              "energy": 0.9, "sketch": 256, "top_share": 0.001, "spike_fraction": 0.1,
+              "checkpoints": [{"model": changed, "rank": {}, "spikes": None}] * 2,
+              "overlap": [{"a": 0, "b": 1, "jaccard": 0.5, "random_jaccard": 0.25}]}
     report = {"base": {"path": f"/m/{EVIL}", "outputs": _outputs()}, "sampling": None, "seed": 0,
-              "calibration": {"path": "c.jsonl", "samples": 4}, "checkpoints": [entry]}
+              "calibration": {"path": "c.jsonl", "samples": 4}, "checkpoints": [entry], "update": update}
     page = diagnose_html(report, {"drift": b"\x89PNG"})
+    assert "What each update changed" in page and "3 BF16" in page
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     assert "<code>␣&lt;b&gt;</code>" in page and "<code>Ġ&lt;b&gt;</code>" in page  # as read, then as stored
     assert 'class="flagged"' in page and "data:image/png;base64,iVBORw==" in page and "Sampling: not run" in page

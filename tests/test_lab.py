@@ -120,6 +120,12 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
         for key in ("before_id", "after_ood", "gain", "entropy", "drift_rel"):
             assert report["table"][arm][key]["n"] == 1 and math.isfinite(report["table"][arm][key]["mean"])
         assert report["rl_length"][arm]["seeds"] == 1
+        # what GRPO changed from the arm's start (smoke's few steps may change nothing: all rewards 0, no gradient)
+        update = row["update"]
+        assert (update["rel"] > 0) == (update["changed_exact"] > 0) == (update["energy_rank_share"] is not None)
+        assert 0 <= update["changed_bf16"] <= update["changed_exact"] <= 1 and 0 <= update["spikes_kept"] <= 1
+    assert len(report["rl_updates"]["lines"]) == len(DEFAULT_ARMS) and report["rl_updates"]["claims"] == []
+    assert "What GRPO changed" in (root / "report.html").read_text()
     assert all(math.isfinite(x) for x in _numbers(report["per_seed"]))
     # The smoke preset checks plumbing: it states no premise and no claim.
     assert not report["claims_stated"] and report["premise"] == [] and report["claims"] == []
@@ -173,6 +179,29 @@ def test_premise_and_claims_by_hand():
     restored = found["Rejuvenation restores entropy"]
     assert restored["verdict"] == "held" and restored["accuracy_kept"]["mean"] == pytest.approx(0.4)
     assert "Accuracy kept before RL: 40 ± 0% of OverSFT's" in restored["text"]
+
+
+def test_rl_update_claims_by_hand():
+    from rejuv.lab.report import rl_updates
+
+    def arm(rel, bf16, rank, kept):
+        return {"update": {"rel": rel, "changed_exact": 1.0, "changed_bf16": bf16, "energy_rank_share": rank,
+                           "spikes_kept": kept}}
+
+    per_seed = {str(s): {"modsft": arm(0.02 * (1 + d), 0.10, 0.8, 0.5), "oversft": arm(0.01, 0.02 + d, 0.3, 0.95)}
+                for s, d in enumerate((0.0, 0.05, -0.05))}
+    found = rl_updates(per_seed, ("modsft", "oversft"), stated=True)
+    verdicts = {c["claim"].split(" (")[0]: c["verdict"] for c in found["claims"]}
+    assert verdicts["RL moves OverSFT less than ModSFT"] == "held"  # log 2 ± 0.05 against a margin ≥ log 1.1
+    assert verdicts["RL leaves OverSFT's spikes"] == "held"  # 95% kept on every seed
+    assert verdicts["RL updates 5-30% of ModSFT's parameters in a bf16 copy"] == "held"
+    assert verdicts["RL updates 5-30% of OverSFT's parameters in a bf16 copy"] == "did not hold"  # 2-7%
+    assert verdicts["RL updates of ModSFT are nearly full rank"] == "held"
+    assert verdicts["RL updates of OverSFT are nearly full rank"] == "did not hold"
+    assert found["lines"][1].startswith("OverSFT: ‖Δ‖/‖θ_start‖ 0.0100 ± 0.0000;")
+    assert rl_updates(per_seed, ("modsft", "oversft"), stated=False)["claims"] == []
+    per_seed["1"]["oversft"]["update"] = None  # a run made before updates were measured: no figures at all
+    assert rl_updates(per_seed, ("modsft", "oversft"), stated=True) == {"lines": [], "claims": []}
 
 
 @pytest.mark.slow

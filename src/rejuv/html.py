@@ -34,6 +34,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(num=number, readable=readable, data_uri=data_uri)
+    env.globals["zip"] = zip
     return env
 
 

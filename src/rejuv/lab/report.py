@@ -54,6 +54,7 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             row["rl"] = {key: [r.get(key) for r in curve] for key in ("reward", "grad_norm", "update_l2", "kl",
                                                                        "entropy")}
             row["reward_change"], row["reward_last_change"] = _reward_changes(row["rl"]["reward"])
+            row["update"] = _update_figures(folder / "updates" / f"{arm}.json")
             entry = by_name[arm]
             row["entropy"] = entry["outputs"]["mean_entropy"]
             row["drift_rel"] = entry["params"]["model"]["rel"]
@@ -61,6 +62,57 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             rows[arm] = row
         per_seed[str(seed)] = rows
     return per_seed
+
+
+def _update_figures(path: Path) -> dict | None:
+    """What the arm's GRPO run changed (recipes/demo.write_update); None for a run made before it was measured."""
+    if not path.exists():
+        return None
+    u = json.loads(path.read_text())["checkpoints"][0]
+    rank = u["rank"].get("all", {})
+    return {"rel": u["model"]["rel"], "changed_exact": u["model"]["changed_exact"],
+            "changed_bf16": u["model"]["changed_bf16"], "energy_rank_share": rank.get("median_energy_rank_share"),
+            "spikes_kept": u["spikes"]["kept"] if u["spikes"] else None}
+
+
+def rl_updates(per_seed: dict, arms: tuple[str, ...], stated: bool) -> dict:
+    """The RL update of every arm (size, sparsity, rank, spikes kept; mean ± sd over seeds), and when claims are
+    stated, the paper's and the surveys' claims about it, each judged over seeds."""
+    rows = list(per_seed.values())
+    if not rows or any(r[a]["update"] is None for r in rows for a in arms):
+        return {"lines": [], "claims": []}
+
+    def values(arm: str, key: str) -> list[float]:
+        return [r[arm]["update"][key] for r in rows if r[arm]["update"][key] is not None]
+
+    lines = []
+    for arm in arms:
+        kept = values(arm, "spikes_kept")
+        lines.append(f"{LABELS[arm]}: ‖Δ‖/‖θ_start‖ {format_mean_sd(mean_sd(values(arm, 'rel')), 1, 4)}; changed "
+                     f"{format_mean_sd(mean_sd(values(arm, 'changed_exact')), 100, 1)}% of entries as stored, "
+                     f"{format_mean_sd(mean_sd(values(arm, 'changed_bf16')), 100, 1)}% in a bf16 copy; median "
+                     f"energy rank (90%) {format_mean_sd(mean_sd(values(arm, 'energy_rank_share')), 100, 0)}% of "
+                     f"full; the start's spikes kept {format_mean_sd(mean_sd(kept), 100, 1) if kept else '–'}%")
+    claims = []
+    if stated and {"modsft", "oversft"} <= set(arms):
+        log_ratio = [math.log(m / o) for m, o in zip(values("modsft", "rel"), values("oversft", "rel"), strict=True)
+                     if m > 0 and o > 0]
+        claims.append(_stated("RL moves OverSFT less than ModSFT (‖Δ‖/‖θ_start‖ of the RL update; paper, Fig. 3)",
+                              judge(log_ratio, floor=math.log(1.1)), "log(ModSFT / OverSFT)", 1.0, ""))
+        claims.append(_stated("RL leaves OverSFT's spikes (at least 90% of its top-0.1% |θ − θ_base| entries kept "
+                              "within 10% of their size, every seed; paper, App. C)",
+                              every_seed(values("oversft", "spikes_kept"), lambda v: v >= 0.9),
+                              "spikes kept", 100.0, "%", ratio=True))
+        for arm in ("modsft", "oversft"):
+            claims.append(_stated(f"RL updates 5-30% of {LABELS[arm]}'s parameters in a bf16 copy (surveys), "
+                                  "every seed",
+                                  every_seed(values(arm, "changed_bf16"), lambda v: 0.05 <= v <= 0.30),
+                                  "changed in bf16", 100.0, "%", ratio=True))
+            claims.append(_stated(f"RL updates of {LABELS[arm]} are nearly full rank (median energy rank at least "
+                                  f"half the short side, every seed; surveys)",
+                                  every_seed(values(arm, "energy_rank_share"), lambda v: v >= 0.5),
+                                  "median energy rank", 100.0, "% of full", ratio=True))
+    return {"lines": lines, "claims": claims}
 
 
 def _reward_changes(rewards: list[float]) -> tuple[float | None, float | None]:
@@ -369,6 +421,7 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
                                                   "max(floor, t95(n-1)·sd/√n); reversed below minus the margin; "
                                                   "not shown between"},
               "table": table, "premise": found_premise, "claims": found, "rl_length": rl_length(per_seed, arms),
+              "rl_updates": rl_updates(per_seed, arms, stated),
               "rules": rules, "target_classes": {"per_seed": classes, "mean": mean_classes}, "reset": layers,
               "per_seed": per_seed, "planner": planner, "deviations": deviations(preset, rules, params)}
     (root / "report.json").write_text(strict_dumps(report) + "\n")
@@ -377,6 +430,10 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
         (root / f"{name}.png").write_bytes(png)
     md = [markdown_table(table, arms), "", *per_seed_lines(per_seed, arms), *calibration_lines(per_seed, arms)]
     md += [""] + [f"- {c['text']}" for c in found_premise + found]
+    updates = report["rl_updates"]
+    if updates["lines"]:
+        md += ["", "What GRPO changed (from each arm's start):", *[f"- {t}" for t in updates["lines"]],
+               *[f"- {c['text']}" for c in updates["claims"]]]
     if planner is not None:
         md += ["", "Planner (rejuv plan) against full RL:", *[f"- {t}" for t in planner["texts"]]]
     (root / "table.md").write_text("\n".join(md) + "\n")

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rejuv.errors import RejuvError
-from rejuv.io.jsonl import read_jsonl, write_jsonl
+from rejuv.io.jsonl import read_jsonl, strict_dumps, write_jsonl
 from rejuv.lab.numerics import pin_cpu_numerics
 from rejuv.lab.plan_check import RULES
 from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, Preset, diagnose_dir
@@ -127,6 +127,9 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
                                **_rl_options(arm, p, files)})
         step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
               lambda c=config: run_rl(c))
+    for arm in arms:
+        step(out, root / "updates" / f"{arm}.json", f"seed {seed}: what GRPO changed from {arm}",
+              lambda a=arm: write_update(root / "updates" / f"{a}.json", ckpt[a], root / "rl" / a, base))
     # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
     # so that arms can be added to a finished demo without redoing the others.
     for arm in arms:
@@ -152,6 +155,21 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
                  and _completion_length(a, p) == p.max_completion_length}
         run_planner_stage(out, root, base, p, seed, files, step, plain)
     return {a: str(ckpt[a]) for a in arms}
+
+
+def write_update(path: Path, start: Path, result: Path, base: Path) -> None:
+    """`rejuv diagnose --reference`'s update figures of one RL run (from `start`, with the base), as JSON."""
+    from rejuv.diagnostics.update import update_statistics
+    from rejuv.io.reader import Checkpoint
+
+    with Checkpoint(start) as s, Checkpoint(result) as r, Checkpoint(base) as b:
+        names = [n for n in s.names() if n in r.tensors and n in b.tensors
+                 and s.tensors[n].shape == r.tensors[n].shape == b.tensors[n].shape]
+        figures = update_statistics(s, [r], names, base=b)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")  # the step's file is its proof of completion: never half-written
+    partial.write_text(strict_dumps(figures) + "\n")
+    partial.replace(path)
 
 
 PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds", "planner_rule")

@@ -27,6 +27,7 @@ from rejuv.diagnostics.report import (
     plot_entropy_histograms,
     render_html,
 )
+from rejuv.diagnostics.update import update_statistics
 from rejuv.errors import RejuvError
 from rejuv.fusion import plan_fusion
 from rejuv.io.output import atomic_output_dir, check_output_free
@@ -73,6 +74,17 @@ class DiagnoseConfig:
     progress: bool = option(True, help="Show progress bars.")
     names: list[str] = option([], flag="--name", help="Label per checkpoint, in order (repeat the option).",
                               default_text="folder names")
+    reference: str | None = option(None, help="The checkpoint the others started from (e.g. the SFT model an RL "
+                                   "run began with): adds what each update changed (share of entries, rank per "
+                                   "matrix, the start's spikes kept) and the overlap of every pair's updated sets.")
+    update_tolerance: float = option(1e-5, help="With --reference: an entry counts as updated above this absolute "
+                                     "change, beside the exact (bit-for-bit) count.")
+    rank_energy: float = option(0.9, help="With --reference: the share of an update's squared norm its energy rank "
+                                "keeps.")
+    spike_fraction: float = option(0.1, help="With --reference: a spike of the start (top 0.1% of |start − base| "
+                                   "in its tensor) is kept while it moved by at most this share of its size.")
+    rank_sketch: int = option(256, help="With --reference: singular directions of the randomized SVD of matrices "
+                              "whose short side exceeds 1024 (smaller ones get an exact SVD).")
 
 
 def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
@@ -91,6 +103,13 @@ def _validate(cfg: DiagnoseConfig) -> None:
     if not cfg.checkpoints:
         raise RejuvError("give at least one checkpoint to diagnose")
     check_device(cfg.device)
+    for name, value in (("--rank-energy", cfg.rank_energy), ("--spike-fraction", cfg.spike_fraction)):
+        if not 0 < value <= 1:
+            raise RejuvError(f"{name} must be in (0, 1], got {value}")
+    if cfg.update_tolerance < 0:
+        raise RejuvError(f"--update-tolerance must be at least 0, got {cfg.update_tolerance}")
+    if cfg.rank_sketch < 1:
+        raise RejuvError(f"--rank-sketch must be at least 1, got {cfg.rank_sketch}")
     if cfg.eval:
         samples = cfg.evaluation.samples
         if cfg.k < 1:
@@ -104,18 +123,23 @@ def _validate(cfg: DiagnoseConfig) -> None:
 def run_diagnose(cfg: DiagnoseConfig) -> dict:
     _validate(cfg)
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.eval))
+    check_output_free(out, cfg.overwrite, inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.eval, cfg.reference))
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
         ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]
-        return _diagnose(cfg, out, labels, base, ckpts)
+        reference = stack.enter_context(Checkpoint(cfg.reference, cfg.allow_pickle)) if cfg.reference else None
+        return _diagnose(cfg, out, labels, base, ckpts, reference)
 
 
 def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoint,
-              ckpts: list[Checkpoint]) -> dict:
+              ckpts: list[Checkpoint], reference: Checkpoint | None) -> dict:
     adapter = adapter_for(base.config, where=str(base.path))
     plans = [plan_fusion(base, c) for c in ckpts]  # refuses a different architecture, naming the tensor
+    if reference is not None:
+        plan_fusion(base, reference)
+        for c in ckpts:
+            plan_fusion(reference, c)
 
     from transformers import AutoTokenizer
 
@@ -151,6 +175,17 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         report["checkpoints"].append({
             "path": path, "name": label, "params": drift,
             "outputs": output_stats(stats, base_stats, gold, vocab, tokenizer), "sampling": None})
+    report["update"] = None
+    if reference is not None:
+        # the tensors every checkpoint shares with the base (a vocabulary grown by SFT is left out)
+        names = [n for n in (t.name for t in plans[0].outputs) if n in reference.tensors and all(
+            n in c.tensors and c.tensors[n].shape == reference.tensors[n].shape == base.tensors[n].shape
+            for c in ckpts)]
+        with progress_bar(cfg.progress, len(names), "update", "tensor") as bar:
+            report["update"] = update_statistics(
+                reference, ckpts, names, base=base, tolerance=cfg.update_tolerance, energy=cfg.rank_energy,
+                spike_fraction=cfg.spike_fraction, sketch=cfg.rank_sketch, seed=cfg.seed, progress=bar)
+        report["update"]["names"] = labels
 
     with atomic_output_dir(out, cfg.overwrite) as tmp:
         if cfg.eval:
@@ -193,6 +228,20 @@ def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:
         verdict = "OVER-TRAINED: " + "; ".join(e["signals"].values()) if e["flagged"] else "ok"
         lines.append(f"{e['rank']}. {e['name']}: entropy {e['outputs']['mean_entropy']:.3f} nats, "
                      f"drift {e['params']['model']['rel'] or 0:.4f}  [{verdict}]")
+    update = report.get("update")
+    if update:
+        lines.append(f"updates from {update['start']} (stored as {', '.join(update['stored_dtypes']['start'])}):")
+        for name, u in zip(update["names"], update["checkpoints"], strict=True):
+            spikes = f"; spikes kept {u['spikes']['kept']:.1%}" if u["spikes"] else ""
+            rank = u["rank"].get("all", {}).get("median_energy_rank_share")
+            rank = f"; median energy rank {rank:.0%} of full" if rank is not None else ""
+            model = u["model"]
+            lines.append(f"  {name}: changed {model['changed_exact']:.2%} of entries exactly, "
+                         f"{model['changed_above_tolerance']:.2%} by more than {update['tolerance']:g}{rank}{spikes}")
+        for pair in update["overlap"]:
+            if pair["jaccard"] is not None:
+                lines.append(f"  overlap {update['names'][pair['a']]} / {update['names'][pair['b']]}: Jaccard "
+                             f"{pair['jaccard']:.3f} (random sets of the same sizes: {pair['random_jaccard']:.3f})")
     return "\n".join([*lines, f"report: {Path(cfg.out) / 'report.html'}"])
 
 
