@@ -148,7 +148,8 @@ def test_reference_adds_what_each_update_changed(trained, tmp_path):
     assert set(moved["by_kind"]) >= {"q_proj", "down_proj", "embedding"}
     assert report["update"]["overlap"] == [{"a": 0, "b": 1, "jaccard": 0.0, "random_jaccard": 0.0}]
     assert set(report["update"]["stored_dtypes"]["start"]) == {"F32"}
-    assert "changed 0.00% of entries exactly" in result.stdout and "overlap epoch-1 / epoch-16" in result.stdout
+    assert "changed 0.00% of entries exactly (0.00% in a bf16 copy)" in result.stdout
+    assert "overlap epoch-1 / epoch-16" in result.stdout
     html = (tmp_path / "rep" / "report.html").read_text()
     assert 'id="update"' in html and "What each update changed" in html
 
@@ -185,6 +186,11 @@ def test_diagnose_bad_input(trained, tmp_path):
         diagnose(checkpoints=[tmp_path / "qwen"], calib=trained / "calib.jsonl", **common)
     with pytest.raises(RejuvError, match=r"calib_bad\.jsonl:1: expected 'prompt'\+'completion'"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=tmp_path / "calib_bad.jsonl", **common)
+    with pytest.raises(RejuvError, match="architectures differ"):
+        diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
+                 reference=str(tmp_path / "qwen"), **common)
+    with pytest.raises(RejuvError, match=r"--rank-energy must be in \(0, 1\], got 1.5"):
+        diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl", rank_energy=1.5, **common)
     with pytest.raises(RejuvError, match="--k 8 is larger than the 4 samples drawn"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
                  eval=str(trained / "bench.jsonl"), k=8, evaluation={"samples": 4}, **common)

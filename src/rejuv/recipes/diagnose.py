@@ -84,7 +84,7 @@ class DiagnoseConfig:
     spike_fraction: float = option(0.1, help="With --reference: a spike of the start (top 0.1% of |start − base| "
                                    "in its tensor) is kept while it moved by at most this share of its size.")
     rank_sketch: int = option(256, help="With --reference: singular directions of the randomized SVD of matrices "
-                              "whose short side exceeds 1024 (smaller ones get an exact SVD).")
+                              "whose short side exceeds 1024 (smaller ones get their exact spectrum).")
 
 
 def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
@@ -236,7 +236,9 @@ def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:
             rank = u["rank"].get("all", {}).get("median_energy_rank_share")
             rank = f"; median energy rank {rank:.0%} of full" if rank is not None else ""
             model = u["model"]
-            lines.append(f"  {name}: changed {model['changed_exact']:.2%} of entries exactly, "
+            lines.append(f"  {name}: size {model['rel'] or 0:.4f} of the start; changed "
+                         f"{model['changed_exact']:.2%} of entries exactly "
+                         f"({model['changed_bf16']:.2%} in a bf16 copy), "
                          f"{model['changed_above_tolerance']:.2%} by more than {update['tolerance']:g}{rank}{spikes}")
         for pair in update["overlap"]:
             if pair["jaccard"] is not None:
