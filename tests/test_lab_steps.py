@@ -49,3 +49,25 @@ def test_a_finished_step_is_skipped_and_unmeasured_positions_give_no_estimate(tm
     steps(tmp_path, tmp_path / "a1", "seed 1: a", lambda: ran.append("a1"))
     assert ran == ["b0", "a1"]
     assert lines[-1] == "seed 1: a  [step 1 of 2 of the seed; 0 min in]"  # step a never measured: no estimate
+
+
+def test_a_step_reusing_a_folder_of_this_run_counts_as_free(tmp_path):
+    """The planner's full run from a start that is an arm's reuses the arm's run (same folder): that
+    position costs nothing on every seed, and must not hide the estimate."""
+    clock, lines = Clock(), []
+    steps = Steps(seeds=2, clock=clock, echo=lines.append)
+
+    def work(folder):
+        def run():
+            clock.now += 60
+            folder.mkdir()
+        return run
+
+    for seed in range(2):
+        steps.begin_seed(seed)
+        rl = tmp_path / f"rl{seed}"
+        steps(tmp_path, rl, f"seed {seed}: rl", work(rl))
+        steps(tmp_path, rl, f"seed {seed}: planner's rl", work(rl))  # the same folder: reused
+        steps(tmp_path, tmp_path / f"ev{seed}", f"seed {seed}: eval", work(tmp_path / f"ev{seed}"))
+    assert lines[2] == "seed 1: rl  [step 1 of 3 of the seed; 2 min in; about 2 min left]"
+    assert lines[3] == "seed 1: eval  [step 3 of 3 of the seed; 3 min in; about 1 min left]"

@@ -1,7 +1,8 @@
 """The lab's steps: each runs once (its output folder is the proof it ran), is timed, and says where the
 demo stands.
 
-A step is skipped when its folder exists (an interrupted demo resumes there). Every seed runs the same
+A step is skipped when its folder exists (an interrupted demo resumes there; a step whose folder an
+earlier step of the same run wrote costs nothing and is measured as such). Every seed runs the same
 steps in the same order, so once one seed has finished its step count is known, and each position's
 measured times give the time left: the rest of this seed plus the seeds still to come. Until every
 remaining position has been measured (the first seed; a resumed run whose earlier steps were reused),
@@ -32,6 +33,7 @@ class Steps:
         self.position = 0
         self.per_seed: int | None = None
         self.measured: dict[int, list[float]] = {}
+        self.made: set[Path] = set()  # folders this run's steps wrote
 
     def begin_seed(self, index: int) -> None:
         if self.seed_index is not None:
@@ -42,11 +44,16 @@ class Steps:
         if self.seed_index is not None:
             self.position += 1
         if folder.exists():
+            if self.seed_index is not None and folder in self.made:
+                # written by an earlier step of this run (a start that reuses an arm's run): it costs nothing,
+                # every seed alike; a folder from an earlier run says nothing about what the step costs
+                self.measured.setdefault(self.position, []).append(0.0)
             return
         self.echo(message + self._where())
         start = self.clock()
         work()
         seconds = self.clock() - start
+        self.made.add(folder)
         if self.seed_index is not None:
             self.measured.setdefault(self.position, []).append(seconds)
         write_jsonl(out / "timings.jsonl", [{"step": message, "seconds": round(seconds, 2)}], append=True)
