@@ -8,16 +8,18 @@ A random Llama of a real shape (`--shape`: 135m = SmolLM-135M, 30 layers × 576,
 1b = Llama-3.2-1B, 16 layers × 2048, 128,256 tokens; both with tied embeddings), written to a temporary
 folder and loaded as `rejuv apply` loads it, and synthetic calibration samples (prompt + response token
 ids); targets are random response positions, as `select_targets` picks them. In the same run, after a
-warm-up of each, in turn:
+warm-up of each, interleaved sample by sample (each method first in turn, so that a slow spell of a shared
+machine falls on all of them):
 - floor: for each target alone, a forward over its prefix and the backward of its logit down to the
   embedding output (no weight gradients): one forward+backward per target token, batch 1;
 - copies: the attribution before issue 18 (benchmarks/attribution_copies.py: a copy of the sample per
   target, grouped by prefix length, at most `--batch-size` copies per pass);
 - rejuv: what `rejuv apply` does now, `attribute_sample` once per sample (one forward up to the last
-  target, then batched backwards of as many targets as the free memory allows).
+  target, in pieces that end at targets, then per piece batched backwards of its targets);
+- rejuv@COST (`--piece-costs`): the same with another cost per forward piece (a large one: one piece).
 Every method scores every reader and writer neuron. Per method: seconds, the ratio to the floor, and the
-growth of peak memory during it (CPU: VmHWM reset before the method; GPU: max_memory_allocated). The
-scores of copies and rejuv are compared (largest difference relative to the largest score).
+growth of peak memory during one sample (CPU: VmHWM reset before each call; GPU: max_memory_allocated).
+The scores of copies and every rejuv are compared (largest difference relative to the largest score).
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ def main() -> None:
     parser.add_argument("--response", type=int, default=160, help="response tokens")
     parser.add_argument("--batch-size", type=int, default=8, help="copies per pass of the copies method")
     parser.add_argument("--methods", default="floor,copies,rejuv", help="which to time, comma-separated")
+    parser.add_argument("--piece-costs", default="",
+                        help="also time rejuv at these forward-piece costs (comma-separated token-backwards; "
+                             "a large one gives a single piece), as methods rejuv@COST")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -129,44 +134,54 @@ def main() -> None:
             "copies": lambda s, t: attribute_with_copies(model, adapter, neurons, s, t, args.batch_size),
             "rejuv": lambda s, t: attribute_sample(model, adapter, neurons, s, t),
         }
+        for cost in filter(None, args.piece_costs.split(",")):
+            runs[f"rejuv@{cost}"] = lambda s, t, c=int(cost): attribute_sample(model, adapter, neurons, s, t, c)
+            methods.append(f"rejuv@{cost}")
         runs = {name: runs[name] for name in methods}
         with torch.no_grad():  # as the calibration passes call them
             for run in runs.values():  # warm-up: allocator, kernels
                 run(samples[0], targets[0][:2])
-            if {"copies", "rejuv"} <= set(runs):
-                old, new = (runs[m](samples[0], targets[0])[0] for m in ("copies", "rejuv"))
-                agree = max(float((old[n] - new[n]).abs().max() / old[n].abs().max().clamp_min(1e-30))
-                            for n in neurons)
-            else:
-                agree = None
+            agree = None  # of every rejuv method's scores with the copies', relative to the largest score
+            if "copies" in runs:
+                old = runs["copies"](samples[0], targets[0])[0]
+                for name in (m for m in runs if m.startswith("rejuv")):
+                    new = runs[name](samples[0], targets[0])[0]
+                    agree = max(agree or 0.0, *(float((old[n] - new[n]).abs().max()
+                                                      / old[n].abs().max().clamp_min(1e-30)) for n in neurons))
             rows = []
             for _ in range(args.repeats):
                 row = {"params": params, "device": args.device, "dtype": args.dtype,
                        "targets": args.samples * args.targets, "sequence": args.prompt + args.response,
                        "max_relative_difference": agree}
-                for name, run in runs.items():
-                    synchronize(args.device)
-                    before = reset_peak(args.device)
-                    start = time.perf_counter()
-                    for s, t in zip(samples, targets, strict=True):
-                        run(s, t)
-                    synchronize(args.device)
-                    row[f"{name}_s"] = round(time.perf_counter() - start, 3)
-                    row[f"{name}_peak_mb"] = round((peak(args.device) - before) / 2**20)
+                seconds, grown = dict.fromkeys(runs, 0.0), dict.fromkeys(runs, 0)
+                for i, (s, t) in enumerate(zip(samples, targets, strict=True)):
+                    names = list(runs)[i % len(runs):] + list(runs)[:i % len(runs)]  # each goes first in turn
+                    for name in names:  # sample by sample: a slow spell of a shared machine hits every method
+                        synchronize(args.device)
+                        before = reset_peak(args.device)
+                        start = time.perf_counter()
+                        runs[name](s, t)
+                        synchronize(args.device)
+                        seconds[name] += time.perf_counter() - start
+                        grown[name] = max(grown[name], peak(args.device) - before)
+                for name in runs:
+                    row[f"{name}_s"] = round(seconds[name], 3)
+                    row[f"{name}_peak_mb"] = round(grown[name] / 2**20)
                 for name in runs:
                     if name != "floor" and "floor" in runs:
                         row[f"{name}_ratio"] = round(row[f"{name}_s"] / row["floor_s"], 2)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n| parameters | device | dtype | targets | tokens per sample | floor (s) | copies (s) | rejuv (s) "
-          "| copies / floor | rejuv / floor | peak growth floor / copies / rejuv (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    others = [m for m in runs if m != "floor"]
+    print("\n| parameters | device | dtype | targets | tokens per sample | "
+          + " | ".join(f"{m} (s)" for m in runs) + " | " + " | ".join(f"{m} / floor" for m in others)
+          + " | peak growth " + " / ".join(runs) + " (MB) |")
+    print("|---" * (6 + len(runs) + len(others)) + "|")
     for r in rows:
         print(f"| {r['params'] / 1e6:.0f} M | {r['device']} | {r['dtype']} | {r['targets']} | {r['sequence']} | "
-              f"{r.get('floor_s', '–')} | {r.get('copies_s', '–')} | {r.get('rejuv_s', '–')} | "
-              f"{r.get('copies_ratio', '–')} | {r.get('rejuv_ratio', '–')} | {r.get('floor_peak_mb', '–')} / "
-              f"{r.get('copies_peak_mb', '–')} / {r.get('rejuv_peak_mb', '–')} |")
-
+              + " | ".join(str(r[f"{m}_s"]) for m in runs) + " | "
+              + " | ".join(str(r.get(f"{m}_ratio", "–")) for m in others) + " | "
+              + " / ".join(str(r[f"{m}_peak_mb"]) for m in runs) + " |")
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rejuv.arch import READER_KINDS, adapter_for
-from rejuv.attribution import Target, attribute_sample, response_token_stats, select_targets
+from rejuv.attribution import Target, attribute_sample, forward_pieces, response_token_stats, select_targets
 from rejuv.calibration import Sample
 
 from tiny import ARCHS, build_model, perturbed
@@ -130,9 +130,11 @@ def test_batched_targets_do_not_mix():
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("tied", [False, True])
-def test_one_forward_per_sample_gives_the_scores_of_a_copy_per_target(arch, tied):
+@pytest.mark.parametrize("piece_cost", [10**6, 1])
+def test_one_forward_per_sample_gives_the_scores_of_a_copy_per_target(arch, tied, piece_cost):
     """One forward per sample equals the previous path (a copy of the sample per target) to float rounding,
-    for targets given in any order, far apart or adjacent, with the last position included."""
+    for targets given in any order, far apart or adjacent, with the last position included; in one piece
+    and in five (the graph carried through the KV cache)."""
     from attribution_copies import attribute_with_copies
 
     model, _ = build_model(arch, seed=3, tied=tied, layers=3)
@@ -143,7 +145,8 @@ def test_one_forward_per_sample_gives_the_scores_of_a_copy_per_target(arch, tied
     sample = Sample(ids, 10, 0)
     targets = [Target(0, p, ids[p + 1], 0.0) for p in (21, 12, 39, 13, 30, 9)]
     with torch.no_grad():  # as the calibration passes call it
-        new, new_err = attribute_sample(model, adapter, neurons, sample, targets)
+        new, new_err = attribute_sample(model, adapter, neurons, sample, targets, piece_cost)
+    assert len(forward_pieces([t.position for t in targets], piece_cost)) == (5 if piece_cost == 1 else 1)
     old, old_err = attribute_with_copies(model, adapter, neurons, sample, targets, max_copies=2)
     for n in neurons:
         torch.testing.assert_close(new[n], old[n], rtol=1e-4, atol=1e-6 * float(old[n].abs().max()))
@@ -151,10 +154,12 @@ def test_one_forward_per_sample_gives_the_scores_of_a_copy_per_target(arch, tied
     torch.testing.assert_close(new_err, old_err, rtol=0, atol=1e-4)
 
 
-def test_chunks_of_targets_give_the_same_scores_and_follow_free_memory(monkeypatch):
+@pytest.mark.parametrize("piece_cost", [10**6, 1])
+def test_chunks_of_targets_give_the_same_scores_and_follow_free_memory(monkeypatch, piece_cost):
     """Fewer targets per batched backward (less free memory) changes nothing but the memory (on the CPU not
-    a bit, so output bytes do not depend on the machine's load; also checked at hidden 512); the chunk is
-    half the free memory over twice a target's reader gradients, at least one, at most every target."""
+    a bit, so output bytes do not depend on the machine's load; also checked at hidden 512), in one forward
+    piece or several; the chunk is half the free memory over twice a target's reader gradients, at least
+    one, at most every target."""
     import rejuv.attribution as attribution
 
     model, _ = build_model("llama", seed=3, layers=2)
@@ -165,9 +170,10 @@ def test_chunks_of_targets_give_the_same_scores_and_follow_free_memory(monkeypat
     sample = Sample(ids, 8, 0)
     targets = [Target(0, p, ids[p + 1], 0.0) for p in (20, 9, 28, 15, 11)]
     with torch.no_grad():
-        whole, _ = attribute_sample(model, adapter, neurons, sample, targets)
+        whole, _ = attribute_sample(model, adapter, neurons, sample, targets, piece_cost)
         monkeypatch.setattr(attribution, "targets_per_backward", lambda n, b, d: 2)
-        chunked, _ = attribute_sample(model, adapter, neurons, sample, targets)
+        chunked, _ = attribute_sample(model, adapter, neurons, sample, targets, piece_cost)
+    assert len(forward_pieces([t.position for t in targets], piece_cost)) == (5 if piece_cost == 1 else 1)
     for n in neurons:  # bit for bit: the chunk follows free memory, and outputs must not depend on it
         assert torch.equal(chunked[n], whole[n]), n
     monkeypatch.undo()
@@ -176,6 +182,29 @@ def test_chunks_of_targets_give_the_same_scores_and_follow_free_memory(monkeypat
     assert attribution.targets_per_backward(8, free // 20, cpu) in (4, 5)  # free/2 over 2·free/20, to the page
     assert attribution.targets_per_backward(8, free, cpu) == 1
     assert attribution.targets_per_backward(8, 1, cpu) == 8
+
+
+def test_forward_pieces_minimise_backward_positions_plus_a_cost_per_piece():
+    """Targets at 100..255 (8): the optimum by brute force over every contiguous grouping; a large cost per
+    piece gives one piece, none gives a piece per distinct position; targets at one position never split."""
+    import itertools
+
+    positions = [255, 100, 150, 200, 120, 180, 230, 250]
+    order = sorted(range(8), key=lambda k: positions[k])
+
+    def cost(groups, c):
+        return sum(len(g) * (positions[g[-1]] + 1) + c for g in groups)
+
+    for c in (0, 16, 64, 1000):
+        best = min(cost([order[a:b] for a, b in zip((0, *cuts), (*cuts, 8), strict=True)], c)
+                   for r in range(8) for cuts in itertools.combinations(range(1, 8), r))
+        pieces = forward_pieces(positions, c)
+        assert sorted(k for g in pieces for k in g) == list(range(8))
+        assert [positions[g[-1]] for g in pieces] == sorted(positions[g[-1]] for g in pieces)
+        assert cost(pieces, c) == best
+    assert forward_pieces(positions, 10**6) == [order]
+    assert len(forward_pieces(positions, 0)) == 8
+    assert forward_pieces([7, 3, 7, 3], 0) == [[1, 3], [0, 2]]
 
 
 def test_a_model_placed_by_device_map_auto_gives_the_same_scores(tmp_path):

@@ -40,9 +40,9 @@ def _run(script: str, *args: str) -> list[dict]:
 @pytest.mark.slow
 def test_attribution_cost_runs_with_its_floor():
     rows = _run("attribution_cost.py", "--hidden", "64", "--layers", "2", "--vocab", "256", "--samples", "2",
-                "--targets", "4", "--prompt", "8", "--response", "16", "--repeats", "1")
-    assert rows[0]["targets"] == 8 and min(rows[0][f"{m}_s"] for m in ("floor", "copies", "rejuv")) > 0
-    assert rows[0]["max_relative_difference"] < 1e-4  # the two attribution paths agree
+                "--targets", "4", "--prompt", "8", "--response", "16", "--repeats", "1", "--piece-costs", "1")
+    assert rows[0]["targets"] == 8 and min(rows[0][f"{m}_s"] for m in ("floor", "copies", "rejuv", "rejuv@1")) > 0
+    assert rows[0]["max_relative_difference"] < 1e-4  # the attribution paths agree, in one piece or several
     per_layer = 2 * 64 + 4 * 64 * 64 + 3 * 64 * 256  # two norms, q/k/v/o, gate/up/down (4× MLP)
     assert rows[0]["params"] == 2 * 256 * 64 + 64 + 2 * per_layer  # embedding and head untied, final norm
 

@@ -15,17 +15,18 @@
    It also returns |z̃ − z|, the error of the frozen-norm decomposition
    z̃ = ⟨embedding + Σ writes, d_y(t)⟩ + b_y.
 
-Each sample runs forward once, up to its last target; then one batched backward
-(`torch.autograd.grad(..., is_grads_batched=True)`) gives every target the
-gradient of its own logit alone, in chunks of targets sized from the memory the
-device has free (`targets_per_backward`). Where a copy of the sample per target
-paid N forwards and N backwards (benchmarks/attribution_copies.py keeps that
-path as the reference the tests compare with), this pays one forward and the
-backwards. Writers need no backward. Measured in BENCHMARKS.md, with the
-alternatives that measured slower on a CPU: a backward per target on a retained
-graph (the same work in smaller matrix products), and a forward in pieces that
-end at the targets, carrying the graph in a KV cache so that each backward
-covers only its prefix (the extra passes cost more than the positions saved).
+Each sample runs forward once, up to its last target, in a few pieces that end at
+targets (`forward_pieces`; the graph runs from piece to piece through a KV cache).
+Per piece, one batched backward (`torch.autograd.grad(..., is_grads_batched=True)`)
+gives each of its targets the gradient of its own logit alone, over the positions
+up to the piece's end only, in chunks of targets sized from the memory the device
+has free (`targets_per_backward`). Where a copy of the sample per target paid N
+forwards and N backwards (benchmarks/attribution_copies.py keeps that path as the
+reference the tests compare with), this pays one forward and the backwards.
+Writers need no backward. Measured in BENCHMARKS.md, with the alternatives that
+measured slower on a CPU: a backward per target on a retained graph (the same work
+in smaller matrix products), and a piece per target (each piece's pass over the
+weights costs more than the positions it saves).
 
 The model may be spread over devices (`device_map="auto"`): inputs go to the
 embedding's device, per-target vectors are gathered on the unembedding's.
@@ -33,14 +34,20 @@ embedding's device, per-target vectors are gathered on the unembedding's.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from rejuv.arch import READER_KINDS, ArchAdapter, Neurons
 from rejuv.calibration import Sample
 from rejuv.errors import RejuvError
+
+# What one more forward piece costs (its pass over the weights, one more backward call, the cache), in
+# token-backwards of one target; measured on a CPU in BENCHMARKS.md ("Attribution ... issue 18").
+PIECE_COST_TOKENS = 128
 
 
 @dataclass
@@ -161,49 +168,84 @@ def targets_per_backward(targets: int, reader_bytes: int, device: torch.device) 
     return max(1, min(targets, free // 2 // max(2 * reader_bytes, 1)))
 
 
+def forward_pieces(positions: list[int], piece_cost: int | None = None) -> list[list[int]]:
+    """Indices of the targets (into `positions`) grouped by the forward piece they end, in position order.
+
+    A target's backward covers every position up to the end of its piece: more pieces, shorter backwards,
+    but one more forward call and one more backward per piece. The grouping of the sorted targets minimises
+    Σ (targets in the piece × the piece's end) + `piece_cost` per piece, both in token-backwards, exactly
+    (dynamic programming; targets at one position never split)."""
+    piece_cost = PIECE_COST_TOKENS if piece_cost is None else piece_cost
+    order = sorted(range(len(positions)), key=lambda k: positions[k])
+    ends = [positions[k] + 1 for k in order]
+    best = [0.0] + [math.inf] * len(order)  # best[j]: the cost of the first j targets in pieces
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        for i in range(j):  # the last piece ends at target j-1 and holds targets i..j-1
+            if i > 0 and ends[i - 1] == ends[j - 1]:
+                continue
+            cost = best[i] + (j - i) * ends[j - 1] + piece_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(order)
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
+
+
 def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
-                     sample: Sample, targets: list[Target]) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
+                     sample: Sample, targets: list[Target],
+                     piece_cost: int | None = None) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
     """Scores [len(targets), n_neurons] per module (float32, on the CPU, in the order of `targets`) and
     |z̃ − z| per target.
 
-    One forward of the sample up to its last target, then batched backwards (`is_grads_batched`) of as many
-    targets at a time as `targets_per_backward` allows.
+    One forward of the sample up to its last target, in the pieces `forward_pieces` chooses (the graph
+    carried from piece to piece in a KV cache), then per piece batched backwards (`is_grads_batched`) of
+    its targets, as many at a time as `targets_per_backward` allows, each over the positions up to the
+    piece's end.
     """
     weight, bias = _unembed(model, adapter)
     head = weight.device  # per-target vectors are gathered here
-    positions = torch.tensor([t.position for t in targets])  # index tensors stay on the CPU: valid for any device
+    n_targets = len(targets)
+    pieces = forward_pieces([t.position for t in targets], piece_cost)
     tokens = torch.tensor([t.token for t in targets], device=head)
-    length = int(positions.max()) + 1  # nothing after the last target can affect it
-    ids = torch.tensor(sample.input_ids[:length], device=_input_device(model))[None]
+    ids = torch.tensor(sample.input_ids[: max(t.position for t in targets) + 1], device=_input_device(model))[None]
 
-    reader_out: dict[Neurons, torch.Tensor] = {}
-    writer_in: dict[Neurons, torch.Tensor] = {}
-    writes: list[torch.Tensor] = []  # the embedding and every writer's output, at the target positions
-    residual: dict[str, torch.Tensor] = {}
-    hooks = []
+    reader_out: dict[Neurons, list[torch.Tensor]] = {n: [] for n in neurons if n.kind in READER_KINDS}
+    at_targets: dict[object, torch.Tensor] = {}  # per writer (and the embedding, final norm): rows per target
+    piece: dict[str, torch.Tensor] = {}  # the piece being run: "rows" (target indices), "at" (their positions in it)
+
+    def keep(key, rows: torch.Tensor) -> None:
+        if key not in at_targets:
+            at_targets[key] = rows.new_empty((n_targets, *rows.shape[1:]))
+        at_targets[key][piece["rows"]] = rows
 
     def embed_hook(_m, _inp, out):
         # A leaf that requires grad makes autograd record the graph downstream of
         # the embedding without ever computing weight gradients.
         out = out.detach().requires_grad_(True)
-        writes.append(out.detach()[0, positions].float().to(head))
+        keep("embedding", out.detach()[0, piece["at"]].float().to(head))
         return out
 
     def reader_hook(key):
         def hook(_m, _inp, out):
-            reader_out[key] = out
+            reader_out[key].append(out)
         return hook
 
     def writer_hook(key):
         def hook(_m, inp, out):
-            writer_in[key] = inp[0].detach()[0, positions].float()
-            writes.append(out.detach()[0, positions].float().to(head))
+            keep(("in", key), inp[0].detach()[0, piece["at"]].float())
+            keep(("out", key), out.detach()[0, piece["at"]].float().to(head))
         return hook
 
     def norm_hook(_m, inp):
-        residual["x"] = inp[0].detach()[0, positions].float().to(head)
+        keep("residual", inp[0].detach()[0, piece["at"]].float().to(head))
 
     final_norm = model.get_submodule(adapter.final_norm)
+    backbone = model.get_submodule(adapter.backbone)
+    hidden, hooks = [], []
+    cache = DynamicCache(config=model.config) if len(pieces) > 1 else None
     try:
         hooks.append(model.get_submodule(adapter.embedding).register_forward_hook(embed_hook))
         hooks.append(final_norm.register_forward_pre_hook(norm_hook))
@@ -211,46 +253,63 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
             module = model.get_submodule(n.module)
             hook = reader_hook(n) if n.kind in READER_KINDS else writer_hook(n)
             hooks.append(module.register_forward_hook(hook))
+        start, starts = 0, []
         with torch.enable_grad():
-            backbone = model.get_submodule(adapter.backbone)
-            hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
+            for rows in pieces:
+                end = targets[rows[-1]].position + 1
+                piece["rows"] = torch.tensor(rows)
+                piece["at"] = torch.tensor([targets[k].position - start for k in rows])
+                out = backbone(input_ids=ids[:, start:end], past_key_values=cache, use_cache=cache is not None)
+                hidden.append(out.last_hidden_state[0, piece["at"]].to(head).float())
+                starts.append(start)
+                start = end
     finally:
         for h in hooks:
             h.remove()
 
-    readers = [n for n in neurons if n.kind in READER_KINDS]
+    readers = list(reader_out)
     w_y = weight[tokens].float()
-    scores = {n: torch.empty(len(targets), reader_out[n].shape[-1]) for n in readers}
-    reader_bytes = sum(t.numel() * t.element_size() for t in reader_out.values())
-    chunk = targets_per_backward(len(targets), reader_bytes, hidden.device)
+    scores = {n: torch.empty(n_targets, reader_out[n][-1].shape[-1]) for n in readers}
+    z = torch.empty(n_targets, device=head)
+    reader_bytes = sum(t.numel() * t.element_size() for outs in reader_out.values() for t in outs)
+    chunk = targets_per_backward(n_targets, reader_bytes, ids.device)
     with torch.enable_grad():
-        z = (hidden[0, positions].to(head).float() * w_y).sum(-1)
-        if bias is not None:
-            z = z + bias[tokens].float()
-        one_hot = torch.eye(len(targets), device=z.device)
-        for first in range(0, len(targets), chunk):
-            last = min(first + chunk, len(targets))
-            # row k of the batch back-propagates target k's logit alone; the graph stays for the next chunk
-            grads = torch.autograd.grad(z, [reader_out[n] for n in readers], grad_outputs=one_hot[first:last],
-                                        is_grads_batched=True, retain_graph=last < len(targets))
-            at, rows = positions[first:last], torch.arange(last - first)
-            for n, grad in zip(readers, grads, strict=True):
-                out, grad = reader_out[n].detach()[0].float(), grad[:, 0].float()  # [L, d], [chunk, L, d]
-                if n.kind in ("k_proj", "v_proj"):  # over the prefix; later positions get exactly zero gradient
-                    score = torch.einsum("ld,cld->cd", out, grad)
-                else:  # q/gate/up: at the target only
-                    score = out[at] * grad[rows, at]
-                scores[n][first:last] = score.cpu()
+        for p, rows in enumerate(pieces):
+            z_piece = (hidden[p] * w_y[rows]).sum(-1)
+            if bias is not None:
+                z_piece = z_piece + bias[tokens[rows]].float()
+            z[rows] = z_piece.detach()
+            # q/gate/up act at the target only, in its own piece; k/v over the prefix, in every piece so far
+            inputs = [(n, i) for n in readers for i in (range(p + 1) if n.kind in ("k_proj", "v_proj") else [p])]
+            one_hot = torch.eye(len(rows), device=z_piece.device)
+            for first in range(0, len(rows), chunk):
+                last = min(first + chunk, len(rows))
+                # row k of the batch back-propagates target k's logit alone; the graph stays for what is left
+                grads = torch.autograd.grad(z_piece, [reader_out[n][i] for n, i in inputs],
+                                            grad_outputs=one_hot[first:last], is_grads_batched=True,
+                                            retain_graph=p < len(pieces) - 1 or last < len(rows))
+                local = torch.tensor([targets[k].position - starts[p] for k in rows[first:last]])
+                score = {n: 0.0 for n in readers}
+                for (n, i), grad in zip(inputs, grads, strict=True):
+                    out, grad = reader_out[n][i].detach()[0].float(), grad[:, 0].float()  # [ℓ, d], [chunk, ℓ, d]
+                    if n.kind in ("k_proj", "v_proj"):  # later positions get exactly zero gradient
+                        score[n] = score[n] + torch.einsum("ld,cld->cd", out, grad)
+                    else:
+                        score[n] = out[local] * grad[torch.arange(last - first), local]
+                for n in readers:
+                    scores[n][rows[first:last]] = score[n].cpu()
 
     # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
     gamma = final_norm.weight.float().to(head)
-    inv_rms = torch.rsqrt(residual["x"].pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
+    inv_rms = torch.rsqrt(at_targets["residual"].pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
     d = inv_rms * gamma * w_y.detach()
+    writes = [rows for key, rows in at_targets.items() if key == "embedding" or key[0] == "out"]  # forward order
     z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
     if bias is not None:
         z_tilde = z_tilde + bias[tokens].float()
-    recon_error = (z_tilde - z.detach()).abs().cpu()
-    for n in writer_in:
-        w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
-        scores[n] = (writer_in[n].to(w.device) * (d.to(w.device) @ w.float())).cpu()
+    recon_error = (z_tilde - z).abs().cpu()
+    for n in neurons:
+        if n.kind not in READER_KINDS:
+            w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
+            scores[n] = (at_targets[("in", n)].to(w.device) * (d.to(w.device) @ w.float())).cpu()
     return {n: scores[n] for n in neurons}, recon_error
