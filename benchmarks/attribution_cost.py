@@ -183,5 +183,6 @@ def main() -> None:
               + " | ".join(str(r.get(f"{m}_ratio", "–")) for m in others) + " | "
               + " / ".join(str(r[f"{m}_peak_mb"]) for m in runs) + " |")
 
+
 if __name__ == "__main__":
     main()

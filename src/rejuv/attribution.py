@@ -213,7 +213,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     ids = torch.tensor(sample.input_ids[: max(t.position for t in targets) + 1], device=_input_device(model))[None]
 
     reader_out: dict[Neurons, list[torch.Tensor]] = {n: [] for n in neurons if n.kind in READER_KINDS}
-    at_targets: dict[object, torch.Tensor] = {}  # per writer (and the embedding, final norm): rows per target
+    at_targets: dict[tuple, torch.Tensor] = {}  # ("write"/"in", writer or "embedding") and ("residual",): per target
     piece: dict[str, torch.Tensor] = {}  # the piece being run: "rows" (target indices), "at" (their positions in it)
 
     def keep(key, rows: torch.Tensor) -> None:
@@ -225,7 +225,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         # A leaf that requires grad makes autograd record the graph downstream of
         # the embedding without ever computing weight gradients.
         out = out.detach().requires_grad_(True)
-        keep("embedding", out.detach()[0, piece["at"]].float().to(head))
+        keep(("write", "embedding"), out.detach()[0, piece["at"]].float().to(head))
         return out
 
     def reader_hook(key):
@@ -236,11 +236,11 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     def writer_hook(key):
         def hook(_m, inp, out):
             keep(("in", key), inp[0].detach()[0, piece["at"]].float())
-            keep(("out", key), out.detach()[0, piece["at"]].float().to(head))
+            keep(("write", key), out.detach()[0, piece["at"]].float().to(head))
         return hook
 
     def norm_hook(_m, inp):
-        keep("residual", inp[0].detach()[0, piece["at"]].float().to(head))
+        keep(("residual",), inp[0].detach()[0, piece["at"]].float().to(head))
 
     final_norm = model.get_submodule(adapter.final_norm)
     backbone = model.get_submodule(adapter.backbone)
@@ -261,6 +261,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
                 piece["at"] = torch.tensor([targets[k].position - start for k in rows])
                 out = backbone(input_ids=ids[:, start:end], past_key_values=cache, use_cache=cache is not None)
                 hidden.append(out.last_hidden_state[0, piece["at"]].to(head).float())
+                hidden_device = out.last_hidden_state.device
                 starts.append(start)
                 start = end
     finally:
@@ -272,7 +273,7 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     scores = {n: torch.empty(n_targets, reader_out[n][-1].shape[-1]) for n in readers}
     z = torch.empty(n_targets, device=head)
     reader_bytes = sum(t.numel() * t.element_size() for outs in reader_out.values() for t in outs)
-    chunk = targets_per_backward(n_targets, reader_bytes, ids.device)
+    chunk = targets_per_backward(n_targets, reader_bytes, hidden_device)
     with torch.enable_grad():
         for p, rows in enumerate(pieces):
             z_piece = (hidden[p] * w_y[rows]).sum(-1)
@@ -289,21 +290,22 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
                                             grad_outputs=one_hot[first:last], is_grads_batched=True,
                                             retain_graph=p < len(pieces) - 1 or last < len(rows))
                 local = torch.tensor([targets[k].position - starts[p] for k in rows[first:last]])
+                batch = torch.arange(last - first)
                 score = {n: 0.0 for n in readers}
                 for (n, i), grad in zip(inputs, grads, strict=True):
                     out, grad = reader_out[n][i].detach()[0].float(), grad[:, 0].float()  # [ℓ, d], [chunk, ℓ, d]
                     if n.kind in ("k_proj", "v_proj"):  # later positions get exactly zero gradient
                         score[n] = score[n] + torch.einsum("ld,cld->cd", out, grad)
                     else:
-                        score[n] = out[local] * grad[torch.arange(last - first), local]
+                        score[n] = out[local] * grad[batch, local]
                 for n in readers:
                     scores[n][rows[first:last]] = score[n].cpu()
 
     # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
     gamma = final_norm.weight.float().to(head)
-    inv_rms = torch.rsqrt(at_targets["residual"].pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
+    inv_rms = torch.rsqrt(at_targets[("residual",)].pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
     d = inv_rms * gamma * w_y.detach()
-    writes = [rows for key, rows in at_targets.items() if key == "embedding" or key[0] == "out"]  # forward order
+    writes = [rows for key, rows in at_targets.items() if key[0] == "write"]  # in forward order
     z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
     if bias is not None:
         z_tilde = z_tilde + bias[tokens].float()
