@@ -17,6 +17,10 @@ machine falls on all of them):
 - rejuv: what `rejuv apply` does now, `attribute_sample` once per sample (one forward up to the last
   target, in pieces that end at targets, then per piece batched backwards of its targets);
 - rejuv@COST (`--piece-costs`): the same with another cost per forward piece (a large one: one piece).
+The floor's forwards and backwards are also timed apart: "one forward + the floor's backwards" is what a
+method would cost that ran one forward per sample (the floor's forward of its longest prefix) and every
+target's backward at the floor's price, the bound one shared forward gives when batching the backwards
+saves nothing.
 Every method scores every reader and writer neuron. Per method: seconds, the ratio to the floor, and the
 growth of peak memory during one sample (CPU: VmHWM reset before each call; GPU: max_memory_allocated).
 The scores of copies and every rejuv are compared (largest difference relative to the largest score).
@@ -48,17 +52,27 @@ SHAPES = {  # real checkpoints' shapes: hidden, layers, intermediate, heads, kv 
 }
 
 
-def floor_pass(model, adapter, sample: Sample, targets: list[Target]) -> None:
+def floor_pass(model, adapter, sample: Sample, targets: list[Target], device: str, split: dict) -> None:
+    """One forward+backward per target; adds the forward seconds of the longest prefix to split["last_forward"]
+    and every backward's seconds to split["backward"]."""
     backbone = model.get_submodule(adapter.backbone)
     embed = model.get_input_embeddings()
     head = model.get_submodule(adapter.unembedding).weight
+    longest = max(t.position for t in targets)
     for t in targets:
         ids = torch.tensor(sample.input_ids[: t.position + 1], device=embed.weight.device)[None]
         with torch.enable_grad():
+            start = time.perf_counter()
             x = embed(ids).detach().requires_grad_(True)
             hidden = backbone(inputs_embeds=x, use_cache=False).last_hidden_state
             z = (hidden[0, -1].to(head.device).float() * head[t.token].float()).sum()
+            synchronize(device)
+            middle = time.perf_counter()
             torch.autograd.grad(z, x)
+            synchronize(device)
+            if t.position == longest:
+                split["last_forward"] += middle - start
+            split["backward"] += time.perf_counter() - middle
 
 
 def synchronize(device: str) -> None:
@@ -129,8 +143,9 @@ def main() -> None:
             params = sum(math.prod(info.shape) for info in ckpt.tensors.values())
         model = load_frozen_model(tmp, args.dtype, args.device, progress=False)
         neurons = adapter.neurons(model.config.to_dict())
+        split = {"last_forward": 0.0, "backward": 0.0}
         runs = {
-            "floor": lambda s, t: floor_pass(model, adapter, s, t),
+            "floor": lambda s, t: floor_pass(model, adapter, s, t, args.device, split),
             "copies": lambda s, t: attribute_with_copies(model, adapter, neurons, s, t, args.batch_size),
             "rejuv": lambda s, t: attribute_sample(model, adapter, neurons, s, t),
         }
@@ -154,6 +169,7 @@ def main() -> None:
                        "targets": args.samples * args.targets, "sequence": args.prompt + args.response,
                        "max_relative_difference": agree}
                 seconds, grown = dict.fromkeys(runs, 0.0), dict.fromkeys(runs, 0)
+                split.update(last_forward=0.0, backward=0.0)
                 for i, (s, t) in enumerate(zip(samples, targets, strict=True)):
                     names = list(runs)[i % len(runs):] + list(runs)[:i % len(runs)]  # each goes first in turn
                     for name in names:  # sample by sample: a slow spell of a shared machine hits every method
@@ -170,19 +186,23 @@ def main() -> None:
                 for name in runs:
                     if name != "floor" and "floor" in runs:
                         row[f"{name}_ratio"] = round(row[f"{name}_s"] / row["floor_s"], 2)
+                if "floor" in runs:  # one forward per sample, every target's backward at the floor's price
+                    row["one_forward_bound_ratio"] = round((split["last_forward"] + split["backward"])
+                                                           / seconds["floor"], 2)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     others = [m for m in runs if m != "floor"]
+    bound = ["one forward + the floor's backwards / floor"] if "floor" in runs else []
     print("\n| parameters | device | dtype | targets | tokens per sample | "
-          + " | ".join(f"{m} (s)" for m in runs) + " | " + " | ".join(f"{m} / floor" for m in others)
+          + " | ".join(f"{m} (s)" for m in runs) + " | " + " | ".join([f"{m} / floor" for m in others] + bound)
           + " | peak growth " + " / ".join(runs) + " (MB) |")
-    print("|---" * (6 + len(runs) + len(others)) + "|")
+    print("|---" * (6 + len(runs) + len(others) + len(bound)) + "|")
     for r in rows:
         print(f"| {r['params'] / 1e6:.0f} M | {r['device']} | {r['dtype']} | {r['targets']} | {r['sequence']} | "
               + " | ".join(str(r[f"{m}_s"]) for m in runs) + " | "
-              + " | ".join(str(r.get(f"{m}_ratio", "–")) for m in others) + " | "
+              + " | ".join([str(r.get(f"{m}_ratio", "–")) for m in others]
+                           + [str(r["one_forward_bound_ratio"])] * len(bound)) + " | "
               + " / ".join(str(r[f"{m}_peak_mb"]) for m in runs) + " |")
-
 
 if __name__ == "__main__":
     main()

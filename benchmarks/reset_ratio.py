@@ -57,36 +57,41 @@ def word_problem(rng: random.Random) -> dict:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
-def build(work: Path, shape: str, sft_steps: int, seed: int) -> tuple[Path, Path, Path]:
-    """Base (random init, bf16), its SFT by `rejuv sft`, and held-out calibration rows; cached in `work`."""
+def build_base(path: Path, shape: str, seed: int, rows: list[dict]) -> None:
+    """A random Llama of `shape` in bf16 with a byte-level BPE chat tokenizer trained on `rows`, saved to `path`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([m["content"] for r in rows for m in r["messages"]], trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
+    fast.chat_template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+                          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
+                          "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    hidden, layers, heads, kv, inter, vocab = SHAPES[shape]
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                         num_key_value_heads=kv, intermediate_size=inter, tie_word_embeddings=True,
+                         max_position_embeddings=2048, bos_token_id=fast.bos_token_id,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(path)
+    fast.save_pretrained(path)
+
+
+def build(work: Path, shape: str, sft_steps: int, seed: int) -> tuple[Path, Path, Path]:
+    """Base (random init, bf16), its SFT by `rejuv sft`, and held-out calibration rows; cached in `work`."""
     from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
     base, sft, calib = work / f"{shape}-base", work / f"{shape}-sft{sft_steps}", work / "calib.jsonl"
     rng = random.Random(seed)
     rows = [word_problem(rng) for _ in range(8 * sft_steps + 64)]
     if not base.is_dir():
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        tok.train_from_iterator([m["content"] for r in rows for m in r["messages"]], trainer)
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                       pad_token="<|endoftext|>")
-        fast.chat_template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
-                              "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
-                              "{{ '<|im_start|>assistant\\n' }}{% endif %}")
-        hidden, layers, heads, kv, inter, vocab = SHAPES[shape]
-        config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                             num_key_value_heads=kv, intermediate_size=inter, tie_word_embeddings=True,
-                             max_position_embeddings=2048, bos_token_id=fast.bos_token_id,
-                             eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(base)
-        fast.save_pretrained(base)
+        build_base(base, shape, seed, rows)
     if not sft.is_dir():
         data = work / "sft.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows[:8 * sft_steps]))

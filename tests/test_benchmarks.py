@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -43,6 +44,7 @@ def test_attribution_cost_runs_with_its_floor():
                 "--targets", "4", "--prompt", "8", "--response", "16", "--repeats", "1", "--piece-costs", "1")
     assert rows[0]["targets"] == 8 and min(rows[0][f"{m}_s"] for m in ("floor", "copies", "rejuv", "rejuv@1")) > 0
     assert rows[0]["max_relative_difference"] < 1e-4  # the attribution paths agree, in one piece or several
+    assert 0 < rows[0]["one_forward_bound_ratio"] < 1  # the floor's forward of the longest prefix, once per sample
     per_layer = 2 * 64 + 4 * 64 * 64 + 3 * 64 * 256  # two norms, q/k/v/o, gate/up/down (4× MLP)
     assert rows[0]["params"] == 2 * 256 * 64 + 64 + 2 * per_layer  # embedding and head untied, final norm
 
@@ -60,3 +62,24 @@ def test_stream_memory_runs_every_pass_at_every_size():
     passes = ("fusion", "param_drift", "update")
     assert {(r["pass"], r["layers"]) for r in rows} == {(p, n) for p in passes for n in (1, 2)}
     assert all(r["rss_growth_mb"] >= 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_apply_time_builds_its_stand_in_and_compares_two_versions_byte_for_byte(tmp_path):
+    from safetensors.torch import load_file
+
+    src = str(BENCHMARKS.parent / "src")  # "before" is this checkout too: every output file must be the same
+    rows = _run("apply_time.py", "--shape", "tiny", "--calib", "short", "--samples", "4", "--before", src,
+                "--work", str(tmp_path))
+    runs = [r for r in rows if "version" in r]
+    assert sorted(r["version"] for r in runs) == ["before", "now"] and all(r["wall_s"] > 0 for r in runs)
+    assert all(r["peak_rss_mb"] > 100 for r in runs)  # an interpreter with torch loaded, not the wrapper's
+    output = next(r for r in rows if "identical" in r)
+    assert "model.safetensors" in output["identical"] and "rejuvenation.json" in output["identical"]
+    assert output["different"] == [] and output["missing"] == []
+    base = load_file(tmp_path / "tiny-base" / "model.safetensors")
+    sft = load_file(tmp_path / "tiny-sft-noise" / "model.safetensors")
+    assert base.keys() == sft.keys() and all(t.dtype == sft[k].dtype for k, t in base.items())
+    noise = torch.cat([(sft[k].float() - t.float()).flatten() for k, t in base.items()])
+    assert 0.009 < float(noise.std()) < 0.011  # the SFT stand-in is the base + 0.01 · N(0, 1)
+    assert len((tmp_path / "calib-long.jsonl").read_text().splitlines()) == 32
