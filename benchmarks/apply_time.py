@@ -15,8 +15,9 @@ weights):
   questions and their 8 answers joined per row (~128 prompt + ~172 response tokens).
 
 Each run is `rejuv apply --base --sft --calib --out --max-samples --no-progress` with the defaults (8 targets
-per row, ρ = 0.01; --samples rows, 64) in its own process: wall time, and peak RSS from wait4. Runs of the two
-versions alternate, each first in turn. Prints one JSON line per run and per comparison, then a markdown table.
+per row, ρ = 0.01; --samples rows, 64) in its own process: wall time, and peak RSS (its VmHWM at exit). Runs of
+the two versions alternate, each first in turn. Prints one JSON line per run and per comparison, then a markdown
+table.
 """
 
 from __future__ import annotations
@@ -67,24 +68,35 @@ def build_stand_in(work: Path, shape: str, seed: int) -> tuple[Path, Path, dict[
     return base, sft, calib
 
 
+# The command in the child reports its own VmHWM at exit: getrusage's ru_maxrss would carry the high-water
+# mark of this (torch-loaded) process over fork and exec.
+CHILD = """import atexit, os
+def report():
+    with open('/proc/self/status') as f:
+        hwm = next(line.split()[1] for line in f if line.startswith('VmHWM:'))
+    with open(os.environ['APPLY_TIME_HWM'], 'w') as f:
+        f.write(hwm)
+atexit.register(report)
+from rejuv.cli import main
+main()
+"""
+
+
 def run_apply(src: str | None, base: Path, sft: Path, calib: Path, out: Path, samples: int) -> dict:
     """One `rejuv apply` in its own process (the rejuv under `src` when given): wall seconds and peak RSS."""
     shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ)
+    hwm = out.with_name(out.name + ".hwm")
+    env = dict(os.environ, APPLY_TIME_HWM=str(hwm))
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-c", "from rejuv.cli import main; main()", "apply", "--base", str(base),
-               "--sft", str(sft), "--calib", str(calib), "--out", str(out), "--max-samples", str(samples),
-               "--no-progress"]
+    command = [sys.executable, "-c", CHILD, "apply", "--base", str(base), "--sft", str(sft), "--calib", str(calib),
+               "--out", str(out), "--max-samples", str(samples), "--no-progress"]
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"rejuv apply ({src or 'this checkout'}) failed:\n{stderr.decode()[-3000:]}")
-    return {"wall_s": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}  # ru_maxrss: KB on Linux
+    if result.returncode != 0:
+        raise SystemExit(f"rejuv apply ({src or 'this checkout'}) failed:\n{result.stderr.decode()[-3000:]}")
+    return {"wall_s": round(seconds, 1), "peak_rss_mb": round(int(hwm.read_text()) / 1024)}  # VmHWM is in kB
 
 
 def compare(left: Path, right: Path) -> dict:
