@@ -57,7 +57,7 @@ def build_stand_in(work: Path, shape: str, seed: int) -> tuple[Path, Path, dict[
     if not sft.is_dir():
         partial = work / f"{shape}-sft-noise.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(base, partial, ignore=shutil.ignore_patterns("*.safetensors*"))
+        shutil.copytree(base, partial, ignore=shutil.ignore_patterns("*.safetensors"))
         generator = torch.Generator().manual_seed(1)
         for file in sorted(base.glob("*.safetensors")):
             tensors = load_file(file)
