@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/rejuv-apply-time")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not set(args.calib.split(",")) <= {"short", "long"}:
+        parser.error(f"--calib: 'short', 'long' or both, not {args.calib!r}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     base, sft, calib = build_stand_in(work, args.shape, args.seed)

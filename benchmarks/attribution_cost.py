@@ -58,8 +58,8 @@ def floor_pass(model, adapter, sample: Sample, targets: list[Target], device: st
     backbone = model.get_submodule(adapter.backbone)
     embed = model.get_input_embeddings()
     head = model.get_submodule(adapter.unembedding).weight
-    longest = max(t.position for t in targets)
-    for t in targets:
+    longest = max(range(len(targets)), key=lambda k: targets[k].position)
+    for k, t in enumerate(targets):
         ids = torch.tensor(sample.input_ids[: t.position + 1], device=embed.weight.device)[None]
         with torch.enable_grad():
             start = time.perf_counter()
@@ -70,7 +70,7 @@ def floor_pass(model, adapter, sample: Sample, targets: list[Target], device: st
             middle = time.perf_counter()
             torch.autograd.grad(z, x)
             synchronize(device)
-            if t.position == longest:
+            if k == longest:
                 split["last_forward"] += middle - start
             split["backward"] += time.perf_counter() - middle
 
@@ -203,6 +203,7 @@ def main() -> None:
               + " | ".join([str(r.get(f"{m}_ratio", "–")) for m in others]
                            + [str(r["one_forward_bound_ratio"])] * len(bound)) + " | "
               + " / ".join(str(r[f"{m}_peak_mb"]) for m in runs) + " |")
+
 
 if __name__ == "__main__":
     main()

@@ -73,7 +73,7 @@ def test_apply_time_builds_its_stand_in_and_compares_two_versions_byte_for_byte(
                 "--work", str(tmp_path))
     runs = [r for r in rows if "version" in r]
     assert sorted(r["version"] for r in runs) == ["before", "now"] and all(r["wall_s"] > 0 for r in runs)
-    assert all(r["peak_rss_mb"] > 100 for r in runs)  # an interpreter with torch loaded, not the wrapper's
+    assert all(r["peak_rss_mb"] > 100 for r in runs)  # the child's own VmHWM: torch loaded
     output = next(r for r in rows if "identical" in r)
     assert "model.safetensors" in output["identical"] and "rejuvenation.json" in output["identical"]
     assert output["different"] == [] and output["missing"] == []
