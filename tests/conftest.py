@@ -36,3 +36,22 @@ def tree_digest(path: Path) -> str:
         h.update(str(f.relative_to(path)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+@pytest.fixture
+def rejuv_warnings():
+    """The messages rejuv warns with while a test runs (its logger may not propagate once the CLI has run)."""
+    import logging
+
+    from rejuv.errors import logger
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)

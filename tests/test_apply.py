@@ -178,12 +178,12 @@ def bad_inputs(tmp_path, llama_pair):
     ("empty", "has no rows"),
     ("malformed", "malformed.jsonl:2"),
     ("exists", "output folder exists"),
-    ("alpha", r"alpha must lie in \[0, 1\]"),
-    ("rho", r"rho must lie in \[0, 1\)"),
+    ("alpha", r"--alpha: must lie in \[0, 1\]"),
+    ("rho", r"--rho: must lie in \[0, 1\)"),
     ("no-calib", "needs a calibration file"),
     ("out-is-input", "may not be an input"),
-    ("device", "device must be cpu, cuda, cuda:N or auto"),
-    ("workers", "workers must be at least 1"),
+    ("device", "--device: expected cpu, cuda, cuda:N or auto"),
+    ("workers", "--workers: must be ≥ 1"),
 ])
 @pytest.mark.slow
 def test_bad_input_fails_cleanly_and_touches_nothing(bad_inputs, llama_pair, calib_file, case, message):
@@ -439,15 +439,71 @@ def test_shard_sizes_mean_what_save_pretrained_reads(text):
     off the torch-free fusion path, and also taking KiB/MiB/GiB and byte counts) agrees on every size both read."""
     from huggingface_hub.serialization._base import parse_size_to_int
 
-    from rejuv.recipes.apply import parse_size
+    from rejuv.io.writer import parse_size
 
     assert parse_size(text) == parse_size_to_int(text)
 
 
 def test_binary_units_and_bad_sizes():
-    from rejuv.recipes.apply import parse_size
+    from rejuv.io.writer import parse_size
 
     assert (parse_size("64KiB"), parse_size("2GiB"), parse_size(4096), parse_size("4096")) == (65536, 2**31, 4096, 4096)
     for bad in ("abc", "-1GB", "nanGB", "0MB", "5 XB"):
-        with pytest.raises(RejuvError, match="max_shard_size: cannot read size"):
+        with pytest.raises(RejuvError, match="cannot read size"):
             parse_size(bad)
+
+
+def _edited(record: dict, edit: str) -> object:
+    import copy
+
+    record = copy.deepcopy(record)
+    rho = next(iter(record["grid"]))
+    plan = record["grid"][rho]
+    name = next(n for n, e in plan.items() if e["indices"])
+    if edit == "a list":
+        return [record]
+    if edit == "no grid":
+        del record["grid"]
+    elif edit == "key abc":
+        record["grid"]["abc"] = plan
+    elif edit == "index too large":
+        plan[name]["indices"][0] = 1_000_000
+    elif edit == "index -1":
+        plan[name]["indices"][0] = -1
+    elif edit == "unknown tensor":
+        plan["model.layers.99.mlp.down_proj.weight"] = {"axis": 1, "indices": [0]}
+    elif edit == "short target":
+        record["targets"][0] = record["targets"][0][:3]
+    elif edit == "wrong axis":
+        plan[name]["axis"] = 1 - plan[name]["axis"]
+    elif edit == "position not in the response":
+        record["targets"][0][1] = 0
+    return record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, message", [
+    ("a list", "the top level: expected an object"),
+    ("no grid", r"\['grid'\]: missing"),
+    ("key abc", r"\['grid'\]\['abc'\]: the key is not a number"),
+    ("index too large", r"\['indices'\]\[0\]: 1000000 is outside \[0, \d+\)"),
+    ("index -1", r"\['indices'\]\[0\]: -1 is outside \[0, \d+\)"),
+    ("unknown tensor", r"'model.layers.99.mlp.down_proj.weight'\]: no tensor of the model"),
+    ("short target", r"\['targets'\]\[0\]: expected \[sample, position, token, gap\], got 3 values"),
+    ("wrong axis", r"\['axis'\]: \d is not the axis its neurons lie along"),
+    ("position not in the response", r"\['targets'\]\[0\]\[1\] \(position\): 0 is not a response position"),
+])
+def test_an_edited_attribution_record_is_refused_by_its_place_never_used(llama_pair, calib_file, tmp_path, edit,
+                                                                         message):
+    """`attribution.json` is untrusted: with its fingerprints intact, an edit is named with the file and the place
+    in it before any pass runs; an index of -1 once reset the last row of ten tensors without a word."""
+    base, sft = llama_pair
+    first = tmp_path / "first"
+    if not first.exists():
+        rejuvenate(base, sft, calib_file, first, rho=0.02, progress=False)
+    record = json.loads((first / "attribution.json").read_text())
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(_edited(record, edit)))
+    with pytest.raises(RejuvError, match=rf"edited\.json: not a valid attribution record: .*{message}"):
+        rejuvenate(base, sft, calib_file, tmp_path / "out", rho=0.02, reuse_attribution=edited, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -44,14 +44,14 @@ def test_pickle_weights_are_refused_unless_allowed(folders, command):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["eval", "{good}", "--data", "{data}", "--temperature", "-1"], "temperature must be ≥ 0"),
-    (["eval", "{good}", "--data", "{data}", "--top-p", "0"], "top_p must lie in (0, 1]"),
+    (["eval", "{good}", "--data", "{data}", "--temperature", "-1"], "--temperature: must be ≥ 0, got -1.0"),
+    (["eval", "{good}", "--data", "{data}", "--top-p", "0"], "--top-p: must lie in (0, 1], got 0.0"),
     (["sft", "--model", "{good}", "--data", "{data}", "--learning-rate", "nan"], "--learning-rate: must be a finite"),
-    (["sft", "--model", "{good}", "--data", "{data}", "--save-epochs", "0"], "save_epochs must be positive"),
-    (["rl", "--model", "{good}", "--data", "{data}", "--learning-rate", "0"], "learning_rate must be > 0"),
-    (["rl", "--model", "{good}", "--data", "{data}", "--max-steps", "-3"], "max_steps must be > 0"),
+    (["sft", "--model", "{good}", "--data", "{data}", "--save-epochs", "0"], "--save-epochs: must be > 0, got 0.0"),
+    (["rl", "--model", "{good}", "--data", "{data}", "--learning-rate", "0"], "--learning-rate: must be > 0"),
+    (["rl", "--model", "{good}", "--data", "{data}", "--max-steps", "-3"], "--max-steps: must be ≥ 1, got -3"),
     (["apply", "--base", "{good}", "--sft", "{good}", "--fusion-only", "--max-shard-size", "nanGB"],
-     "max_shard_size: cannot read size"),
+     "--max-shard-size: cannot read size"),
 ])
 def test_bad_numbers_are_one_line(folders, args, message):
     out = str(folders["root"] / "out-numbers")
@@ -65,3 +65,39 @@ def test_a_tokenizer_from_another_model_is_named():
     with pytest.raises(RejuvError, match="m: config.json has no integer vocab_size"):
         check_vocabulary(calib, None, "m")
     check_vocabulary(calib, 71, "m")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["apply", "--base", "{good}", "--sft", "{good}", "--calib", "{data}", "--rho", "auto", "--rho-grid", "0"],
+     "--rho-grid: must lie in (0, 1), got 0.0"),
+    (["diagnose", "{good}", "--base", "{good}", "--calib", "{data}", "--eval-temperature", "-1"],
+     "--eval-temperature: must be ≥ 0, got -1.0"),
+    (["demo", "--preset", "smoke", "--seeds", "-1"], "--seeds: must lie in [0, 4294967296), got -1"),
+    (["demo", "--preset", "smoke", "--seeds", "100000000000000000000"], "got 100000000000000000000"),
+    (["demo", "--preset", "smoke", "--seeds", "0,0,0"], "--seeds: 0 is given twice"),
+    (["export-verl", "--data", "{data}", "--model", "{root}/nowhere"],
+     "nowhere: no such folder; --model takes a model"),
+    (["eval", "{good}", "{good}", "--data", "{data}"], "is given twice"),
+    (["eval", "{good}", "--data", "{root}/nowhere.jsonl"], "nowhere.jsonl: no such file; --data takes a file"),
+    (["eval", "{good}", "--data", "{data}", "--device", "cuda:x"], "--device: expected cpu, cuda, cuda:N or auto"),
+])
+def test_refused_before_any_work_in_one_line(folders, args, message):
+    """Each once ran into a traceback, or into the work before being refused (the classes of issue 28)."""
+    out = folders["root"] / "out-early"
+    _fails([a.format(**folders) for a in args] + ["--out", str(out)], message)
+    assert not out.exists()
+
+
+def test_a_nan_reference_is_named_like_a_nan_checkpoint(folders, tmp_path):
+    """diagnose --reference with NaN weights ended in a LinAlgError from eigh; the others were checked."""
+    from safetensors.torch import load_file, save_file
+
+    nan = save(*build_model("llama", seed=0), tmp_path / "nan")
+    weights = load_file(nan / "model.safetensors")
+    name = "model.layers.0.mlp.down_proj.weight"
+    weights[name][0, 0] = float("nan")
+    save_file(weights, nan / "model.safetensors", metadata={"format": "pt"})
+    _fails(["diagnose", folders["good"], "--base", folders["good"], "--calib", folders["data"], "--reference",
+            str(nan), "--no-progress", "--out", str(tmp_path / "rep")],
+           f"{nan}: tensor {name} holds NaN or Inf values; its update cannot be measured")
+    assert not (tmp_path / "rep").exists()

@@ -87,3 +87,20 @@ def test_missing_file_and_template(tmp_path, tok):
         load_calibration(write(tmp_path / "c.jsonl", rows), plain)
     with pytest.raises(RejuvError, match="--chat-template always, but the tokenizer has no chat template"):
         load_calibration(write(tmp_path / "d.jsonl", [{"prompt": "a", "response": "b"}]), plain, chat_template="always")
+
+
+def test_rows_longer_than_the_model_takes_are_cut_with_a_count(tmp_path, tok, rejuv_warnings):
+    """~700-token responses on a model of 256 positions were once accepted without a word."""
+    rows = [{"prompt": "1+1=", "response": "2" * n} for n in (10, 700, 400)]
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    calib = load_calibration(path, tok, max_length=2048, positions=256)
+    assert max(len(s.input_ids) for s in calib.samples) == 256
+    assert rejuv_warnings == [f"{path}: 2 of 3 calibration sequences are longer than the model's 256 positions "
+                              "and were cut to 256 tokens"]
+    load_calibration(path, tok, max_length=128, positions=256)
+    assert "longer than max_length 128" in rejuv_warnings[-1]
+    path.write_text(json.dumps({"prompt": "1" * 300, "response": "2"}) + "\n")
+    with pytest.raises(RejuvError, match=r"long\.jsonl:1: the prompt alone has \d+ tokens, beyond the model's 256 "
+                                         "positions"):
+        load_calibration(path, tok, positions=256)

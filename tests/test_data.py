@@ -39,6 +39,12 @@ def test_parquet_is_read(tmp_path):
     ([{"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "r"}]}],
      "must end with the assistant's turn"),
     ([{"prompt": "p", "completion": ""}], r"d\.jsonl:1: empty response"),
+    ([{"prompt": "p", "response": "  \n"}], r"d\.jsonl:1: empty response"),
+    ([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}],
+     r"d\.jsonl:1: empty response"),  # one emptiness rule for chat rows and prompt/response rows
+    ([{"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": " "}]}],
+     r"d\.jsonl:1: empty response"),
+    ([{"text": ""}], r"d\.jsonl:1: empty 'text'"),
     ([{"prompt": [{"role": "user", "content": "q"}], "completion": "a"}], "must both be text or both be chat"),
 ])
 def test_sft_bad_rows(tmp_path, rows, message):
@@ -62,3 +68,31 @@ def test_problem_rows_and_errors(tmp_path):
         read_records(tmp_path / "h.jsonl")
     with pytest.raises(RejuvError, match="not found"):
         read_records(tmp_path / "none.jsonl")
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("4", "4"), (4, "4"), (0.5, "0.5"), (["4", "four"], ["4", "four"]), ([4, "4.0"], ["4", "4.0"]),
+])
+def test_gold_answers_are_text_numbers_or_any_of_lists(tmp_path, answer, expected):
+    rows = problem_records(write(tmp_path / "a.jsonl", [{"problem": "2+2?", "answer": answer}]))
+    assert rows[0]["answer"] == expected
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("", "empty 'answer'"), ("  ", "empty 'answer'"), ([], "'answer' is an empty list"), (["4", ""], "empty 'answer'"),
+    (True, "must be text or a number"), ({"value": 4}, "must be text or a number"),
+    ([["4"]], "must be text or a number"),
+    (None, "missing the 'answer' column"),
+])
+def test_bad_gold_answers_are_refused_with_their_line(tmp_path, answer, message):
+    path = write(tmp_path / "g.jsonl", [{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": answer}])
+    with pytest.raises(RejuvError, match=rf"g\.jsonl:2: .*{message}"):
+        problem_records(path)
+    (tmp_path / "n.jsonl").write_text('{"problem": "2+2?", "answer": NaN}\n')  # Python's json reads NaN
+    with pytest.raises(RejuvError, match=r"n\.jsonl:1: 'answer' must be a finite number"):
+        problem_records(tmp_path / "n.jsonl")
+
+
+def test_an_empty_prompt_is_refused(tmp_path):
+    with pytest.raises(RejuvError, match=r"p\.jsonl:1: empty prompt"):
+        problem_records(write(tmp_path / "p.jsonl", [{"prompt": " ", "answer": "1"}]))

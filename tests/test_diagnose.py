@@ -189,9 +189,9 @@ def test_diagnose_bad_input(trained, tmp_path):
     with pytest.raises(RejuvError, match="architectures differ"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
                  reference=str(tmp_path / "qwen"), **common)
-    with pytest.raises(RejuvError, match=r"--rank-energy must be in \(0, 1\], got 1.5"):
+    with pytest.raises(RejuvError, match=r"rank_energy: must lie in \(0, 1\], got 1.5"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl", rank_energy=1.5, **common)
-    with pytest.raises(RejuvError, match="--k 8 is larger than the 4 samples drawn"):
+    with pytest.raises(RejuvError, match="k: 8 is larger than the 4 samples drawn"):
         diagnose(checkpoints=[trained / "e1" / "epoch-1"], calib=trained / "calib.jsonl",
                  eval=str(trained / "bench.jsonl"), k=8, evaluation={"samples": 4}, **common)
     assert not (tmp_path / "rep").exists()

@@ -88,7 +88,7 @@ def test_eval_writes_every_number_with_its_counts(bench, tmp_path):
 
 def test_eval_bad_input(bench, tmp_path):
     base = dict(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], out=str(tmp_path / "o"))
-    with pytest.raises(RejuvError, match="pass@k needs 1 ≤ k ≤ samples per problem \\(4\\)"):
+    with pytest.raises(RejuvError, match="pass_k: pass@k needs k ≤ samples per problem \\(4\\)"):
         run_eval(EvalConfig(samples=4, pass_k=[8], **base))
     (tmp_path / "empty").mkdir()
     with pytest.raises(RejuvError, match="not a model folder"):
@@ -178,8 +178,62 @@ def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
 
     from rejuv.recipes.eval import eval_dtype
 
-    assert eval_dtype(EvalConfig(checkpoints=[], data=[], out="o")) == torch.float32
-    assert eval_dtype(EvalConfig(checkpoints=[], data=[], out="o", dtype="bfloat16")) == torch.bfloat16
-    with pytest.raises(RejuvError, match="dtype must be auto, float32 or bfloat16"):
+    assert eval_dtype(EvalConfig(checkpoints=["m"], data=["d"], out="o")) == torch.float32
+    assert eval_dtype(EvalConfig(checkpoints=["m"], data=["d"], out="o", dtype="bfloat16")) == torch.bfloat16
+    with pytest.raises(RejuvError, match="dtype: 'half' is not one of auto, float32, bfloat16"):
         run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")],
                             out=str(tmp_path / "o"), dtype="half"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["cut", "empty object", "binary", "a folder"])
+def test_a_damaged_kept_result_is_named_set_aside_and_evaluated_again(bench, tmp_path, monkeypatch, damage,
+                                                                     rejuv_warnings):
+    """Kept results are untrusted: damaged ones once made every re-run fail with a traceback naming no file."""
+    from rejuv.recipes.eval import TransformersEngine, partial_dir
+
+    from tiny import perturbed
+
+    model, tok = build_model("qwen3", seed=0)
+    save(perturbed(model, seed=5), tok, tmp_path / "other")
+    cfg = dict(checkpoints=[str(bench / "model"), str(tmp_path / "other")], data=[str(bench / "arith.jsonl")],
+               samples=2, max_new_tokens=4, engine="transformers", progress=False)
+    fresh = run_eval(EvalConfig(out=str(tmp_path / "fresh"), **cfg))
+    original = TransformersEngine.__init__
+
+    def stop_at_the_second(self, path, config):
+        if path == str(tmp_path / "other"):
+            raise KeyboardInterrupt
+        original(self, path, config)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(TransformersEngine, "__init__", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(EvalConfig(out=str(out), **cfg))
+    monkeypatch.setattr(TransformersEngine, "__init__", original)
+    (unit,) = partial_dir(out).glob("*.json")
+    if damage == "cut":
+        unit.write_text(unit.read_text()[:100])
+    elif damage == "empty object":
+        unit.write_text("{}")
+    elif damage == "binary":
+        unit.write_bytes(b"\x00\xff\xfe")
+    else:
+        unit.unlink()
+        unit.mkdir()
+    again = run_eval(EvalConfig(out=str(out), **cfg))
+    assert again["results"] == fresh["results"] and not partial_dir(out).exists()
+    assert (out / "samples.jsonl").read_text() == (tmp_path / "fresh" / "samples.jsonl").read_text()
+    assert any(unit.name in w and "set aside" in w for w in rejuv_warnings), rejuv_warnings
+
+
+def test_a_file_where_the_kept_results_folder_belongs_is_named(bench, tmp_path):
+    from rejuv.recipes.eval import partial_dir
+
+    out = tmp_path / "out"
+    partial_dir(out).write_text("not a folder")
+    with pytest.raises(RejuvError, match=r"\.out\.rejuv-partial: expected the folder where eval keeps finished "
+                                         "results, found a file"):
+        run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], out=str(out),
+                            progress=False))
+    assert partial_dir(out).read_text() == "not a folder" and not out.exists()

@@ -105,3 +105,13 @@ def test_the_exported_verl_reward_scores_as_rejuv_grades():
     expected = [1.0 if ok else -1.0 for ok in grade_many([g for g, _ in cases], [c for _, c in cases])]
     assert [compute_score("rejuv", c, g) for g, c in cases] == expected
     assert expected.count(1.0) >= 4 and expected.count(-1.0) >= 3  # both verdicts occur
+
+
+def test_a_list_of_gold_answers_means_any_of_everywhere_answers_are_graded():
+    """`["4", "four"]` once became the string "['4', 'four']", so a right \\boxed{4} was graded wrong."""
+    golds = [["4", "four"], ["4", "four"], ["4", "four"], "4"]
+    texts = ["\\boxed{4}", "\\boxed{four}", "\\boxed{5}", "\\boxed{4}"]
+    assert grade_many(golds, texts) == [True, True, False, True]
+    assert math_verify_reward(texts, answer=golds) == [1.0, 1.0, -1.0, 1.0]
+    assert exact_match_reward(texts, answer=golds) == [1.0, 1.0, -1.0, 1.0]
+    assert [compute_score("rejuv", t, "4", {"answers": ["4", "four"]}) for t in texts[:3]] == [1.0, 1.0, -1.0]

@@ -40,8 +40,9 @@ def test_steps_count_time_and_estimate_from_the_seed_before(tmp_path):
 
 def test_a_finished_step_is_skipped_and_unmeasured_positions_give_no_estimate(tmp_path):
     clock, lines, ran = Clock(), [], []
+    Steps(seeds=2, clock=clock, echo=lambda _: None)(tmp_path, tmp_path / "a0", "seed 0: a",
+                                                      lambda: (tmp_path / "a0").mkdir())  # an earlier run's step
     steps = Steps(seeds=2, clock=clock, echo=lines.append)
-    (tmp_path / "a0").mkdir()  # seed 0's first step finished in an earlier run
     steps.begin_seed(0)
     steps(tmp_path, tmp_path / "a0", "seed 0: a", lambda: ran.append("a0"))
     steps(tmp_path, tmp_path / "b0", "seed 0: b", lambda: ran.append("b0"))
@@ -71,3 +72,31 @@ def test_a_step_reusing_a_folder_of_this_run_counts_as_free(tmp_path):
         steps(tmp_path, tmp_path / f"ev{seed}", f"seed {seed}: eval", work(tmp_path / f"ev{seed}"))
     assert lines[2] == "seed 1: rl  [step 1 of 3 of the seed; 2 min in; about 2 min left]"
     assert lines[3] == "seed 1: eval  [step 3 of 3 of the seed; 3 min in; about 1 min left]"
+
+
+def test_a_step_folder_unlike_its_record_is_set_aside_and_the_step_runs_again(tmp_path):
+    """Saved state is untrusted: a step's output edited, cut or never recorded (a killed run) is not reused."""
+    lines, ran = [], []
+
+    def work(folder, text):
+        def run():
+            ran.append(folder.name)
+            folder.mkdir()
+            (folder / "eval.json").write_text(text)
+        return run
+
+    steps = Steps(seeds=1, clock=Clock(), echo=lines.append)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for folder in (a, b):
+        steps(tmp_path, folder, folder.name, work(folder, '{"results": []}'))
+    c.mkdir()  # a folder no step recorded (a run killed before the record was written)
+    (b / "eval.json").write_text('{"results": [')  # cut
+    again = Steps(seeds=1, clock=Clock(), echo=lines.append)
+    for folder in (a, b, c):
+        again(tmp_path, folder, folder.name, work(folder, '{"results": [1]}'))
+    assert ran == ["a", "b", "b", "c"]  # a was intact and reused; b and c ran again
+    assert (b / "eval.json").read_text() == '{"results": [1]}'
+    assert (tmp_path / "b.damaged-1" / "eval.json").read_text() == '{"results": ['  # set aside, not deleted
+    assert (tmp_path / "c.damaged-1").is_dir()
+    assert any("eval.json differs from what its step wrote" in line and "b.damaged-1" in line for line in lines)
+    assert any("no record of the step" in line for line in lines)

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.options import build_config, click_params, compose, option, settings_of
+from rejuv.options import Config, build_config, click_params, compose, option, settings_of
 
 
 @dataclass
-class Toy:
+class Toy(Config):
     """A toy recipe config."""
 
     out: str = option(help="Output.")
@@ -30,7 +30,7 @@ Inner = settings_of(Toy, "Inner", owned=("out", "names"), defaults={"steps": 9, 
 
 
 @dataclass
-class Outer:
+class Outer(Config):
     """A recipe that runs Toy as one of its steps."""
 
     out: str = option(help="Output.")
@@ -181,3 +181,81 @@ def test_plan_composes_its_probes_and_evaluations_from_rl_and_eval():
     assert evaluation | set(SET_BY_CALLER) == {f.name for f in fields(EvalConfig)}
     result = CliRunner().invoke(main, ["plan", "--help"]).output
     assert "--probe-learning-rate" in result and "--eval-temperature" in result and "--probe-use-vllm" in result
+
+
+API_CASES = [  # (keyword, value given to the Python API, the same value in a YAML file)
+    ("alpha", "abc", "abc"),
+    ("fusion_only", "no", "'no'"),
+    ("overwrite", "false", "'false'"),
+    ("max_shard_size", 0, "0"),
+    ("rho", "most", "most"),
+    ("rho_grid", "0.01,0", "[0.01, 0]"),
+    ("seed", -1, "-1"),
+    ("workers", 0, "0"),
+    ("dtype", "float64", "float64"),
+    ("alpha", True, "true"),
+]
+
+
+@pytest.mark.parametrize("name, value, text", API_CASES)
+def test_the_python_api_refuses_what_the_cli_and_yaml_refuse_with_the_same_words(tmp_path, name, value, text):
+    """`rejuv.fuse(..., alpha="abc")` and `alpha: abc` in a YAML file end in the same one-line problem, named by
+    the argument (API) or by the file and key (YAML), before any work."""
+    import rejuv
+    from rejuv.recipes.apply import ApplyConfig
+
+    with pytest.raises(RejuvError) as api:
+        rejuv.rejuvenate(tmp_path / "b", tmp_path / "s", tmp_path / "c.jsonl", tmp_path / "o", **{name: value})
+    assert str(api.value).startswith(f"{name}: ")
+    path = _yaml(tmp_path, f"base: b\nsft: s\ncalib: c\nout: o\n{name}: {text}\n")
+    with pytest.raises(RejuvError) as yml:
+        build_config(ApplyConfig, {}, path)
+    assert str(yml.value) == f"{path}: option {name}: " + str(api.value).removeprefix(f"{name}: ")
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_python_api_reads_values_as_the_command_line_does(tmp_path):
+    from rejuv.recipes.apply import ApplyConfig
+    from rejuv.recipes.diagnose import DiagnoseConfig
+
+    cfg = ApplyConfig(base=tmp_path / "b", sft="s", out="o", calib="c", alpha="0.5", rho="AUTO",
+                      rho_grid="0.01,0.03", max_shard_size="500MB")
+    assert (cfg.base, cfg.alpha, cfg.rho, cfg.rho_grid) == (str(tmp_path / "b"), 0.5, "auto", [0.01, 0.03])
+    one = DiagnoseConfig(checkpoints="ckpt", base="b", calib="c", out="o", evaluation={"temperature": 0.2})
+    assert one.checkpoints == ["ckpt"] and one.evaluation.temperature == 0.2  # not one checkpoint per character
+    with pytest.raises(RejuvError, match=r"evaluation.temperature: must be ≥ 0, got -1"):
+        DiagnoseConfig(checkpoints=["c"], base="b", calib="c", out="o", evaluation={"temperature": -1})
+    with pytest.raises(RejuvError, match="evaluation: unknown option 'temprature'"):
+        DiagnoseConfig(checkpoints=["c"], base="b", calib="c", out="o", evaluation={"temprature": 1})
+    with pytest.raises(RejuvError, match="seeds: 0 is given twice"):
+        build_config(__import__("rejuv.recipes.demo", fromlist=["x"]).DemoConfig, {"seeds": "0,0,0"})
+
+
+def test_a_section_value_refused_by_a_rule_names_the_yaml_file_and_section(tmp_path):
+    """plan's YAML `evaluation: {temperature: -1}` is refused when the config is built, before any work, naming
+    the file and the dotted key; the same on the command line names the flag."""
+    from rejuv.recipes.plan import PlanConfig
+
+    path = _yaml(tmp_path, "base: b\ncalib: c\nprobe_data: d\nout: o\nevaluation:\n  temperature: -1\n")
+    with pytest.raises(RejuvError) as err:
+        build_config(PlanConfig, {"checkpoints": ("a", "b")}, path)
+    assert str(err.value) == f"{path}: option evaluation.temperature: must be ≥ 0, got -1.0"
+    with pytest.raises(RejuvError, match=r"^--eval-temperature: must be ≥ 0, got -1.0$"):
+        build_config(PlanConfig, {"checkpoints": ("a", "b"), "base": "b", "calib": "c", "probe_data": "d", "out": "o",
+                                  "evaluation__temperature": "-1"})
+    with pytest.raises(RejuvError, match=r"^--probe-num-generations: must be ≥ 2, got 1$"):
+        build_config(PlanConfig, {"checkpoints": ("a", "b"), "base": "b", "calib": "c", "probe_data": "d", "out": "o",
+                                  "probe__num_generations": "1"})
+    with pytest.raises(RejuvError, match="probe.per_device_batch_size: the completions per step"):
+        PlanConfig(checkpoints=["a", "b"], base="b", calib="c", probe_data="d", out="o",
+                   probe={"num_generations": 3})
+
+
+def test_a_rule_between_options_is_told_by_the_one_the_user_gave(tmp_path):
+    from rejuv.recipes.plan import PlanConfig
+
+    path = _yaml(tmp_path, "base: b\ncalib: c\nprobe_data: d\nout: o\nprobe:\n  num_generations: 3\n")
+    with pytest.raises(RejuvError, match=rf"^{path}: option probe.num_generations: the completions per step"):
+        build_config(PlanConfig, {"checkpoints": ("a", "b")}, path)
+    with pytest.raises(RejuvError, match="^--probe-per-device-batch-size: the completions per step"):
+        build_config(PlanConfig, {"checkpoints": ("a", "b"), "probe__per_device_batch_size": "8"}, path)

@@ -207,9 +207,9 @@ def test_plan_bad_inputs_are_named(planning, tmp_path):
         run_plan(small_plan(planning, tmp_path / "o1", checkpoints=[str(planning / "late")]))
     with pytest.raises(RejuvError, match="architectures differ"):
         run_plan(small_plan(planning, tmp_path / "o2", checkpoints=[str(planning / "early"), str(tmp_path / "qwen")]))
-    with pytest.raises(RejuvError, match="search_on 'nope' is none of the checkpoints"):
+    with pytest.raises(RejuvError, match="search_on: 'nope' is none of the checkpoints"):
         run_plan(small_plan(planning, tmp_path / "o3", search_on="nope"))
-    with pytest.raises(RejuvError, match="budget_steps must be at least 4"):
+    with pytest.raises(RejuvError, match="budget_steps: must be ≥ 4"):
         run_plan(small_plan(planning, tmp_path / "o4", budget_steps=2))
     assert not any(tmp_path.glob("o*"))
 
@@ -317,3 +317,21 @@ def test_every_flag_the_planners_messages_name_is_an_option_of_plan():
         named = set(re.findall(r"--[a-z][a-z-]*[a-z]", Path(module.__file__).read_text()))
         named -= {"--eval", "--probe"}  # the sections' prefixes (--eval-samples, --probe-beta, ...)
         assert named and named <= flags, (module.__name__, named - flags)
+
+
+def test_plan_refuses_bad_rows_before_the_first_step(planning, tmp_path, monkeypatch):
+    """Probe rows without an answer were refused only after the diagnosis had run."""
+    import rejuv.recipes.plan as plan_recipe
+
+    def no_step(*args, **kwargs):
+        raise AssertionError("a step ran before the rows were checked")
+
+    monkeypatch.setattr(plan_recipe, "run_diagnose", no_step)
+    (tmp_path / "rl.jsonl").write_text(json.dumps({"prompt": "1+1?"}) + "\n")
+    with pytest.raises(RejuvError, match=r"rl\.jsonl:1: missing the 'answer' column"):
+        run_plan(small_plan(planning, tmp_path / "o", probe_data=str(tmp_path / "rl.jsonl")))
+    (tmp_path / "calib.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                                                   {"role": "assistant", "content": ""}]}) + "\n")
+    with pytest.raises(RejuvError, match=r"calib\.jsonl:1: empty response"):
+        run_plan(small_plan(planning, tmp_path / "o", calib=str(tmp_path / "calib.jsonl")))
+    assert not (tmp_path / "o").exists()

@@ -86,8 +86,8 @@ def test_grpo_raises_the_reward_and_logs_plasticity_every_step(world, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"data": "bad.jsonl"}, "expected 'prompt'\\+'completion'"),
     ({"model": "not_a_model"}, "not a model folder"),
-    ({"loss": "focal"}, "loss must be 'nll', 'dft' or 'pear'"),
-    ({"save_epochs": [0.0]}, "save_epochs must be positive"),
+    ({"loss": "focal"}, "loss: 'focal' is not one of nll, dft, pear"),
+    ({"save_epochs": [0.0]}, "save_epochs: must be > 0"),
 ])
 def test_sft_bad_input_fails_before_training(world, tmp_path, change, message):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "solution": "s"}) + "\n")
@@ -126,7 +126,8 @@ def test_sft_runs_as_two_processes_under_torchrun(world, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout[result.stdout.rindex('{\n  "out"'):])  # the trainer prints logs first
     assert summary["steps"] == 8  # 32 rows / (2 processes × 4) × 2 epochs
-    assert sorted(p.name for p in out.iterdir()) == ["epoch-1", "epoch-2", "sft_config.json", "train_log.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".rejuv-output", "epoch-1", "epoch-2", "sft_config.json",
+                                                     "train_log.jsonl"]
     assert not list(tmp_path.glob(".dist.rejuv-tmp-*"))
 
 
@@ -197,9 +198,9 @@ def test_chord_at_mu_one_is_sft_on_the_expert_rows(world, tmp_path):
 def test_chord_options_are_checked(world, tmp_path):
     base = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "x"),
                 chord_data=str(world / "sft.jsonl"))
-    with pytest.raises(RejuvError, match=r"chord_mu_peak must lie in \[0, 1\]"):
+    with pytest.raises(RejuvError, match=r"chord_mu_peak: must lie in \[0, 1\]"):
         run_rl(RLRecipeConfig(chord_mu_peak=1.5, **base))
-    with pytest.raises(RejuvError, match="chord_expert_batch_size must be at least 1"):
+    with pytest.raises(RejuvError, match="chord_expert_batch_size: must be ≥ 1"):
         run_rl(RLRecipeConfig(chord_expert_batch_size=0, **base))
     assert not (tmp_path / "x").exists()
 
@@ -241,9 +242,9 @@ def test_pear_sft_trains_and_logs_its_weights(world, tmp_path, variant):
 
 def test_pear_options_are_checked(world, tmp_path):
     base = dict(model=str(world / "base"), data=str(world / "sft.jsonl"), out=str(tmp_path / "x"), loss="pear")
-    with pytest.raises(RejuvError, match="pear_variant must be one of token, block, sequence"):
+    with pytest.raises(RejuvError, match="pear_variant: 'suffix' is not one of token, block, sequence"):
         run_sft(SFTRecipeConfig(pear_variant="suffix", **base))
-    with pytest.raises(RejuvError, match="pear_clip must be > 0"):
+    with pytest.raises(RejuvError, match="pear_clip: must be > 0"):
         run_sft(SFTRecipeConfig(pear_clip=0.0, **base))
     assert not (tmp_path / "x").exists()
 

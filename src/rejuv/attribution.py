@@ -42,6 +42,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from rejuv.arch import READER_KINDS, ArchAdapter, Neurons
+from rejuv.attribution_record import Target
 from rejuv.calibration import Sample
 from rejuv.errors import RejuvError
 
@@ -58,14 +59,6 @@ class TokenStats:
     top1: torch.Tensor  # probability of the argmax token
     argmax: torch.Tensor  # int64
     gold_logprob: torch.Tensor  # log p(gold next token)
-
-
-@dataclass(frozen=True)
-class Target:
-    sample: int  # index into the calibration samples
-    position: int  # input position whose next-token logit is attributed
-    token: int  # y*: the token whose logit is attributed
-    gap: float  # |H_S − H_B| at that position
 
 
 def _input_device(model: nn.Module) -> torch.device:

@@ -11,13 +11,13 @@ before any model is run, and errors name the file and line.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv.data import sft_rows
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
+from rejuv.io.fingerprint import file_sha256
 from rejuv.prompts import sequence_ids, uses_template
 
 
@@ -42,19 +42,13 @@ class Calibration:
     chat_template: bool = False  # whether the rows went through the tokenizer's chat template
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_calibration(path: str | Path, tokenizer, max_samples: int = 64, seed: int = 0,
-                     max_length: int = 2048, chat_template: str = "auto") -> Calibration:
-    """Read, validate and tokenize; keep `max_samples` rows chosen with `seed`."""
+                     max_length: int = 2048, chat_template: str = "auto", positions: int | None = None) -> Calibration:
+    """Read, validate and tokenize; keep `max_samples` rows chosen with `seed`. Sequences longer than
+    `max_length` or than the model's `positions` are cut to the shorter, with a warning that counts them."""
     if max_samples < 1:
         raise RejuvError(f"max_samples must be at least 1, got {max_samples}")
+    limit = min(max_length, positions) if positions else max_length
     path = Path(path)
     rows = sft_rows(path, "calibration")
     templated = uses_template(tokenizer, chat_template, str(path))
@@ -62,16 +56,23 @@ def load_calibration(path: str | Path, tokenizer, max_samples: int = 64, seed: i
     if len(rows) > max_samples:
         picks = sorted(random.Random(seed).sample(range(len(rows)), max_samples))
         chosen = [rows[i] for i in picks]
-    samples = []
+    samples, cut = [], 0
     for where, record in chosen:
         ids, start = sequence_ids(record, tokenizer, templated, where)
-        if len(ids) > max_length:
-            if start + 1 >= max_length:
-                raise RejuvError(f"{where}: the prompt alone has {start} tokens, beyond max_length "
-                                 f"{max_length}")
-            ids = ids[:max_length]
+        if len(ids) > limit:
+            if start + 1 >= limit:
+                raise RejuvError(f"{where}: the prompt alone has {start} tokens, beyond "
+                                 f"{_limit_text(limit, max_length)}")
+            ids, cut = ids[:limit], cut + 1
         samples.append(Sample(ids, start, where))
+    if cut:
+        warn(f"{path}: {cut} of {len(samples)} calibration sequences are longer than {_limit_text(limit, max_length)} "
+             f"and were cut to {limit} tokens")
     return Calibration(str(path), file_sha256(path), len(rows), samples, templated)
+
+
+def _limit_text(limit: int, max_length: int) -> str:
+    return f"max_length {max_length}" if limit == max_length else f"the model's {limit} positions"
 
 
 def check_vocabulary(calib: Calibration, vocab_size, model: str) -> None:

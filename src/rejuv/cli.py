@@ -53,6 +53,12 @@ def recipe_command(name: str, module_name: str) -> click.Command:
     def callback(config_path: str | None, **given) -> None:
         try:
             cfg = build_config(recipe.config, given, config_path)
+            if config_path:  # the YAML file is an input too: no output may hold it
+                from rejuv.io.output import check_output_free
+                from rejuv.options import declared_paths
+
+                for _, _, out in declared_paths(cfg, "output"):
+                    check_output_free(out, True, inputs=(config_path,))
             text = recipe.summary(cfg, recipe.run(cfg))
         except RejuvError as exc:
             raise click.ClickException(str(exc)) from None

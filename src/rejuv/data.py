@@ -7,12 +7,18 @@ Accepted rows (the formats TRL and verl users already have):
 - RL and evaluation: `prompt` (text or chat messages) or `problem`, plus
   `answer` (the gold final answer); chat `messages` ending with an assistant
   turn are used up to that turn as the prompt.
+- A gold answer is text or a number (a number is graded as its text), never
+  empty; or a non-empty list of them, meaning *any of*: a completion is right
+  when its answer matches one of them (`eval`, the rewards of `rl` and `plan`,
+  and `export-verl`'s reward all read it so).
+- A response is never empty (nor only white space), whatever the row's format.
 How a row becomes token ids is `rejuv.prompts`' rule, the same for every command.
 Every error names the file and the line (JSONL) or row (parquet).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rejuv.errors import RejuvError
@@ -51,8 +57,13 @@ def _is_messages(value) -> bool:
                     for m in value))
 
 
+def _response_text(completion: str | list[dict]) -> str:
+    return completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
+
+
 def sft_record(row: dict, where: str) -> dict:
-    """One row as `{"prompt", "completion"}` (text, or chat messages) or `{"text"}`."""
+    """One row as `{"prompt", "completion"}` (text, or chat messages) or `{"text"}`; an empty response (or
+    text) is refused in every format alike."""
     if "messages" in row:
         messages = row["messages"]
         if not _is_messages(messages) or len(messages) < 2:
@@ -61,21 +72,45 @@ def sft_record(row: dict, where: str) -> dict:
         if messages[-1]["role"] != "assistant":
             raise RejuvError(f"{where}: 'messages' must end with the assistant's turn (the response)")
         # Loss and statistics on the final assistant turn only, as for prompt/completion rows.
-        return {"prompt": messages[:-1], "completion": messages[-1:]}
-    completion = row.get("completion", row.get("response"))
-    if "prompt" in row and completion is not None:
-        prompt = row["prompt"]
-        if isinstance(prompt, str) and isinstance(completion, str):
-            if not completion:
-                raise RejuvError(f"{where}: empty response")
-        elif not (_is_messages(prompt) and _is_messages(completion)):
+        record = {"prompt": messages[:-1], "completion": messages[-1:]}
+    elif "prompt" in row and row.get("completion", row.get("response")) is not None:
+        prompt, completion = row["prompt"], row.get("completion", row.get("response"))
+        if not (isinstance(prompt, str) and isinstance(completion, str)) and not (
+                _is_messages(prompt) and _is_messages(completion)):
             raise RejuvError(f"{where}: 'prompt' and 'completion' (or 'response') must both be text or both be "
                              "chat messages")
-        return {"prompt": prompt, "completion": completion}
-    if isinstance(row.get("text"), str) and row["text"]:
+        record = {"prompt": prompt, "completion": completion}
+    elif isinstance(row.get("text"), str):
+        if not row["text"].strip():
+            raise RejuvError(f"{where}: empty 'text'")
         return {"text": row["text"]}
-    raise RejuvError(f"{where}: expected 'prompt'+'completion' (or 'response'), 'messages' or 'text'; "
-                     f"found columns {sorted(row)}")
+    else:
+        raise RejuvError(f"{where}: expected 'prompt'+'completion' (or 'response'), 'messages' or 'text'; "
+                         f"found columns {sorted(row)}")
+    if not _response_text(record["completion"]).strip():
+        raise RejuvError(f"{where}: empty response (the assistant's turn has no text)")
+    return record
+
+
+def gold_answer(value, where: str) -> str | list[str]:
+    """A row's gold answer: text, a number (as its text), or a non-empty list of them (any of which counts)."""
+    def one(item) -> str:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise RejuvError(f"{where}: 'answer' must be text or a number (or a list of them, any of which counts), "
+                             f"got {type(item).__name__} {item!r}"[:300])
+        if isinstance(item, float) and not math.isfinite(item):
+            raise RejuvError(f"{where}: 'answer' must be a finite number, got {item!r}")
+        text = item if isinstance(item, str) else str(item)
+        if not text.strip():
+            raise RejuvError(f"{where}: empty 'answer' (a gold answer cannot be blank: Math-Verify would grade an "
+                             "empty \\boxed{} as correct)")
+        return text
+
+    if isinstance(value, list):
+        if not value:
+            raise RejuvError(f"{where}: 'answer' is an empty list")
+        return [one(item) for item in value]
+    return one(value)
 
 
 def sft_rows(path: str | Path, what: str = "data") -> list[tuple[str, dict]]:
@@ -107,12 +142,14 @@ def problem_rows(path: str | Path, need_answer: bool = True) -> list[tuple[str, 
         else:
             raise RejuvError(f"{where}: expected a 'prompt' or 'problem' (text) or 'messages' column; "
                              f"found columns {sorted(row)}")
+        if not (prompt if isinstance(prompt, str) else "".join(m["content"] for m in prompt)).strip():
+            raise RejuvError(f"{where}: empty prompt")
         record = {k: v for k, v in row.items() if k not in ("prompt", "problem", "messages")}
         record["prompt"] = prompt
         if need_answer:
             if row.get("answer") is None:
                 raise RejuvError(f"{where}: missing the 'answer' column (the gold final answer)")
-            record["answer"] = str(row["answer"])
+            record["answer"] = gold_answer(row["answer"], where)
         out.append((where, record))
     return out
 

@@ -76,8 +76,21 @@ _VERDICTS_MAX = 8192
 _VERDICTS_LOCK = threading.Lock()
 
 
-def grade_many(golds: Sequence[str], completions: Sequence[str], timeout: float = TIMEOUT_S) -> list[bool]:
-    """Is the last \\boxed{} answer of each completion equal to its gold answer (Math-Verify)?"""
+def grade_many(golds: Sequence[str | Sequence[str]], completions: Sequence[str],
+               timeout: float = TIMEOUT_S) -> list[bool]:
+    """Is the last \\boxed{} answer of each completion equal to its gold answer (Math-Verify)? A gold answer
+    given as a list is *any of*: the completion is right when it matches one of them."""
+    alternatives = [[g] if isinstance(g, str) else list(g) for g in golds]
+    verdicts = _grade_pairs([g for alts in alternatives for g in alts],
+                            [c for alts, c in zip(alternatives, completions, strict=True) for _ in alts], timeout)
+    results, start = [], 0
+    for alts in alternatives:
+        results.append(any(verdicts[start: start + len(alts)]))
+        start += len(alts)
+    return results
+
+
+def _grade_pairs(golds: Sequence[str], completions: Sequence[str], timeout: float) -> list[bool]:
     answers = [last_boxed(c) for c in completions]
     results = [False] * len(completions)
     todo = []
@@ -109,5 +122,5 @@ def grade_many(golds: Sequence[str], completions: Sequence[str], timeout: float 
     return results
 
 
-def grade(gold: str, completion: str) -> bool:
+def grade(gold: str | Sequence[str], completion: str) -> bool:
     return grade_many([gold], [completion])[0]

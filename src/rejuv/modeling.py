@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from rejuv.errors import RejuvError
 from rejuv.io.format import dtype_from_name
@@ -31,14 +33,49 @@ def check_device(device: str | None) -> str | None:
     (accelerate's device_map: GPUs first, then CPU memory, for a model larger than one GPU)."""
     if device is None:
         return None
-    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-        raise RejuvError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise RejuvError(f"expected cpu, cuda, cuda:N or auto, got {device!r}")
     if device.startswith("cuda"):
         import torch  # only here: validating `cpu` must not cost a torch import
 
         if not torch.cuda.is_available():
-            raise RejuvError(f"device {device!r} asked for, but no CUDA device is available")
+            raise RejuvError(f"{device!r} asked for, but no CUDA device is available")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise RejuvError(f"{device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
+
+
+_DEVICE_HELP = "cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU)."
+_DTYPE_HELP = "Compute dtype of the passes (scores and statistics accumulate in float32)."
+
+
+def device_option(help: str = _DEVICE_HELP) -> Any:  # noqa: A002
+    """The `device` field of every config that runs a model: one meaning, one check."""
+    from rejuv.options import option
+
+    return option(None, help=help, default_text=DEFAULT_DEVICE, check=check_device)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def compute_dtype_option(help: str = _DTYPE_HELP) -> Any:  # noqa: A002
+    """The `dtype` of the teacher-forced passes (apply, diagnose, plan)."""
+    from rejuv.options import option
+
+    return option("float32", choices=COMPUTE_DTYPES, help=help)
+
+
+def model_positions(config: dict, where: str) -> int | None:
+    """How many positions a model takes (`max_position_embeddings`), when its config says; longer sequences
+    are truncated to it with a warning, never fed to the model."""
+    value = config.get("max_position_embeddings")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise RejuvError(f"{where}: config.json's max_position_embeddings must be an integer ≥ 2, got {value!r}")
+    return value
 
 
 def resolve_device(device: str | None) -> str:

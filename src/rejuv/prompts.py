@@ -24,7 +24,7 @@ prompt ids for the same row.
 
 from __future__ import annotations
 
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 
 MODES = ("auto", "always", "never")
 
@@ -76,12 +76,28 @@ def _ids(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def prompt_ids(prompt: str | list[dict], tokenizer, templated: bool, where: str) -> list[int]:
-    """Token ids a model generates from."""
+def prompt_ids(prompt: str | list[dict], tokenizer, templated: bool, where: str,
+               positions: int | None = None) -> list[int]:
+    """Token ids a model generates from; a prompt that fills the model's `positions` is refused by its row."""
     prompt = model_prompt(prompt, templated, where)
-    if templated:
-        return _ids(tokenizer, _render(tokenizer, prompt, True), special=False)
-    return _ids(tokenizer, prompt, special=True)
+    ids = (_ids(tokenizer, _render(tokenizer, prompt, True), special=False) if templated
+           else _ids(tokenizer, prompt, special=True))
+    if positions is not None and len(ids) >= positions:
+        raise RejuvError(f"{where}: the prompt has {len(ids)} tokens, and the model takes {positions} positions "
+                         "(max_position_embeddings): nothing is left to generate")
+    return ids
+
+
+def warn_long_completions(prompts: list[list[int]], max_new_tokens: int, positions: int | None, what: str) -> int:
+    """Warn (and return how many) when a prompt plus `max_new_tokens` passes the model's positions: such a
+    completion runs past what the model was trained on."""
+    if positions is None:
+        return 0
+    over = sum(len(p) + max_new_tokens > positions for p in prompts)
+    if over:
+        warn(f"{what}: {over} of {len(prompts)} prompts leave fewer than {max_new_tokens} new tokens within the "
+             f"model's {positions} positions; their completions may pass them (lower max_new_tokens)")
+    return over
 
 
 def sequence_ids(record: dict, tokenizer, templated: bool, where: str) -> tuple[list[int], int]:

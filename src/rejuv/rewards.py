@@ -5,7 +5,7 @@ where `completions` are strings (or chat message lists) and the dataset's other
 columns (here `answer`) arrive as keyword lists.
 
 - `math_verify`: +1 if Math-Verify finds the last \\boxed{} answer equal to
-  `answer`, else −1 (the paper's reward).
+  `answer` (to one of them, for a list: any of), else −1 (the paper's reward).
 - `exact_match`: +1 if the last \\boxed{} answer (or, without one, the last
   line) equals `answer` after light normalisation, else −1.
 - `format`: +1 if the completion ends its reasoning with exactly one
@@ -59,10 +59,11 @@ def completion_text(completion) -> str:
     return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
 
 
-def _answers(answer, n: int) -> list[str]:
+def _answers(answer, n: int) -> list[str | list[str]]:
+    """The gold answers of a batch: text, or a list of texts any of which counts (rejuv.data.gold_answer)."""
     if answer is None:
         raise RejuvError("this reward needs an 'answer' column in the RL dataset")
-    return [str(a) for a in answer][:n]
+    return [[str(x) for x in a] if isinstance(a, list | tuple) else str(a) for a in answer][:n]
 
 
 @register_reward("math_verify")
@@ -78,7 +79,8 @@ def exact_match_reward(completions, answer=None, **_) -> list[float]:
         text = completion_text(completion)
         boxed = last_boxed(text)
         candidate = boxed if boxed is not None else (text.strip().splitlines() or [""])[-1]
-        rewards.append(1.0 if normalize_answer(candidate) == normalize_answer(gold) else -1.0)
+        golds = gold if isinstance(gold, list) else [gold]
+        rewards.append(1.0 if any(normalize_answer(candidate) == normalize_answer(g) for g in golds) else -1.0)
     return rewards
 
 

@@ -48,11 +48,17 @@ def verify_answer(gold, answer, timeout):
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    """+1 when the last boxed answer matches the gold one, else −1. A row whose gold answer is a list (any of)
+    carries them all in `extra_info["answers"]`; `ground_truth` is the first, for verl's own scorers."""
     answer = last_boxed(solution_str)
     if answer is None:
         return -1.0
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    try:
-        return 1.0 if verify_answer(str(ground_truth), answer, timeout) else -1.0
-    except Exception:  # an unparsable answer is a wrong answer
-        return -1.0
+    golds = (extra_info or {}).get("answers") or [ground_truth]
+    for gold in golds:
+        try:
+            if verify_answer(str(gold), answer, timeout):
+                return 1.0
+        except Exception:  # an unparsable answer is a wrong answer
+            continue
+    return -1.0

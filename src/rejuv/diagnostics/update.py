@@ -29,6 +29,7 @@ from statistics import median
 import torch
 
 from rejuv.diagnostics.params import CHUNK, TOP_SHARE, layer_of, module_kind
+from rejuv.errors import RejuvError
 from rejuv.io.reader import Checkpoint, release_freed_memory
 
 RANK_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -122,6 +123,9 @@ def update_statistics(start: Checkpoint, checkpoints: list[Checkpoint], names: l
     for name in names:
         old = start.read(name)
         news = [c.read(name) for c in checkpoints]
+        for which, tensor in ((start, old), *zip(checkpoints, news, strict=True)):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise RejuvError(f"{which.path}: tensor {name} holds NaN or Inf values; its update cannot be measured")
         counts = [Counts(numel=old.numel()) for _ in range(n_ckpt)]
         flat_old, flat_news = old.flatten(), [t.flatten() for t in news]
         for lo in range(0, flat_old.numel(), CHUNK):

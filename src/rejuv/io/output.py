@@ -1,23 +1,63 @@
 """The output folder: refused when it exists or holds an input, written in a temporary sibling that is
-renamed into place only when everything inside it has been written."""
+renamed into place only when everything inside it has been written.
+
+Every output rejuv writes carries a marker (`.rejuv-output`, naming the command), and `--overwrite` replaces
+only a folder that is empty or carries the marker of the same command: never a working folder, a source
+tree or a folder with a user's files. One run at a time writes an output (`output_lock`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
+import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from rejuv.errors import RejuvError
 
+MARKER = ".rejuv-output"
+
+
+def write_marker(folder: Path, command: str) -> None:
+    """Mark `folder` as an output of `rejuv <command>` (the same bytes every time: outputs stay reproducible)."""
+    (Path(folder) / MARKER).write_text(json.dumps({"written_by": "rejuv", "command": command}) + "\n")
+
+
+def written_by(folder: str | os.PathLike) -> str | None:
+    """The command whose output `folder` is, from its marker; None when it has no (readable) marker."""
+    try:
+        record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    command = record.get("command") if isinstance(record, dict) and record.get("written_by") == "rejuv" else None
+    return command if isinstance(command, str) else None
+
+
+def check_replaceable(out: Path, command: str) -> None:
+    """`--overwrite` replaces an empty folder or an earlier output of the same command, nothing else."""
+    if not any(out.iterdir()):
+        return
+    found = written_by(out)
+    if found == command:
+        return
+    if found is not None:
+        raise RejuvError(f"{out}: holds an output of `rejuv {found}`, not of `rejuv {command}`; --overwrite replaces "
+                         "only an earlier output of the same command; choose another --out")
+    raise RejuvError(f"{out}: holds files rejuv did not write (no {MARKER} marker), so --overwrite will not replace "
+                     "it; choose another --out, or empty the folder yourself")
+
 
 def check_output_free(out: str | os.PathLike, overwrite: bool,
-                      inputs: tuple[str | os.PathLike | None, ...] = ()) -> None:
-    """Fail early, before any work, if `out` exists (without overwrite), or equals, contains or lies inside
-    any input folder or file (after resolving symlinks): replacing the output must never touch an input."""
+                      inputs: tuple[str | os.PathLike | None, ...] = (), command: str | None = None) -> None:
+    """Fail early, before any work, if `out` exists (without overwrite, or with it when `out` is not an
+    earlier output of `command`), or equals, contains or lies inside any input folder or file (after
+    resolving symlinks): replacing the output must never touch an input or a user's files."""
     out = Path(out)
     out_resolved = out.resolve()
     for inp in inputs:
@@ -28,10 +68,14 @@ def check_output_free(out: str | os.PathLike, overwrite: bool,
             raise RejuvError(f"{out}: the output may not be an input or lie inside one ({inp})")
         if out_resolved in inp_resolved.parents:
             raise RejuvError(f"{out}: the output may not contain an input ({inp}); choose another --out")
+    if out.is_symlink():
+        raise RejuvError(f"{out}: is a symbolic link; give the folder it points to ({out.resolve()}) as --out")
     if out.exists() and not out.is_dir():
         raise RejuvError(f"{out}: exists and is not a folder")
     if out.exists() and not overwrite:
         raise RejuvError(f"{out}: output folder exists; pass --overwrite to replace it")
+    if out.exists() and command is not None:
+        check_replaceable(out, command)
     for parent in out_resolved.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -89,12 +133,14 @@ _REFUSED_WRITES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quo
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; rename it to `out` only if the block succeeds. On any failure the
-    temporary folder is removed; a write the system refuses (read-only, no space, no permission) is one line."""
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False, *, command: str) -> Iterator[Path]:
+    """Yield a temporary sibling folder; mark it as an output of `rejuv <command>` and rename it to `out` only
+    if the block succeeds. On any failure the temporary folder is removed; a write the system refuses
+    (read-only, no space, no permission) is one line."""
     out = Path(out).resolve()  # `--out .` has no name of its own to put a temporary sibling beside
-    check_output_free(out, overwrite)
+    check_output_free(out, overwrite, command=command)
     tmp = out.parent / f"{_tmp_prefix(out)}{os.getpid()}"
+    made = [p for p in reversed(out.parents) if not p.exists()]  # removed again if nothing is written
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_tmp_dirs(out)
@@ -105,9 +151,11 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
             from None
     try:
         yield tmp
+        write_marker(tmp, command)
         if out.exists() and not overwrite:  # appeared while we worked
             raise RejuvError(f"{out}: output folder appeared while writing; pass --overwrite to replace it")
         if out.exists():
+            check_replaceable(out, command)
             old = out.parent / f"{_sibling_stem(out)}.rejuv-old-{os.getpid()}"
             os.replace(out, old)
             try:
@@ -119,11 +167,116 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
         else:
             os.replace(tmp, out)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _clean_up(tmp, made)
         if exc.errno not in _REFUSED_WRITES:
             raise
         raise RejuvError(f"{out}: cannot write the output: {_REFUSED_WRITES[exc.errno]} ({exc.filename}); "
                          "nothing was left behind") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _clean_up(tmp, made)
         raise
+
+
+def _clean_up(tmp: Path, made: list[Path]) -> None:
+    """After a failed write: the temporary folder, and the parent folders this run created if still empty."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+_HELD: dict[Path, int] = {}  # outputs this process holds the lock of, with how many claims
+
+
+def _lock_path(out: Path) -> Path:
+    """The lock of an output: in a folder of this user's under the temporary directory, named after the
+    output's absolute path, so that it needs no folder beside the output and leaves nothing there."""
+    folder = Path(tempfile.gettempdir()) / f"rejuv-locks-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / (hashlib.sha256(str(out).encode()).hexdigest()[:32] + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold `out` for this run: a second run on the same output is refused at once, naming the holder's pid.
+    The lock is the system's (flock): a killed run leaves none behind. Nested claims of one process pass."""
+    out = Path(out).resolve()
+    if out in _HELD or os.environ.get("RANK", "0") != "0":  # the main process of a distributed launch holds it
+        _HELD[out] = _HELD.get(out, 0) + 1
+        try:
+            yield
+        finally:
+            _HELD[out] -= 1
+            if not _HELD[out]:
+                del _HELD[out]
+        return
+    path = _lock_path(out)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RejuvError(f"{out}: another rejuv run (pid {holder}) is writing this output; wait for it to "
+                             "finish or choose another --out") from None
+        try:  # the file may have been removed by the run that held it just before: lock the one in place
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[out] = 1
+    try:
+        yield
+    finally:
+        del _HELD[out]
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def check_inputs(cfg) -> list[str]:
+    """Every input path `cfg` declares, checked to exist as what it is declared to be; returns them."""
+    from rejuv.options import declared_paths, flag_of
+
+    found = []
+    for name, role, value in declared_paths(cfg):
+        if role == "output":
+            continue
+        path, flag = Path(value), flag_of(type(cfg), name)
+        if role == "checkpoint" and not path.is_dir():
+            raise RejuvError(f"{value}: {'is not a folder' if path.exists() else 'no such folder'}; {flag} takes a "
+                             "model folder (save_pretrained)")
+        if role == "file" and not path.is_file():
+            raise RejuvError(f"{value}: {'is a folder' if path.exists() else 'no such file'}; {flag} takes a file")
+        if role == "input" and not path.exists():
+            raise RejuvError(f"{value}: no such file or folder ({flag})")
+        found.append(value)
+    return found
+
+
+@contextlib.contextmanager
+def claimed_output(cfg, command: str, resumable: bool = False) -> Iterator[Path]:
+    """Before any work: every input `cfg` declares exists; its output is no input, holds none, and is free
+    (absent, or replaceable by `rejuv <command>` under `--overwrite`; a `resumable` output may also be an
+    earlier output of the same command, which the command continues); then the output is locked for the run.
+    Yields the output path."""
+    from rejuv.options import declared_paths
+
+    inputs = tuple(check_inputs(cfg))
+    outputs = [Path(value) for _, _, value in declared_paths(cfg, "output")]
+    if len(outputs) != 1:
+        raise RejuvError(f"{command}: expected one output folder, got {len(outputs)}")
+    out = outputs[0]
+    overwrite = bool(getattr(cfg, "overwrite", False))
+    if resumable and out.is_dir() and any(out.iterdir()):
+        check_replaceable(out, command)
+        check_output_free(out, True, inputs)
+    else:
+        check_output_free(out, overwrite, inputs, command)
+    with output_lock(out):
+        yield out

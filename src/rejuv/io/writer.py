@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rejuv.errors import RejuvError
 from rejuv.io.format import (
     DTYPES,
     SAFE_INDEX,
@@ -50,6 +51,32 @@ class OutputTensor:
     @property
     def nbytes(self) -> int:
         return math.prod(self.shape) * itemsize(self.dtype)
+
+
+def parse_size(text: str | int) -> int:
+    """A shard size as people write it ('5GB', '500MB', '64KiB', as huggingface_hub reads them) or a byte
+    count; at least one byte."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    if isinstance(text, int) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        s = str(text).strip().upper()
+        number = s.rstrip("KMGTIB")
+        unit = s[len(number):]
+        try:
+            value = float(number)
+        except ValueError:
+            value = math.nan
+    if unit not in units or not math.isfinite(value) or value * units[unit] < 1:
+        raise RejuvError(f"cannot read size {text!r} (at least one byte); use e.g. 5GB or 500MB")
+    return int(value * units[unit])
+
+
+def shard_size(text: str | int) -> str | int:
+    """The `max_shard_size` option's check: the value as given, once it reads as a size."""
+    parse_size(text)
+    return text
 
 
 def shard_groups(tensors: list[OutputTensor], max_shard_bytes: int) -> list[list[OutputTensor]]:
@@ -166,11 +193,13 @@ def _finish(future, on_progress: Callable[[int], None] | None) -> None:
         on_progress(nbytes)
 
 
-def copy_aux_files(src: Path, dst: Path) -> list[str]:
-    """Copy config, generation config, tokenizer and other non-weight files (top level only)."""
+def copy_aux_files(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """Copy config, generation config, tokenizer and other non-weight files (top level only), except `skip`
+    (records an earlier rejuv output holds about itself, which would misdescribe this one)."""
     copied = []
     for item in sorted(src.iterdir()):
-        if not item.is_file() or item.name in WEIGHT_INDEXES or item.name.endswith(WEIGHT_SUFFIXES):
+        if not item.is_file() or item.name in WEIGHT_INDEXES or item.name.endswith(WEIGHT_SUFFIXES) \
+                or item.name in skip:
             continue
         shutil.copy2(item, dst / item.name)
         copied.append(item.name)

@@ -15,8 +15,11 @@ candidates are the fusion and Rejuvenation arms.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+from rejuv.io.output import written_by
+from rejuv.io.records import Checked, DamagedRecord, read_json
 from rejuv.recipes.apply import ApplyConfig, run_apply
 from rejuv.recipes.eval import EvalConfig, run_eval
 
@@ -53,15 +56,37 @@ def candidate(alpha: float, rho: float = 0.0) -> str:
     return f"alpha{alpha:g}-rho{rho:g}" if rho else f"alpha{alpha:g}"
 
 
+def _kept(out: Path, command: str) -> bool:
+    """Whether an interrupted rules step left a finished `command` output in `out`; anything else there (a
+    folder another tool wrote into this demo's own tree) is removed and made again."""
+    if written_by(out) == command:
+        return True
+    if out.exists():
+        shutil.rmtree(out)
+    return False
+
+
+def _first_pass_rate(path: Path) -> float:
+    checked = Checked(path, "evaluation report")
+    results = checked.get(checked.of(read_json(path, "evaluation report"), "an object", ""), "results", "a list")
+    if not results:
+        checked.fail("['results']", "no result")
+    return checked.get(checked.of(results[0], "an object", "['results'][0]"), "pass@1", "a number", "['results'][0]")
+
+
 def _pass_rate(model: Path, problems: Path, out: Path, samples: int, tokens: int, seed: int) -> float:
-    if not (out / "eval.json").exists():
-        run_eval(EvalConfig(checkpoints=[str(model)], data=[str(problems)], out=str(out), samples=samples,
-                            max_new_tokens=tokens, chat_template="never", seed=seed, progress=False))
-    return json.loads((out / "eval.json").read_text())["results"][0]["pass@1"]
+    if _kept(out, "eval"):
+        try:
+            return _first_pass_rate(out / "eval.json")
+        except DamagedRecord:
+            shutil.rmtree(out)
+    run_eval(EvalConfig(checkpoints=[str(model)], data=[str(problems)], out=str(out), samples=samples,
+                        max_new_tokens=tokens, chat_template="never", seed=seed, progress=False))
+    return _first_pass_rate(out / "eval.json")
 
 
 def _applied(out: Path, config: ApplyConfig) -> Path:
-    if not out.is_dir():
+    if not _kept(out, "apply"):
         run_apply(config)
     return out
 
@@ -69,8 +94,6 @@ def _applied(out: Path, config: ApplyConfig) -> Path:
 def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int) -> dict:
     """Apply the rules for one seed in `folder` (candidates, their evaluations, rules.json); returns rules.json."""
     record = folder / "rules.json"
-    if record.exists():
-        return json.loads(record.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     problems, tokens = files["calib_problems"], p.max_completion_length
 

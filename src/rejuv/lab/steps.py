@@ -1,8 +1,11 @@
 """The lab's steps: each runs once (its output folder is the proof it ran), is timed, and says where the
 demo stands.
 
-A step is skipped when its folder exists (an interrupted demo resumes there; a step whose folder an
-earlier step of the same run wrote costs nothing and is measured as such). Every seed runs the same
+A step is skipped when its folder exists and is as the step left it (an interrupted demo resumes there; a
+step whose folder an earlier step of the same run wrote costs nothing and is measured as such). What a step
+wrote is recorded when it finishes (`.rejuv-steps/`: every file's size and SHA-256); a step folder that does
+not match its record (edited, cut, half-written by a killed run, or never recorded) is untrusted: it is set
+aside as `<name>.damaged-N`, said in the log, and the step runs again. Every seed runs the same
 steps in the same order, so once one seed has finished its step count is known, and each position's
 measured times give the time left: the rest of this seed plus the seeds still to come. Until every
 remaining position has been measured (the first seed; a resumed run whose earlier steps were reused),
@@ -11,11 +14,58 @@ the log says the elapsed time only, never a guess.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rejuv.io.fingerprint import file_sha256
 from rejuv.io.jsonl import write_jsonl
+
+RECORDS = ".rejuv-steps"
+
+
+def _record_path(out: Path, folder: Path) -> Path:
+    relative = os.path.relpath(folder, out)
+    return out / RECORDS / (hashlib.sha256(relative.encode()).hexdigest()[:32] + ".json")
+
+
+def _contents(folder: Path) -> dict[str, list]:
+    """Every file of a step's output (or the one file it is): relative name → [size, SHA-256]."""
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    return {os.path.relpath(f, folder): [f.stat().st_size, file_sha256(f)] for f in files}
+
+
+def record_step(out: Path, folder: Path) -> None:
+    """Record what a finished step left in `folder`."""
+    path = _record_path(out, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"step": os.path.relpath(folder, out), "files": _contents(folder)}) + "\n")
+    os.replace(tmp, path)
+
+
+def damage(out: Path, folder: Path) -> str | None:
+    """Why `folder` is not as its step left it, or None when it is."""
+    try:
+        recorded = json.loads(_record_path(out, folder).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no record of the step that wrote it (interrupted, or not written by this demo)"
+    found = _contents(folder)
+    changed = sorted(set(recorded) ^ set(found)) + sorted(k for k in set(recorded) & set(found)
+                                                          if recorded[k] != found[k])
+    return f"{changed[0]} differs from what its step wrote" if changed else None
+
+
+def set_aside(folder: Path) -> Path:
+    """Move a damaged step output out of the way (never deleted: it may hold what a user wants to see)."""
+    n = 1
+    while (aside := folder.with_name(f"{folder.name}.damaged-{n}")).exists():
+        n += 1
+    os.replace(folder, aside)
+    return aside
 
 
 def log(message: str) -> None:
@@ -43,17 +93,26 @@ class Steps:
     def __call__(self, out: Path, folder: Path, message: str, work: Callable[[], object]) -> None:
         if self.seed_index is not None:
             self.position += 1
-        if folder.exists():
-            if self.seed_index is not None and folder in self.made:
-                # written by an earlier step of this run (a start that reuses an arm's run): it costs nothing,
-                # every seed alike; a folder from an earlier run says nothing about what the step costs
+        if folder in self.made:
+            # written by an earlier step of this run (a start that reuses an arm's run): it costs nothing,
+            # every seed alike; a folder from an earlier run says nothing about what the step costs
+            if self.seed_index is not None:
                 self.measured.setdefault(self.position, []).append(0.0)
             return
+        if folder.exists():
+            problem = damage(out, folder)
+            if problem is None:
+                return
+            aside = set_aside(folder)
+            self.echo(f"{folder} is not as its step left it ({problem}): set aside as {aside.name}; running the "
+                      "step again")
         self.echo(message + self._where())
         start = self.clock()
         work()
         seconds = self.clock() - start
         self.made.add(folder)
+        if folder.exists():
+            record_step(out, folder)
         if self.seed_index is not None:
             self.measured.setdefault(self.position, []).append(seconds)
         write_jsonl(out / "timings.jsonl", [{"step": message, "seconds": round(seconds, 2)}], append=True)

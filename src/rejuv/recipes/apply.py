@@ -26,7 +26,6 @@ fusion did. `attribution.json` keeps every grid ρ's reset set, so another α or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -36,22 +35,43 @@ from pathlib import Path
 
 from rejuv import __version__
 from rejuv.arch import ArchAdapter, Neurons
+from rejuv.attribution_record import Attribution, parse_attribution, reset_layout
 from rejuv.errors import RejuvError, warn
-from rejuv.fusion import FusedStream, FusionPlan, check_alpha, plan_fusion
-from rejuv.io.format import FLOAT_DTYPES, dtype_name, numpy_dtype
+from rejuv.fusion import FusedStream, FusionPlan, plan_fusion
+from rejuv.io.fingerprint import folder_fingerprint
+from rejuv.io.format import FLOAT_DTYPES, numpy_dtype
 from rejuv.io.jsonl import strict_dumps
-from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.output import MARKER, atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
-from rejuv.io.writer import copy_aux_files, write_safetensors_shards
+from rejuv.io.records import Checked, read_json
+from rejuv.io.writer import copy_aux_files, parse_size, shard_size, write_safetensors_shards
 from rejuv.model_card import mergekit_config, model_card
-from rejuv.modeling import DEFAULT_DEVICE, allow_pickle_option, check_device, resolve_device, trust_remote_code_option
-from rejuv.options import Recipe, option
+from rejuv.modeling import (
+    allow_pickle_option,
+    compute_dtype_option,
+    device_option,
+    model_positions,
+    resolve_device,
+    trust_remote_code_option,
+)
+from rejuv.options import (
+    Config,
+    OptionError,
+    Recipe,
+    option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    seed_option,
+)
 from rejuv.progress import progress_bar
-from rejuv.prompts import chat_template_option, check_mode
+from rejuv.prompts import chat_template_option
 from rejuv.reset import RANKINGS, check_rho, reset_entries, summarize
 
 MANIFEST = "rejuvenation.json"
 ATTRIBUTION = "attribution.json"
+MERGEKIT = "mergekit_config.yml"
+_OWN_FILES = (MANIFEST, ATTRIBUTION, MARKER)  # what an apply output adds to a folder that may be an input again
 # With a fixed ρ, the same pass also reports ρ/10, ρ/3 and 3ρ: a user reads ρ against the union it gives.
 RHO_FACTORS = (0.1, 0.3, 1.0, 3.0)
 AUTO_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
@@ -60,74 +80,76 @@ _ATTRIBUTION_SETTINGS = ("targets_per_sample", "max_samples", "max_length", "tar
                          "seed", "dtype")
 
 
+def rho_value(value: float | str) -> float | str:
+    """ρ as given: a number in [0, 1), or `auto`."""
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        raise RejuvError(f"expected a number in [0, 1) or 'auto', got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise RejuvError(f"must lie in [0, 1) or be 'auto', got {value!r}")
+    return float(value)
+
+
 @dataclass
-class ApplyConfig:
+class ApplyConfig(Config):
     """Fuse SFT with base, then reset the neurons that drive over-confident logits.
 
     Writes a save_pretrained folder plus rejuvenation.json, and prints the manifest summary as JSON.
     """
 
-    base: str = option(help="Base (pre-trained) model folder.")
-    sft: str = option(help="Fine-tuned model folder (its config and tokenizer are copied).")
-    out: str = option(help="Output folder (written atomically).")
-    calib: str | None = option(None, help="Calibration JSONL: prompt/response (or completion) rows, or chat messages.")
-    alpha: float = option(0.5, help="Fusion weight of the SFT model, in [0, 1].")
+    base: str = option(help="Base (pre-trained) model folder.", path="checkpoint")
+    sft: str = option(help="Fine-tuned model folder (its config and tokenizer are copied).", path="checkpoint")
+    out: str = out_option()
+    calib: str | None = option(None, help="Calibration JSONL: prompt/response (or completion) rows, or chat messages.",
+                               path="file")
+    alpha: float = option(0.5, help="Fusion weight of the SFT model, in [0, 1].", at_least=0, at_most=1)
     rho: float | str = option(0.01, help="Share of all neurons kept per target token; the reset set is their union "
                               "over all targets, often many times rho (the manifest states it). 'auto': the largest "
                               "--rho-grid value whose union stays under --max-reset-share and costs no more "
-                              "calibration accuracy than fusion.")
+                              "calibration accuracy than fusion.", check=rho_value)
     rho_grid: list[float] | None = option(None, help="rho values measured in the same pass (union, entropy, "
                                           "calibration accuracy), comma-separated.",
                                           default_text="rho/10, rho/3, rho, 3 rho; for auto 0.0003,0.001,0.003,"
-                                          "0.01,0.03")
+                                          "0.01,0.03", above=0, below=1)
     reuse_attribution: str | None = option(None, help="An earlier output folder of the same base, SFT and "
                                            "calibration: take its reset sets instead of a new attribution pass "
-                                           "(another alpha, or another rho of its grid).")
-    targets_per_sample: int = option(8, help="Positions with the largest entropy gap, per sample.")
-    max_samples: int = option(64, help="Calibration rows used (chosen with --seed).")
-    max_length: int = option(2048, help="Truncate calibration sequences to this many tokens.")
+                                           "(another alpha, or another rho of its grid).", path="input")
+    targets_per_sample: int = option(8, help="Positions with the largest entropy gap, per sample.", at_least=1)
+    max_samples: int = option(64, help="Calibration rows used (chosen with --seed).", at_least=1)
+    max_length: int = option(2048, help="Truncate calibration sequences to this many tokens (and to the model's "
+                             "positions).", at_least=2)
     target_token: str = option("gold", choices=("gold", "argmax"), help="Token attributed.")
     ranking: str = option("global", choices=RANKINGS, help="Neuron ranking.")
     fusion_only: bool = option(False, help="Only fuse; skip attribution and reset.")
     chat_template: str = chat_template_option()
     max_reset_share: float = option(0.05, help="Warn when the reset set (the union over targets) covers more of "
-                                     "the model's neurons than this.")
-    seed: int = option(0, help="Seed for calibration sampling.")
-    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) "
-                                "for the calibration passes.", default_text=DEFAULT_DEVICE)
-    dtype: str = option("float32", help="Compute dtype of the calibration passes (scores accumulate in float32).")
-    batch_size: int = option(8, help="Calibration samples per forward pass of the token statistics.")
-    max_shard_size: str = option("5GB", help="Largest output shard, e.g. 5GB or 500MB.")
+                                     "the model's neurons than this.", above=0, at_most=1)
+    seed: int = seed_option("Seed for calibration sampling.")
+    device: str | None = device_option("cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) "
+                                       "for the calibration passes.")
+    dtype: str = compute_dtype_option()
+    batch_size: int = option(8, help="Calibration samples per forward pass of the token statistics.", at_least=1)
+    max_shard_size: str | int = option("5GB", help="Largest output shard, e.g. 5GB or 500MB.", check=shard_size)
     workers: int | None = option(None, help="Threads reading, fusing and writing output blocks at once.",
-                                 default_text="2 per core, at most 8")
-    overwrite: bool = option(False, help="Replace an existing output folder.")
+                                 default_text="2 per core, at most 8", at_least=1)
+    overwrite: bool = overwrite_option()
     allow_pickle: bool = allow_pickle_option()
     trust_remote_code: bool = trust_remote_code_option()
-    progress: bool = option(True, help="Show progress bars.")
+    progress: bool = progress_option()
+
+    def check(self) -> None:
+        if not self.fusion_only and not self.calib:
+            raise OptionError("calib", "neuron reset needs a calibration file (--calib); pass --fusion-only to only "
+                              "fuse", also=("fusion_only",))
+        if self.fusion_only and self.reuse_attribution:
+            raise OptionError("reuse_attribution", "reuses a reset set, and --fusion-only resets nothing")
 
 
 def default_workers() -> int:
     """Two streaming threads per core, at most 8: reads block on the disk, so more threads than cores keep
     it busy (measured on 2 cores, 1.2 B model: 2 threads 5.1-5.4 s, 4 threads 4.1-4.9 s, 8 threads 4.2-4.5 s)."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
-
-
-def parse_size(text: str | int) -> int:
-    """'5GB', '500MB', '64KiB' or a byte count."""
-    if isinstance(text, int):
-        return text
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-    s = str(text).strip().upper()
-    number = s.rstrip("KMGTIB")
-    unit = s[len(number):]
-    try:
-        value = float(number)
-    except ValueError:
-        value = math.nan
-    if unit not in units or not math.isfinite(value) or value * units[unit] < 1:
-        raise RejuvError(f"max_shard_size: cannot read size {text!r}; use e.g. 5GB or 500MB")
-    return int(value * units[unit])
 
 
 def rho_grid(cfg: ApplyConfig) -> list[float]:
@@ -142,40 +164,6 @@ def rho_grid(cfg: ApplyConfig) -> list[float]:
     return sorted({round(check_rho(r), 12) for r in grid if r > 0})
 
 
-def _rho(value: float | str) -> float | str:
-    """ρ as given on the command line or in YAML: a number, or `auto`."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return check_rho(float(value))
-    except (TypeError, ValueError):
-        raise RejuvError(f"rho must be a number in [0, 1) or 'auto', got {value!r}") from None
-
-
-def _validate(cfg: ApplyConfig) -> None:
-    check_alpha(cfg.alpha)
-    if cfg.rho_grid is not None:
-        for r in cfg.rho_grid:
-            check_rho(r)
-    if cfg.ranking not in RANKINGS:
-        raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {cfg.ranking!r}")
-    if cfg.target_token not in ("gold", "argmax"):
-        raise RejuvError(f"target_token must be 'gold' or 'argmax', got {cfg.target_token!r}")
-    for name in ("targets_per_sample", "max_samples", "batch_size", "max_length", "workers"):
-        if getattr(cfg, name) is not None and int(getattr(cfg, name)) < 1:
-            raise RejuvError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if not cfg.fusion_only and not cfg.calib:
-        raise RejuvError("neuron reset needs a calibration file (--calib); pass --fusion-only to only fuse")
-    if cfg.fusion_only and cfg.reuse_attribution:
-        raise RejuvError("--reuse-attribution reuses a reset set; --fusion-only resets nothing")
-    check_device(cfg.device)
-    check_mode(cfg.chat_template)
-    if not 0.0 < cfg.max_reset_share <= 1.0:
-        raise RejuvError(f"max_reset_share must lie in (0, 1], got {cfg.max_reset_share}")
-    dtype_name(cfg.dtype)
-    parse_size(cfg.max_shard_size)
-
-
 def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float,
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
     stream = FusedStream(base, sft, alpha, resets)
@@ -183,7 +171,7 @@ def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPla
     with progress_bar(cfg.progress, total, "writing", "B", unit_scale=True, unit_divisor=1024) as bar:
         write_safetensors_shards(tmp, plan.outputs, stream.fill, parse_size(cfg.max_shard_size),
                                  on_progress=bar.update, workers=cfg.workers or default_workers())
-    copy_aux_files(sft.path, tmp)
+    copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT))
 
 
 def neuron_sizes(adapter: ArchAdapter, ckpt: Checkpoint) -> dict[Neurons, int]:
@@ -197,62 +185,43 @@ def neuron_sizes(adapter: ArchAdapter, ckpt: Checkpoint) -> dict[Neurons, int]:
     return sizes
 
 
-def _fingerprint(folder: str | Path) -> str:
-    """Names, sizes and modification times of a checkpoint's files, hashed: a changed checkpoint differs."""
-    files = sorted(f for f in Path(folder).iterdir() if f.is_file() and f.name not in (MANIFEST, ATTRIBUTION))
-    listing = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+def _record_header(cfg: ApplyConfig, calib) -> dict:
+    """What an attribution was made from: inputs (fingerprinted) and the settings it depends on."""
+    return {"version": __version__, "base": cfg.base, "sft": cfg.sft,
+            "base_files": folder_fingerprint(cfg.base, _OWN_FILES),
+            "sft_files": folder_fingerprint(cfg.sft, _OWN_FILES), "calibration_sha256": calib.sha256,
+            "settings": {k: getattr(cfg, k) for k in _ATTRIBUTION_SETTINGS}}
 
 
-@dataclass
-class Attribution:
-    """One attribution pass, as `attribution.json` keeps it: the targets and every grid ρ's reset plan."""
-
-    targets: list  # rejuv.attribution.Target
-    plans: dict[float, dict[str, dict]]
-    errors: list[float]
-
-    def record(self, cfg: ApplyConfig, calib) -> dict:
-        return {"version": __version__, "base": cfg.base, "sft": cfg.sft, "base_files": _fingerprint(cfg.base),
-                "sft_files": _fingerprint(cfg.sft), "calibration_sha256": calib.sha256,
-                "settings": {k: getattr(cfg, k) for k in _ATTRIBUTION_SETTINGS},
-                "targets": [[t.sample, t.position, t.token, t.gap] for t in self.targets],
-                "dla_reconstruction_error": self.errors,
-                "grid": {f"{rho:g}": plan for rho, plan in sorted(self.plans.items())}}
-
-
-def _reused(cfg: ApplyConfig, calib) -> Attribution:
-    """An earlier pass's attribution, after checking it was made from the same inputs and settings."""
-    from rejuv.attribution import Target
-
+def _reused(cfg: ApplyConfig, calib, layout: dict[str, tuple], vocab_size: int) -> Attribution:
+    """An earlier pass's attribution, after checking it was made from the same inputs and settings and that
+    every target and reset index fits this model and calibration set."""
     path = Path(cfg.reuse_attribution)
     path = path / ATTRIBUTION if path.is_dir() else path
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RejuvError(f"{path}: cannot read an attribution record ({exc})") from exc
+    checked = Checked(path, "attribution record")
+    record = checked.of(read_json(path, "attribution record"), "an object", "")
+    expected = _record_header(cfg, calib)
     mismatch = []
-    if record.get("base_files") != _fingerprint(cfg.base):
+    if record.get("base_files") != expected["base_files"]:
         mismatch.append(f"base {cfg.base} (not the checkpoint it was made from, or changed since)")
-    if record.get("sft_files") != _fingerprint(cfg.sft):
+    if record.get("sft_files") != expected["sft_files"]:
         mismatch.append(f"sft {cfg.sft} (not the checkpoint it was made from, or changed since)")
     if record.get("calibration_sha256") != calib.sha256:
         mismatch.append(f"calibration file {cfg.calib} (other contents)")
+    settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
     for key in _ATTRIBUTION_SETTINGS:
-        if record.get("settings", {}).get(key) != getattr(cfg, key):
-            mismatch.append(f"{key} ({record.get('settings', {}).get(key)!r} there, {getattr(cfg, key)!r} here)")
+        if settings.get(key) != getattr(cfg, key):
+            mismatch.append(f"{key} ({settings.get(key)!r} there, {getattr(cfg, key)!r} here)")
     if mismatch:
         raise RejuvError(f"{path}: made from other inputs or settings; differs in " + "; ".join(mismatch))
-    plans = {float(rho): plan for rho, plan in record["grid"].items()}
+    found = parse_attribution(record, checked, layout, calib.samples, vocab_size)
     # Without a grid of its own, a reusing run measures the grid it finds; ρ must be one of it.
-    wanted = rho_grid(cfg) if cfg.rho_grid else sorted(plans) + ([] if cfg.rho == "auto" else [float(cfg.rho)])
-    missing = sorted({r for r in wanted if r not in plans})
+    wanted = rho_grid(cfg) if cfg.rho_grid else sorted(found.plans) + ([] if cfg.rho == "auto" else [float(cfg.rho)])
+    missing = sorted({r for r in wanted if r not in found.plans})
     if missing:
-        raise RejuvError(f"{path}: holds the reset sets of rho {', '.join(f'{r:g}' for r in sorted(plans))}; "
+        raise RejuvError(f"{path}: holds the reset sets of rho {', '.join(f'{r:g}' for r in sorted(found.plans))}; "
                          f"rho {', '.join(f'{r:g}' for r in missing)} needs a new attribution pass")
-    plans = {r: plans[r] for r in wanted}
-    targets = [Target(int(s), int(p), int(tok), float(gap)) for s, p, tok, gap in record["targets"]]
-    return Attribution(targets, plans, record.get("dla_reconstruction_error", []))
+    return Attribution(found.targets, {r: found.plans[r] for r in wanted}, found.errors)
 
 
 def choose_rho(grid: list[dict], accuracy: dict[str, float | None], max_share: float) -> tuple[float, str]:
@@ -270,10 +239,12 @@ def choose_rho(grid: list[dict], accuracy: dict[str, float | None], max_share: f
 
 def run_apply(cfg: ApplyConfig) -> dict:
     """Run `rejuv apply` with `cfg`; returns the manifest written to `<out>/rejuvenation.json`."""
-    cfg = replace(cfg, rho=_rho(cfg.rho))
-    _validate(cfg)
+    with claimed_output(cfg, "apply"):
+        return _apply(cfg)
+
+
+def _apply(cfg: ApplyConfig) -> dict:
     out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(cfg.base, cfg.sft, cfg.calib, cfg.reuse_attribution))
     fusion_only = cfg.fusion_only or cfg.rho == 0
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
         plan = plan_fusion(base, sft)
@@ -290,9 +261,12 @@ def run_apply(cfg: ApplyConfig) -> dict:
             except (OSError, ValueError) as exc:
                 raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
             calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
-                                     cfg.chat_template)
+                                     cfg.chat_template, model_positions(sft.config, cfg.sft))
             check_vocabulary(calib, sft.config.get("vocab_size"), cfg.sft)
-        attribution = _reused(cfg, calib) if cfg.reuse_attribution else None
+        attribution = None
+        if cfg.reuse_attribution:
+            layout = reset_layout(adapter, sizes, set(sft.tensors))
+            attribution = _reused(cfg, calib, layout, sft.config["vocab_size"])
         measured: dict = {}
         grid: list[dict] = []
         rho, choice, resets = 0.0, None, {}
@@ -343,7 +317,7 @@ def run_apply(cfg: ApplyConfig) -> dict:
                     measured["rejuvenated"] = passes.Measured(chosen["entropy"], chosen["calibration_accuracy"],
                                                               chosen["entropy_at_targets"])
 
-        with atomic_output_dir(out, cfg.overwrite) as tmp:
+        with atomic_output_dir(out, cfg.overwrite, command="apply") as tmp:
             _stream_output(tmp, base, sft, plan, cfg.alpha, resets, cfg)
             manifest = _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured,
                                  grid)
@@ -351,10 +325,10 @@ def run_apply(cfg: ApplyConfig) -> dict:
             same_in_mergekit = fusion_only and not plan.vocab_resized  # mergekit cannot grow a vocabulary
             mergekit = mergekit_config(cfg.base, cfg.sft, cfg.alpha, _stored_dtype(plan)) if same_in_mergekit else None
             if mergekit:
-                (tmp / "mergekit_config.yml").write_text(mergekit)
+                (tmp / MERGEKIT).write_text(mergekit)
             (tmp / "README.md").write_text(model_card(manifest, _command(cfg, fusion_only, rho), mergekit))
             if attribution is not None:
-                (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(cfg, calib)) + "\n")
+                (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(_record_header(cfg, calib))) + "\n")
     return manifest
 
 
@@ -459,15 +433,13 @@ def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribu
 def fuse(base: str | os.PathLike, sft: str | os.PathLike, out: str | os.PathLike, alpha: float = 0.5,
          calib: str | os.PathLike | None = None, **options) -> dict:
     """θ = α·θ_SFT + (1−α)·θ_base into `out` (no reset). Returns the manifest."""
-    return run_apply(ApplyConfig(base=str(base), sft=str(sft), out=str(out), alpha=alpha,
-                                  calib=None if calib is None else str(calib), fusion_only=True, **options))
+    return run_apply(ApplyConfig(base=base, sft=sft, out=out, alpha=alpha, calib=calib, fusion_only=True, **options))
 
 
 def rejuvenate(base: str | os.PathLike, sft: str | os.PathLike, calib: str | os.PathLike,
                out: str | os.PathLike, alpha: float = 0.5, rho: float | str = 0.01, **options) -> dict:
     """Fusion + attribution-guided reset into `out`. Returns the manifest."""
-    return run_apply(ApplyConfig(base=str(base), sft=str(sft), out=str(out), calib=str(calib),
-                                  alpha=alpha, rho=rho, **options))
+    return run_apply(ApplyConfig(base=base, sft=sft, out=out, calib=calib, alpha=alpha, rho=rho, **options))
 
 
 def summary_json(cfg: ApplyConfig, manifest: dict) -> str:

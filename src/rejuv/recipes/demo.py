@@ -23,6 +23,8 @@ from pathlib import Path
 
 from rejuv.errors import RejuvError
 from rejuv.io.jsonl import read_jsonl, strict_dumps, write_jsonl
+from rejuv.io.output import claimed_output, write_marker
+from rejuv.io.records import DamagedRecord, read_json
 from rejuv.lab.numerics import pin_cpu_numerics
 from rejuv.lab.plan_check import RULES
 from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, Preset, diagnose_dir
@@ -30,7 +32,8 @@ from rejuv.lab.rules import run_rules
 from rejuv.lab.steps import Steps, log
 from rejuv.lab.task import pretraining_texts, write_task_files
 from rejuv.lab.world import build_base_model
-from rejuv.options import Recipe, option
+from rejuv.modeling import check_device
+from rejuv.options import SEED_LIMIT, Config, OptionError, Recipe, option, out_option
 from rejuv.recipes.apply import ApplyConfig, run_apply
 from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
 from rejuv.recipes.eval import EvalConfig, run_eval
@@ -184,52 +187,66 @@ def _fingerprint(record: dict) -> dict:
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Config):
     """The lab: base → ModSFT/OverSFT → α, ρ by rule → fusion/Rejuvenation → GRPO → eval, with a report."""
 
     preset: str = option("small", choices=lambda: list(PRESETS), help="smoke: a minute's plumbing check, no "
                          "claims; small: the experiment, 3 seeds, within 30 min on 2 cores; planner: small plus "
                          "rejuv plan against full RL over 6 seeds; full: for a GPU.")
-    seeds: list[int] | None = option(None, help="Seeds, comma-separated.", default_text="the preset's")
+    seeds: list[int] | None = option(None, help="Seeds, comma-separated, each once.", default_text="the preset's",
+                                     at_least=0, below=SEED_LIMIT, nonempty=True, distinct=True)
     arms: list[str] = option(list(DEFAULT_ARMS), commas=True, choices=lambda: [*ARMS, "all"],
-                             help="Arms, comma-separated or repeated, or 'all'.")
-    out: str = option("runs/demo", help="Output folder; finished steps in it are reused.")
-    device: str | None = option(None, help="cpu or cuda.", default_text="the preset's")
+                             help="Arms, comma-separated or repeated, or 'all'.", nonempty=True, distinct=True)
+    out: str = out_option("Output folder; finished steps in it are reused.", default="runs/demo")
+    device: str | None = option(None, help="cpu or cuda.", default_text="the preset's", check=check_device)
     planner_rule: str | None = option(None, choices=RULES, help="The planner's recommendation rule, fixed in "
                                       "advance (chosen on the development seeds of an earlier run): every seed "
                                       "given is then judged with it.", default_text="chosen on the preset's "
                                       "development seeds")
-    overwrite: bool = option(False, help="Discard an existing demo with other settings.")
+    overwrite: bool = option(False, help="Discard an existing demo (in a folder an earlier demo wrote) with other "
+                             "settings.")
     verbose: bool = option(False, help="Show the progress bars of the libraries inside each step.")
+
+    def check(self) -> None:
+        if "all" in self.arms and len(self.arms) > 1:
+            raise OptionError("arms", "'all' stands alone")
+
+
+def _settings_match(root: Path, record: dict) -> bool:
+    """Whether the demo in `root` was made with the same settings (a damaged record never matches)."""
+    try:
+        found = read_json(root / "preset.json", "demo record")
+        return _fingerprint(found) == _fingerprint(record)
+    except (DamagedRecord, KeyError, TypeError, AttributeError):
+        return False
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the lab; returns the report written to `<out>/report.json`."""
+    with claimed_output(cfg, "demo", resumable=True) as root:
+        return _demo(cfg, root)
+
+
+def _demo(cfg: DemoConfig, root: Path) -> dict:
     from rejuv.lab.report import write_report
 
     arms = ARMS if list(cfg.arms) == ["all"] else tuple(cfg.arms)
-    if cfg.preset not in PRESETS:
-        raise RejuvError(f"unknown preset {cfg.preset!r}; choose from {', '.join(PRESETS)}")
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown:
-        raise RejuvError(f"unknown arm(s) {unknown}; choose from {', '.join(ARMS)}")
     p = replace(PRESETS[cfg.preset], seeds=list(cfg.seeds) if cfg.seeds else PRESETS[cfg.preset].seeds)
     if cfg.device:
         p = replace(p, device=cfg.device)
     if cfg.planner_rule:
         p = replace(p, planner_rule=cfg.planner_rule, dev_seeds=[])
     numerics = pin_cpu_numerics() if p.device == "cpu" else {"device": p.device}
-    root = Path(cfg.out)
     record = {"preset": cfg.preset, "settings": asdict(p), "arms": list(arms),
               "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
-    recorded = root / "preset.json"
-    if recorded.exists() and _fingerprint(json.loads(recorded.read_text())) != _fingerprint(record):
+    if root.is_dir() and any(root.iterdir()) and not _settings_match(root, record):
         if not cfg.overwrite:
-            raise RejuvError(f"{root}: holds a demo with other settings ({recorded}); pass --overwrite "
+            raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
                              "or another --out")
-        shutil.rmtree(root)
+        shutil.rmtree(root)  # claimed_output checked that an earlier demo wrote it
     root.mkdir(parents=True, exist_ok=True)
-    recorded.write_text(json.dumps(record, indent=2) + "\n")
+    write_marker(root, "demo")
+    (root / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
     with quiet_libraries(cfg.verbose):
         steps = Steps(len(p.seeds))
         base = build_base(root, p, steps)

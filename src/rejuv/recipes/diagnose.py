@@ -17,6 +17,7 @@ from rejuv import __version__
 from rejuv.arch import adapter_for
 from rejuv.attribution import response_token_stats
 from rejuv.calibration import check_vocabulary, load_calibration
+from rejuv.data import problem_rows
 from rejuv.diagnostics.outputs import output_stats
 from rejuv.diagnostics.params import parameter_drift
 from rejuv.diagnostics.report import (
@@ -30,16 +31,27 @@ from rejuv.diagnostics.report import (
 from rejuv.diagnostics.update import update_statistics
 from rejuv.errors import RejuvError
 from rejuv.fusion import plan_fusion
-from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
 from rejuv.modeling import (
-    DEFAULT_DEVICE,
     allow_pickle_option,
-    check_device,
+    compute_dtype_option,
+    device_option,
     load_frozen_model,
+    model_positions,
     trust_remote_code_option,
 )
-from rejuv.options import Recipe, compose, option
+from rejuv.options import (
+    Config,
+    OptionError,
+    Recipe,
+    compose,
+    option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    seed_option,
+)
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option
 from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
@@ -50,41 +62,63 @@ DiagnoseEvaluation = evaluation_settings("DiagnoseEvaluation", samples=8, max_ne
 
 
 @dataclass
-class DiagnoseConfig:
+class DiagnoseConfig(Config):
     """Parameter drift, token entropy, top-1 mass, NLL and pass@k gap of checkpoints against their base."""
 
-    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, in training order.")
-    base: str = option(help="Base model folder the checkpoints were trained from.")
-    calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
-    out: str = option(help="Report folder: report.json, report.html, PNG plots.")
-    eval: str | None = option(None, help="Benchmark (problem/answer rows): adds pass@1, pass@k and their gap.")
-    k: int = option(8, help="k of pass@k (at most --eval-samples).")
+    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, in training order.", path="checkpoint",
+                                    nonempty=True)
+    base: str = option(help="Base model folder the checkpoints were trained from.", path="checkpoint")
+    calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.", path="file")
+    out: str = out_option("Report folder: report.json, report.html, PNG plots.")
+    eval: str | None = option(None, help="Benchmark (problem/answer rows): adds pass@1, pass@k and their gap.",
+                              path="file")
+    k: int = option(8, help="k of pass@k (at most --eval-samples).", at_least=1)
     evaluation: DiagnoseEvaluation = option(DiagnoseEvaluation(), flag="--eval", help="Sampling:")
     chat_template: str = chat_template_option()
-    max_samples: int = option(64, help="Calibration rows used.")
-    max_length: int = option(2048, help="Truncate calibration sequences to this many tokens.")
-    batch_size: int = option(8, help="Calibration samples per forward pass.")
-    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map).",
-                                default_text=DEFAULT_DEVICE)
-    dtype: str = option("float32", help="Compute dtype of the passes.")
-    seed: int = option(0, help="Seed of calibration sampling and generation.")
-    overwrite: bool = option(False, help="Replace an existing report folder.")
+    max_samples: int = option(64, help="Calibration rows used.", at_least=1)
+    max_length: int = option(2048, help="Truncate calibration sequences to this many tokens (and to the model's "
+                             "positions).", at_least=2)
+    batch_size: int = option(8, help="Calibration samples per forward pass.", at_least=1)
+    device: str | None = device_option()
+    dtype: str = compute_dtype_option()
+    seed: int = seed_option("Seed of calibration sampling and generation.")
+    overwrite: bool = overwrite_option("report folder")
     allow_pickle: bool = allow_pickle_option()
     trust_remote_code: bool = trust_remote_code_option()
-    progress: bool = option(True, help="Show progress bars.")
+    progress: bool = progress_option()
     names: list[str] = option([], flag="--name", help="Label per checkpoint, in order (repeat the option).",
                               default_text="folder names")
     reference: str | None = option(None, help="The checkpoint the others started from (e.g. the SFT model an RL "
                                    "run began with): adds what each update changed (share of entries, rank per "
-                                   "matrix, the start's spikes kept) and the overlap of every pair's updated sets.")
+                                   "matrix, the start's spikes kept) and the overlap of every pair's updated sets.",
+                                   path="checkpoint")
     update_tolerance: float = option(1e-5, help="With --reference: an entry counts as updated above this absolute "
-                                     "change, beside the exact (bit-for-bit) count.")
+                                     "change, beside the exact (bit-for-bit) count.", at_least=0)
     rank_energy: float = option(0.9, help="With --reference: the share of an update's squared norm its energy rank "
-                                "keeps.")
+                                "keeps.", above=0, at_most=1)
     spike_fraction: float = option(0.1, help="With --reference: a spike of the start (top 0.1% of |start − base| "
-                                   "in its tensor) is kept while it moved by at most this share of its size.")
+                                   "in its tensor) is kept while it moved by at most this share of its size.",
+                                   above=0, at_most=1)
     rank_sketch: int = option(256, help="With --reference: singular directions of the randomized SVD of matrices "
-                              "whose short side exceeds 1024 (smaller ones get their exact spectrum).")
+                              "whose short side exceeds 1024 (smaller ones get their exact spectrum).", at_least=1)
+
+    def check(self) -> None:
+        distinct_labels(self.checkpoints, self.names)
+        if self.eval and self.k > self.evaluation.samples:
+            raise OptionError("k", f"{self.k} is larger than the {self.evaluation.samples} samples drawn per problem; "
+                              f"pass@{self.k} needs at least {self.k} (raise --eval-samples)",
+                              also=("evaluation.samples",))
+
+
+def distinct_labels(checkpoints: list[str], names: list[str]) -> list[str]:
+    """The checkpoints' labels (`checkpoint_labels`), one per checkpoint and all different, or an OptionError."""
+    if names and len(names) != len(checkpoints):
+        raise OptionError("names", f"{len(names)} names for {len(checkpoints)} checkpoints", also=("checkpoints",))
+    labels = checkpoint_labels(checkpoints, names)
+    if len(set(labels)) < len(labels):
+        raise OptionError("names", f"checkpoint names must differ, got {labels}; pass --name once per checkpoint",
+                          also=("checkpoints",))
+    return labels
 
 
 def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
@@ -99,33 +133,12 @@ def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) ->
     return labels
 
 
-def _validate(cfg: DiagnoseConfig) -> None:
-    if not cfg.checkpoints:
-        raise RejuvError("give at least one checkpoint to diagnose")
-    check_device(cfg.device)
-    for name, value in (("--rank-energy", cfg.rank_energy), ("--spike-fraction", cfg.spike_fraction)):
-        if not 0 < value <= 1:
-            raise RejuvError(f"{name} must be in (0, 1], got {value}")
-    if cfg.update_tolerance < 0:
-        raise RejuvError(f"--update-tolerance must be at least 0, got {cfg.update_tolerance}")
-    if cfg.rank_sketch < 1:
-        raise RejuvError(f"--rank-sketch must be at least 1, got {cfg.rank_sketch}")
-    if cfg.eval:
-        samples = cfg.evaluation.samples
-        if cfg.k < 1:
-            raise RejuvError(f"--k must be at least 1, got {cfg.k}")
-        if cfg.k > samples:
-            raise RejuvError(f"--k {cfg.k} is larger than the {samples} samples drawn per problem; "
-                             f"pass@{cfg.k} needs at least {cfg.k} (raise --eval-samples)")
-
-
-
 def run_diagnose(cfg: DiagnoseConfig) -> dict:
-    _validate(cfg)
-    out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.eval, cfg.reference))
+    """Run `rejuv diagnose`; returns the report written to `<out>/report.json`."""
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
-    with contextlib.ExitStack() as stack:
+    with claimed_output(cfg, "diagnose") as out, contextlib.ExitStack() as stack:
+        if cfg.eval:
+            problem_rows(cfg.eval)  # a bad benchmark row is refused before the passes, not after them
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
         ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]
         reference = stack.enter_context(Checkpoint(cfg.reference, cfg.allow_pickle)) if cfg.reference else None
@@ -147,7 +160,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         tokenizer = AutoTokenizer.from_pretrained(cfg.checkpoints[0], trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise RejuvError(f"{cfg.checkpoints[0]}: no usable tokenizer ({exc})") from exc
-    calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length, cfg.chat_template)
+    calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length, cfg.chat_template,
+                             model_positions(base.config, str(base.path)))
     vocab = base.config.get("vocab_size")
     check_vocabulary(calib, vocab, str(base.path))
     gold = [[s.input_ids[p + 1] for p in s.predict_positions] for s in calib.samples]
@@ -187,7 +201,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
                 spike_fraction=cfg.spike_fraction, sketch=cfg.rank_sketch, seed=cfg.seed, progress=bar)
         report["update"]["names"] = labels
 
-    with atomic_output_dir(out, cfg.overwrite) as tmp:
+    with atomic_output_dir(out, cfg.overwrite, command="diagnose") as tmp:
         if cfg.eval:
             ev = run_eval(compose(EvalConfig, cfg.evaluation, checkpoints=list(cfg.checkpoints), data=[cfg.eval],
                                   out=str(tmp / "eval"), pass_k=sorted({1, cfg.k}), seed=cfg.seed, device=cfg.device,
@@ -216,9 +230,8 @@ def diagnose(base: str | os.PathLike, checkpoints: list[str | os.PathLike], cali
              out: str | os.PathLike, evaluation: dict | None = None, **options) -> dict:
     """Python API of `rejuv diagnose`; `evaluation` holds the sampling options (`samples`, `temperature`, ...).
     Returns the report written to `out/report.json`."""
-    return run_diagnose(DiagnoseConfig(base=str(base), checkpoints=[str(c) for c in checkpoints],
-                                       calib=str(calib), out=str(out),
-                                       evaluation=DiagnoseEvaluation(**(evaluation or {})), **options))
+    return run_diagnose(DiagnoseConfig(base=base, checkpoints=checkpoints, calib=calib, out=out,
+                                       evaluation=evaluation or {}, **options))
 
 
 def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:

@@ -30,25 +30,39 @@ from pathlib import Path
 import torch
 
 from rejuv import __version__
-from rejuv.calibration import file_sha256
 from rejuv.confidence import confidence_scores, stated_confidence
 from rejuv.data import problem_rows
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 from rejuv.grading import grade_many
+from rejuv.io.fingerprint import file_sha256, folder_fingerprint
 from rejuv.io.jsonl import strict_dumps, write_jsonl
-from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.output import atomic_output_dir, claimed_output
+from rejuv.io.records import Checked, DamagedRecord, read_json
 from rejuv.lm_eval_format import lm_eval_files
 from rejuv.modeling import (
-    DEFAULT_DEVICE,
     allow_pickle_option,
     check_model_path,
+    device_option,
     load_tokenizer,
+    model_positions,
     resolve_device,
     trust_remote_code_option,
 )
-from rejuv.options import Recipe, check_positive, option, settings_of
+from rejuv.options import (
+    Config,
+    OptionError,
+    Recipe,
+    option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    seed_option,
+    settings_of,
+)
 from rejuv.progress import progress_bar
-from rejuv.prompts import chat_template_option, check_mode, prompt_ids, uses_template
+from rejuv.prompts import chat_template_option, prompt_ids, uses_template, warn_long_completions
+
+ENGINES = ("auto", "transformers", "vllm")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -63,31 +77,47 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Config):
     """Sample K answers per problem; report Pass@1 (averaged over samples) and pass@k."""
 
-    checkpoints: list[str] = option(positional=True, help="Checkpoint folders to evaluate.")
-    data: list[str] = option(help="Benchmark JSONL/parquet with problem (or prompt/messages) and answer; repeatable.")
-    out: str = option(help="Output folder for eval.json and samples.jsonl.")
-    samples: int = option(4, short="-k", help="Samples per problem (K).")
-    pass_k: list[int] = option([], help="k values of pass@k, comma-separated.", default_text="1,K")
-    temperature: float = option(0.6, help="Sampling temperature.")
-    top_p: float = option(1.0, help="Nucleus sampling mass.")
-    max_new_tokens: int = option(1024, help="Completion tokens per sample.")
-    max_problems: int | None = option(None, help="Evaluate the first N problems of each file.")
+    checkpoints: list[str] = option(positional=True, help="Checkpoint folders to evaluate.", path="checkpoint",
+                                    nonempty=True, distinct=True)
+    data: list[str] = option(help="Benchmark JSONL/parquet with problem (or prompt/messages) and answer; repeatable.",
+                             path="file", nonempty=True)
+    out: str = out_option("Output folder for eval.json and samples.jsonl.")
+    samples: int = option(4, short="-k", help="Samples per problem (K).", at_least=1)
+    pass_k: list[int] = option([], help="k values of pass@k, comma-separated.", default_text="1,K", at_least=1)
+    temperature: float = option(0.6, help="Sampling temperature (0: greedy).", at_least=0)
+    top_p: float = option(1.0, help="Nucleus sampling mass.", above=0, at_most=1)
+    max_new_tokens: int = option(1024, help="Completion tokens per sample.", at_least=1)
+    max_problems: int | None = option(None, help="Evaluate the first N problems of each file.", at_least=1)
     chat_template: str = chat_template_option()
-    engine: str = option("auto", choices=("auto", "transformers", "vllm"), help="Generation engine.",
-                         default_text="auto: vLLM on a GPU")
-    batch_size: int = option(16, help="Prompts per generate call (transformers).")
-    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map) for the "
-                                "transformers engine.", default_text=DEFAULT_DEVICE)
+    engine: str = option("auto", choices=ENGINES, help="Generation engine.", default_text="auto: vLLM on a GPU")
+    batch_size: int = option(16, help="Prompts per generate call (transformers).", at_least=1)
+    device: str | None = device_option("cpu, cuda, cuda:N, or auto (accelerate's device map) for the transformers "
+                                       "engine.")
     dtype: str = option("auto", choices=("auto", "float32", "bfloat16"), help="Compute dtype.",
                         default_text="auto: float32 on the CPU, the checkpoint's dtype on a GPU")
-    seed: int = option(0, help="Sampling seed.")
-    overwrite: bool = option(False, help="Replace an existing output folder.")
+    seed: int = seed_option("Sampling seed.")
+    overwrite: bool = overwrite_option()
     trust_remote_code: bool = trust_remote_code_option()
     allow_pickle: bool = allow_pickle_option()
-    progress: bool = option(True, help="Progress bars and resume messages.")
+    progress: bool = progress_option("Progress bars and resume messages.")
+
+    def check(self) -> None:
+        too_big = [k for k in self.pass_k if k > self.samples]
+        if too_big:
+            raise OptionError("pass_k", f"pass@k needs k ≤ samples per problem ({self.samples}); got k={too_big}",
+                              also=("samples",))
+        names = [Path(d).stem for d in self.data]
+        if len(set(names)) < len(names):
+            raise OptionError("data", f"two benchmark files share a name ({', '.join(names)}); results are kept by "
+                              "file name")
+
+    @property
+    def ks(self) -> list[int]:
+        """The k values of pass@k: those given, else 1 and K."""
+        return sorted(set(self.pass_k or [1, self.samples]))
 
 
 # What a recipe that evaluates as one of its steps (diagnose, plan) sets itself; the rest is its user's.
@@ -101,8 +131,6 @@ def evaluation_settings(name: str, **defaults) -> type:
 
 
 def choose_engine(name: str) -> str:
-    if name not in ("auto", "transformers", "vllm"):
-        raise RejuvError(f"engine must be auto, transformers or vllm; got {name!r}")
     if name != "auto":
         return name
     try:
@@ -120,9 +148,7 @@ def eval_device(cfg: EvalConfig) -> str:
 
 def eval_dtype(cfg: EvalConfig):
     """The dtype the transformers engine loads in: `auto` is float32 on the CPU, the checkpoint's on a GPU."""
-    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}.get(cfg.dtype)
-    if dtype is None:
-        raise RejuvError(f"dtype must be auto, float32 or bfloat16; got {cfg.dtype!r}")
+    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
     if dtype == "auto" and eval_device(cfg) == "cpu":
         return torch.float32
     return dtype
@@ -181,27 +207,6 @@ class VLLMEngine:
         return [[o.text for o in r.outputs] for r in results]
 
 
-def _validate(cfg: EvalConfig) -> list[int]:
-    if not cfg.checkpoints:
-        raise RejuvError("give at least one checkpoint to evaluate")
-    if not cfg.data:
-        raise RejuvError("give at least one benchmark file (--data)")
-    if cfg.samples < 1:
-        raise RejuvError(f"samples per problem must be at least 1, got {cfg.samples}")
-    ks = sorted(set(cfg.pass_k or [1, cfg.samples]))
-    too_big = [k for k in ks if k > cfg.samples or k < 1]
-    if too_big:
-        raise RejuvError(f"pass@k needs 1 ≤ k ≤ samples per problem ({cfg.samples}); got k={too_big}")
-    if cfg.temperature < 0:
-        raise RejuvError(f"temperature must be ≥ 0 (0 = greedy), got {cfg.temperature}")
-    if not 0 < cfg.top_p <= 1:
-        raise RejuvError(f"top_p must lie in (0, 1], got {cfg.top_p}")
-    check_positive(cfg, "max_new_tokens", "batch_size", "max_problems")
-    check_mode(cfg.chat_template)
-    eval_dtype(cfg)
-    return ks
-
-
 def score(correct: list[list[bool]], ks: list[int]) -> dict:
     """Pass@1 averaged over samples, and pass@k, from per-problem grades."""
     counts = [sum(c) for c in correct]
@@ -216,22 +221,19 @@ def score(correct: list[list[bool]], ks: list[int]) -> dict:
 
 def partial_dir(out: Path) -> Path:
     """Where finished results wait for the rest of the run (beside `out`, like its temporary folder)."""
+    out = out.resolve()
     return out.parent / f".{out.name}.rejuv-partial"
 
 
-def _fingerprint(folder: str) -> list:
-    """Names, sizes and modification times of a checkpoint's files: a changed checkpoint is evaluated again."""
-    files = sorted(f for f in Path(folder).iterdir() if f.is_file())
-    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+_SETTINGS = ("samples", "temperature", "top_p", "max_new_tokens", "max_problems", "chat_template", "batch_size",
+             "dtype", "seed")
 
 
 def _unit_key(ckpt: str, bench: str, data_sha: str, cfg: EvalConfig, engine: str, ks: list[int]) -> str:
     """Everything a (checkpoint, benchmark) result depends on."""
-    settings = {k: getattr(cfg, k) for k in ("samples", "temperature", "top_p", "max_new_tokens", "max_problems",
-                                            "chat_template", "batch_size", "dtype", "seed")}
-    inputs = {"checkpoint": str(Path(ckpt).resolve()), "files": _fingerprint(ckpt), "benchmark": bench,
-              "data_sha256": data_sha, "settings": settings, "ks": ks, "engine": engine,
-              "device": eval_device(cfg), "version": __version__}
+    inputs = {"checkpoint": str(Path(ckpt).resolve()), "files": folder_fingerprint(ckpt), "benchmark": bench,
+              "data_sha256": data_sha, "settings": {k: getattr(cfg, k) for k in _SETTINGS}, "ks": ks,
+              "engine": engine, "device": eval_device(cfg), "version": __version__}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -239,6 +241,48 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def check_kept_result(record, path: Path, name: str, problems: int, samples: int, ks: list[int]) -> dict:
+    """A kept (checkpoint, benchmark) result read back, checked against what this run would write."""
+    checked = Checked(path, "kept evaluation result")
+    record = checked.of(record, "an object", "")
+    result = checked.get(record, "result", "an object")
+    for key, expected in (("benchmark", name), ("problems", problems), ("samples_per_problem", samples)):
+        if result.get(key) != expected:
+            checked.fail(f"['result'][{key!r}]", f"{result.get(key)!r} where this run has {expected!r}")
+    checked.get(result, "pass@1", "a number", "['result']")
+    passk = checked.get(result, "pass@k", "an object", "['result']")
+    for k in ks:
+        checked.get(passk, str(k), "a number", "['result']['pass@k']")
+    counts = checked.get(result, "correct_per_problem", "a list", "['result']")
+    if len(counts) != problems:
+        checked.fail("['result']['correct_per_problem']", f"{len(counts)} counts for {problems} problems")
+    for i, c in enumerate(counts):
+        checked.index(c, samples + 1, f"['result']['correct_per_problem'][{i}]")
+    checked.get(result, "calibration", "an object", "['result']")
+    rows = checked.get(record, "samples", "a list")
+    if len(rows) != problems * samples:
+        checked.fail("['samples']", f"{len(rows)} rows for {problems} problems × {samples} samples")
+    for i, row in enumerate(rows):
+        row = checked.of(row, "an object", f"['samples'][{i}]")
+        checked.get(row, "completion", "text", f"['samples'][{i}]")
+        checked.get(row, "correct", "true or false", f"['samples'][{i}]")
+    return record
+
+
+def _kept(unit: Path, name: str, problems: int, cfg: EvalConfig) -> dict | None:
+    """The result an interrupted run kept for this unit, or None: a damaged one is set aside (renamed
+    `*.damaged`, removed with the folder when the run ends) and evaluated again, never a dead end."""
+    if not unit.exists():
+        return None
+    try:
+        return check_kept_result(read_json(unit, "kept evaluation result"), unit, name, problems, cfg.samples, cfg.ks)
+    except DamagedRecord as exc:
+        aside = unit.with_name(unit.name + ".damaged")
+        os.replace(unit, aside)
+        warn(f"eval: {exc}; set aside as {aside.name}, and this result is evaluated again")
+        return None
 
 
 def _grade(ckpt: str, name: str, rows: list[dict], completions: list[list[str]], cfg: EvalConfig,
@@ -262,27 +306,42 @@ def _say(cfg: EvalConfig, message: str) -> None:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
+    """Run `rejuv eval`; returns the report written to `<out>/eval.json`."""
+    with claimed_output(cfg, "eval") as out:
+        for ckpt in cfg.checkpoints:
+            check_model_path(ckpt, cfg.trust_remote_code, cfg.allow_pickle)
+        benchmarks, data_paths = {}, {}
+        for path in cfg.data:
+            rows = problem_rows(path)
+            benchmarks[Path(path).stem] = (rows[: cfg.max_problems] if cfg.max_problems else rows, file_sha256(path))
+            data_paths[Path(path).stem] = str(path)
+        partial = partial_dir(out)
+        if partial.exists() and not partial.is_dir():
+            raise RejuvError(f"{partial}: expected the folder where eval keeps finished results, found a file; move "
+                             "it away or choose another --out")
+        created = not partial.exists()
+        partial.mkdir(parents=True, exist_ok=True)
+        try:
+            report = _evaluate(cfg, out, benchmarks, data_paths, partial)
+        except BaseException:
+            if created and not any(partial.iterdir()):  # nothing finished: leave nothing behind
+                partial.rmdir()
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        return report
 
-    ks = _validate(cfg)
-    out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(*cfg.checkpoints, *cfg.data))
-    for ckpt in cfg.checkpoints:
-        check_model_path(ckpt, cfg.trust_remote_code, cfg.allow_pickle)
-    benchmarks, data_paths = {}, {}
-    for path in cfg.data:
-        rows = problem_rows(path)
-        benchmarks[Path(path).stem] = (rows[: cfg.max_problems] if cfg.max_problems else rows, file_sha256(Path(path)))
-        data_paths[Path(path).stem] = str(path)
+
+def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, partial: Path) -> dict:
     engine_name = choose_engine(cfg.engine)
-    partial = partial_dir(out)
-    partial.mkdir(parents=True, exist_ok=True)
+    ks = cfg.ks
     done: dict[tuple[str, str], dict] = {}
     for ckpt in cfg.checkpoints:
         todo = {}
         for name, (rows, sha) in benchmarks.items():
             unit = partial / f"{_unit_key(ckpt, name, sha, cfg, engine_name, ks)}.json"
-            if unit.is_file():
-                done[ckpt, name] = json.loads(unit.read_text())
+            kept = _kept(unit, name, len(rows), cfg)
+            if kept is not None:
+                done[ckpt, name] = kept
                 _say(cfg, f"{Path(ckpt).name}/{name}: reusing the result kept in {partial}")
             else:
                 todo[name] = (rows, unit)
@@ -290,8 +349,11 @@ def run_eval(cfg: EvalConfig) -> dict:
             continue
         tokenizer = load_tokenizer(ckpt, cfg.trust_remote_code)
         templated = uses_template(tokenizer, cfg.chat_template, ckpt)
-        tokenized = {name: [prompt_ids(r["prompt"], tokenizer, templated, where) for where, r in rows]
+        positions = model_positions(read_json(Path(ckpt) / "config.json", "model config"), ckpt)
+        tokenized = {name: [prompt_ids(r["prompt"], tokenizer, templated, where, positions) for where, r in rows]
                      for name, (rows, _) in todo.items()}
+        for name, prompts in tokenized.items():
+            warn_long_completions(prompts, cfg.max_new_tokens, positions, f"{ckpt} on {data_paths[name]}")
         engine = (VLLMEngine if engine_name == "vllm" else TransformersEngine)(ckpt, cfg)
         for name, (rows, unit) in todo.items():
             with progress_bar(cfg.progress, len(rows), f"{Path(ckpt).name}/{name}", "problem") as bar:
@@ -308,7 +370,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "average_pass@1": {c: sum(r["pass@1"] for r in results if r["checkpoint"] == c) / len(benchmarks)
                            for c in cfg.checkpoints},
     }
-    with atomic_output_dir(out, cfg.overwrite) as tmp:
+    with atomic_output_dir(out, cfg.overwrite, command="eval") as tmp:
         (tmp / "eval.json").write_text(strict_dumps(report) + "\n")
         samples = [row for c in cfg.checkpoints for name in benchmarks for row in done[c, name]["samples"]]
         write_jsonl(tmp / "samples.jsonl", samples)
@@ -318,7 +380,6 @@ def run_eval(cfg: EvalConfig) -> dict:
                 write_jsonl(tmp / relative, content)
             else:
                 (tmp / relative).write_text(strict_dumps(content) + "\n")
-    shutil.rmtree(partial, ignore_errors=True)
     return report
 
 

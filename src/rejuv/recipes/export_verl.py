@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv.data import problem_records
-from rejuv.io.output import atomic_output_dir, check_output_free
-from rejuv.options import Recipe, option
+from rejuv.io.output import atomic_output_dir, claimed_output
+from rejuv.modeling import allow_pickle_option, check_model_path, trust_remote_code_option
+from rejuv.options import Config, Recipe, option, out_option, overwrite_option
 
 
 def verl_rows(path: str | Path, split: str, data_source: str, ability: str,
@@ -25,6 +26,7 @@ def verl_rows(path: str | Path, split: str, data_source: str, ability: str,
     rows = []
     for i, record in enumerate(problem_records(path)):
         prompt = record["prompt"]
+        answers = record["answer"] if isinstance(record["answer"], list) else [record["answer"]]
         messages = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         if system_prompt and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": system_prompt}] + messages
@@ -32,37 +34,45 @@ def verl_rows(path: str | Path, split: str, data_source: str, ability: str,
             "data_source": data_source,
             "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
             "ability": ability,
-            "reward_model": {"style": "rule", "ground_truth": record["answer"]},
-            "extra_info": {"split": split, "index": i},
+            "reward_model": {"style": "rule", "ground_truth": answers[0]},
+            "extra_info": {"split": split, "index": i, "answers": answers},
         })
     return rows
 
 
 @dataclass
-class ExportVerlConfig:
+class ExportVerlConfig(Config):
     """Write parquet + reward.py for verl's GRPO trainer, and the overrides that use them."""
 
-    data: str = option(help="RL prompts with answers (JSONL/parquet).")
-    out: str = option(help="Output folder.")
-    val: str | None = option(None, help="Validation prompts with answers.")
-    model: str | None = option(None, help="Starting checkpoint (e.g. a rejuvenated one), written into the overrides.")
+    data: str = option(help="RL prompts with answers (JSONL/parquet).", path="file")
+    out: str = out_option("Output folder.")
+    val: str | None = option(None, help="Validation prompts with answers.", path="file")
+    model: str | None = option(None, help="Starting checkpoint (e.g. a rejuvenated one), written into the overrides.",
+                               path="checkpoint")
     data_source: str = option("rejuv", help="verl's data_source field of every row.")
     ability: str = option("math", help="verl's ability field of every row.")
     system_prompt: str | None = option(None, help="Prepended as a system message.")
-    overwrite: bool = option(False, help="Replace an existing output folder.")
+    overwrite: bool = overwrite_option()
+    trust_remote_code: bool = trust_remote_code_option()
+    allow_pickle: bool = allow_pickle_option()
 
 
 def run_export_verl(cfg: ExportVerlConfig) -> dict:
     """Run `rejuv export-verl`; returns the summary it prints."""
+    with claimed_output(cfg, "export-verl") as out:
+        return _export(cfg, out)
+
+
+def _export(cfg: ExportVerlConfig, out_path: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out_path = Path(cfg.out)
-    check_output_free(out_path, cfg.overwrite, inputs=(cfg.data, cfg.val, cfg.model))
+    if cfg.model:
+        check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
     splits = {"train": verl_rows(cfg.data, "train", cfg.data_source, cfg.ability, cfg.system_prompt)}
     if cfg.val:
         splits["val"] = verl_rows(cfg.val, "test", cfg.data_source, cfg.ability, cfg.system_prompt)
-    with atomic_output_dir(out_path, cfg.overwrite) as tmp:
+    with atomic_output_dir(out_path, cfg.overwrite, command="export-verl") as tmp:
         for split, rows in splits.items():
             pq.write_table(pa.Table.from_pylist(rows), tmp / f"{split}.parquet")
         shutil.copyfile(Path(__file__).parents[1] / "verl_reward.py", tmp / "reward.py")

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rejuv import __version__
+from rejuv.data import problem_rows, sft_rows
 from rejuv.errors import RejuvError, warn
 from rejuv.fusion import plan_fusion
 from rejuv.handoff.search import (
@@ -37,15 +38,27 @@ from rejuv.handoff.search import (
     uncertainty,
 )
 from rejuv.io.jsonl import strict_dumps
-from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
-from rejuv.modeling import DEFAULT_DEVICE, allow_pickle_option, trust_remote_code_option
-from rejuv.options import Recipe, compose, option, settings_of
+from rejuv.modeling import allow_pickle_option, compute_dtype_option, device_option, trust_remote_code_option
+from rejuv.options import (
+    Config,
+    OptionError,
+    Recipe,
+    compose,
+    option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    seed_option,
+    settings_of,
+)
 from rejuv.prompts import chat_template_option
 from rejuv.recipes.apply import ApplyConfig, run_apply
-from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, checkpoint_labels, run_diagnose
+from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, distinct_labels, run_diagnose
 from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
-from rejuv.recipes.rl import RLRecipeConfig, check_rl, run_rl
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.rewards import needs_answer
 from rejuv.stats import spearman
 from rejuv.train.plasticity import read_plasticity_log
 
@@ -69,72 +82,68 @@ PlanEvaluation = evaluation_settings("PlanEvaluation", max_new_tokens=512, max_p
 
 
 @dataclass
-class PlanConfig:
+class PlanConfig(Config):
     """Which checkpoint to hand to RL, and which α/ρ: cheap signals checked against short RL probes."""
 
-    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, e.g. the epochs of one SFT run.")
-    base: str = option(help="Base model folder the checkpoints were trained from.")
-    calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.")
-    probe_data: str = option(help="RL prompts with answers for the probes (JSONL/parquet).")
-    out: str = option(help="Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
+    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, e.g. the epochs of one SFT run.",
+                                    path="checkpoint", distinct=True)
+    base: str = option(help="Base model folder the checkpoints were trained from.", path="checkpoint")
+    calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.", path="file")
+    probe_data: str = option(help="RL prompts with answers for the probes (JSONL/parquet).", path="file")
+    out: str = out_option("Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
     names: list[str] = option([], flag="--name", help="Label per checkpoint, in order (repeat the option).",
                               default_text="folder names")
-    eval_data: str | None = option(None, help="Problems for pass@1 / pass@k.", default_text="the probe data")
-    budget_steps: int = option(30, help="GRPO steps per probe.")
-    alphas: list[float] = option([0.3, 0.5, 0.7, 0.9], help="α grid of the search, comma-separated.")
-    rhos: list[float] = option([0.0, 0.01], help="ρ grid of the search, comma-separated (0 = fusion only).")
+    eval_data: str | None = option(None, help="Problems for pass@1 / pass@k.", default_text="the probe data",
+                                   path="file")
+    budget_steps: int = option(30, help="GRPO steps per probe (8 or more give the outcome a spread).", at_least=4)
+    alphas: list[float] = option([0.3, 0.5, 0.7, 0.9], help="α grid of the search, comma-separated.", at_least=0,
+                                 at_most=1)
+    rhos: list[float] = option([0.0, 0.01], help="ρ grid of the search, comma-separated (0 = fusion only).",
+                               at_least=0, below=1)
     search_on: str | None = option(None, help="Checkpoint (name or path) the α/ρ search runs on.",
                                    default_text="the last")
-    probe_top: int = option(2, help="Search candidates that get an RL probe.")
+    probe_top: int = option(2, help="Search candidates that get an RL probe.", at_least=0)
     keep_candidates: bool = option(False, help="Keep the searched candidates' weights (else only their manifests).")
     probe: ProbeSettings = option(ProbeSettings(), help="Probe:")
     evaluation: PlanEvaluation = option(PlanEvaluation(), flag="--eval", help="Evaluation:")
-    k: int = option(4, help="k of pass@k (at most --eval-samples).")
+    k: int = option(4, help="k of pass@k (at most --eval-samples).", at_least=1)
     chat_template: str = chat_template_option()
     # calibration passes
-    max_samples: int = option(64, help="Calibration rows used.")
-    device: str | None = option(None, help="cpu, cuda, cuda:N, or auto (accelerate's device map).",
-                                default_text=DEFAULT_DEVICE)
-    dtype: str = option("float32", help="Compute dtype of the calibration passes.")
-    seed: int = option(0, help="Seed of every step.")
-    overwrite: bool = option(False, help="Replace an existing plan folder.")
+    max_samples: int = option(64, help="Calibration rows used.", at_least=1)
+    device: str | None = device_option()
+    dtype: str = compute_dtype_option()
+    seed: int = seed_option("Seed of every step.")
+    overwrite: bool = overwrite_option("plan folder")
     allow_pickle: bool = allow_pickle_option()
     trust_remote_code: bool = trust_remote_code_option()
-    progress: bool = option(True, help="Progress lines.")
+    progress: bool = progress_option("Progress lines.")
 
+    def check(self) -> None:
+        if len(self.checkpoints) < 2:
+            raise OptionError("checkpoints", f"plan compares checkpoints and got {len(self.checkpoints)}; give at "
+                              "least two (for α/ρ on one checkpoint alone, use `rejuv apply`)")
+        try:
+            search_grid(self.alphas, self.rhos)
+        except RejuvError as exc:
+            raise OptionError("alphas", str(exc)) from None
+        if self.k > self.evaluation.samples:
+            raise OptionError("k", f"{self.k} is larger than the {self.evaluation.samples} samples drawn per problem "
+                              "(raise --eval-samples)", also=("evaluation.samples",))
+        _probe_config(self, self.checkpoints[0], self.out)  # every probe setting, checked as `rejuv rl` checks it
+        _ = self.searched  # refuses a --search-on that names no checkpoint
 
-def _labels(cfg: PlanConfig) -> list[str]:
-    labels = checkpoint_labels(cfg.checkpoints, cfg.names)
-    if len(set(labels)) < len(labels):
-        raise RejuvError(f"checkpoint names must differ, got {labels}; pass --name once per checkpoint")
-    return labels
+    @property
+    def labels(self) -> list[str]:
+        return distinct_labels(self.checkpoints, self.names)
 
-
-def _validate(cfg: PlanConfig) -> tuple[list[str], int]:
-    if len(cfg.checkpoints) < 2:
-        raise RejuvError(f"plan compares checkpoints and got {len(cfg.checkpoints)}; give at least two "
-                         "(for α/ρ on one checkpoint alone, use `rejuv apply`)")
-    labels = _labels(cfg)
-    search_grid(cfg.alphas, cfg.rhos)
-    if cfg.budget_steps < 4:
-        raise RejuvError(f"budget_steps must be at least 4 (a reward trend needs a few steps), got {cfg.budget_steps}")
-    if cfg.budget_steps < 8:
-        warn(f"plan: with budget_steps {cfg.budget_steps} the probes' outcome is the mean of one step, so its spread "
-             "cannot be estimated and the probes cannot separate the candidates; give 8 or more")
-    if cfg.probe_top < 0:
-        raise RejuvError(f"probe_top must be ≥ 0, got {cfg.probe_top}")
-    if cfg.k > cfg.evaluation.samples:
-        raise RejuvError(f"k {cfg.k} is larger than the {cfg.evaluation.samples} samples drawn per problem "
-                         "(raise --eval-samples)")
-    check_rl(_probe_config(cfg, cfg.checkpoints[0], cfg.out))
-    for path in (cfg.calib, cfg.probe_data, cfg.eval_data):
-        if path and not Path(path).is_file():
-            raise RejuvError(f"{path}: no such file")
-    target = cfg.search_on or cfg.checkpoints[-1]
-    matches = [i for i, (c, n) in enumerate(zip(cfg.checkpoints, labels, strict=True)) if target in (c, n)]
-    if not matches:
-        raise RejuvError(f"search_on {target!r} is none of the checkpoints ({', '.join(labels)})")
-    return labels, matches[0]
+    @property
+    def searched(self) -> int:
+        """The index of the checkpoint the α/ρ search runs on."""
+        target = self.search_on or self.checkpoints[-1]
+        matches = [i for i, (c, n) in enumerate(zip(self.checkpoints, self.labels, strict=True)) if target in (c, n)]
+        if not matches:
+            raise OptionError("search_on", f"{target!r} is none of the checkpoints ({', '.join(self.labels)})")
+        return matches[0]
 
 
 def _check_architectures(cfg: PlanConfig) -> None:
@@ -152,15 +161,28 @@ def _log(cfg: PlanConfig, message: str) -> None:
 
 def run_plan(cfg: PlanConfig) -> dict:
     """Run `rejuv plan`; returns the content of `<out>/plan.json`."""
+    with claimed_output(cfg, "plan") as out:
+        return _plan(cfg, out)
+
+
+def _check_rows(cfg: PlanConfig) -> None:
+    """Every data file's rows, read as the steps will read them, before the first step runs."""
+    sft_rows(cfg.calib, "calibration")
+    problem_rows(cfg.probe_data, need_answer=needs_answer(cfg.probe.rewards))
+    problem_rows(cfg.eval_data or cfg.probe_data)
+
+
+def _plan(cfg: PlanConfig, out: Path) -> dict:
     from rejuv.handoff.report import render_html, write_plots
 
-    labels, searched = _validate(cfg)
-    out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite,
-                      inputs=(cfg.base, *cfg.checkpoints, cfg.calib, cfg.probe_data, cfg.eval_data))
+    labels, searched = cfg.labels, cfg.searched
+    if cfg.budget_steps < 8:
+        warn(f"plan: with budget_steps {cfg.budget_steps} the probes' outcome is the mean of one step, so its spread "
+             "cannot be estimated and the probes cannot separate the candidates; give 8 or more")
+    _check_rows(cfg)
     _check_architectures(cfg)
     eval_data = cfg.eval_data or cfg.probe_data
-    with atomic_output_dir(out, cfg.overwrite) as tmp:
+    with atomic_output_dir(out, cfg.overwrite, command="plan") as tmp:
         _log(cfg, f"diagnosing {len(cfg.checkpoints)} checkpoints")
         diagnosis = run_diagnose(DiagnoseConfig(
             base=cfg.base, checkpoints=list(cfg.checkpoints), names=labels, calib=cfg.calib, out=str(tmp / "diagnose"),
@@ -231,7 +253,8 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
 
 
 def _probe_config(cfg: PlanConfig, model: str, out: str) -> RLRecipeConfig:
-    return compose(RLRecipeConfig, cfg.probe, model=model, data=cfg.probe_data, out=out, max_steps=cfg.budget_steps,
+    return compose(RLRecipeConfig, cfg.probe, "probe", model=model, data=cfg.probe_data, out=out,
+                   max_steps=cfg.budget_steps,
                    seed=cfg.seed, save_model=False, chat_template=cfg.chat_template,
                    trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle, progress=False,
                    overwrite=False)

@@ -27,14 +27,14 @@ from pathlib import Path
 from rejuv.data import problem_rows
 from rejuv.errors import RejuvError
 from rejuv.io.jsonl import strict_dumps
-from rejuv.io.output import check_output_free
-from rejuv.modeling import check_model_path, load_tokenizer
-from rejuv.options import Recipe, check_positive, option
-from rejuv.prompts import check_mode, model_prompt, uses_template
+from rejuv.io.output import claimed_output
+from rejuv.io.records import read_json
+from rejuv.modeling import check_model_path, load_tokenizer, model_positions
+from rejuv.options import OptionError, Recipe, option
+from rejuv.prompts import model_prompt, prompt_ids, uses_template, warn_long_completions
 from rejuv.rewards import needs_answer, resolve_reward, reward_names
 from rejuv.train.common import (
     TrainingConfig,
-    check_training,
     distributed_state,
     finish_run,
     lora_config,
@@ -54,66 +54,55 @@ class RLRecipeConfig(TrainingConfig):
     """GRPO on TRL, logging gradient norm vs update size per step (plasticity.jsonl)."""
 
     rewards: list[str] = option(["math_verify"], flag="--reward", known=reward_names,
-                                help="Reward name (repeatable), or module:function.")
+                                help="Reward name (repeatable), or module:function.", nonempty=True)
     reward_weights: list[float] | None = option(None, help="Weight per reward, comma-separated.",
                                                 default_text="1 each")
-    beta: float = option(0.001, help="KL coefficient against the initial policy (>0 keeps a reference model).")
-    num_generations: int = option(8, help="Samples per prompt.")
-    epsilon: float = option(0.2, help="Clip range.")
-    temperature: float = option(1.0, help="Sampling temperature.")
-    top_p: float = option(1.0, help="Nucleus sampling mass.")
-    max_completion_length: int = option(1024, help="Completion tokens per sample.")
-    max_steps: int = option(100, help="Optimizer steps.")
+    beta: float = option(0.001, help="KL coefficient against the initial policy (>0 keeps a reference model).",
+                         at_least=0)
+    num_generations: int = option(8, help="Samples per prompt (GRPO needs at least 2).", at_least=2)
+    epsilon: float = option(0.2, help="Clip range.", above=0)
+    temperature: float = option(1.0, help="Sampling temperature.", above=0)
+    top_p: float = option(1.0, help="Nucleus sampling mass.", above=0, at_most=1)
+    max_completion_length: int = option(1024, help="Completion tokens per sample.", at_least=1)
+    max_steps: int = option(100, help="Optimizer steps.", at_least=1)
     loss_type: str = option("grpo", help="TRL's GRPO loss type (grpo, dr_grpo, dapo, bnpo).")
     use_vllm: bool = option(False, help="Generate with vLLM (GPU).")
-    plasticity_every: int = option(1, help="Log gradient norm and update size every N steps.")
+    plasticity_every: int = option(1, help="Log gradient norm and update size every N steps.", at_least=1)
     save_model: bool = option(True, help="Save the trained weights (off: logs only, as a probe).")
     chord_data: str | None = option(None, help="CHORD: expert SFT rows mixed into the GRPO loss with weight µ "
-                                    "(docs/training.md).")
-    chord_mu_peak: float = option(0.9, help="CHORD µ after warm-up.")
-    chord_mu_valley: float = option(0.05, help="CHORD µ after the cosine decay.")
-    chord_mu_warmup_steps: int = option(0, help="CHORD µ warm-up steps.")
-    chord_mu_decay_steps: int = option(200, help="CHORD µ cosine-decay steps.")
+                                    "(docs/training.md).", path="file")
+    chord_mu_peak: float = option(0.9, help="CHORD µ after warm-up.", at_least=0, at_most=1)
+    chord_mu_valley: float = option(0.05, help="CHORD µ after the cosine decay.", at_least=0, at_most=1)
+    chord_mu_warmup_steps: int = option(0, help="CHORD µ warm-up steps.", at_least=0)
+    chord_mu_decay_steps: int = option(200, help="CHORD µ cosine-decay steps.", at_least=0)
     chord_phi: bool = option(False, help="Weight expert tokens by p(1-p) (CHORD-φ).")
     chord_expert_batch_size: int | None = option(None, help="Expert rows per step.",
-                                                 default_text="prompts per device step")
+                                                 default_text="prompts per device step", at_least=1)
     filter_groups: bool = option(False, help="Drop prompts whose samples all got the same reward (pass rate 0 "
                                  "or 1).")
 
+    def check(self) -> None:
+        super().check()
+        for name in self.rewards:
+            try:
+                resolve_reward(name)
+            except RejuvError as exc:
+                raise OptionError("rewards", str(exc)) from None
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise OptionError("reward_weights", f"{len(self.reward_weights)} weights for {len(self.rewards)} rewards",
+                              also=("rewards",))
+        world = distributed_state().num_processes
+        batch = self.per_device_batch_size * self.gradient_accumulation_steps * world
+        if batch % self.num_generations:
+            raise OptionError("per_device_batch_size", also=("num_generations", "gradient_accumulation_steps"),
+                              problem=(
+                f"the completions per step (per_device_batch_size {self.per_device_batch_size} × "
+                f"gradient_accumulation_steps {self.gradient_accumulation_steps} × {world} process(es) = {batch}) "
+                f"must be divisible by num_generations ({self.num_generations})"))
 
-def check_rl(cfg: RLRecipeConfig) -> list:
-    """Every setting checked before any work (a composing recipe calls it first too); the reward functions."""
-    if not cfg.rewards:
-        raise RejuvError("give at least one reward (--reward math_verify)")
-    check_training(cfg)
-    check_positive(cfg, "temperature", "top_p", "epsilon", "max_completion_length", "max_steps", "plasticity_every",
-                   allow_zero=("beta",))
-    if cfg.top_p > 1:
-        raise RejuvError(f"top_p must lie in (0, 1], got {cfg.top_p}")
-    funcs = [resolve_reward(name) for name in cfg.rewards]
-    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
-        raise RejuvError(f"{len(cfg.reward_weights)} reward weights for {len(cfg.rewards)} rewards")
-    if cfg.num_generations < 2:
-        raise RejuvError(f"GRPO needs at least 2 generations per prompt, got {cfg.num_generations}")
-    world = distributed_state().num_processes
-    batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * world
-    if batch % cfg.num_generations:
-        raise RejuvError(
-            f"the completions per step (per_device_batch_size {cfg.per_device_batch_size} × "
-            f"gradient_accumulation_steps {cfg.gradient_accumulation_steps} × {world} process(es) = {batch}) "
-            f"must be divisible by num_generations ({cfg.num_generations})")
-    if cfg.beta < 0:
-        raise RejuvError(f"beta (KL coefficient) must be ≥ 0, got {cfg.beta}")
-    check_mode(cfg.chat_template)
-    if cfg.chord_data is not None:
-        for name in ("chord_mu_peak", "chord_mu_valley"):
-            if not 0.0 <= getattr(cfg, name) <= 1.0:
-                raise RejuvError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
-        if cfg.chord_mu_warmup_steps < 0 or cfg.chord_mu_decay_steps < 0:
-            raise RejuvError("chord_mu_warmup_steps and chord_mu_decay_steps must be ≥ 0")
-        if cfg.chord_expert_batch_size is not None and cfg.chord_expert_batch_size < 1:
-            raise RejuvError(f"chord_expert_batch_size must be at least 1, got {cfg.chord_expert_batch_size}")
-    return funcs
+    @property
+    def reward_functions(self) -> list:
+        return [resolve_reward(name) for name in self.rewards]
 
 
 def _trainer_extras(cfg: RLRecipeConfig, tokenizer, templated: bool) -> tuple[type | None, dict]:
@@ -145,18 +134,26 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    funcs = check_rl(cfg)
-    out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(cfg.model, cfg.data, cfg.chord_data))
+    with claimed_output(cfg, "rl") as out:
+        return _rl(cfg, out, GRPOConfig, GRPOTrainer, Dataset)
+
+
+def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dict:  # noqa: N803 (TRL's classes)
+    funcs = cfg.reward_functions
     check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
     precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     templated = uses_template(tokenizer, cfg.chat_template, cfg.model)
-    records = []
+    positions = model_positions(read_json(Path(cfg.model) / "config.json", "model config"), cfg.model)
+    records, prompts = [], []
     for where, record in problem_rows(cfg.data, need_answer=needs_answer(cfg.rewards)):
         records.append({**record, "prompt": model_prompt(record["prompt"], templated, where)})
+        prompts.append(prompt_ids(record["prompt"], tokenizer, templated, where, positions))
+    warn_long_completions(prompts, cfg.max_completion_length, positions, f"rl on {cfg.data}")
+    if any(isinstance(r.get("answer"), list) for r in records):  # one type per dataset column: any-of lists
+        records = [{**r, "answer": r["answer"] if isinstance(r["answer"], list) else [r["answer"]]} for r in records]
 
-    with training_output_dir(out, cfg.overwrite) as tmp, quiet_libraries(cfg.progress):
+    with training_output_dir(out, cfg.overwrite, "rl") as tmp, quiet_libraries(cfg.progress):
         values = dict(
             shared_trainer_args(cfg, tmp, precision), max_steps=cfg.max_steps, lr_scheduler_type="constant",
             warmup_steps=0, weight_decay=0.0, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,

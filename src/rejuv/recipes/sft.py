@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv.data import sft_rows
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 from rejuv.io.jsonl import strict_dumps
-from rejuv.io.output import check_output_free
-from rejuv.modeling import check_model_path, load_tokenizer
-from rejuv.options import Recipe, check_positive, option
-from rejuv.prompts import check_mode, sequence_ids, uses_template
+from rejuv.io.output import claimed_output
+from rejuv.io.records import read_json
+from rejuv.modeling import check_model_path, load_tokenizer, model_positions
+from rejuv.options import OptionError, Recipe, option
+from rejuv.prompts import sequence_ids, uses_template
 from rejuv.train.common import (
     TrainingConfig,
-    check_training,
     finish_run,
     lora_config,
     make_trl_config,
@@ -57,29 +57,34 @@ LOSSES = ("nll", "dft", "pear")
 class SFTRecipeConfig(TrainingConfig):
     """Supervised fine-tuning on TRL (constant LR, no warm-up or weight decay by default)."""
 
-    learning_rate: float = option(3e-6, help="Learning rate (constant by default, as in the paper).")
+    learning_rate: float = option(3e-6, help="Learning rate (constant by default, as in the paper).", above=0)
     loss: str = option("nll", choices=LOSSES, help="Cross-entropy, Dynamic Fine-Tuning, or PEAR's "
                        "importance-weighted NLL.")
     pear_variant: str = option("token", choices=("token", "block", "sequence"), help="PEAR's weighting unit.")
-    pear_clip: float = option(2.0, help="Bound on |log w| of the PEAR weights.")
-    pear_gamma: float = option(0.9, help="Discount of PEAR's block (suffix) variant.")
+    pear_clip: float = option(2.0, help="Bound on |log w| of the PEAR weights.", above=0)
+    pear_gamma: float = option(0.9, help="Discount of PEAR's block (suffix) variant.", at_least=0, at_most=1)
     pear_behavior_model: str | None = option(None, help="The model that generated the SFT data.",
-                                             default_text="none: deterministic data")
-    save_epochs: list[float] = option([2.0], help="Epochs to save, comma-separated (fractions allowed).")
-    epochs: float | None = option(None, help="Train this long.", default_text="the last save epoch")
+                                             default_text="none: deterministic data", path="checkpoint")
+    save_epochs: list[float] = option([2.0], help="Epochs to save, comma-separated (fractions allowed).", above=0,
+                                      nonempty=True)
+    epochs: float | None = option(None, help="Train this long.", default_text="the last save epoch", above=0)
     lr_scheduler: str = option("constant", help="Learning-rate schedule (a transformers scheduler name).")
-    warmup_steps: float = option(0, help="Warm-up steps, or a share of all steps if in (0, 1).")
-    weight_decay: float = option(0.0, help="AdamW weight decay.")
-    max_length: int = option(1024, help="Truncate sequences to this many tokens.")
+    warmup_steps: float = option(0, help="Warm-up steps, or a share of all steps if in (0, 1).", at_least=0)
+    weight_decay: float = option(0.0, help="AdamW weight decay.", at_least=0)
+    max_length: int = option(1024, help="Truncate sequences to this many tokens (and to the model's positions).",
+                             at_least=2)
     plasticity_log: bool = option(False, help="Log gradient norm / update size per step, as `rejuv rl` does.")
+
+    def check(self) -> None:
+        super().check()
+        if self.epochs is not None and max(self.save_epochs) > self.epochs:
+            raise OptionError("save_epochs", f"go up to {max(self.save_epochs):g} but training stops at epoch "
+                              f"{self.epochs:g}", also=("epochs",))
 
 
 def save_epoch_list(values: list[float]) -> list[float]:
-    """The epochs to save, sorted and distinct; each must be positive."""
-    epochs = sorted({float(x) for x in values})
-    if not epochs or epochs[0] <= 0:
-        raise RejuvError(f"save_epochs must be positive numbers; got {values!r}")
-    return epochs
+    """The epochs to save, sorted and distinct."""
+    return sorted({float(x) for x in values})
 
 
 def epoch_dir_name(epoch: float) -> str:
@@ -138,40 +143,41 @@ def tokenized_dataset(path: str, tokenizer, chat_template: str) -> tuple[list[di
     return rows, templated
 
 
+def _length_limit(cfg: SFTRecipeConfig, rows: list[dict]) -> int:
+    """Rows are cut to `max_length` and to the model's positions; a warning counts the rows that are cut."""
+    positions = model_positions(read_json(Path(cfg.model) / "config.json", "model config"), cfg.model)
+    limit = min(cfg.max_length, positions) if positions else cfg.max_length
+    cut = sum(len(r["input_ids"]) > limit for r in rows)
+    if cut:
+        why = f"max_length {cfg.max_length}" if limit == cfg.max_length else f"the model's {limit} positions"
+        warn(f"sft: {cut} of {len(rows)} rows of {cfg.data} are longer than {why} and are cut to {limit} tokens")
+    return limit
+
+
 def run_sft(cfg: SFTRecipeConfig) -> dict:
     """Train; returns a summary (paths of the saved epochs, first and last logged loss)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    if cfg.loss not in LOSSES:
-        raise RejuvError(f"loss must be 'nll', 'dft' or 'pear', got {cfg.loss!r}")
-    if cfg.loss == "pear":
-        from rejuv.train.pear import VARIANTS
+    with claimed_output(cfg, "sft") as out:
+        return _sft(cfg, out, SFTConfig, SFTTrainer, Dataset)
 
-        if cfg.pear_variant not in VARIANTS:
-            raise RejuvError(f"pear_variant must be one of {', '.join(VARIANTS)}, got {cfg.pear_variant!r}")
-        if cfg.pear_clip <= 0 or not 0.0 <= cfg.pear_gamma <= 1.0:
-            raise RejuvError(f"pear_clip must be > 0 and pear_gamma in [0, 1], got {cfg.pear_clip}, {cfg.pear_gamma}")
-        if cfg.pear_behavior_model is not None:
-            check_model_path(cfg.pear_behavior_model, cfg.trust_remote_code, cfg.allow_pickle)
+
+def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dict:  # noqa: N803 (TRL's classes)
     save_epochs = save_epoch_list(cfg.save_epochs)
     epochs = float(cfg.epochs) if cfg.epochs is not None else save_epochs[-1]
-    if save_epochs[-1] > epochs:
-        raise RejuvError(f"save_epochs go up to {save_epochs[-1]} but training stops at epoch {epochs}")
-    out = Path(cfg.out)
-    check_output_free(out, cfg.overwrite, inputs=(cfg.model, cfg.data, cfg.pear_behavior_model))
-    check_mode(cfg.chat_template)
-    check_training(cfg)
-    check_positive(cfg, "max_length", "epochs", allow_zero=("warmup_steps", "weight_decay"))
     check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
+    if cfg.loss == "pear" and cfg.pear_behavior_model is not None:
+        check_model_path(cfg.pear_behavior_model, cfg.trust_remote_code, cfg.allow_pickle)
     precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     rows, templated = tokenized_dataset(cfg.data, tokenizer, cfg.chat_template)
+    max_length = _length_limit(cfg, rows)
 
-    with training_output_dir(out, cfg.overwrite) as tmp, quiet_libraries(cfg.progress):
+    with training_output_dir(out, cfg.overwrite, "sft") as tmp, quiet_libraries(cfg.progress):
         values = dict(
             shared_trainer_args(cfg, tmp, precision), num_train_epochs=epochs, lr_scheduler_type=cfg.lr_scheduler,
-            warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_length=cfg.max_length,
+            warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_length=max_length,
             loss_type="nll" if cfg.loss == "pear" else cfg.loss,
             completion_only_loss="completion_mask" in rows[0],
         )

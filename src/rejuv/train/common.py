@@ -15,23 +15,23 @@ import torch
 from rejuv.errors import RejuvError
 from rejuv.io.format import dtype_from_name
 from rejuv.io.jsonl import write_json, write_jsonl
-from rejuv.io.output import atomic_output_dir, check_output_free
+from rejuv.io.output import atomic_output_dir, check_output_free, check_replaceable, write_marker
 from rejuv.modeling import allow_pickle_option, trust_remote_code_option
-from rejuv.options import check_positive, option
+from rejuv.options import Config, OptionError, option, out_option, overwrite_option, progress_option, seed_option
 from rejuv.prompts import chat_template_option
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(Config):
     """The options `rejuv sft` and `rejuv rl` share; each recipe's config adds its own."""
 
-    model: str = option(help="Starting checkpoint (save_pretrained folder).")
-    data: str = option(help="Training data: JSONL or parquet.")
-    out: str = option(help="Output folder (written atomically).")
-    learning_rate: float = option(1e-6, help="Peak learning rate (AdamW).")
-    per_device_batch_size: int = option(8, help="Rows (sft) or completions (rl) per device per step.")
-    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimizer step.")
-    max_grad_norm: float = option(1.0, help="Gradient clipping norm.")
+    model: str = option(help="Starting checkpoint (save_pretrained folder).", path="checkpoint")
+    data: str = option(help="Training data: JSONL or parquet.", path="file")
+    out: str = out_option()
+    learning_rate: float = option(1e-6, help="Peak learning rate (AdamW).", above=0)
+    per_device_batch_size: int = option(8, help="Rows (sft) or completions (rl) per device per step.", at_least=1)
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimizer step.", at_least=1)
+    max_grad_norm: float = option(1.0, help="Gradient clipping norm.", above=0)
     chat_template: str = chat_template_option()
     dtype: str = option("auto", choices=("auto", "float32", "bfloat16"), help="Compute dtype; bfloat16 is "
                         "autocast over float32 master weights (GPU).",
@@ -43,22 +43,28 @@ class TrainingConfig:
                              help="Dtype of the saved weights.", default_text="auto: the input checkpoint's")
     gradient_checkpointing: bool = option(False, help="Recompute activations in the backward pass (less memory).")
     lora: bool = option(False, help="Train LoRA adapters (merged into the saved model).")
-    lora_r: int = option(16, help="LoRA rank.")
-    lora_alpha: int = option(32, help="LoRA scaling numerator.")
-    seed: int = option(0, help="Seed of data order, sampling and initialisation.")
-    overwrite: bool = option(False, help="Replace an existing output folder.")
+    lora_r: int = option(16, help="LoRA rank.", at_least=1)
+    lora_alpha: int = option(32, help="LoRA scaling numerator.", at_least=1)
+    seed: int = seed_option("Seed of data order, sampling and initialisation.")
+    overwrite: bool = overwrite_option()
     trust_remote_code: bool = trust_remote_code_option()
     allow_pickle: bool = allow_pickle_option()
-    progress: bool = option(True, help="Progress bar and per-step log lines.")
+    progress: bool = progress_option("Progress bar and per-step log lines.")
     report_to: list[str] = option(["none"], commas=True, help="Experiment trackers TRL reports to (trackio, wandb, "
                                   "tensorboard, ...), repeatable or comma-separated; plasticity figures go there "
                                   "too, as plasticity/*.")
     trl_args: dict = option({}, help="Any other field of TRL's config (YAML only).")
 
+    def check(self) -> None:
+        owned = sorted(set(self.trl_args) & _PATHS_OWNED)
+        if owned:
+            raise OptionError("trl_args", f"{owned[0]} names a folder rejuv writes itself (inside --out, renamed "
+                              "into place at the end); set --out instead")
 
-def check_training(cfg: TrainingConfig) -> None:
-    check_positive(cfg, "learning_rate", "per_device_batch_size", "gradient_accumulation_steps", "max_grad_norm",
-                   "lora_r", "lora_alpha")
+
+# TRL fields that name where the trainer writes: rejuv sets them inside its temporary output, so that the
+# output guard covers everything a run writes.
+_PATHS_OWNED = {"output_dir", "logging_dir"}
 
 
 def distributed_state():
@@ -73,7 +79,7 @@ def distributed_state():
 
 
 @contextlib.contextmanager
-def training_output_dir(out: Path, overwrite: bool) -> Iterator[Path]:
+def training_output_dir(out: Path, overwrite: bool, command: str) -> Iterator[Path]:
     """`atomic_output_dir`, shared by every process of an `accelerate launch` run.
 
     One process alone uses the usual per-pid temporary folder. Several agree on
@@ -82,10 +88,10 @@ def training_output_dir(out: Path, overwrite: bool) -> Iterator[Path]:
     """
     state = distributed_state()
     if state.num_processes == 1:
-        with atomic_output_dir(out, overwrite) as tmp:
+        with atomic_output_dir(out, overwrite, command=command) as tmp:
             yield tmp
         return
-    check_output_free(out, overwrite)
+    check_output_free(out, overwrite, command=command)
     tmp = out.parent / f".{out.name}.rejuv-tmp-dist{os.environ.get('MASTER_PORT', '0')}"
     if state.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -99,7 +105,9 @@ def training_output_dir(out: Path, overwrite: bool) -> Iterator[Path]:
         raise
     state.wait_for_everyone()
     if state.is_main_process:
+        write_marker(tmp, command)
         if out.exists():
+            check_replaceable(out, command)
             shutil.rmtree(out)
         os.replace(tmp, out)
     state.wait_for_everyone()
