@@ -100,3 +100,22 @@ def test_a_step_folder_unlike_its_record_is_set_aside_and_the_step_runs_again(tm
     assert (tmp_path / "c.damaged-1").is_dir()
     assert any("eval.json differs from what its step wrote" in line and "b.damaged-1" in line for line in lines)
     assert any("no record of the step" in line for line in lines)
+
+
+def test_a_step_may_record_the_folder_its_proof_lies_in(tmp_path):
+    """The rules step's proof is rules.json; the candidates beside it are what later steps and the report read."""
+    lines, ran = [], []
+    folder = tmp_path / "rules"
+
+    def work():
+        ran.append(1)
+        folder.mkdir(exist_ok=True)
+        (folder / "candidate.json").write_text('{"rho": 0.01}')
+        (folder / "rules.json").write_text("{}")
+
+    Steps(1, clock=Clock(), echo=lines.append)(tmp_path, folder / "rules.json", "rules", work, covers=folder)
+    Steps(1, clock=Clock(), echo=lines.append)(tmp_path, folder / "rules.json", "rules", work, covers=folder)
+    assert ran == [1]
+    (folder / "candidate.json").write_text('{"rho": 0.5}')  # a candidate edited: the whole step is redone
+    Steps(1, clock=Clock(), echo=lines.append)(tmp_path, folder / "rules.json", "rules", work, covers=folder)
+    assert ran == [1, 1] and (tmp_path / "rules.damaged-1" / "candidate.json").read_text() == '{"rho": 0.5}'

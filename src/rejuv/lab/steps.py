@@ -52,6 +52,8 @@ def damage(out: Path, folder: Path) -> str | None:
     try:
         recorded = json.loads(_record_path(out, folder).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not isinstance(recorded, dict):
         return "no record of the step that wrote it (interrupted, or not written by this demo)"
     found = _contents(folder)
     changed = sorted(set(recorded) ^ set(found)) + sorted(k for k in set(recorded) & set(found)
@@ -90,7 +92,10 @@ class Steps:
             self.per_seed = self.position
         self.seed_index, self.position = index, 0
 
-    def __call__(self, out: Path, folder: Path, message: str, work: Callable[[], object]) -> None:
+    def __call__(self, out: Path, folder: Path, message: str, work: Callable[[], object],
+                 covers: Path | None = None) -> None:
+        """`folder` is the step's proof of completion; `covers` (default: `folder`) what it wrote, recorded and
+        checked (a step whose proof is one file among the results it keeps in a folder)."""
         if self.seed_index is not None:
             self.position += 1
         if folder in self.made:
@@ -99,12 +104,13 @@ class Steps:
             if self.seed_index is not None:
                 self.measured.setdefault(self.position, []).append(0.0)
             return
+        covers = covers or folder
         if folder.exists():
-            problem = damage(out, folder)
+            problem = damage(out, covers)
             if problem is None:
                 return
-            aside = set_aside(folder)
-            self.echo(f"{folder} is not as its step left it ({problem}): set aside as {aside.name}; running the "
+            aside = set_aside(covers)
+            self.echo(f"{covers} is not as its step left it ({problem}): set aside as {aside.name}; running the "
                       "step again")
         self.echo(message + self._where())
         start = self.clock()
@@ -112,7 +118,7 @@ class Steps:
         seconds = self.clock() - start
         self.made.add(folder)
         if folder.exists():
-            record_step(out, folder)
+            record_step(out, covers)
         if self.seed_index is not None:
             self.measured.setdefault(self.position, []).append(seconds)
         write_jsonl(out / "timings.jsonl", [{"step": message, "seconds": round(seconds, 2)}], append=True)

@@ -110,7 +110,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
     if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv"} & set(arms):
         rules_dir = root / "rules"
         step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
-              lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed))
+              lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed), covers=rules_dir)
         rules = json.loads((rules_dir / "rules.json").read_text())
         ckpt["oversft_fusion"] = rules_dir / rules["fusion"]
         ckpt["oversft_rejuv"] = rules_dir / rules["rejuvenation"]
@@ -244,8 +244,11 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
             raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
                              "or another --out")
         shutil.rmtree(root)  # claimed_output checked that an earlier demo wrote it
-    root.mkdir(parents=True, exist_ok=True)
-    write_marker(root, "demo")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        write_marker(root, "demo")
+    except OSError as exc:
+        raise RejuvError(f"{root}: cannot write the demo here ({exc.strerror})") from None
     (root / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
     with quiet_libraries(cfg.verbose):
         steps = Steps(len(p.seeds))
