@@ -85,6 +85,8 @@ def test_report_matches_its_schema(report_dir):
     schema = json.loads(Path(SCHEMA).read_text())
     report = json.loads((report_dir / "report.json").read_text())
     jsonschema.validate(report, schema)
+    assert (report["ran"]["device"], report["ran"]["dtype"], report["ran"]["engine"]) == ("cpu", "float32",
+                                                                                         "transformers")
     broken = json.loads(json.dumps(report))
     broken["checkpoints"][0]["outputs"]["top1_mass"] = 1.5
     with pytest.raises(jsonschema.ValidationError):

@@ -5,6 +5,7 @@ import types
 from math import comb
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from rejuv.cli import main
@@ -237,3 +238,20 @@ def test_a_file_where_the_kept_results_folder_belongs_is_named(bench, tmp_path):
         run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")], out=str(out),
                             progress=False))
     assert partial_dir(out).read_text() == "not a folder" and not out.exists()
+
+
+@pytest.mark.slow
+def test_records_say_what_ran_and_logs_carry_no_loading_bars(bench, tmp_path):
+    """eval.json recorded `dtype: auto` and `device: null` where float32 on the CPU ran; off a terminal,
+    transformers' `Loading weights: 100%|…|` bars filled the logs."""
+    result = CliRunner().invoke(main, ["eval", str(bench / "model"), "--data", str(bench / "arith.jsonl"), "--out",
+                                       str(tmp_path / "e"), "-k", "2", "--max-new-tokens", "3",
+                                       "--engine", "transformers"])
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.stderr and "%|" not in result.stderr
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert report["config"]["dtype"] == "auto" and report["config"]["device"] is None  # what was asked
+    ran = report["ran"]  # what ran
+    assert (ran["device"], ran["dtype"], ran["engine"]) == ("cpu", "float32", "transformers")
+    assert ran["versions"]["torch"] == torch.__version__ and ran["versions"]["transformers"]
+    assert report["results"][0]["dtype"] == "float32"

@@ -294,3 +294,20 @@ def test_calibration_claims_and_table_by_hand():
     lines = calibration_lines(per_seed, ("conf", "conf_brier"))
     assert lines[-1].startswith("| Conf. SFT → RL + Brier | 100.0 ± 0.0 | 0.235 ± 0.049 |")
     assert calibration_lines({"0": {"conf": {"calibration": {"before": None, "after": None}}}}, ("conf",)) == []
+
+
+def test_the_rules_say_once_what_their_candidates_warned(capsys):
+    """The lab printed every rho candidate's reset warnings; a grid is expected to warn: one line says which."""
+    from rejuv.errors import collected_warnings, warn
+    from rejuv.lab.rules import _say_what_the_candidates_warned
+
+    with collected_warnings() as found:
+        warn("apply: the reset covers 12.0% of the model's neurons, above max_reset_share 5.0%")
+    assert found == ["apply: the reset covers 12.0% of the model's neurons, above max_reset_share 5.0%"]
+    assert capsys.readouterr().err == ""  # collected, not shown
+    _say_what_the_candidates_warned(3, {0.0003: [], 0.003: found, 0.01: [*found, "apply: the reset removed more "
+                                                                         "calibration accuracy than fusion did"]})
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("seed 3: the rules' rho candidates warned of a union above max_reset_share at rho 0.003, "
+                         "0.01; more calibration accuracy lost than fusion lost at rho 0.01 (each candidate's "
+                         "rejuvenation.json holds its warnings)")

@@ -6,6 +6,8 @@ import random
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
@@ -50,6 +52,17 @@ def test_search_score_trades_entropy_recovered_against_accuracy_kept():
     assert search_score(0.5, 0.5) == pytest.approx(0.5)
     assert search_score(1.0, 0.0) == 0.0 and search_score(0.0, 1.0) == 0.0  # the base model; a collapsed one
     assert search_score(0.64, 1.0) == pytest.approx(0.8)
+
+
+@given(recovered=st.floats(-1, 2), candidate=st.floats(0, 1), sft=st.floats(0, 1))
+def test_the_search_score_never_exceeds_its_parts(recovered, candidate, sft):
+    """pass@1 0.25 against the SFT's 0.125 once gave accuracy_kept 2.0, and a candidate with 3% of the entropy
+    back a score of 0.24: a share kept is at most 1, and the score at most the larger of its parts."""
+    kept = accuracy_kept(candidate, sft)
+    assert 0.0 <= kept <= 1.0
+    assert search_score(recovered, kept) <= max(min(1.0, max(recovered, 0.0)), kept) + 1e-12
+    assert accuracy_kept(0.25, 0.125) == 1.0 and search_score(0.03, accuracy_kept(0.25, 0.125)) == pytest.approx(
+        0.03 ** 0.5)
 
 
 def test_probe_metrics_by_hand():
@@ -165,6 +178,7 @@ def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path
     plan = run_plan(small_plan(planning, tmp_path / "plan"))
     out = tmp_path / "plan"
     assert json.loads((out / "plan.json").read_text()) == plan
+    assert (plan["ran"]["device"], plan["ran"]["dtype"]) == ("cpu", "float32") and plan["ran"]["versions"]["trl"]
     names = [c["name"] for c in plan["checkpoints"]]
     assert names == ["early", "late"]
     for c in plan["checkpoints"]:

@@ -30,9 +30,35 @@ def test_lines_are_spaced_and_quiet_passes_say_nothing(capsys, monkeypatch):
     bar.close()
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["writing: 1.0 Mi/3.0 Mi B (33%), 33.0 Ki B/s, elapsed 0m31s, left 1m02s",
-                     "writing: 2.0 Mi/3.0 Mi B (67%), 33.0 Ki B/s, elapsed 1m02s, left 0m31s",
-                     "writing: 2.0 Mi/3.0 Mi B (67%), 29.3 Ki B/s, elapsed 1m10s, left 0m35s"]
+                     "writing: 2.0 Mi/3.0 Mi B (67%), 33.0 Ki B/s, elapsed 1m02s, left 0m31s"]  # closing adds nothing
     short = LogLines(10, "entropy", "sample", every=30)  # starts at 75 s, 5 s after the last line
     short.update(4)  # 80 s: 10 s since the last line, nothing
     short.update(6)  # 101 s: 31 s since the last line of any pass
     assert capsys.readouterr().err == "entropy: 10/10 sample (100%), 0.385 sample/s, elapsed 0m26s, left 0m00s\n"
+
+
+def test_the_last_line_of_a_pass_is_written_once(capsys, monkeypatch):
+    monkeypatch.setenv("REJUV_PROGRESS_EVERY", "0")
+    with progress_bar(True, 2, "entropy", "sample") as bar:
+        bar.update(2)  # the line at 2/2 is the last one: closing the pass repeats nothing
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_without_progress_a_long_pass_still_says_where_it_is(capsys, monkeypatch):
+    """`apply --no-progress` printed nothing in a 24-minute run: it could not be told from a hang."""
+    monkeypatch.setenv("REJUV_PROGRESS_EVERY", "30")  # --no-progress: a line every 5 min, and at the end of a
+    clock, real = iter([0.0, 100.0, 301.0, 400.0, 1440.0]), __import__("time").monotonic  # pass of a minute or more
+    monkeypatch.setattr("rejuv.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("rejuv.progress._last_line", [0.0])
+    bar = progress_bar(False, 3, "attribution", "sample")
+    bar.update(1)  # 100 s
+    bar.update(1)  # 301 s: five minutes since the last line
+    bar.update(1)  # 400 s
+    bar.close()  # 1440 s
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["attribution: 2/3 sample (67%)", "attribution: 3/3 sample (100%)"]
+    monkeypatch.setattr("rejuv.progress.time.monotonic", real)
+    monkeypatch.setenv("REJUV_PROGRESS_EVERY", "0")  # (the tests' way to see every pass's line)
+    with progress_bar(False, 1, "writing", "B") as bar:
+        bar.update(1)
+    assert capsys.readouterr().err.startswith("writing: 1/1 B (100%)")

@@ -332,3 +332,22 @@ def test_report_to_reaches_trl_and_plasticity_reaches_the_trackers(tmp_path):
     callback.on_log(None, SimpleNamespace(is_world_process_zero=True), None, logs=logs)
     assert logs["plasticity/update_per_grad"] == 0.25 and logs["plasticity/drift_rel"] == 0.1
     assert read_plasticity_log(tmp_path / "p.jsonl")[0]["update_per_grad"] == 0.25
+
+
+@pytest.mark.slow
+def test_a_short_run_saved_in_bf16_says_how_little_of_it_the_weights_keep(world, bf16_checkpoint, tmp_path,
+                                                                          rejuv_warnings):
+    """Two small steps saved in the input's bf16 keep little of the update: the summary says how much, and a
+    warning points at --save-dtype float32; saved in float32, nothing is lost and nothing is said."""
+    common = dict(model=str(bf16_checkpoint / "bf16"), data=str(world / "sft.jsonl"), save_epochs=[0.125],
+                  learning_rate=1e-5, dtype="float32", progress=False)
+    summary = run_sft(SFTRecipeConfig(out=str(tmp_path / "bf16"), **common))
+    kept = summary["update_kept_when_saved"]["0.125"]
+    start, saved = weights(bf16_checkpoint / "bf16"), weights(tmp_path / "bf16" / "epoch-0.125")
+    unchanged = sum(int((saved[n] == start[n]).sum()) for n in start) / sum(t.numel() for t in start.values())
+    assert kept is not None and kept < 0.5 and unchanged > 0.5  # (what the saved bytes themselves show)
+    assert any(f"keep {kept:.1%} of the entries this run changed" in w and "--save-dtype float32" in w
+               for w in rejuv_warnings), rejuv_warnings
+    rejuv_warnings.clear()
+    summary = run_sft(SFTRecipeConfig(out=str(tmp_path / "f32"), save_dtype="float32", **common))
+    assert summary["update_kept_when_saved"] == {"0.125": None} and rejuv_warnings == []

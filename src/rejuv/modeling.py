@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,27 @@ def resolve_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextlib.contextmanager
+def loading_bars(progress: bool) -> Iterator[None]:
+    """transformers' and datasets' own bars (loading weights, mapping a dataset) on a terminal with progress
+    on; off a terminal they are noise in a log (a second's work drawn as carriage returns), so hidden."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    show = progress and sys.stderr.isatty()
+    bars = [(hf_logging.is_progress_bar_enabled(), hf_logging.disable_progress_bar, hf_logging.enable_progress_bar),
+            (datasets.is_progress_bar_enabled(), datasets.disable_progress_bars, datasets.enable_progress_bars)]
+    if not show:
+        for _, disable, _ in bars:
+            disable()
+    try:
+        yield
+    finally:
+        for was_on, _, enable in bars:
+            if was_on and not show:
+                enable()
+
+
 def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | None = None,
                       trust_remote_code: bool = False, allow_pickle: bool = False, progress: bool = True):
     """A causal LM in eval mode with parameters that need no gradients.
@@ -96,22 +119,15 @@ def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | No
     the passes follow the placement.
     """
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
     device = resolve_device(device)
-    # Off a terminal the loading bar is noise in a log (a second's work drawn as carriage returns).
-    quiet = (not progress or not sys.stderr.isatty()) and hf_logging.is_progress_bar_enabled()
-    if quiet:
-        hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype_from_name(dtype), trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True, device_map="auto" if device == "auto" else None)
+        with loading_bars(progress):
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype_from_name(dtype), trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True, device_map="auto" if device == "auto" else None)
     except (OSError, ValueError) as exc:
         raise RejuvError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()
     if device != "auto":
         model = model.to(device)
     return model.eval().requires_grad_(False)

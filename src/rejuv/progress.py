@@ -1,6 +1,8 @@
 """Progress of long passes, one rule for every command: a bar on a terminal; elsewhere (a redirected log,
 slurm, `accelerate launch`) one line every `REJUV_PROGRESS_EVERY` seconds (30 by default) with done/total,
-rate and time left; nothing with `--no-progress`."""
+rate and time left. With `--no-progress`, no bar, but a long pass is never silent: a line every ten times
+that interval (5 minutes), and one when a pass that lasted twice the interval (1 minute) ends, so a long
+quiet run cannot be taken for a hang."""
 
 from __future__ import annotations
 
@@ -22,13 +24,18 @@ _last_line = [time.monotonic()]  # when any pass last wrote a line: short passes
 
 class LogLines:
     """The part of tqdm's interface the passes use, written as plain log lines: one whenever `every` seconds
-    have passed since the last line of any pass, and a last one for a pass that wrote or outlived one."""
+    have passed since the last line of any pass, and a last one (unless the last line already said it all)
+    for a pass that wrote one or outlived `every` since the last line of any pass; with `last_after`, instead,
+    for a pass that wrote one or lasted `last_after` seconds itself."""
 
-    def __init__(self, total: float | None, desc: str, unit: str, every: float, unit_scale: bool = False, **_):
+    def __init__(self, total: float | None, desc: str, unit: str, every: float, unit_scale: bool = False,
+                 last_after: float | None = None, **_):
         self.total, self.desc, self.unit, self.every, self.scale = total, desc, unit, every, unit_scale
+        self.last_after = last_after
         self.done = 0.0
         self.start = time.monotonic()
         self.lines = 0
+        self.said: float | None = None  # `done` when the last line was written
 
     def _amount(self, value: float) -> str:
         if not self.scale:
@@ -52,6 +59,7 @@ class LogLines:
             text += f" {self.unit}, {self._amount(rate)} {self.unit}/s, elapsed {_duration(elapsed)}"
         print(text, file=sys.stderr, flush=True)
         self.lines += 1
+        self.said = self.done
         _last_line[0] = now
 
     def update(self, n: float = 1) -> None:
@@ -62,7 +70,10 @@ class LogLines:
 
     def close(self) -> None:
         now = time.monotonic()
-        if self.lines or now - _last_line[0] >= self.every:
+        if self.said == self.done:
+            return  # the last line already said where the pass ended
+        long = now - self.start >= self.last_after if self.last_after is not None else now - _last_line[0] >= self.every
+        if self.lines or long:
             self._line(now)
 
     def __enter__(self) -> LogLines:
@@ -73,7 +84,11 @@ class LogLines:
 
 
 def progress_bar(enabled: bool, total: float | None, desc: str, unit: str = "it", **options):
-    """A tqdm bar on a terminal, log lines elsewhere, nothing when `enabled` is False (`--no-progress`)."""
-    if enabled and not sys.stderr.isatty():
-        return LogLines(total, desc, unit, float(os.environ.get("REJUV_PROGRESS_EVERY", "30")), **options)
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, **options)
+    """A tqdm bar on a terminal, log lines elsewhere; with `enabled` False (`--no-progress`), sparse log lines
+    for long passes only."""
+    every = float(os.environ.get("REJUV_PROGRESS_EVERY", "30"))
+    if not enabled:
+        return LogLines(total, desc, unit, 10 * every, last_after=2 * every, **options)
+    if not sys.stderr.isatty():
+        return LogLines(total, desc, unit, every, **options)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, **options)

@@ -7,7 +7,9 @@ block of fused rows (numpy arrays, as the streamed fusion of `rejuv apply` has t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,3 +76,71 @@ def apply_reset(fused: np.ndarray, base: np.ndarray, axis: int, indices: Sequenc
     else:
         fused[:, idx] = base[:, idx]
     return fused
+
+
+@dataclass(frozen=True)
+class AccuracyCost:
+    """What a reset may cost in teacher-forced calibration accuracy: no more than fusion itself cost (SFT's
+    accuracy minus the fusion's, or nothing where fusion raised it), within the noise of the calibration set.
+
+    The noise is the binomial standard error of the fusion's accuracy over the `tokens` response tokens,
+    sqrt(a(1−a)/n), and never less than one token (1/n): a rule that turns on one token of a thousand is
+    noise (tokens of one sample are not independent, so this is a floor on the real noise).
+    """
+
+    sft: float
+    fused: float
+    tokens: int
+
+    @property
+    def fusion_cost(self) -> float:
+        return max(self.sft - self.fused, 0.0)
+
+    @property
+    def tolerance(self) -> float:
+        return max(1.0 / self.tokens, math.sqrt(self.fused * (1.0 - self.fused) / self.tokens))
+
+    @property
+    def allowed(self) -> float:
+        return self.fusion_cost + self.tolerance
+
+    def exceeded_by(self, accuracy: float) -> bool:
+        """Whether a reset that leaves `accuracy` costs more than allowed (1e-12: exact ties are within)."""
+        return self.fused - accuracy > self.allowed + 1e-12
+
+    def record(self) -> dict:
+        return {"fusion_cost": self.fusion_cost, "tolerance": self.tolerance, "allowed": self.allowed,
+                "tokens": self.tokens, "rule": "fusion's cost + max(1/tokens, sqrt(a(1-a)/tokens)), a = the fusion's "
+                "teacher-forced accuracy"}
+
+
+def choose_rho(grid: list[dict], cost: AccuracyCost, max_share: float) -> tuple[float, str]:
+    """`rho: auto`: the largest grid ρ whose reset covers at most `max_share` of the neurons and costs no more
+    calibration accuracy than allowed (`AccuracyCost`); 0 when none qualifies (the output is the fusion)."""
+    allowed = [g for g in grid if g["effective_reset_ratio"] <= max_share
+               and not cost.exceeded_by(g["calibration_accuracy"])]
+    rule = (f"the largest rho of the grid whose reset covers at most {max_share:.1%} of the neurons and costs no "
+            f"more calibration accuracy than fusion did ({cost.fusion_cost:.4f}) plus the calibration set's noise "
+            f"({cost.tolerance:.4f} over {cost.tokens} tokens)")
+    if not allowed:
+        return 0.0, f"{rule}: none qualifies, so nothing is reset"
+    return allowed[-1]["rho"], rule
+
+
+def reset_warnings(ratio: float, max_share: float, rho: float, targets: int, by_kind: dict[str, dict],
+                   cost: AccuracyCost | None, accuracy: float | None) -> list[str]:
+    """What a user should know before handing a reset model on: a union far beyond ρ, a reset that costs more
+    calibration accuracy than fusion did beyond the calibration set's noise."""
+    found = []
+    if ratio > max_share:
+        kinds = sorted(by_kind.items(), key=lambda kv: -kv[1]["ratio"])[:3]
+        found.append(f"the reset covers {ratio:.1%} of the model's neurons, above max_reset_share {max_share:.1%}: "
+                     f"rho {rho:g} is a share per target, and the union over {targets} targets is "
+                     f"{ratio / rho:.0f}x rho (most in " + ", ".join(f"{k} {v['ratio']:.0%}" for k, v in kinds)
+                     + "); lower --rho, --targets-per-sample or --max-samples to reset less (or --rho auto)")
+    if cost is not None and accuracy is not None and cost.exceeded_by(accuracy):
+        found.append(f"the reset removed more calibration accuracy than fusion did, beyond the calibration set's "
+                     f"noise (teacher-forced top-1 accuracy: SFT {cost.sft:.3f}, fused {cost.fused:.3f}, rejuvenated "
+                     f"{accuracy:.3f}; noise {cost.tolerance:.4f} over {cost.tokens} tokens); check the output before "
+                     "RL or lower --rho")
+    return found

@@ -60,15 +60,24 @@ def entropy_recovered(candidate: float, sft: float, base: float) -> float:
     return min(1.0, max(0.0, (candidate - sft) / gap))
 
 
+def accuracy_ratio(candidate: float, sft: float) -> float | None:
+    """Candidate accuracy over the SFT checkpoint's, as measured (may exceed 1); None when the SFT's is 0."""
+    return candidate / sft if sft > 0 else None
+
+
 def accuracy_kept(candidate: float, sft: float) -> float:
-    """Candidate accuracy over the SFT checkpoint's (may exceed 1); 1 when both are 0."""
+    """The share of the SFT checkpoint's accuracy the candidate keeps, in [0, 1]: a candidate that beats the
+    checkpoint keeps all of it (1), not more, so that the score cannot reward accuracy the search was not
+    asked to find (pass@1 0.25 against 0.125 once made a candidate with 3% of the entropy back score 0.24)."""
     if sft <= 0:
-        return 1.0 if candidate <= 0 else 2.0
-    return candidate / sft
+        return 1.0
+    return min(1.0, max(0.0, candidate / sft))
 
 
 def search_score(recovered: float, kept: float) -> float:
-    return math.sqrt(max(0.0, recovered) * max(0.0, kept))
+    """The geometric mean of two shares in [0, 1]: never more than either part's larger value, 0 when
+    either is 0."""
+    return math.sqrt(min(1.0, max(0.0, recovered)) * min(1.0, max(0.0, kept)))
 
 
 def slope(values: list[float]) -> float | None:

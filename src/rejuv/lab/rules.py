@@ -18,8 +18,10 @@ import json
 import shutil
 from pathlib import Path
 
+from rejuv.errors import collected_warnings
 from rejuv.io.output import written_by
 from rejuv.io.records import Checked, DamagedRecord, read_json
+from rejuv.lab.steps import log
 from rejuv.recipes.apply import ApplyConfig, run_apply
 from rejuv.recipes.eval import EvalConfig, run_eval
 
@@ -91,6 +93,21 @@ def _applied(out: Path, config: ApplyConfig) -> Path:
     return out
 
 
+def _say_what_the_candidates_warned(seed: int, warned: dict[float, list[str]]) -> None:
+    """One line for the warnings of a grid of candidates, which a grid is expected to give (its largest ρ
+    resets much): which ρ warned of what; each candidate's manifest keeps its own words."""
+    kinds = {"a union above max_reset_share": "the reset covers",
+             "more calibration accuracy lost than fusion lost": "the reset removed more calibration accuracy"}
+    parts = []
+    for kind, words in kinds.items():
+        rhos = [f"{r:g}" for r, found in sorted(warned.items()) if any(words in w for w in found)]
+        if rhos:
+            parts.append(f"{kind} at rho {', '.join(rhos)}")
+    if parts:
+        log(f"seed {seed}: the rules' rho candidates warned of " + "; ".join(parts)
+            + " (each candidate's rejuvenation.json holds its warnings)")
+
+
 def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int) -> dict:
     """Apply the rules for one seed in `folder` (candidates, their evaluations, rules.json); returns rules.json."""
     record = folder / "rules.json"
@@ -108,13 +125,16 @@ def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int
               for a in ALPHAS}
     alpha, alpha_text = choose_alpha(alphas, reference)
     attribution = None
-    rhos = {}
+    rhos, warned = {}, {}
     for rho in sorted(RHOS, reverse=True):  # the first (largest) runs the attribution for the whole grid
         out = folder / candidate(alpha, rho)
-        _applied(out, ApplyConfig(out=str(out), alpha=alpha, rho=rho, rho_grid=list(RHOS),
-                                  reuse_attribution=attribution, **common))
+        with collected_warnings() as found:
+            _applied(out, ApplyConfig(out=str(out), alpha=alpha, rho=rho, rho_grid=list(RHOS),
+                                      reuse_attribution=attribution, **common))
+        warned[rho] = found
         attribution = attribution or str(out)
         rhos[rho] = rate(out, out.name)
+    _say_what_the_candidates_warned(seed, warned)
     rho, rho_text = choose_rho(rhos, alphas[alpha])
     result = {"oversft_pass_rate": reference,
               "alpha": {"candidates": {f"{a:g}": r for a, r in alphas.items()}, "chosen": alpha, "rule": alpha_text},

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,7 +67,8 @@ from rejuv.options import (
 )
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option
-from rejuv.reset import RANKINGS, check_rho, reset_entries, summarize
+from rejuv.provenance import what_ran
+from rejuv.reset import RANKINGS, AccuracyCost, check_rho, choose_rho, reset_entries, reset_warnings, summarize
 
 MANIFEST = "rejuvenation.json"
 ATTRIBUTION = "attribution.json"
@@ -224,19 +226,6 @@ def _reused(cfg: ApplyConfig, calib, layout: dict[str, tuple], vocab_size: int) 
     return Attribution(found.targets, {r: found.plans[r] for r in wanted}, found.errors)
 
 
-def choose_rho(grid: list[dict], accuracy: dict[str, float | None], max_share: float) -> tuple[float, str]:
-    """`rho: auto`: the largest grid ρ whose reset covers at most `max_share` of the neurons and costs no more
-    teacher-forced calibration accuracy than fusion did (0: none qualifies, the output is the fusion)."""
-    fusion_cost = max(accuracy["sft"] - accuracy["fused"], 0.0)
-    allowed = [g for g in grid if g["effective_reset_ratio"] <= max_share
-               and accuracy["fused"] - g["calibration_accuracy"] <= fusion_cost]
-    rule = (f"the largest rho of the grid whose reset covers at most {max_share:.1%} of the neurons and costs no "
-            f"more calibration accuracy than fusion did ({fusion_cost:.3f})")
-    if not allowed:
-        return 0.0, f"{rule}: none qualifies, so nothing is reset"
-    return allowed[-1]["rho"], rule
-
-
 def run_apply(cfg: ApplyConfig) -> dict:
     """Run `rejuv apply` with `cfg`; returns the manifest written to `<out>/rejuvenation.json`."""
     with claimed_output(cfg, "apply"):
@@ -269,7 +258,7 @@ def _apply(cfg: ApplyConfig) -> dict:
             attribution = _reused(cfg, calib, layout, sft.config["vocab_size"])
         measured: dict = {}
         grid: list[dict] = []
-        rho, choice, resets = 0.0, None, {}
+        rho, choice, resets, allowed = 0.0, None, {}, None
         if calib is not None:
             import torch
 
@@ -309,7 +298,9 @@ def _apply(cfg: ApplyConfig) -> dict:
             del model
             if grid:
                 accuracy = {k: v.accuracy for k, v in measured.items()}
-                rho, choice = (choose_rho(grid, accuracy, cfg.max_reset_share) if cfg.rho == "auto"
+                tokens = sum(len(sample.predict_positions) for sample in calib.samples)
+                allowed = AccuracyCost(accuracy["sft"], accuracy["fused"], tokens)
+                rho, choice = (choose_rho(grid, allowed, cfg.max_reset_share) if cfg.rho == "auto"
                                else (float(cfg.rho), "given"))
                 resets = attribution.plans.get(rho, {})
                 chosen = next((g for g in grid if g["rho"] == rho), None)
@@ -320,13 +311,13 @@ def _apply(cfg: ApplyConfig) -> dict:
         with atomic_output_dir(out, cfg.overwrite, command="apply") as tmp:
             _stream_output(tmp, base, sft, plan, cfg.alpha, resets, cfg)
             manifest = _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured,
-                                 grid)
+                                 grid, allowed)
             (tmp / MANIFEST).write_text(manifest_json(manifest))
             same_in_mergekit = fusion_only and not plan.vocab_resized  # mergekit cannot grow a vocabulary
             mergekit = mergekit_config(cfg.base, cfg.sft, cfg.alpha, _stored_dtype(plan)) if same_in_mergekit else None
             if mergekit:
                 (tmp / MERGEKIT).write_text(mergekit)
-            (tmp / "README.md").write_text(model_card(manifest, _command(cfg, fusion_only, rho), mergekit))
+            (tmp / "README.md").write_text(model_card(manifest, command_line(cfg, rho), mergekit))
             if attribution is not None:
                 (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(_record_header(cfg, calib))) + "\n")
     return manifest
@@ -341,18 +332,22 @@ def _stored_dtype(plan: FusionPlan) -> str:
     return max(sizes, key=sizes.get) if sizes else "F32"
 
 
-def _command(cfg: ApplyConfig, fusion_only: bool, rho: float) -> str:
-    """The `rejuv apply` command that rebuilds this output (the settings that change its bytes; OUT stands
-    for the output folder, so that a run's bytes do not depend on where it was written)."""
-    parts = ["rejuv apply", f"--base {cfg.base}", f"--sft {cfg.sft}", f"--alpha {cfg.alpha:g}"]
-    if fusion_only:
+def command_line(cfg: ApplyConfig, rho: float | None = None, reuse: str | None = None) -> str:
+    """The `rejuv apply` command that rebuilds an output of `cfg` (with `rho` chosen, for `--rho auto`): the
+    settings that change its bytes, and no option that means nothing for it (a fusion takes no calibration
+    option). OUT stands for the output folder, so that a run's bytes do not depend on where it was written;
+    `reuse` adds `--reuse-attribution` (the same bytes, without a second attribution pass)."""
+    rho = float(cfg.rho if rho is None else rho)
+    parts = ["rejuv apply", "--base", cfg.base, "--sft", cfg.sft, "--alpha", f"{cfg.alpha:g}"]
+    if cfg.fusion_only or rho == 0:
         parts.append("--fusion-only")
     else:
-        parts += [f"--calib {cfg.calib}", f"--rho {rho:g}", f"--targets-per-sample {cfg.targets_per_sample}",
-                  f"--max-samples {cfg.max_samples}", f"--max-length {cfg.max_length}",
-                  f"--target-token {cfg.target_token}", f"--ranking {cfg.ranking}",
-                  f"--chat-template {cfg.chat_template}", f"--dtype {cfg.dtype}", f"--seed {cfg.seed}"]
-    return " ".join([*parts, "--out OUT"])
+        parts += ["--calib", cfg.calib, "--rho", f"{rho:g}", "--targets-per-sample", str(cfg.targets_per_sample),
+                  "--max-samples", str(cfg.max_samples), "--max-length", str(cfg.max_length),
+                  "--target-token", cfg.target_token, "--ranking", cfg.ranking, "--chat-template", cfg.chat_template,
+                  "--dtype", cfg.dtype, "--seed", str(cfg.seed)]
+        parts += ["--reuse-attribution", reuse] if reuse else []
+    return " ".join([*parts[:2], *map(shlex.quote, parts[2:]), "--out", "OUT"])
 
 
 def manifest_json(manifest: dict) -> str:
@@ -362,36 +357,19 @@ def manifest_json(manifest: dict) -> str:
                   lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
-def reset_warnings(ratio: float, max_share: float, rho: float, targets: int, by_kind: dict[str, dict],
-                   accuracy: dict[str, float | None]) -> list[str]:
-    """What a user should know before handing the output on: a union far beyond ρ, a reset that costs
-    more calibration accuracy than fusion did."""
-    found = []
-    if ratio > max_share:
-        kinds = sorted(by_kind.items(), key=lambda kv: -kv[1]["ratio"])[:3]
-        found.append(f"the reset covers {ratio:.1%} of the model's neurons, above max_reset_share {max_share:.1%}: "
-                     f"rho {rho:g} is a share per target, and the union over {targets} targets is "
-                     f"{ratio / rho:.0f}x rho (most in " + ", ".join(f"{k} {v['ratio']:.0%}" for k, v in kinds)
-                     + "); lower --rho, --targets-per-sample or --max-samples to reset less (or --rho auto)")
-    sft, fused, rejuvenated = accuracy.get("sft"), accuracy.get("fused"), accuracy.get("rejuvenated")
-    if None not in (sft, fused, rejuvenated) and fused - rejuvenated > max(sft - fused, 0.0):
-        found.append(f"the reset removed more calibration accuracy than fusion did (teacher-forced top-1 accuracy: "
-                     f"SFT {sft:.3f}, fused {fused:.3f}, rejuvenated {rejuvenated:.3f}); check the output before RL "
-                     "or lower --rho")
-    return [warn(f"apply: {w}") for w in found]
-
-
-def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured, grid) -> dict:
+def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured, grid,
+              allowed: AccuracyCost | None) -> dict:
     size = summarize(resets, sizes)
     stages = ("base", "sft", "fused", "rejuvenated")
     value = {key: {s: getattr(measured[s], key) if s in measured else None for s in stages}
              for key in ("entropy", "accuracy", "at_targets")}
     errors = attribution.errors if attribution else []
     targets = len(attribution.targets) if attribution else 0
-    warnings = (reset_warnings(size["effective_reset_ratio"], cfg.max_reset_share, rho, targets, size["by_kind"],
-                               value["accuracy"]) if resets else [])
+    found = (reset_warnings(size["effective_reset_ratio"], cfg.max_reset_share, rho, targets, size["by_kind"],
+                            allowed, value["accuracy"]["rejuvenated"]) if resets else [])
     if choice and "none qualifies" in choice:
-        warnings.append(warn(f"apply: rho auto: {choice}"))
+        found.append(f"rho auto: {choice}")
+    warnings = [warn(f"apply: {w}") for w in found]
     return {
         "base": cfg.base,
         "sft": cfg.sft,
@@ -412,6 +390,8 @@ def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribu
         # Beyond the specification's fields: what a reader needs to interpret the ones above.
         "fusion_only": fusion_only,
         "rho_choice": choice,  # "given", or the rule `rho: auto` applied
+        # what a reset may cost in calibration accuracy: fusion's own cost plus the calibration set's noise
+        "accuracy_cost_allowed": None if allowed is None else allowed.record(),
         "ranking": cfg.ranking,
         "target_token": cfg.target_token,
         "targets": targets,
@@ -425,7 +405,8 @@ def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribu
         "warnings": warnings,
         "attribution": None if attribution is None else (cfg.reuse_attribution or ATTRIBUTION),
         "vocab_resized": plan.vocab_resized,
-        "compute": {"device": cfg.device, "dtype": cfg.dtype},
+        "compute": what_ran(cfg.device if calib else None, cfg.dtype if calib else None,
+                            "rejuv streamed fusion (numpy)" + ("; transformers passes" if calib else "")),
         "chat_template_used": None if calib is None else calib.chat_template,
     }
 
@@ -444,10 +425,12 @@ def rejuvenate(base: str | os.PathLike, sft: str | os.PathLike, calib: str | os.
 
 def summary_json(cfg: ApplyConfig, manifest: dict) -> str:
     """What `rejuv apply` prints: the manifest's headline figures as JSON."""
-    keys = ("alpha", "rho", "rho_choice", "neurons_total", "neurons_reset", "effective_reset_ratio", "entropy",
-            "calibration_accuracy", "dla_reconstruction_error", "rho_grid", "warnings")
+    keys = ("alpha", "rho", "rho_choice", "accuracy_cost_allowed", "neurons_total", "neurons_reset",
+            "effective_reset_ratio", "entropy", "calibration_accuracy", "dla_reconstruction_error", "rho_grid",
+            "warnings")
     summary = {k: manifest[k] for k in keys}
     summary["reset_ratio_by_kind"] = {k: round(v["ratio"], 4) for k, v in manifest["reset_by_kind"].items()}
+    summary["reset_ratio_by_layer"] = {k: round(v["ratio"], 4) for k, v in manifest["reset_by_layer"].items()}
     summary["out"] = cfg.out
     return strict_dumps(summary)
 

@@ -39,6 +39,7 @@ from rejuv.modeling import (
     device_option,
     load_frozen_model,
     model_positions,
+    resolve_device,
     trust_remote_code_option,
 )
 from rejuv.options import (
@@ -54,6 +55,7 @@ from rejuv.options import (
 )
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option
+from rejuv.provenance import what_ran
 from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
 
 SCHEMA = Path(__file__).parents[1] / "diagnostics" / "report.schema.json"
@@ -176,6 +178,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     base_stats = stats_of(cfg.base, "base")
     report = {
         "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
+        "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers"),
         "calibration": {"path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256,
                         "chat_template_used": calib.chat_template},
         "base": {"path": cfg.base, "outputs": output_stats(base_stats, None, gold, vocab, tokenizer)},

@@ -44,6 +44,7 @@ from rejuv.modeling import (
     check_model_path,
     device_option,
     load_tokenizer,
+    loading_bars,
     model_positions,
     resolve_device,
     trust_remote_code_option,
@@ -61,6 +62,7 @@ from rejuv.options import (
 )
 from rejuv.progress import progress_bar
 from rejuv.prompts import chat_template_option, prompt_ids, uses_template, warn_long_completions
+from rejuv.provenance import what_ran
 
 ENGINES = ("auto", "transformers", "vllm")
 
@@ -146,6 +148,15 @@ def eval_device(cfg: EvalConfig) -> str:
     return resolve_device(cfg.device)
 
 
+def _dtype_name(cfg: EvalConfig, engine: str) -> str:
+    """The compute dtype as it ran: `auto` is float32 on the CPU and each checkpoint's own dtype on a GPU
+    (each result then states its own)."""
+    if engine == "vllm" or cfg.dtype != "auto":
+        return cfg.dtype
+    dtype = eval_dtype(cfg)
+    return "each checkpoint's own" if dtype == "auto" else str(dtype).removeprefix("torch.")
+
+
 def eval_dtype(cfg: EvalConfig):
     """The dtype the transformers engine loads in: `auto` is float32 on the CPU, the checkpoint's on a GPU."""
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
@@ -160,9 +171,11 @@ class TransformersEngine:
 
         device = eval_device(cfg)
         placement = {"device_map": "auto"} if device == "auto" else {}
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
-                                                     trust_remote_code=cfg.trust_remote_code, **placement)
+        with loading_bars(cfg.progress):
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
+                                                         trust_remote_code=cfg.trust_remote_code, **placement)
         self.model = (model if device == "auto" else model.to(device)).eval()
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues from the right end
         self.cfg = cfg
@@ -194,6 +207,8 @@ class VLLMEngine:
 
         self.llm = LLM(model=path, seed=cfg.seed, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
         self.cfg = cfg
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.dtype = str(getattr(config, "dtype", cfg.dtype)).removeprefix("torch.")
 
     def generate(self, prompts: list[list[int]], progress=None) -> list[list[str]]:
         from vllm import SamplingParams
@@ -360,12 +375,14 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
                 completions = engine.generate(tokenized[name], progress=bar)
             result, samples = _grade(ckpt, name, [r for _, r in rows], completions, cfg, ks)
             result["chat_template_used"] = templated
+            result["dtype"] = engine.dtype
             done[ckpt, name] = {"result": result, "samples": samples}
             _write_atomic(unit, json.dumps(done[ckpt, name]) + "\n")
         del engine
     results = [done[c, name]["result"] for c in cfg.checkpoints for name in benchmarks]
     report = {
         "version": __version__, "engine": engine_name, "config": asdict(cfg),
+        "ran": what_ran(eval_device(cfg), _dtype_name(cfg, engine_name), engine_name),
         "results": results,
         "average_pass@1": {c: sum(r["pass@1"] for r in results if r["checkpoint"] == c) / len(benchmarks)
                            for c in cfg.checkpoints},

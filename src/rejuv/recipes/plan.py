@@ -29,6 +29,7 @@ from rejuv.errors import RejuvError, warn
 from rejuv.fusion import plan_fusion
 from rejuv.handoff.search import (
     accuracy_kept,
+    accuracy_ratio,
     best,
     check_probes_learn,
     entropy_recovered,
@@ -40,7 +41,13 @@ from rejuv.handoff.search import (
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
-from rejuv.modeling import allow_pickle_option, compute_dtype_option, device_option, trust_remote_code_option
+from rejuv.modeling import (
+    allow_pickle_option,
+    compute_dtype_option,
+    device_option,
+    resolve_device,
+    trust_remote_code_option,
+)
 from rejuv.options import (
     Config,
     OptionError,
@@ -54,7 +61,8 @@ from rejuv.options import (
     settings_of,
 )
 from rejuv.prompts import chat_template_option
-from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.provenance import what_ran
+from rejuv.recipes.apply import ApplyConfig, command_line, run_apply
 from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, distinct_labels, run_diagnose
 from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
@@ -222,12 +230,7 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
     for cand in grid:
         folder = tmp / "candidates" / cand.label
         _log(cfg, f"search on {label}: α={cand.alpha:g}, ρ={cand.rho:g}")
-        manifest = run_apply(ApplyConfig(
-            base=cfg.base, sft=path, calib=cfg.calib, out=str(folder), alpha=cand.alpha, rho=cand.rho,
-            rho_grid=rhos if cand.rho > 0 else None, reuse_attribution=attribution if cand.rho > 0 else None,
-            fusion_only=cand.rho == 0.0, max_samples=cfg.max_samples, chat_template=cfg.chat_template, seed=cfg.seed,
-            device=cfg.device, dtype=cfg.dtype, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
-            progress=cfg.progress))
+        manifest = run_apply(_candidate(cfg, path, cand.alpha, cand.rho, str(folder), rhos, attribution))
         if cand.rho > 0 and attribution is None:
             attribution = str(folder)
         entropy = manifest["entropy"]
@@ -248,6 +251,7 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
         r["pass@1"] = ev["pass@1"]
         r["entropy_recovered"] = entropy_recovered(r["entropy"], r["entropy_sft"], r["entropy_base"])
         r["accuracy_kept"] = accuracy_kept(r["pass@1"], sft_accuracy)
+        r["accuracy_ratio"] = accuracy_ratio(r["pass@1"], sft_accuracy)
         r["score"] = search_score(r["entropy_recovered"], r["accuracy_kept"])
     return results
 
@@ -301,6 +305,7 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {
         "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
+        "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers (passes), TRL (probes)"),
         "recommendation": recommendation,
         "warnings": warnings,
         "checkpoints": checkpoints,
@@ -342,19 +347,22 @@ def _against_diagnose(winner: str, entries: dict, probes: dict, sure: dict) -> d
                      "far a full RL run goes, which is what over-training costs; weigh the flag, or probe longer.")}
 
 
+def _candidate(cfg: PlanConfig, sft: str, alpha: float, rho: float, out: str, rhos: list[float] | None = None,
+               attribution: str | None = None) -> ApplyConfig:
+    """The `rejuv apply` config of one search candidate (a fusion at ρ 0)."""
+    return ApplyConfig(base=cfg.base, sft=sft, calib=cfg.calib, out=out, alpha=alpha, rho=rho,
+                       rho_grid=rhos if rho > 0 else None, reuse_attribution=attribution if rho > 0 else None,
+                       fusion_only=rho == 0.0, max_samples=cfg.max_samples, chat_template=cfg.chat_template,
+                       seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, allow_pickle=cfg.allow_pickle,
+                       trust_remote_code=cfg.trust_remote_code, progress=cfg.progress)
+
+
 def _apply_command(cfg: PlanConfig, sft: str, cand: dict, search: list[dict]) -> str:
     """The command that rebuilds the recommended candidate (its weights are not kept by default); a reset
     candidate reuses the search's attribution, kept in its first reset candidate's folder."""
-    parts = ["rejuv apply", f"--base {cfg.base}", f"--sft {sft}", f"--alpha {cand['alpha']:g}"]
-    if cand["rho"] == 0:
-        parts.append("--fusion-only")
-    else:
-        first = next(c for c in search if c["rho"] > 0)
-        parts += [f"--calib {cfg.calib}", f"--rho {cand['rho']:g}",
-                  f"--reuse-attribution {Path(cfg.out) / 'candidates' / first['label']}"]
-    parts += [] if cfg.chat_template == "auto" else [f"--chat-template {cfg.chat_template}"]
-    parts += [] if cfg.dtype == "float32" else [f"--dtype {cfg.dtype}"]
-    return " ".join([*parts, f"--max-samples {cfg.max_samples}", f"--seed {cfg.seed}", "--out OUT"])
+    first = next((c for c in search if c["rho"] > 0), None)
+    reuse = str(Path(cfg.out) / "candidates" / first["label"]) if cand["rho"] > 0 and first else None
+    return command_line(_candidate(cfg, sft, cand["alpha"], cand["rho"], "OUT"), reuse=reuse)
 
 
 def summary_lines(cfg: PlanConfig, plan: dict) -> str:

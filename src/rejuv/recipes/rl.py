@@ -41,6 +41,7 @@ from rejuv.train.common import (
     make_trl_config,
     quiet_libraries,
     save_model,
+    say_what_saving_kept,
     shared_trainer_args,
     silence,
     training_output_dir,
@@ -173,17 +174,18 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
         if not cfg.progress:
             silence(trainer)
         trainer.train()
-        if cfg.save_model:
-            save_model(trainer, tmp, precision.saved)
+        kept = save_model(trainer, tmp, precision.saved, start=cfg.model) if cfg.save_model else None
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
         stated = precision.statement(templated)
         finish_run(trainer, tmp, cfg, "rl_config.json", stated)
+        say_what_saving_kept(kept, precision.saved, "rl")
         steps = len(read_plasticity_log(tmp / "plasticity.jsonl")) if (tmp / "plasticity.jsonl").exists() else 0
     head, tail = rewards[:5], rewards[-5:]
     return {
         "out": str(out), "steps": trainer.state.global_step, "plasticity_rows": steps,
         "reward_first": sum(head) / len(head) if head else None,
         "reward_last": sum(tail) / len(tail) if tail else None,
+        "update_kept_when_saved": kept,
         **stated,
     }
 

@@ -43,6 +43,7 @@ from rejuv.train.common import (
     make_trl_config,
     quiet_libraries,
     save_model,
+    say_what_saving_kept,
     shared_trainer_args,
     silence,
     training_output_dir,
@@ -91,7 +92,7 @@ def epoch_dir_name(epoch: float) -> str:
     return f"epoch-{int(epoch)}" if float(epoch).is_integer() else f"epoch-{epoch:g}"
 
 
-def _make_epoch_saver(save_epochs: list[float], root: Path, dtype: str):
+def _make_epoch_saver(save_epochs: list[float], root: Path, dtype: str, start: str):
     from transformers import TrainerCallback
 
     class EpochSaver(TrainerCallback):
@@ -100,6 +101,7 @@ def _make_epoch_saver(save_epochs: list[float], root: Path, dtype: str):
         def __init__(self):
             self.trainer = None
             self.at_step: dict[int, float] = {}
+            self.kept: dict[float, float | None] = {}
 
         def on_train_begin(self, args, state, control, **kwargs):
             steps_per_epoch = state.max_steps / args.num_train_epochs
@@ -108,7 +110,7 @@ def _make_epoch_saver(save_epochs: list[float], root: Path, dtype: str):
         def on_step_end(self, args, state, control, **kwargs):
             epoch = self.at_step.get(state.global_step)
             if epoch is not None:
-                save_model(self.trainer, root / epoch_dir_name(epoch), dtype)
+                self.kept[epoch] = save_model(self.trainer, root / epoch_dir_name(epoch), dtype, start=start)
 
     return EpochSaver()
 
@@ -182,7 +184,7 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
             completion_only_loss="completion_mask" in rows[0],
         )
         args = make_trl_config(SFTConfig, values, cfg.trl_args, "sft")
-        saver = _make_epoch_saver(save_epochs, tmp, precision.saved)
+        saver = _make_epoch_saver(save_epochs, tmp, precision.saved, cfg.model)
         plasticity = PlasticityCallback(tmp / "plasticity.jsonl") if cfg.plasticity_log else None
         callbacks = [saver] + ([plasticity] if plasticity else [])
         trainer_class, extras = _pear_extras(cfg)
@@ -200,6 +202,8 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         finish_run(trainer, tmp, cfg, "sft_config.json", precision.statement(templated))
+        for epoch, kept in saver.kept.items():
+            say_what_saving_kept(kept, precision.saved, f"sft: epoch {epoch:g}")
         missing = [e for e in save_epochs if not (tmp / epoch_dir_name(e)).is_dir()]
         if missing:
             raise RejuvError(f"sft: training ended before epoch(s) {missing} were reached")
@@ -209,6 +213,7 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
         "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else math.nan,
         "last_loss": losses[-1] if losses else math.nan,
+        "update_kept_when_saved": {f"{e:g}": kept for e, kept in saver.kept.items()},
         **precision.statement(templated),
     }
 

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import torch
 
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 from rejuv.io.format import dtype_from_name
 from rejuv.io.jsonl import write_json, write_jsonl
 from rejuv.io.output import atomic_output_dir, check_output_free, check_replaceable, write_marker
-from rejuv.modeling import allow_pickle_option, trust_remote_code_option
+from rejuv.modeling import allow_pickle_option, loading_bars, trust_remote_code_option
 from rejuv.options import Config, OptionError, option, out_option, overwrite_option, progress_option, seed_option
 from rejuv.prompts import chat_template_option
+from rejuv.provenance import what_ran
 
 
 @dataclass
@@ -236,26 +237,13 @@ def lora_config(cfg):
 @contextlib.contextmanager
 def quiet_libraries(progress: bool) -> Iterator[None]:
     """While a recipe trains: hide a deprecation warning TRL and PEFT trigger inside transformers
-    (`is_gradient_checkpointing` is deprecated: theirs to fix, and it tells a user nothing), and without
-    `progress` the progress bars transformers and datasets draw for loading, preparing and saving."""
+    (`is_gradient_checkpointing` is deprecated: theirs to fix, and it tells a user nothing), and the bars
+    transformers and datasets draw for loading, preparing and saving, unless on a terminal with progress on."""
     import warnings
 
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    bars = [(hf_logging.is_progress_bar_enabled(), hf_logging.disable_progress_bar, hf_logging.enable_progress_bar),
-            (datasets.is_progress_bar_enabled(), datasets.disable_progress_bars, datasets.enable_progress_bars)]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), loading_bars(progress):
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
-        if not progress:
-            for _, disable, _ in bars:
-                disable()
-        try:
-            yield
-        finally:
-            for was_on, _, enable in bars:
-                if was_on and not progress:
-                    enable()
+        yield
 
 
 def silence(trainer) -> None:
@@ -271,7 +259,9 @@ def finish_run(trainer, tmp: Path, cfg, config_name: str, stated: dict) -> None:
     drop the trainer's scratch folder."""
     if trainer.accelerator.is_main_process:
         write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
-        write_json(tmp / config_name, {**asdict(cfg), **stated})
+        engine = f"TRL {type(trainer).__name__}" + (" with vLLM" if getattr(cfg, "use_vllm", False) else "")
+        ran = what_ran(str(trainer.accelerator.device), stated["precision"]["compute"], engine)
+        write_json(tmp / config_name, {**asdict(cfg), **stated, "ran": ran})
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
 
@@ -291,8 +281,42 @@ def cast_state_dict(state: dict, dtype: torch.dtype) -> dict:
     return out
 
 
-def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True) -> None:
-    """A full, loadable checkpoint in `dtype` (LoRA adapters merged) plus the tokenizer.
+def kept_when_saved(state: dict, start: str, dtype: torch.dtype) -> float | None:
+    """The share of the entries a run changed (in its float32 master weights) that still differ from the
+    start once saved in `dtype`; the rest moved less than half a step of `dtype` and are lost on saving.
+    None when nothing is lost by construction (saved in float32 or wider) or the start cannot be read."""
+    if dtype.itemsize >= 4:
+        return None
+    from rejuv.io.reader import Checkpoint
+
+    changed = kept = 0
+    try:
+        with Checkpoint(start) as ckpt:
+            for name, tensor in state.items():
+                info = ckpt.tensors.get(name)
+                if not tensor.is_floating_point() or info is None or tuple(info.shape) != tuple(tensor.shape):
+                    continue
+                begin, now = ckpt.read(name).to(tensor.device, torch.float32), tensor.float()
+                moved = now != begin
+                changed += int(moved.sum())
+                kept += int((moved & (now.to(dtype).float() != begin)).sum())
+    except RejuvError:  # pickle-only weights: nothing to compare against without loading them
+        return None
+    return kept / changed if changed else None
+
+
+def say_what_saving_kept(kept: float | None, dtype: str, what: str) -> None:
+    """Warn when saving in a narrow dtype lost most of what a (short) run changed."""
+    if kept is not None and kept < 0.5:
+        warn(f"{what}: saved in {dtype}, the weights keep {kept:.1%} of the entries this run changed; the rest "
+             f"moved less than half a {dtype} step and are lost (a short run or a small learning rate): pass "
+             "--save-dtype float32 to keep them")
+
+
+def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True, start: str | None = None) -> float | None:
+    """A full, loadable checkpoint in `dtype` (LoRA adapters merged) plus the tokenizer; returns, when `start`
+    (the checkpoint training began from) is given, the share of the changed entries the saved copy keeps
+    (`kept_when_saved`).
 
     Called by every process: under ZeRO-3 or FSDP, gathering the state dict is collective.
     The live model keeps its master weights; only the saved copy is cast.
@@ -313,4 +337,6 @@ def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True) -> No
         config["dtype"] = dtype
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         trainer.processing_class.save_pretrained(folder)
+    kept = kept_when_saved(state, start, dtype_from_name(dtype)) if start and accelerator.is_main_process else None
     accelerator.wait_for_everyone()
+    return kept
