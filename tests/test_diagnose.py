@@ -53,11 +53,28 @@ def report_dir(trained, tmp_path_factory):
     result = CliRunner().invoke(main, [
         "diagnose", "--base", str(trained / "base"), str(trained / "e1" / "epoch-1"), str(trained / "e16" / "epoch-16"),
         "--calib", str(trained / "calib.jsonl"), "--eval", str(trained / "bench.jsonl"), "--k", "4",
-        "--eval-samples", "4", "--eval-max-new-tokens", "12",
+        "--eval-samples", "4", "--eval-max-new-tokens", "12", "--rl-data", str(trained / "bench.jsonl"),
+        "--group-size", "4", "--prompts-per-step", "2", "--rl-samples", "6", "--rl-max-new-tokens", "12",
         "--chat-template", "never", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "epoch-16" in result.stdout and "OVER-TRAINED" in result.stdout
     return out
+
+
+@pytest.mark.slow
+def test_the_dead_group_forecast_is_the_arithmetic_on_the_sampled_pass_rates(report_dir):
+    """Per checkpoint: from c of 6 samples at temperature 1.0 on each RL prompt, the share of groups of 4 whose
+    samples would all get one reward, C(c,4)/C(6,4) + C(6−c,4)/C(6,4) averaged over the prompts."""
+    from math import comb
+
+    report = json.loads((report_dir / "report.json").read_text())
+    forecast = json.loads((report_dir / "forecast" / "eval.json").read_text())
+    assert forecast["config"]["temperature"] == 1.0 and forecast["config"]["samples"] == 6
+    for entry, result in zip(report["checkpoints"], forecast["results"], strict=True):
+        counts, groups = result["correct_per_problem"], entry["groups"]
+        expected = sum(comb(c, 4) + comb(6 - c, 4) for c in counts) / comb(6, 4) / len(counts)
+        assert groups["dead_share"] == pytest.approx(expected) and groups["group_size"] == 4
+        assert groups["signal_prompts_per_step"] == pytest.approx(2 * (1 - expected))
 
 
 @pytest.mark.slow

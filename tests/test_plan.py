@@ -183,7 +183,9 @@ def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path
     assert names == ["early", "late"]
     for c in plan["checkpoints"]:
         assert c["probe"]["steps"] == 4 and len(c["probe"]["rewards"]) == 4
-        assert set(c["signals"]) == {"entropy", "top1_mass", "nll", "drift", "pass@1", "pass_gap"}
+        assert set(c["signals"]) == {"entropy", "top1_mass", "nll", "drift", "pass@1", "pass_gap", "dead_groups",
+                                     "pass@group"}
+        assert 0 <= c["signals"]["dead_groups"] <= 1 and c["probe"]["dead_groups_measured"] is not None
         assert c["signals"]["drift"] > 0
     cands = plan["search"]["candidates"]
     assert [(c["alpha"], c["rho"]) for c in cands] == [(0.5, 0.0), (0.5, 0.05)]

@@ -8,7 +8,8 @@ from rejuv.figures import figure_png, pyplot
 from rejuv.html import render
 
 SIGNAL_LABELS = {"entropy": "mean entropy (nats)", "top1_mass": "top-1 mass", "nll": "held-out NLL",
-                 "drift": "relative drift", "pass@1": "pass@1", "pass_gap": "pass@k − pass@1"}
+                 "drift": "relative drift", "pass@1": "pass@1", "pass_gap": "pass@k − pass@1",
+                 "dead_groups": "dead GRPO groups (forecast)", "pass@group": "pass@g (RL prompts, RL temperature)"}
 
 
 def plot_probes(plan: dict) -> bytes:
@@ -28,7 +29,7 @@ def plot_probes(plan: dict) -> bytes:
 def plot_signals(plan: dict) -> bytes:
     plt = pyplot()
     keys = list(SIGNAL_LABELS)
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5.6))
+    fig, axes = plt.subplots(2, 4, figsize=(13, 5.6))
     outcome = [c["probe"]["reward_end"] for c in plan["checkpoints"]]
     for ax, key in zip(axes.flat, keys, strict=True):
         xs = [c["signals"][key] for c in plan["checkpoints"]]

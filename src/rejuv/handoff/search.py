@@ -24,6 +24,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.errors import RejuvError
 
 
@@ -119,6 +120,7 @@ def probe_metrics(rows: list[dict], completions_per_step: int | None = None) -> 
         "grad_to_update": (mean(grads) / mean(updates)) if grads and updates and mean(updates) else None,
         "entropy_start": entropy[0] if entropy else None,
         "entropy_slope": slope(entropy),
+        "dead_groups_measured": measured_dead_share(rows),  # GRPO's own share, first 10% of the steps
         "rewards": rewards,
     }
 

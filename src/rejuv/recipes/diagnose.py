@@ -18,6 +18,7 @@ from rejuv.arch import adapter_for
 from rejuv.attribution import response_token_stats
 from rejuv.calibration import check_vocabulary, load_calibration
 from rejuv.data import problem_rows
+from rejuv.diagnostics.groups import group_forecast
 from rejuv.diagnostics.outputs import output_stats
 from rejuv.diagnostics.params import parameter_drift
 from rejuv.diagnostics.report import (
@@ -29,7 +30,7 @@ from rejuv.diagnostics.report import (
     render_html,
 )
 from rejuv.diagnostics.update import update_statistics
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, warn
 from rejuv.fusion import plan_fusion
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
@@ -60,6 +61,9 @@ from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
 
 SCHEMA = Path(__file__).parents[1] / "diagnostics" / "report.schema.json"
 DiagnoseEvaluation = evaluation_settings("DiagnoseEvaluation", samples=8, max_new_tokens=512)
+# The dead-group forecast samples the RL prompts as GRPO will: temperature 1.0, top-p 1.0, a group's worth.
+ForecastSampling = evaluation_settings("ForecastSampling", samples=8, temperature=1.0, max_new_tokens=512,
+                                       max_problems=64)
 
 
 
@@ -103,6 +107,13 @@ class DiagnoseConfig(Config):
                                    above=0, at_most=1)
     rank_sketch: int = option(256, help="With --reference: singular directions of the randomized SVD of matrices "
                               "whose short side exceeds 1024 (smaller ones get their exact spectrum).", at_least=1)
+    rl_data: str | None = option(None, help="RL prompts with answers: adds the dead-group forecast, the share of "
+                                 "GRPO groups whose samples would all get one reward (from per-prompt pass rates "
+                                 "sampled as --rl-* says, at the RL temperature).", path="file")
+    group_size: int = option(8, help="With --rl-data: GRPO's samples per prompt (num_generations).", at_least=2)
+    prompts_per_step: int = option(8, help="With --rl-data: prompts per GRPO step, for the prompts per step that "
+                                   "carry signal.", at_least=1)
+    forecast: ForecastSampling = option(ForecastSampling(), flag="--rl", help="Forecast sampling:")
 
     def check(self) -> None:
         distinct_labels(self.checkpoints, self.names)
@@ -139,8 +150,9 @@ def run_diagnose(cfg: DiagnoseConfig) -> dict:
     """Run `rejuv diagnose`; returns the report written to `<out>/report.json`."""
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
     with claimed_output(cfg, "diagnose") as out, contextlib.ExitStack() as stack:
-        if cfg.eval:
-            problem_rows(cfg.eval)  # a bad benchmark row is refused before the passes, not after them
+        for data in (cfg.eval, cfg.rl_data):
+            if data:
+                problem_rows(data)  # a bad row is refused before the passes, not after them
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
         ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]
         reference = stack.enter_context(Checkpoint(cfg.reference, cfg.allow_pickle)) if cfg.reference else None
@@ -216,6 +228,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
             first = ev["results"][0]
             report["sampling"] = {"path": cfg.eval, "problems": first["problems"], "samples": cfg.evaluation.samples,
                                   "k": cfg.k, "temperature": cfg.evaluation.temperature, "engine": ev["engine"]}
+        if cfg.rl_data:
+            forecast_groups(cfg, report["checkpoints"], tmp / "forecast")
         assess(report["checkpoints"])
         images = {"drift_heatmap": plot_drift_heatmaps(report["checkpoints"]),
                   "entropy_histograms": plot_entropy_histograms(report["checkpoints"], report["base"]["outputs"])}
@@ -227,6 +241,23 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         (tmp / "report.json").write_text(dumps(report))
         (tmp / "report.html").write_text(render_html(report, images))
     return report
+
+
+def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None:
+    """Each checkpoint's dead-group forecast (diagnostics/groups.py) from `rejuv eval` on the RL prompts."""
+    ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=list(cfg.checkpoints), data=[cfg.rl_data],
+                          out=str(out), pass_k=[1], seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
+                          trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+                          progress=cfg.progress, overwrite=False))
+    for entry, result in zip(entries, ev["results"], strict=True):
+        groups = group_forecast(result["correct_per_problem"], result["samples_per_problem"], cfg.group_size,
+                                cfg.prompts_per_step)
+        entry["groups"] = {**groups, "temperature": cfg.forecast.temperature, "data": cfg.rl_data}
+        if groups["dead_share"] > 0.5:
+            warn(f"diagnose: {entry['name']}: {groups['dead_share']:.0%} of GRPO groups of {cfg.group_size} would "
+                 f"get one reward for every sample (forecast from {groups['prompts']} RL prompts × "
+                 f"{groups['samples_per_prompt']} samples): {groups['signal_prompts_per_step']:.1f} of "
+                 f"{cfg.prompts_per_step} prompts per step carry signal")
 
 
 def diagnose(base: str | os.PathLike, checkpoints: list[str | os.PathLike], calib: str | os.PathLike,
@@ -242,8 +273,11 @@ def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:
     lines = []
     for e in sorted(report["checkpoints"], key=lambda e: e["rank"]):
         verdict = "OVER-TRAINED: " + "; ".join(e["signals"].values()) if e["flagged"] else "ok"
+        groups = e.get("groups")
+        dead = (f", dead GRPO groups {groups['dead_share']:.0%} ({groups['signal_prompts_per_step']:.1f} of "
+                f"{groups['prompts_per_step']} prompts a step with signal)") if groups else ""
         lines.append(f"{e['rank']}. {e['name']}: entropy {e['outputs']['mean_entropy']:.3f} nats, "
-                     f"drift {e['params']['model']['rel'] or 0:.4f}  [{verdict}]")
+                     f"drift {e['params']['model']['rel'] or 0:.4f}{dead}  [{verdict}]")
     update = report.get("update")
     if update:
         lines.append(f"updates from {update['start']} (stored as {', '.join(update['stored_dtypes']['start'])}):")

@@ -63,7 +63,13 @@ from rejuv.options import (
 from rejuv.prompts import chat_template_option
 from rejuv.provenance import what_ran
 from rejuv.recipes.apply import ApplyConfig, command_line, run_apply
-from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, distinct_labels, run_diagnose
+from rejuv.recipes.diagnose import (
+    DiagnoseConfig,
+    DiagnoseEvaluation,
+    ForecastSampling,
+    distinct_labels,
+    run_diagnose,
+)
 from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.rewards import needs_answer
@@ -78,6 +84,9 @@ SIGNALS = {
     "drift": lambda e: e["params"]["model"]["rel"],
     "pass@1": lambda e: (e.get("sampling") or {}).get("pass@1"),
     "pass_gap": lambda e: (e.get("sampling") or {}).get("gap"),
+    # the dead-group forecast on the probe prompts, at the probes' temperature and group size
+    "dead_groups": lambda e: (e.get("groups") or {}).get("dead_share"),
+    "pass@group": lambda e: (e.get("groups") or {}).get("pass@group"),
 }
 
 
@@ -115,6 +124,8 @@ class PlanConfig(Config):
     probe: ProbeSettings = option(ProbeSettings(), help="Probe:")
     evaluation: PlanEvaluation = option(PlanEvaluation(), flag="--eval", help="Evaluation:")
     k: int = option(4, help="k of pass@k (at most --eval-samples).", at_least=1)
+    forecast_prompts: int = option(64, help="Probe prompts sampled, a group each at the probes' temperature, for "
+                                   "the dead-group forecast of every checkpoint.", at_least=1)
     chat_template: str = chat_template_option()
     # calibration passes
     max_samples: int = option(64, help="Calibration rows used.", at_least=1)
@@ -197,7 +208,11 @@ def _plan(cfg: PlanConfig, out: Path) -> dict:
             eval=eval_data, k=cfg.k, evaluation=compose(DiagnoseEvaluation, cfg.evaluation),
             chat_template=cfg.chat_template, max_samples=cfg.max_samples, device=cfg.device, dtype=cfg.dtype,
             seed=cfg.seed, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
-            progress=cfg.progress))
+            progress=cfg.progress, rl_data=cfg.probe_data, group_size=cfg.probe.num_generations,
+            prompts_per_step=_completions_per_step(cfg) // cfg.probe.num_generations,
+            forecast=ForecastSampling(samples=cfg.probe.num_generations, temperature=cfg.probe.temperature,
+                                      top_p=cfg.probe.top_p, max_new_tokens=cfg.probe.max_completion_length,
+                                      max_problems=cfg.forecast_prompts)))
         entries = {e["name"]: e for e in diagnosis["checkpoints"]}
 
         search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data)
@@ -301,6 +316,12 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
         if not recommendation["uncertainty"]["separated"] else []
     if recommendation["diagnose"]["disagrees"]:
         warnings.append(warn(f"plan: {recommendation['diagnose']['text']}"))
+    start = winner if winner in entries else labels[searched]
+    dead = (entries[start].get("groups") or {}).get("dead_share")
+    if dead is not None and dead > 0.5:
+        warnings.append(warn(f"plan: {dead:.0%} of GRPO groups from {start} are forecast to get one reward for every "
+                             f"sample (groups of {cfg.probe.num_generations} at temperature "
+                             f"{cfg.probe.temperature:g}): most of an RL step would carry no signal"))
     probed_search = [c for c in search if c["probe"] is not None]
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {

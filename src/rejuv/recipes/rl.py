@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv.data import problem_rows
+from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.errors import RejuvError
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import claimed_output
@@ -179,10 +180,14 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
         stated = precision.statement(templated)
         finish_run(trainer, tmp, cfg, "rl_config.json", stated)
         say_what_saving_kept(kept, precision.saved, "rl")
-        steps = len(read_plasticity_log(tmp / "plasticity.jsonl")) if (tmp / "plasticity.jsonl").exists() else 0
+        logged = read_plasticity_log(tmp / "plasticity.jsonl") if (tmp / "plasticity.jsonl").exists() else []
     head, tail = rewards[:5], rewards[-5:]
     return {
-        "out": str(out), "steps": trainer.state.global_step, "plasticity_rows": steps,
+        "out": str(out), "steps": trainer.state.global_step, "plasticity_rows": len(logged),
+        # GRPO's groups with one reward for every sample (TRL's frac_reward_zero_std), beside what
+        # `rejuv diagnose --rl-data` forecast for the start: the first tenth of the steps, and all of them
+        "dead_groups_first_tenth": measured_dead_share(logged),
+        "dead_groups_all_steps": measured_dead_share(logged, share=1.0),
         "reward_first": sum(head) / len(head) if head else None,
         "reward_last": sum(tail) / len(tail) if tail else None,
         "update_kept_when_saved": kept,
