@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.grading import grade_many
+from rejuv.handoff.field_rules import FIELD_RULES
 from rejuv.lab.plan_check import summarize_planner
 from rejuv.lab.presets import DEFAULT_ARMS, PRESETS
 from rejuv.lab.rules import ALPHAS, RHOS
@@ -88,6 +89,13 @@ def test_claims_are_judged_against_a_margin_by_hand():
     assert judge([0.01, 0.012, 0.011])["verdict"] == "not shown"  # below the 2-point floor
     result = judge([0.10, 0.12, 0.08])
     assert result["seeds_ahead"] == 3 and result["margin"] == pytest.approx(2.920 * 0.02 / 3 ** 0.5)
+    se = 0.02 / 3 ** 0.5  # sd 0.02 over 3 seeds
+    assert result["interval"] == pytest.approx([0.10 - 4.303 * se, 0.10 + 4.303 * se])  # two-sided 95%, t(2)
+    assert result["detectable"] == pytest.approx(2.920 * se + 1.061 * se)  # margin + t80(2)·se: 80% power
+    undecided = judge([0.10, -0.05, 0.01] * 4)  # twelve seeds, sd 0.0735
+    se12 = undecided["value"]["sd"] / 12 ** 0.5
+    assert undecided["verdict"] == "not shown"
+    assert undecided["detectable"] == pytest.approx(max(0.02, 1.796 * se12) + 0.876 * se12)
 
 
 def _numbers(obj):
@@ -236,10 +244,13 @@ def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
 
 
 def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
-    def seed(end, slope, by_accuracy):
+    def seed(end, slope, by_accuracy, dead=0.05):
+        field = {rule: {"pick": "epoch-2", "shortfall": by_accuracy, "spearman": 0.4} for rule in FIELD_RULES}
+        field["fewest_dead_groups"] = {"pick": "epoch-4", "shortfall": dead, "spearman": -0.2}
         return {"shortfall": {"end_reward": end, "slope_extrapolation": slope}, "shortfall_by_sft_accuracy":
                 by_accuracy, "searched_minus_rule": 0.01, "searched_minus_half": 0.2, "spearman_probe": 0.5,
-                "spearman_sft_accuracy": 0.4}
+                "spearman_sft_accuracy": 0.4, "recommended": {"end_reward": "epoch-1", "slope_extrapolation":
+                                                              "epoch-8"}, "field": field}
 
     summary = summarize_planner({0: seed(0.10, 0.0, 0.1), 1: seed(0.10, 0.02, 0.1), 2: seed(0.0, 0.3, 0.2),
                                  3: {"skipped": "no signal"}, 4: None}, dev_seeds=[0, 1])
@@ -251,6 +262,12 @@ def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
     fixed = summarize_planner({3: seed(0.10, 0.0, 0.1), 4: seed(0.0, 0.3, 0.2)}, dev_seeds=[3], fixed_rule="end_reward")
     assert fixed["rule"] == "end_reward" and fixed["development"] is None and fixed["test"]["seeds"] == [3, 4]
     assert fixed["test"]["shortfall"]["mean"] == pytest.approx(0.05) and "fixed in advance" in fixed["texts"][0]
+    table = {row["rule"]: row for row in fixed["test"]["rules"]}  # every rule side by side, on the same seeds
+    assert list(table) == ["rejuv plan (end_reward)", *FIELD_RULES]
+    assert table["rejuv plan (end_reward)"]["picks"] == {3: "epoch-1", 4: "epoch-1"}
+    assert table["fewest_dead_groups"]["shortfall"]["mean"] == pytest.approx(0.05)
+    assert table["sft_accuracy"]["shortfall"]["mean"] == pytest.approx(0.15) and table["lowest_nll"]["best_picked"] == 0
+    assert not any("fell shorter than the planner" in t for t in fixed["texts"])  # 0.05 is no less than 0.05
 
 
 @pytest.mark.slow
@@ -311,3 +328,26 @@ def test_the_rules_say_once_what_their_candidates_warned(capsys):
     assert line.endswith("seed 3: the rules' rho candidates warned of a union above max_reset_share at rho 0.003, "
                          "0.01; more calibration accuracy lost than fusion lost at rho 0.01 (each candidate's "
                          "rejuvenation.json holds its warnings)")
+
+
+def test_the_report_sets_the_forecast_beside_what_grpo_measured_and_lists_paired_differences():
+    from rejuv.lab.report import claim_rows, dead_group_rows, dead_groups, per_seed_table
+
+    def arm(forecast, measured, before, after):
+        return {"forecast": {"dead_share": forecast, "prompts": 64, "group_size": 8, "samples_per_prompt": 8},
+                "dead_measured": measured, "before": {"overall": before}, "after": {"overall": after}}
+
+    per_seed = {"0": {"modsft": arm(0.9, 1.0, 0.3, 0.2), "oversft": arm(0.2, 0.25, 0.5, 0.4)},
+                "1": {"modsft": arm(0.3, 0.5, 0.3, 0.5), "oversft": arm(0.4, 0.25, 0.5, 0.45)}}
+    found = dead_groups(per_seed, ("modsft", "oversft"))
+    assert found["pairs"] == 4 and found["error"] == pytest.approx((0.1 + 0.05 + 0.2 - 0.15) / 4)
+    assert found["abs_error"] == pytest.approx((0.1 + 0.05 + 0.2 + 0.15) / 4)
+    assert found["spearman"] == pytest.approx(3 / 22.5 ** 0.5)  # ranks 4,2,1,3 against 4,3,1.5,1.5
+    assert dead_group_rows(found)[0] == ["ModSFT", "60 ± 42%", "75 ± 35%", "0: 90 / 100; 1: 30 / 50"]
+    claim = {"claim": "A > B", "verdict": "not shown", "value": {"mean": 0.05, "sd": 0.1, "n": 12}, "margin": 0.052,
+             "interval": [-0.0135, 0.1135], "detectable": 0.077, "seeds_ahead": 7, "seeds": 12,
+             "measure": "overall pass@1 after RL, A − B", "differences": {"0": -0.1, "1": 0.05}}
+    assert claim_rows([claim]) == [["A > B", "not shown", "+5.0 ± 10.0 points", "-1.4 to +11.3", "5.2", "7 of 12",
+                                    "7.7"]]
+    header, rows = per_seed_table(per_seed, ("modsft", "oversft"), [claim])
+    assert header[-1] == "Δ overall pass@1 after RL, A − B" and rows[0] == ["0", "30.0 → 20.0", "50.0 → 40.0", "-10.0"]

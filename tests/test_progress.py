@@ -62,3 +62,14 @@ def test_without_progress_a_long_pass_still_says_where_it_is(capsys, monkeypatch
     with progress_bar(False, 1, "writing", "B") as bar:
         bar.update(1)
     assert capsys.readouterr().err.startswith("writing: 1/1 B (100%)")
+
+
+def test_a_caller_that_says_where_it_stands_can_silence_every_pass(capsys, monkeypatch):
+    from rejuv.progress import silenced
+
+    monkeypatch.setenv("REJUV_PROGRESS_EVERY", "0")
+    with silenced():
+        for enabled in (True, False):
+            with progress_bar(enabled, 2, "eval", "problem") as bar:
+                bar.update(2)
+    assert capsys.readouterr().err == ""

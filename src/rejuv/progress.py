@@ -6,9 +6,11 @@ quiet run cannot be taken for a hang."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 from tqdm.auto import tqdm
 
@@ -83,10 +85,26 @@ class LogLines:
         self.close()
 
 
+_SILENT = [False]
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """No progress at all inside the block, not even `--no-progress`'s sparse lines: for a caller that says
+    where it stands itself (the lab's steps, with their time left)."""
+    before, _SILENT[0] = _SILENT[0], True
+    try:
+        yield
+    finally:
+        _SILENT[0] = before
+
+
 def progress_bar(enabled: bool, total: float | None, desc: str, unit: str = "it", **options):
     """A tqdm bar on a terminal, log lines elsewhere; with `enabled` False (`--no-progress`), sparse log lines
-    for long passes only."""
+    for long passes only; nothing inside `silenced()`."""
     every = float(os.environ.get("REJUV_PROGRESS_EVERY", "30"))
+    if _SILENT[0]:
+        return tqdm(total=total, desc=desc, unit=unit, disable=True, **options)
     if not enabled:
         return LogLines(total, desc, unit, 10 * every, last_after=2 * every, **options)
     if not sys.stderr.isatty():

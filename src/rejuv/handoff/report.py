@@ -32,12 +32,12 @@ def plot_signals(plan: dict) -> bytes:
     fig, axes = plt.subplots(2, 4, figsize=(13, 5.6))
     outcome = [c["probe"]["reward_end"] for c in plan["checkpoints"]]
     for ax, key in zip(axes.flat, keys, strict=True):
-        xs = [c["signals"][key] for c in plan["checkpoints"]]
+        xs = [c["signals"].get(key) for c in plan["checkpoints"]]
         pts = [(x, y, c["name"]) for x, y, c in zip(xs, outcome, plan["checkpoints"], strict=True) if x is not None]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts])
         for x, y, name in pts:
             ax.annotate(name, (x, y), fontsize=6)
-        rho = plan["correlations_with_probe"][key]
+        rho = plan["correlations_with_probe"].get(key)
         ax.set_title(f"{SIGNAL_LABELS[key]}: Spearman {'–' if rho is None else f'{rho:+.2f}'}", fontsize=9)
         ax.set_ylabel("probe outcome", fontsize=8)
     fig.tight_layout()
@@ -73,7 +73,8 @@ def write_plots(plan: dict, folder: Path) -> dict[str, bytes]:
 
 
 def render_html(plan: dict, plots: dict[str, bytes]) -> str:
-    checkpoint_rows = [[c["name"] + (" (flagged)" if c["flagged"] else ""), *[c["signals"][k] for k in SIGNAL_LABELS],
+    checkpoint_rows = [[c["name"] + (" (flagged)" if c["flagged"] else ""),
+                        *[c["signals"].get(k) for k in SIGNAL_LABELS],
                         c["probe"]["reward_start"], c["probe"]["reward_end"], c["probe"]["reward_end_se"],
                         c["probe"]["reward_slope"], c["probe"]["grad_to_update"], c["probe"]["entropy_slope"]]
                        for c in plan["checkpoints"]]

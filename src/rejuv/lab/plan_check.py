@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from rejuv.errors import RejuvError
+from rejuv.handoff.field_rules import FIELD_RULES, rule_pick, rule_scores
 from rejuv.lab.rules import candidate
 from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
@@ -119,7 +120,14 @@ def seed_result(root: Path) -> dict | None:
     by_accuracy = max(epochs, key=lambda e: (sft_accuracy[e], e))
     picks = {rule: _pick({k: v for k, v in probes.items() if k in name_of}, rule, remaining) for rule in RULES}
     rule_start = next(k for k in after if k.startswith("rule-"))
+    signals = {c["name"]: c["signals"] for c in plan["checkpoints"]}
+    field = {}
+    for field_rule, scores in rule_scores(signals).items():
+        pick = rule_pick(scores)
+        field[field_rule] = {"pick": pick, "shortfall": None if pick is None else after[best] - after[pick],
+                             "spearman": spearman([scores[e] for e in epochs], [after[e] for e in epochs])}
     return {
+        "field": field,
         "epochs": epochs, "post_rl": after, "best_start": best,
         "shortfall": {rule: after[best] - after[name_of[pick]] for rule, pick in picks.items()},
         "recommended": {rule: name_of[pick] for rule, pick in picks.items()},
@@ -129,6 +137,24 @@ def seed_result(root: Path) -> dict | None:
         "spearman_probe": spearman([probes[e]["reward_end"] for e in epochs], [after[e] for e in epochs]),
         "spearman_sft_accuracy": spearman([sft_accuracy[e] for e in epochs], [after[e] for e in epochs]),
     }
+
+
+def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
+    """The planner's recommendation and each of the field's rules side by side over `group`'s seeds: the start
+    each picks per seed, its shortfall from the best start after full RL, and Spearman of its score with the
+    full-RL order of the epochs."""
+    rows = [{"rule": f"rejuv plan ({rule})", "how": "the best RL probe (`rejuv plan`'s recommendation)",
+             "picks": {s: r["recommended"][rule] for s, r in group.items()},
+             "shortfall": mean_sd([r["shortfall"][rule] for r in group.values()]),
+             "best_picked": sum(r["shortfall"][rule] == 0 for r in group.values()),
+             "spearman": mean_sd([r["spearman_probe"] for r in group.values()])}]
+    for name, how in FIELD_RULES.items():
+        found = [r.get("field", {}).get(name) or {} for r in group.values()]
+        rows.append({"rule": name, "how": how, "picks": {s: f.get("pick") for s, f in zip(group, found, strict=True)},
+                     "shortfall": mean_sd([f.get("shortfall") for f in found]),
+                     "best_picked": sum(f.get("shortfall") == 0 for f in found),
+                     "spearman": mean_sd([f.get("spearman") for f in found])})
+    return rows
 
 
 def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fixed_rule: str | None = None
@@ -164,9 +190,17 @@ def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fi
             f"{format_mean_sd(vs_half, 100, signed=True)} points.",
             f"{label}: Spearman with the full-RL order of the epochs, probe {format_mean_sd(probe, 1, 2, True)} "
             f"against SFT accuracy {format_mean_sd(sft, 1, 2, True)}."]
+        table = rules_table(group, rule)
+        texts.append(f"{label}: shortfall from the best start after full RL by rule (points), " + "; ".join(
+            f"{row['rule']} {format_mean_sd(row['shortfall'], 100)}" for row in table) + ".")
+        beaten = [row["rule"] for row in table[1:] if row["shortfall"]["mean"] is not None
+                  and rec["mean"] is not None and row["shortfall"]["mean"] < rec["mean"]]
+        if beaten:
+            texts.append(f"{label}: the field's rule(s) {', '.join(beaten)} fell shorter than the planner's "
+                         "recommendation on average: a finding, not a verdict over so few seeds.")
         return {"seeds": sorted(group), "shortfall": rec, "shortfall_by_sft_accuracy": acc, "searched_minus_rule":
                 vs_rule, "searched_minus_half": vs_half, "spearman_probe": probe, "spearman_sft_accuracy": sft,
-                "texts": texts}
+                "rules": table, "texts": texts}
 
     development, judged = checks(dev, "Development seeds"), checks(test, "Test seeds")
     texts = [f"Recommendation rule fixed in advance: {rule} (chosen on the development seeds of an earlier run); "

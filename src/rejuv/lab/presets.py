@@ -102,5 +102,6 @@ PRESETS = {
 
 
 def diagnose_dir(root: Path, arms: tuple[str, ...]) -> Path:
-    """Diagnosis compares the arms with each other, so each set of arms has its own."""
-    return root / ("diagnose-" + hashlib.sha256(",".join(arms).encode()).hexdigest()[:8])
+    """Diagnosis compares the arms with each other, so each set of arms has its own (with the dead-group
+    forecast on the RL prompts since issue 30: a diagnosis made before it is made again)."""
+    return root / ("diagnose-" + hashlib.sha256((",".join(arms) + "|forecast").encode()).hexdigest()[:8])

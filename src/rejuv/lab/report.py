@@ -14,6 +14,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.figures import figure_png, pyplot
 from rejuv.html import render
 from rejuv.io.jsonl import read_jsonl, strict_dumps
@@ -23,7 +24,7 @@ from rejuv.lab.rules import RHOS, candidate
 from rejuv.lab.task import TOKEN_CLASSES, char_classes
 from rejuv.lab.verdicts import FLOOR, every_seed, judge
 from rejuv.recipes.sft import epoch_dir_name
-from rejuv.stats import format_mean_sd, mean_sd
+from rejuv.stats import format_mean_sd, mean_sd, spearman
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
@@ -56,6 +57,8 @@ def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
             row["reward_change"], row["reward_last_change"] = _reward_changes(row["rl"]["reward"])
             row["update"] = _update_figures(folder / "updates" / f"{arm}.json")
             entry = by_name[arm]
+            row["forecast"] = entry.get("groups")  # the dead-group forecast before RL, and what GRPO measured
+            row["dead_measured"] = measured_dead_share(curve)
             row["entropy"] = entry["outputs"]["mean_entropy"]
             row["drift_rel"] = entry["params"]["model"]["rel"]
             row["flagged"] = entry["flagged"]
@@ -115,6 +118,27 @@ def rl_updates(per_seed: dict, arms: tuple[str, ...], stated: bool) -> dict:
     return {"lines": lines, "claims": claims}
 
 
+def dead_groups(per_seed: dict, arms: tuple[str, ...]) -> dict:
+    """The dead-group forecast of every arm's start (diagnose --rl-data: a group of samples at the RL temperature
+    on 64 RL prompts) against the share GRPO measured over the first tenth of its steps (TRL's
+    frac_reward_zero_std, a few prompts a step), per arm and seed, and over every (arm, seed) pair: the mean
+    signed and absolute error and Spearman's rank correlation."""
+    pairs, rows = [], []
+    for arm in arms:
+        forecast = [(per_seed[s][arm].get("forecast") or {}).get("dead_share") for s in per_seed]
+        measured = [per_seed[s][arm].get("dead_measured") for s in per_seed]
+        rows.append({"arm": arm, "forecast": mean_sd(forecast), "measured": mean_sd(measured),
+                     "per_seed": {s: [f, m] for s, f, m in zip(per_seed, forecast, measured, strict=True)}})
+        pairs += [(f, m) for f, m in zip(forecast, measured, strict=True) if f is not None and m is not None]
+    if not pairs:
+        return {"rows": [], "pairs": 0, "error": None, "abs_error": None, "spearman": None}
+    first = next(f for s in per_seed for a in arms if (f := per_seed[s][a].get("forecast")))
+    return {"rows": rows, "pairs": len(pairs), "prompts": first["prompts"], "group_size": first["group_size"],
+            "samples": first["samples_per_prompt"], "error": statistics.fmean(m - f for f, m in pairs),
+            "abs_error": statistics.fmean(abs(m - f) for f, m in pairs),
+            "spearman": spearman([f for f, _ in pairs], [m for _, m in pairs])}
+
+
 def _reward_changes(rewards: list[float]) -> tuple[float | None, float | None]:
     """(last quarter − first quarter, last fifth − the fifth before) of the mean reward per step."""
     if not rewards:
@@ -171,16 +195,28 @@ def _stated(name: str, result: dict, measure: str, scale: float = 100.0, unit: s
             ratio: bool = False) -> dict:
     """A verdict as a sentence. A difference A − B counts the seeds where A is ahead; a threshold checked
     seed by seed (`every_seed`) the seeds where it is met, and a ratio is printed unsigned with its unit."""
-    value = format_mean_sd(result["value"], scale, 1 if scale > 1 else 3, signed=not ratio)
-    margin = "" if result["margin"] is None else f"; margin {scale * result['margin']:.1f}{unit}"
+    digits = 1 if scale > 1 else 3
+    value = format_mean_sd(result["value"], scale, digits, signed=not ratio)
+    margin = "" if result["margin"] is None else f"; margin {scale * result['margin']:.{digits}f}{unit}"
+    interval = "" if not result.get("interval") else \
+        f"; 95% interval {scale * result['interval'][0]:+.{digits}f} to {scale * result['interval'][1]:+.{digits}f}"
     counted = "met on" if result["margin"] is None and result["verdict"] != "not judged" else "ahead on"
     text = (f"{name}: {result['verdict']} ({counted} {result['seeds_ahead']} of {result['seeds']} seeds); "
-            f"{measure} {value}{unit if ratio else ''} (mean ± sd over seeds{margin}).")
-    return {"claim": name, "measure": measure, **result, "text": text}
+            f"{measure} {value}{unit if ratio else ''} (mean ± sd over seeds{interval}{margin}).")
+    if result["verdict"] == "not shown" and result.get("detectable") is not None:
+        text += (f" These seeds would show a true difference of {scale * result['detectable']:.{digits}f}{unit} "
+                 "four times in five; a smaller one can hide here.")
+    return {"claim": name, "measure": measure, "scale": scale, "unit": unit, **result, "text": text}
 
 
-def _diff(per_seed: dict, a: str, b: str, stage: str = "after", split: str = "overall") -> list[float]:
-    return [rows[a][stage][split] - rows[b][stage][split] for rows in per_seed.values()]
+def _diff(per_seed: dict, a: str, b: str, stage: str = "after", split: str = "overall") -> dict[str, float]:
+    """Seed → the paired difference A − B (same seed: same data, base and SFT start)."""
+    return {seed: rows[a][stage][split] - rows[b][stage][split] for seed, rows in per_seed.items()}
+
+
+def _paired(name: str, diffs: dict[str, float], measure: str) -> dict:
+    """A claim "A > B" judged on its paired per-seed differences, which the report lists seed by seed."""
+    return {**_stated(name, judge(list(diffs.values())), measure), "differences": diffs}
 
 
 def premise(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
@@ -196,8 +232,8 @@ def premise(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
                 every_seed(competence, lambda v: v >= 0.5), "ModSFT / OverSFT", 100.0, "%", ratio=True),
         _stated("OverSFT collapsed (entropy at most 0.2× ModSFT's, every seed; paper: 0.024 / 0.184 = 0.13)",
                 every_seed(collapse, lambda v: v <= 0.2), "entropy OverSFT / ModSFT", 1.0, "", ratio=True),
-        _stated("Over-training costs RL: ModSFT + RL > OverSFT + RL (overall; paper: 17.0 vs 14.9)",
-                judge(_diff(per_seed, "modsft", "oversft")), "overall pass@1 after RL, ModSFT − OverSFT"),
+        _paired("Over-training costs RL: ModSFT + RL > OverSFT + RL (overall; paper: 17.0 vs 14.9)",
+                _diff(per_seed, "modsft", "oversft"), "overall pass@1 after RL, ModSFT − OverSFT"),
     ]
 
 
@@ -220,7 +256,7 @@ def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
             ("dft", "oversft", "DFT + RL > OverSFT + RL (overall; paper: 15.2 vs 14.9)", "overall"),
     ):
         if {a, b} <= have:
-            out.append(_stated(name, judge(_diff(per_seed, a, b, split=split)),
+            out.append(_paired(name, _diff(per_seed, a, b, split=split),
                                f"{split} pass@1 after RL, {LABELS[a]} − {LABELS[b]}"))
     if {"oversft", "oversft_rejuv"} <= have:
         rows = list(per_seed.values())
@@ -341,6 +377,59 @@ def markdown_table(table: dict, arms: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+CLAIM_HEADER = ["claim", "decision", "mean ± sd", "95% interval", "margin", "seeds ahead (or met)",
+                "would show (80% power)"]
+
+
+def claim_rows(found: list[dict]) -> list[list[str]]:
+    """Every claim as a table row: its decision, value, interval, margin and the effect the seeds could show."""
+    rows = []
+    for c in found:
+        scale, unit, digits = c.get("scale", 100.0), c.get("unit", " points"), 1 if c.get("scale", 100.0) > 1 else 3
+        ratio = c["margin"] is None
+        interval = "–" if not c.get("interval") else \
+            f"{scale * c['interval'][0]:+.{digits}f} to {scale * c['interval'][1]:+.{digits}f}"
+        rows.append([c["claim"], c["verdict"], format_mean_sd(c["value"], scale, digits, signed=not ratio) + unit,
+                     interval, "–" if ratio else f"{scale * c['margin']:.{digits}f}",
+                     f"{c['seeds_ahead']} of {c['seeds']}",
+                     "–" if c.get("detectable") is None else f"{scale * c['detectable']:.{digits}f}"])
+    return rows
+
+
+def per_seed_table(per_seed: dict, arms: tuple[str, ...], found: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Seed by seed: every arm's overall pass@1 before → after RL (%), and every claim's paired difference
+    (points)."""
+    paired = [c for c in found if c.get("differences")]
+    header = ["seed", *(f"{LABELS[a]} before → after" for a in arms), *(f"Δ {c['measure']}" for c in paired)]
+    rows = []
+    for seed, row in per_seed.items():
+        rows.append([seed, *(f"{100 * row[a]['before']['overall']:.1f} → {100 * row[a]['after']['overall']:.1f}"
+                             for a in arms), *(f"{100 * c['differences'][seed]:+.1f}" for c in paired)])
+    return header, rows
+
+
+DEAD_HEADER = ["arm", "forecast before RL (mean ± sd)", "GRPO, first 10% of steps", "per seed: forecast / measured"]
+
+
+def dead_group_rows(found: dict) -> list[list[str]]:
+    return [[LABELS[r["arm"]], format_mean_sd(r["forecast"], 100, 0) + "%", format_mean_sd(r["measured"], 100, 0) + "%",
+             "; ".join(f"{s}: {'–' if f is None else f'{100 * f:.0f}'} / {'–' if m is None else f'{100 * m:.0f}'}"
+                       for s, (f, m) in r["per_seed"].items())] for r in found["rows"]]
+
+
+RULES_HEADER = ["rule", "how it picks", "shortfall (points, mean ± sd)", "best start picked", "Spearman with full RL",
+                "picks per seed"]
+
+
+def planner_rows(group: dict | None) -> list[list[str]]:
+    """The planner's recommendation and the field's rules side by side over one group of seeds."""
+    if not group:
+        return []
+    return [[r["rule"], r["how"], format_mean_sd(r["shortfall"], 100), f"{r['best_picked']} of {len(r['picks'])}",
+             format_mean_sd(r["spearman"], 1, 2, signed=True),
+             ", ".join(f"{s}: {p or '–'}" for s, p in r["picks"].items())] for r in group.get("rules", [])]
+
+
 def per_seed_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
     lines = ["| seed | " + " | ".join(f"{LABELS[a]} before → after" for a in arms) + " |",
              "|---|" + "---|" * len(arms)]
@@ -419,9 +508,12 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
               "compute_seconds": seconds, "numerics": numerics, "claims_stated": stated,
               "judging": {"floor": FLOOR, "rule": "held when the mean per-seed difference is at least the margin "
                                                   "max(floor, t95(n-1)·sd/√n); reversed below minus the margin; "
-                                                  "not shown between"},
+                                                  "not shown between; the 95% interval is two-sided, "
+                                                  "mean ± t975(n-1)·sd/√n; a claim not shown states the true "
+                                                  "difference these seeds would show with 80% power, "
+                                                  "margin + t80(n-1)·sd/√n"},
               "table": table, "premise": found_premise, "claims": found, "rl_length": rl_length(per_seed, arms),
-              "rl_updates": rl_updates(per_seed, arms, stated),
+              "rl_updates": rl_updates(per_seed, arms, stated), "dead_groups": dead_groups(per_seed, arms),
               "rules": rules, "target_classes": {"per_seed": classes, "mean": mean_classes}, "reset": layers,
               "per_seed": per_seed, "planner": planner, "deviations": deviations(preset, rules, params)}
     (root / "report.json").write_text(strict_dumps(report) + "\n")
@@ -434,6 +526,11 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     if updates["lines"]:
         md += ["", "What GRPO changed (from each arm's start):", *[f"- {t}" for t in updates["lines"]],
                *[f"- {c['text']}" for c in updates["claims"]]]
+    dead = report["dead_groups"]
+    if dead["rows"]:
+        md += ["", "Dead GRPO groups, forecast before RL against GRPO's first 10% of steps (%):",
+               "| " + " | ".join(DEAD_HEADER) + " |", "|" + "---|" * len(DEAD_HEADER),
+               *["| " + " | ".join(row) + " |" for row in dead_group_rows(dead)]]
     if planner is not None:
         md += ["", "Planner (rejuv plan) against full RL:", *[f"- {t}" for t in planner["texts"]]]
     (root / "table.md").write_text("\n".join(md) + "\n")
@@ -447,6 +544,12 @@ def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: fl
     rl_length_lines = [f"{LABELS[a]}: flattened on {v['flattened_seeds']} of {v['seeds']} seeds (reward change over "
                        f"the last fifth {format_mean_sd(v['last_change'], 1, 3, signed=True)})"
                        for a, v in report["rl_length"].items()]
+    seed_header, seed_rows = per_seed_table(per_seed, arms, report["premise"] + report["claims"])
+    planner = report.get("planner") or {}
     return render("lab.html.j2", report=report, p=p, name=name, seconds=seconds, images=images,
-                  header=TABLE_HEADER, rows=table_rows(table, arms), per_seed_lines=per_seed_lines(per_seed, arms),
-                  rl_length_lines=rl_length_lines)
+                  header=TABLE_HEADER, rows=table_rows(table, arms), seed_header=seed_header, seed_rows=seed_rows,
+                  claim_header=CLAIM_HEADER, premise_rows=claim_rows(report["premise"]),
+                  claim_rows=claim_rows(report["claims"]), dead_header=DEAD_HEADER,
+                  dead_rows=dead_group_rows(report["dead_groups"]), rules_header=RULES_HEADER,
+                  rules_development=planner_rows(planner.get("development")),
+                  rules_test=planner_rows(planner.get("test")), rl_length_lines=rl_length_lines)

@@ -15,6 +15,7 @@ on how many cores the machine has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -34,6 +35,7 @@ from rejuv.lab.task import pretraining_texts, write_task_files
 from rejuv.lab.world import build_base_model
 from rejuv.modeling import check_device
 from rejuv.options import SEED_LIMIT, Config, OptionError, Recipe, option, out_option
+from rejuv.progress import silenced
 from rejuv.recipes.apply import ApplyConfig, run_apply
 from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
 from rejuv.recipes.eval import EvalConfig, run_eval
@@ -42,6 +44,7 @@ from rejuv.recipes.sft import SFTRecipeConfig, epoch_dir_name, run_sft
 from rejuv.train.common import quiet_libraries
 
 CONF_EXTRA = 16
+FORECAST_PROMPTS = 64  # RL prompts each arm samples a group of, for its dead-group forecast
 
 
 def _completion_length(arm: str, p: Preset) -> int:
@@ -143,7 +146,11 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
             step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
                   lambda c=config: run_eval(c))
     config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
-                            calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False)
+                            calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False,
+                            rl_data=str(files["rl"]), group_size=p.num_generations,
+                            prompts_per_step=p.rl_prompts_per_step, chat_template="never",
+                            forecast={"samples": p.num_generations, "max_new_tokens": p.max_completion_length,
+                                      "max_problems": FORECAST_PROMPTS})
     step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
           lambda: run_diagnose(config))
     if p.plan_epochs:
@@ -250,7 +257,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     except OSError as exc:
         raise RejuvError(f"{root}: cannot write the demo here ({exc.strerror})") from None
     (root / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
-    with quiet_libraries(cfg.verbose):
+    with quiet_libraries(cfg.verbose), (contextlib.nullcontext() if cfg.verbose else silenced()):
         steps = Steps(len(p.seeds))
         base = build_base(root, p, steps)
         for i, seed in enumerate(p.seeds):

@@ -245,11 +245,14 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
 
 def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None:
     """Each checkpoint's dead-group forecast (diagnostics/groups.py) from `rejuv eval` on the RL prompts."""
-    ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=list(cfg.checkpoints), data=[cfg.rl_data],
+    unique = list(dict.fromkeys(cfg.checkpoints))  # arms may share a start: each is sampled once
+    ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=unique, data=[cfg.rl_data],
                           out=str(out), pass_k=[1], seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
                           trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
                           progress=cfg.progress, overwrite=False))
-    for entry, result in zip(entries, ev["results"], strict=True):
+    by_checkpoint = {result["checkpoint"]: result for result in ev["results"]}
+    for entry in entries:
+        result = by_checkpoint[entry["path"]]
         groups = group_forecast(result["correct_per_problem"], result["samples_per_problem"], cfg.group_size,
                                 cfg.prompts_per_step)
         entry["groups"] = {**groups, "temperature": cfg.forecast.temperature, "data": cfg.rl_data}
