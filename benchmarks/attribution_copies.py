@@ -4,7 +4,7 @@ the sample repeated once per target along the batch axis, one batched forward an
 Gradients of different targets never mix: rows of a batch do not interact in a decoder, and copy k
 back-propagates only its own target logit. Every copy runs up to the group's last target, so
 `group_targets` puts targets of similar position together, within a slack of the per-target floor.
-It pays a forward and a backward of each target's prefix; `rejuv.attribution.attribute_sample` pays one
+It pays a forward and a backward of each target's prefix; `rejuv.method.attribution.attribute_sample` pays one
 forward of the sample and a backward of each target's prefix, with scores equal to float rounding.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rejuv.arch import READER_KINDS, ArchAdapter, Neurons
-from rejuv.attribution import Target, _input_device, _norm_eps, _unembed
-from rejuv.calibration import Sample
+from rejuv.data.calibration import Sample
+from rejuv.method.arch import READER_KINDS, ArchAdapter, Neurons
+from rejuv.method.attribution import Target, _input_device, _norm_eps, _unembed
 
 
 def group_targets(targets: list[Target], max_copies: int, slack: float = 1.25) -> list[list[Target]]:
@@ -129,7 +129,7 @@ def attribute_sample_copies(model: nn.Module, adapter: ArchAdapter, neurons: lis
 def attribute_with_copies(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons], sample: Sample,
                           targets: list[Target], max_copies: int = 8, slack: float = 1.25
                           ) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
-    """Scores and |z̃ − z| for `targets` in their order, as `rejuv.attribution.attribute_sample` returns them."""
+    """Scores and |z̃ − z| for `targets` in their order, as `rejuv.method.attribution.attribute_sample` returns them."""
     scores: dict[Neurons, list[torch.Tensor]] = {n: [None] * len(targets) for n in neurons}
     errors = [None] * len(targets)
     index = {t: k for k, t in enumerate(targets)}

@@ -41,10 +41,10 @@ import torch
 from attribution_copies import attribute_with_copies
 from synthetic import write_synthetic_model
 
-from rejuv.arch import adapter_for
-from rejuv.attribution import Target, attribute_sample
-from rejuv.calibration import Sample
+from rejuv.data.calibration import Sample
 from rejuv.io.reader import Checkpoint, release_freed_memory
+from rejuv.method.arch import adapter_for
+from rejuv.method.attribution import Target, attribute_sample
 from rejuv.modeling import load_frozen_model
 
 SHAPES = {  # real checkpoints' shapes: hidden, layers, intermediate, heads, kv heads, vocabulary

@@ -28,7 +28,7 @@ from pathlib import Path
 from synthetic import perturb_checkpoint, write_synthetic_model
 
 from rejuv.io.reader import Checkpoint
-from rejuv.model_card import mergekit_config
+from rejuv.report.model_card import mergekit_config
 
 
 def time_and_peak(cmd: list[str]) -> tuple[float, int]:

@@ -27,13 +27,12 @@ from pathlib import Path
 
 import torch
 
-from rejuv.arch import adapter_for
-from rejuv.attribution import attribute_sample, response_token_stats, select_targets
-from rejuv.calibration import load_calibration
+from rejuv.data.calibration import load_calibration
 from rejuv.io.reader import Checkpoint
+from rejuv.method.arch import adapter_for, neuron_sizes
+from rejuv.method.attribution import attribute_sample, response_token_stats, select_targets
+from rejuv.method.selection import budget
 from rejuv.modeling import load_frozen_model
-from rejuv.recipes.apply import neuron_sizes
-from rejuv.selection import budget
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate, vocabulary
     "135m": (576, 30, 9, 3, 1536, 49152),

@@ -21,7 +21,7 @@ from pathlib import Path
 from synthetic import perturb_checkpoint, write_synthetic_model
 
 PASSES = {
-    "fusion": "rejuv.recipes.apply.fuse(base, sft, out, alpha=0.5, progress=False)",
+    "fusion": "rejuv.api.fuse(base, sft, out, alpha=0.5, progress=False)",
     "param_drift": ("from rejuv.io.reader import Checkpoint\n"
                     "from rejuv.diagnostics.params import parameter_drift\n"
                     "b, s = Checkpoint(base), Checkpoint(sft)\n"
@@ -39,7 +39,7 @@ PASSES = {
 MEASURE = """
 import json, sys, time
 # imported by the passes anyway; keep imports out of the figure
-import rejuv.recipes.apply, rejuv.diagnostics.params, rejuv.diagnostics.update
+import rejuv.api, rejuv.diagnostics.params, rejuv.diagnostics.update
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
 base, sft, out = sys.argv[1:4]

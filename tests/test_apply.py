@@ -309,10 +309,10 @@ def test_the_manifest_reads_rho_against_the_union(llama_pair, calib_file, tmp_pa
 @pytest.mark.slow
 def test_grid_measurements_are_those_of_the_written_output(llama_pair, calib_file, tmp_path):
     """The grid is measured on the fused model held in memory; writing ρ = 0.006 and loading it gives the same."""
-    from rejuv.arch import adapter_for
-    from rejuv.attribution import mean_entropy, response_token_stats
-    from rejuv.calibration import load_calibration
-    from rejuv.calibration_passes import token_accuracy
+    from rejuv.data.calibration import load_calibration
+    from rejuv.method.arch import adapter_for
+    from rejuv.method.attribution import mean_entropy, response_token_stats
+    from rejuv.method.passes import token_accuracy
     from rejuv.modeling import load_frozen_model
     from rejuv.recipes.apply import ApplyConfig
 
@@ -331,7 +331,7 @@ def test_grid_measurements_are_those_of_the_written_output(llama_pair, calib_fil
 @pytest.mark.slow
 def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_pair, calib_file, tmp_path,
                                                                           monkeypatch):
-    import rejuv.calibration_passes
+    import rejuv.method.passes
 
     base, sft = llama_pair
     rejuvenate(base, sft, calib_file, tmp_path / "first", rho=0.02, progress=False)
@@ -340,7 +340,7 @@ def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_
     def no_attribution(*args, **kwargs):
         raise AssertionError("the attribution ran again")
 
-    monkeypatch.setattr(rejuv.calibration_passes, "find_reset_set", no_attribution)
+    monkeypatch.setattr(rejuv.method.passes, "find_reset_set", no_attribution)
     reused = rejuvenate(base, sft, calib_file, tmp_path / "reused", alpha=0.7, rho=0.006, rho_grid=[0.002, 0.02],
                         reuse_attribution=str(tmp_path / "first"), progress=False)
     assert reused["reset"] == fresh["reset"] and reused["attribution"] == str(tmp_path / "first")
@@ -361,7 +361,7 @@ def test_rho_auto_allows_the_calibration_sets_noise():
     """On a real 135 M checkpoint fusion raised accuracy (0.9784 → 0.9818): the allowed cost became 0, and
     ρ 0.0003 was refused for one token of about 1,180. The tolerance (a standard error, at least one token)
     takes such a ρ; a cost well beyond it is still refused, and a union above the share too."""
-    from rejuv.reset import AccuracyCost, choose_rho
+    from rejuv.method.reset import AccuracyCost, choose_rho
 
     cost = AccuracyCost(sft=0.9784, fused=0.9818, tokens=1180)
     assert cost.fusion_cost == 0.0
@@ -377,7 +377,7 @@ def test_rho_auto_allows_the_calibration_sets_noise():
 
 
 def test_rho_auto_takes_the_largest_rho_the_rule_allows():
-    from rejuv.reset import AccuracyCost, choose_rho
+    from rejuv.method.reset import AccuracyCost, choose_rho
 
     cost = AccuracyCost(sft=0.9, fused=0.8, tokens=10_000)  # fusion cost 0.1, noise 0.004
     grid = [{"rho": 0.001, "effective_reset_ratio": 0.01, "calibration_accuracy": 0.79},
@@ -415,7 +415,7 @@ def test_rho_zero_is_fusion_alone_and_runs_no_attribution(llama_pair, calib_file
 
 
 def test_reset_warnings_by_hand():
-    from rejuv.reset import AccuracyCost, reset_warnings
+    from rejuv.method.reset import AccuracyCost, reset_warnings
 
     kinds = {"v_proj": {"ratio": 0.8}, "k_proj": {"ratio": 0.67}, "q_proj": {"ratio": 0.3}, "o_proj": {"ratio": 0.08}}
     union, accuracy = reset_warnings(0.217, 0.05, 0.01, 512, kinds, AccuracyCost(0.9, 0.85, 1000), 0.4)
@@ -545,15 +545,16 @@ def test_an_edited_attribution_record_is_refused_by_its_place_never_used(llama_p
 def test_the_rebuild_command_carries_only_options_that_mean_something_for_it():
     """Plan once recommended `rejuv apply … --fusion-only --max-samples 8 …`: without --calib that option means
     nothing. One builder serves apply's model card and plan's recommendation."""
-    from rejuv.recipes.apply import ApplyConfig, command_line
+    from rejuv.recipes.apply import ApplyConfig
 
     fused = ApplyConfig(base="b", sft="my sft", out="o", calib="c.jsonl", fusion_only=True, max_samples=8, seed=3)
-    assert command_line(fused) == "rejuv apply --base b --sft 'my sft' --alpha 0.5 --fusion-only --out OUT"
+    assert fused.command() == "rejuv apply --base b --sft 'my sft' --alpha 0.5 --fusion-only --out OUT"
     reset = ApplyConfig(base="b", sft="s", out="o", calib="c.jsonl", rho="auto")
-    line = command_line(reset, rho=0.003, reuse="plan/candidates/a")
-    assert "--rho 0.003 " in line and "--max-samples 64" in line and line.endswith(
-        "--reuse-attribution plan/candidates/a --out OUT")
-    assert command_line(reset, rho=0.0).endswith("--fusion-only --out OUT")  # auto chose no reset
+    assert reset.command(rho=0.003, reuse="plan/candidates/a") == (
+        "rejuv apply --base b --sft s --alpha 0.5 --calib c.jsonl --rho 0.003 --targets-per-sample 8 --max-samples 64 "
+        "--max-length 2048 --target-token gold --ranking global --chat-template auto --dtype float32 --seed 0 "
+        "--reuse-attribution plan/candidates/a --out OUT")  # every option declared to change the output, no other
+    assert reset.command(rho=0.0).endswith("--fusion-only --out OUT")  # auto chose no reset
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 import pytest
 from transformers import AutoModelForCausalLM
 
-from rejuv.arch import NEURON_KINDS, adapter_for, supported_model_types
 from rejuv.errors import RejuvError
+from rejuv.method.arch import NEURON_KINDS, adapter_for, supported_model_types
 
 from tiny import ARCHS, tiny_config
 

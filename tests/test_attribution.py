@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from rejuv.arch import READER_KINDS, adapter_for
-from rejuv.attribution import Target, attribute_sample, forward_pieces, response_token_stats, select_targets
-from rejuv.calibration import Sample
+from rejuv.data.calibration import Sample
+from rejuv.method.arch import READER_KINDS, adapter_for
+from rejuv.method.attribution import Target, attribute_sample, forward_pieces, response_token_stats, select_targets
 
 from tiny import ARCHS, build_model, perturbed
 
@@ -160,7 +160,7 @@ def test_chunks_of_targets_give_the_same_scores_and_follow_free_memory(monkeypat
     a bit, so output bytes do not depend on the machine's load; also checked at hidden 512), in one forward
     piece or several; the chunk is half the free memory over twice a target's reader gradients, at least
     one, at most every target."""
-    import rejuv.attribution as attribution
+    import rejuv.method.attribution as attribution
 
     model, _ = build_model("llama", seed=3, layers=2)
     model = perturbed(model, seed=4, scale=0.2).requires_grad_(False)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rejuv.calibration import Calibration, Sample, check_vocabulary
 from rejuv.cli import main
+from rejuv.data.calibration import Calibration, Sample, check_vocabulary
 from rejuv.errors import RejuvError
 
 from tiny import build_model, save

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rejuv.calibration import load_calibration
+from rejuv.data.calibration import load_calibration
 from rejuv.errors import RejuvError
 
 from tiny import make_tokenizer

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from rejuv.confidence import brier_reward_values, confidence_scores, stated_confidence
+from rejuv.evaluation.confidence import brier_reward_values, confidence_scores, stated_confidence
 from rejuv.recipes.eval import EvalConfig, format_table, run_eval
-from rejuv.rewards import resolve_reward
+from rejuv.train.rewards import resolve_reward
 
 from tiny import build_model, save
 
@@ -44,14 +44,13 @@ def test_eval_reports_calibration_from_stated_confidences(tmp_path, monkeypatch)
     save(model, tok, tmp_path / "m")
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"problem": f"q{i}", "answer": str(i)}) + "\n"
                                               for i in range(2)))
-    import rejuv.recipes.eval as evaluate
+    from rejuv.evaluation.engines import TransformersEngine
 
-    class Scripted(evaluate.TransformersEngine):
-        def generate(self, prompts, progress=None):  # problem 0 right and sure; problem 1 wrong and sure
-            return [["\\boxed{0} confidence: 0.9", "\\boxed{0} confidence: 80%"],
-                    ["\\boxed{5} confidence: 0.9", "\\boxed{5}"]]
+    def scripted(self, prompts, progress=None):  # problem 0 right and sure; problem 1 wrong and sure
+        return [["\\boxed{0} confidence: 0.9", "\\boxed{0} confidence: 80%"],
+                ["\\boxed{5} confidence: 0.9", "\\boxed{5}"]]
 
-    monkeypatch.setattr(evaluate, "TransformersEngine", Scripted)
+    monkeypatch.setattr(TransformersEngine, "generate", scripted)
     report = run_eval(EvalConfig(checkpoints=[str(tmp_path / "m")], data=[str(tmp_path / "b.jsonl")],
                                  out=str(tmp_path / "o"), samples=2, engine="transformers", progress=False))
     cal = report["results"][0]["calibration"]

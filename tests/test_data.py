@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rejuv.data import problem_records, read_records, sft_records
+from rejuv.data.rows import problem_records, read_records, sft_records
 from rejuv.errors import RejuvError
 
 

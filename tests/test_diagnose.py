@@ -12,10 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from rejuv.api import diagnose
 from rejuv.cli import main
 from rejuv.diagnostics.params import DriftGroup
+from rejuv.diagnostics.report import SCHEMA
 from rejuv.errors import RejuvError
-from rejuv.recipes.diagnose import SCHEMA, diagnose
 from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 
 from tiny import build_model, save
@@ -261,9 +262,9 @@ def test_tokens_that_lost_entropy_are_shown_as_read():
     total entropy drop."""
     import torch
 
-    from rejuv.attribution import TokenStats
     from rejuv.diagnostics.outputs import output_stats
-    from rejuv.html import readable
+    from rejuv.method.attribution import TokenStats
+    from rejuv.report.html import readable
 
     from tiny import make_bpe_chat_tokenizer
 

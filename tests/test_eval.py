@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.recipes.eval import EvalConfig, choose_engine, pass_at_k, run_eval, score
+from rejuv.evaluation.engines import choose_engine
+from rejuv.evaluation.scores import pass_at_k, score
+from rejuv.recipes.eval import EvalConfig, run_eval
 
 from tiny import build_model, save
 
@@ -35,7 +37,7 @@ def test_results_in_lm_evaluation_harness_layout():
     import math
     import statistics
 
-    from rejuv.lm_eval_format import lm_eval_files
+    from rejuv.evaluation.lm_eval_format import lm_eval_files
 
     report = {"version": "0", "engine": "transformers",
               "config": {"temperature": 0.6, "top_p": 1.0, "max_new_tokens": 8, "batch_size": 2, "device": None,
@@ -142,7 +144,8 @@ def test_eval_cli_prints_a_table(bench, tmp_path):
 
 @pytest.mark.slow
 def test_eval_keeps_each_result_and_resumes_after_an_interruption(bench, tmp_path, monkeypatch):
-    from rejuv.recipes.eval import TransformersEngine, partial_dir
+    from rejuv.evaluation.engines import TransformersEngine
+    from rejuv.evaluation.kept import partial_dir
 
     from tiny import perturbed
 
@@ -177,7 +180,7 @@ def test_eval_keeps_each_result_and_resumes_after_an_interruption(bench, tmp_pat
 def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
     import torch
 
-    from rejuv.recipes.eval import eval_dtype
+    from rejuv.evaluation.engines import eval_dtype
 
     assert eval_dtype(EvalConfig(checkpoints=["m"], data=["d"], out="o")) == torch.float32
     assert eval_dtype(EvalConfig(checkpoints=["m"], data=["d"], out="o", dtype="bfloat16")) == torch.bfloat16
@@ -191,7 +194,8 @@ def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
 def test_a_damaged_kept_result_is_named_set_aside_and_evaluated_again(bench, tmp_path, monkeypatch, damage,
                                                                      rejuv_warnings):
     """Kept results are untrusted: damaged ones once made every re-run fail with a traceback naming no file."""
-    from rejuv.recipes.eval import TransformersEngine, partial_dir
+    from rejuv.evaluation.engines import TransformersEngine
+    from rejuv.evaluation.kept import partial_dir
 
     from tiny import perturbed
 
@@ -229,7 +233,7 @@ def test_a_damaged_kept_result_is_named_set_aside_and_evaluated_again(bench, tmp
 
 
 def test_a_file_where_the_kept_results_folder_belongs_is_named(bench, tmp_path):
-    from rejuv.recipes.eval import partial_dir
+    from rejuv.evaluation.kept import partial_dir
 
     out = tmp_path / "out"
     partial_dir(out).write_text("not a folder")

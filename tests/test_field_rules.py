@@ -1,6 +1,6 @@
 """The field's hand-off rules on a hand-made table of signals (handoff/field_rules.py)."""
 
-from rejuv.handoff.field_rules import rule_pick, rule_scores
+from rejuv.planner.field_rules import rule_pick, rule_scores
 
 SIGNALS = {  # epoch → what plan records for it
     "epoch-1": {"pass@1": 0.10, "entropy": 0.60, "nll": 0.90, "dead_groups": 0.70, "pass@group": 0.55},

@@ -7,10 +7,10 @@ from safetensors.torch import load_file, save_file
 
 from rejuv import fuse, rejuvenate
 from rejuv.errors import RejuvError
-from rejuv.fusion import FusedStream, fuse_tensor, plan_fusion
 from rejuv.io.format import numpy_dtype
 from rejuv.io.reader import Checkpoint
 from rejuv.io.writer import OutputTensor
+from rejuv.method.fusion import FusedStream, fuse_tensor, fusion_layout
 
 from tiny import build_model, perturbed, save, weights
 
@@ -100,14 +100,14 @@ def test_mismatches_are_refused_naming_the_tensor(tmp_path):
              "missing": "model.layers.1.mlp.up_proj.weight"}
     for folder, message in cases.items():
         with pytest.raises(RejuvError, match=message):
-            plan_fusion(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / folder))
+            fusion_layout(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / folder))
     wide = dict(load_file(tmp_path / "b" / "model.safetensors"))
     wide["model.norm.weight"] = torch.ones(33)
     (tmp_path / "wide").mkdir()
     (tmp_path / "wide" / "config.json").write_text((tmp_path / "b" / "config.json").read_text())
     save_file(wide, tmp_path / "wide" / "model.safetensors")
     with pytest.raises(RejuvError, match=r"model\.norm\.weight has shape \[33\]"):
-        plan_fusion(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / "wide"))
+        fusion_layout(Checkpoint(tmp_path / "b"), Checkpoint(tmp_path / "wide"))
 
 
 def test_chunked_fusion_gives_the_bytes_of_the_plain_formula():
@@ -137,10 +137,10 @@ def test_every_16_bit_value_fuses_to_torchs_bytes(dtype):
 
 def test_streamed_blocks_give_the_whole_tensor_result(tmp_path):
     """Tiny blocks (several per tensor, rows split across them) give the bytes of whole-tensor fusion + reset."""
-    from rejuv.fusion import FusedStream
     from rejuv.io.format import as_numpy
     from rejuv.io.writer import OutputTensor, write_safetensors_shards
-    from rejuv.reset import apply_reset
+    from rejuv.method.fusion import FusedStream
+    from rejuv.method.reset import apply_reset
 
     gen = torch.Generator().manual_seed(0)
     sft = {"w": torch.randn(9, 5, generator=gen).to(torch.bfloat16), "emb": torch.randn(7, 3, generator=gen),
@@ -175,7 +175,7 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, dtype, alpha
     """NaN or Inf in either input never reaches the output: fusion stops naming the tensor and the checkpoint."""
     from safetensors.numpy import save_file
 
-    from rejuv.fusion import all_finite
+    from rejuv.method.fusion import all_finite
 
     np_dtype = numpy_dtype(dtype)
     good = np.ones((4, 8), dtype=np.float32).astype(np_dtype)

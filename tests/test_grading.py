@@ -3,9 +3,9 @@ import threading
 import pytest
 
 from rejuv.errors import RejuvError
-from rejuv.grading import grade, grade_many
-from rejuv.rewards import REWARDS, exact_match_reward, format_reward, math_verify_reward, resolve_reward
-from rejuv.verl_reward import compute_score, last_boxed, normalize_answer
+from rejuv.evaluation.grading import grade, grade_many
+from rejuv.evaluation.verl_reward import compute_score, last_boxed, normalize_answer
+from rejuv.train.rewards import REWARDS, exact_match_reward, format_reward, math_verify_reward, resolve_reward
 
 # (gold, completion, correct) labelled by hand.
 LABELLED = [
@@ -33,7 +33,7 @@ def test_last_boxed_handles_nesting_and_absence():
 @pytest.fixture(autouse=True)
 def fresh_verdicts(monkeypatch):
     """Each test grades for real: no verdict remembered from another test."""
-    import rejuv.grading as grading
+    import rejuv.evaluation.grading as grading
 
     monkeypatch.setattr(grading, "_VERDICTS", type(grading._VERDICTS)())
 
@@ -78,7 +78,7 @@ def test_reward_lookup():
 
 def test_a_verdict_is_computed_once_and_errors_are_not_remembered(monkeypatch):
     """Two rewards grading the same completions (math_verify and brier) pay for Math-Verify once."""
-    import rejuv.grading as grading
+    import rejuv.evaluation.grading as grading
 
     calls = []
 

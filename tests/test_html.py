@@ -1,8 +1,8 @@
 """Report pages: values from checkpoints (names, paths, tokens, messages) reach the HTML escaped."""
 
 from rejuv.diagnostics.report import render_html as diagnose_html
-from rejuv.handoff.report import render_html as plan_html
-from rejuv.html import number, readable
+from rejuv.planner.report import render_html as plan_html
+from rejuv.report.html import number, readable
 
 EVIL = "<script>alert('x')</script>"
 

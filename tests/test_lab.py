@@ -10,8 +10,7 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.grading import grade_many
-from rejuv.handoff.field_rules import FIELD_RULES
+from rejuv.evaluation.grading import grade_many
 from rejuv.lab.plan_check import summarize_planner
 from rejuv.lab.presets import DEFAULT_ARMS, PRESETS
 from rejuv.lab.rules import ALPHAS, RHOS
@@ -26,8 +25,9 @@ from rejuv.lab.task import (
     teacher,
     write_task_files,
 )
+from rejuv.lab.tokenizer import make_char_tokenizer
 from rejuv.lab.world import WORDS
-from rejuv.local_tokenizer import make_char_tokenizer
+from rejuv.planner.field_rules import FIELD_RULES
 from rejuv.recipes.demo import DemoConfig, run_demo
 
 

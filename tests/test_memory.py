@@ -12,7 +12,7 @@ from synthetic import perturb_checkpoint, write_synthetic_model
 # resets the high-water mark to the current size, so the figure is the fusion's own growth.
 MEASURE = """
 import json, sys
-import rejuv.recipes.apply
+import rejuv.api
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
 open("/proc/self/clear_refs", "w").write("5")

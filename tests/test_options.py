@@ -169,7 +169,7 @@ def test_plan_composes_its_probes_and_evaluations_from_rl_and_eval():
     """Every option of `rejuv rl` and `rejuv eval` that plan does not set itself is a plan option."""
     from dataclasses import fields
 
-    from rejuv.recipes.eval import SET_BY_CALLER, EvalConfig
+    from rejuv.recipes.eval import EvalConfig
     from rejuv.recipes.plan import PlanConfig, ProbeSettings
     from rejuv.recipes.rl import RLRecipeConfig
 
@@ -178,7 +178,7 @@ def test_plan_composes_its_probes_and_evaluations_from_rl_and_eval():
     assert probe | {"model", "data", "out", "max_steps", "seed", "save_model", "chat_template", "trust_remote_code",
                     "allow_pickle", "progress", "overwrite"} == {f.name for f in fields(RLRecipeConfig)}
     evaluation = {f.name for f in fields(type(PlanConfig.__dataclass_fields__["evaluation"].default_factory()))}
-    assert evaluation | set(SET_BY_CALLER) == {f.name for f in fields(EvalConfig)}
+    assert evaluation | set(EvalConfig.SET_BY_CALLER) == {f.name for f in fields(EvalConfig)}
     result = CliRunner().invoke(main, ["plan", "--help"]).output
     assert "--probe-learning-rate" in result and "--eval-temperature" in result and "--probe-use-vllm" in result
 

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.handoff.search import (
+from rejuv.planner.search import (
     Candidate,
     accuracy_kept,
+    against_diagnose,
     best,
     check_probes_learn,
     entropy_recovered,
@@ -25,7 +26,7 @@ from rejuv.handoff.search import (
     uncertainty,
 )
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
-from rejuv.stats import spearman
+from rejuv.report.stats import spearman
 
 from tiny import build_model, perturbed, save, weights, write_calibration
 
@@ -122,18 +123,17 @@ def test_uncertainty_names_the_candidates_the_probes_cannot_separate():
 
 
 def test_plan_says_when_it_hands_over_a_flagged_checkpoint():
-    from rejuv.recipes.plan import _against_diagnose
 
     entries = {"e2": {"flagged": False, "signals": {}},
                "e32": {"flagged": True, "signals": {"entropy": "mean entropy 0.079 nats is below the collapse level"}}}
     probes = {"e2": {"reward_end": 0.1, "reward_end_se": 0.05, "end_steps": 1, "samples_seen": 64},
               "e32": {"reward_end": 0.3, "reward_end_se": None, "end_steps": 1, "samples_seen": 64}}
     sure = uncertainty(probes, "e32")
-    verdict = _against_diagnose("e32", entries, probes, sure)
+    verdict = against_diagnose("e32", entries, probes, sure)
     assert verdict["disagrees"] and verdict["flagged"] == ["e32"]
     assert "although diagnose flagged it as over-trained (mean entropy 0.079" in verdict["text"]
     assert "standard error unknown, 1 step(s), 64 completions" in verdict["text"] and sure["text"] in verdict["text"]
-    agreed = _against_diagnose("e2", entries, probes, uncertainty(probes, "e2"))
+    agreed = against_diagnose("e2", entries, probes, uncertainty(probes, "e2"))
     assert not agreed["disagrees"]
     assert agreed["text"] == "diagnose flagged e32; the recommendation (e2) is not among them"
 
@@ -288,17 +288,16 @@ def test_plan_on_plain_text_problems_of_a_chat_model_sees_reward(chat_sft, tmp_p
 def test_the_search_runs_one_attribution_and_its_commands_rebuild_the_candidates(planning, tmp_path, monkeypatch):
     import shlex
 
-    import rejuv.calibration_passes
-    from rejuv.recipes.plan import _apply_command
+    import rejuv.method.passes
 
     calls = []
-    original = rejuv.calibration_passes.find_reset_set
+    original = rejuv.method.passes.find_reset_set
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(rejuv.calibration_passes, "find_reset_set", counted)
+    monkeypatch.setattr(rejuv.method.passes, "find_reset_set", counted)
     cfg = small_plan(planning, tmp_path / "plan", alphas=[0.5, 0.7], rhos=[0.0, 0.02, 0.05], probe_top=0,
                      keep_candidates=True)
     plan = run_plan(cfg)
@@ -308,7 +307,7 @@ def test_the_search_runs_one_attribution_and_its_commands_rebuild_the_candidates
     for cand in cands:
         if cand["rho"] != 0.05:
             continue
-        command = _apply_command(cfg, cfg.checkpoints[-1], cand, cands).replace("OUT", str(tmp_path / cand["label"]))
+        command = cand["command"].replace("OUT", str(tmp_path / cand["label"]))  # plan.json records it
         result = CliRunner().invoke(main, [*shlex.split(command)[1:], "--no-progress"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         rebuilt, kept = weights(tmp_path / cand["label"]), weights(tmp_path / "plan" / "candidates" / cand["label"])
@@ -322,14 +321,14 @@ def test_every_flag_the_planners_messages_name_is_an_option_of_plan():
     import re
     from pathlib import Path
 
-    import rejuv.handoff.search
+    import rejuv.planner.search
     import rejuv.recipes.plan
     from rejuv.options import click_params
     from rejuv.recipes.apply import ApplyConfig
 
     flags = {opt for config in (PlanConfig, ApplyConfig) for p in click_params(config)
              for opt in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
-    for module in (rejuv.handoff.search, rejuv.recipes.plan):
+    for module in (rejuv.planner.search, rejuv.recipes.plan):
         named = set(re.findall(r"--[a-z][a-z-]*[a-z]", Path(module.__file__).read_text()))
         named -= {"--eval", "--probe"}  # the sections' prefixes (--eval-samples, --probe-beta, ...)
         assert named and named <= flags, (module.__name__, named - flags)

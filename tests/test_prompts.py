@@ -6,13 +6,13 @@ import subprocess
 import pytest
 import trl
 
-import rejuv.calibration_passes
-import rejuv.recipes.diagnose
+import rejuv.method.attribution
+from rejuv.data.prompts import prompt_ids, sequence_ids, uses_template
 from rejuv.errors import RejuvError
-from rejuv.prompts import prompt_ids, sequence_ids, uses_template
+from rejuv.evaluation.engines import TransformersEngine
 from rejuv.recipes.apply import ApplyConfig, run_apply
 from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, run_diagnose
-from rejuv.recipes.eval import EvalConfig, TransformersEngine, run_eval
+from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.recipes.sft import SFTRecipeConfig, run_sft
@@ -126,8 +126,8 @@ def every_command(tmp_path_factory):
     patch.setattr(trl.SFTTrainer, "train", spy_sft_train)
     patch.setattr(trl.GRPOTrainer, "_tokenize_prompts", spy_tokenize_prompts)
     patch.setattr(TransformersEngine, "generate", spy_generate)
-    for module in (rejuv.calibration_passes, rejuv.recipes.diagnose):
-        patch.setattr(module, "response_token_stats", spy_stats(module.response_token_stats))
+    patch.setattr(rejuv.method.attribution, "response_token_stats",
+                  spy_stats(rejuv.method.attribution.response_token_stats))  # apply's and diagnose's passes
     base, sft, rows, problems = (str(root / n) for n in ("base", "sft", "rows.jsonl", "problems.jsonl"))
     commands = {
         "sft": lambda out: run_sft(SFTRecipeConfig(model=base, data=rows, out=out, save_epochs=[1],

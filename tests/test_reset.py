@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
-from rejuv.reset import apply_reset, reset_entries
+from rejuv.method.arch import Neurons
+from rejuv.method.reset import apply_reset, reset_entries
 
 A = Neurons(0, "q_proj", "m.layers.0.self_attn.q_proj", 0)
 B = Neurons(0, "down_proj", "m.layers.0.mlp.down_proj", 1)

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
-from rejuv.reset import reset_entries, summarize
-from rejuv.selection import ResetSet, budget
+from rejuv.method.arch import Neurons
+from rejuv.method.reset import reset_entries, summarize
+from rejuv.method.selection import ResetSet, budget
 
 A = Neurons(0, "q_proj", "m.layers.0.self_attn.q_proj", 0)
 B = Neurons(0, "down_proj", "m.layers.0.mlp.down_proj", 1)

@@ -104,9 +104,9 @@ RECORD = st.fixed_dictionaries({
 @SETTINGS
 @given(record=RECORD)
 def test_any_attribution_record(record):
-    from rejuv.attribution_record import parse_attribution
-    from rejuv.calibration import Sample
+    from rejuv.data.calibration import Sample
     from rejuv.io.records import Checked
+    from rejuv.method.attribution_record import parse_attribution
 
     layout = {"w.q": (0, 4, "w.q"), "w.q.bias": (0, 4, "w.q"), "w.down": (1, 6, "w.down")}
     samples = [Sample(list(range(10)), 4, "c.jsonl:1"), Sample(list(range(6)), 2, "c.jsonl:2")]
@@ -118,7 +118,7 @@ def test_any_attribution_record(record):
     for t in found.targets:  # whatever is accepted is usable as it is: no index wraps around or overruns
         assert 0 <= t.sample < len(samples) and t.position in samples[t.sample].predict_positions
         assert 0 <= t.token < 10
-    for rho, plan in found.plans.items():
+    for rho, plan in found.resets.items():
         assert 0 < rho < 1
         for name, entry in plan.items():
             axis, size, _ = layout[name]
@@ -137,7 +137,7 @@ def test_any_attribution_record(record):
     "samples": st.lists(st.fixed_dictionaries({"completion": st.text(max_size=3) | JSON,
                                                "correct": st.booleans() | JSON}), max_size=5) | JSON}))
 def test_any_kept_evaluation_result(record):
-    from rejuv.recipes.eval import check_kept_result
+    from rejuv.evaluation.kept import check_kept_result
 
     try:
         kept = check_kept_result(record, __import__("pathlib").Path("unit.json"), "b", 2, 2, [1, 2])

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from rejuv.local_tokenizer import make_char_tokenizer
+from rejuv.lab.tokenizer import make_char_tokenizer
 
 ARCHS = ("llama", "mistral", "qwen2", "qwen3")
 

@@ -15,8 +15,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_PUBLIC = {"ApplyConfig": "rejuv.recipes.apply", "fuse": "rejuv.recipes.apply", "rejuvenate": "rejuv.recipes.apply",
-           "run_apply": "rejuv.recipes.apply", "diagnose": "rejuv.recipes.diagnose", "RejuvError": "rejuv.errors"}
+_PUBLIC = {"ApplyConfig": "rejuv.recipes.apply", "fuse": "rejuv.api", "rejuvenate": "rejuv.api",
+           "run_apply": "rejuv.recipes.apply", "diagnose": "rejuv.api", "RejuvError": "rejuv.errors"}
 
 __all__ = [*sorted(_PUBLIC), "__version__"]
 

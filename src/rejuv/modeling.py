@@ -62,11 +62,11 @@ def device_option(help: str = _DEVICE_HELP) -> Any:  # noqa: A002
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
-def compute_dtype_option(help: str = _DTYPE_HELP) -> Any:  # noqa: A002
+def compute_dtype_option(help: str = _DTYPE_HELP, affects: str | tuple[str, ...] = ()) -> Any:  # noqa: A002
     """The `dtype` of the teacher-forced passes (apply, diagnose, plan)."""
     from rejuv.options import option
 
-    return option("float32", choices=COMPUTE_DTYPES, help=help)
+    return option("float32", choices=COMPUTE_DTYPES, help=help, affects=affects)
 
 
 def model_positions(config: dict, where: str) -> int | None:

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -41,7 +42,7 @@ def option(default: Any = dataclasses.MISSING, *, help: str = "", default_text: 
            positional: bool = False, commas: bool = False, path: str | None = None,
            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
            below: float | None = None, check: Callable[[Any], Any] | None = None, nonempty: bool = False,
-           distinct: bool = False) -> Any:
+           distinct: bool = False, affects: str | tuple[str, ...] = ()) -> Any:
     """A config field with what the CLI, YAML and the config's own checks need to know about it.
 
     `default` may be a list or dict (copied per instance). `default_text` replaces the shown default where
@@ -56,13 +57,16 @@ def option(default: Any = dataclasses.MISSING, *, help: str = "", default_text: 
     `at_least`/`above`/`at_most`/`below` bound a number (each item of a list); `check` takes the value and
     returns it (normalised) or raises `RejuvError` with the problem; a list may be declared `nonempty` and
     its items `distinct`. Every config checks these on construction, however it is built (`Config`).
+    `affects` tags the results the option changes (`"output"`, `"attribution"`, ...): the fingerprints, resume
+    keys and reproduce-commands that depend on those results take the tagged options (`tagged`,
+    `command_line`), so none is listed by hand and a new option is counted where it is declared.
     """
     if path is not None and path not in PATH_ROLES:
         raise ValueError(f"path must be one of {PATH_ROLES}, got {path!r}")
     metadata = {"help": help, "default_text": default_text, "choices": choices, "known": known, "flag": flag,
                 "short": short, "positional": positional, "commas": commas, "path": path,
                 "bounds": (at_least, above, at_most, below), "check": check, "nonempty": nonempty,
-                "distinct": distinct}
+                "distinct": distinct, "affects": (affects,) if isinstance(affects, str) else tuple(affects)}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     if dataclasses.is_dataclass(default):  # a section: each config gets its own copy
@@ -103,8 +107,8 @@ class Config:
 SEED_LIMIT = 2**32  # numpy's and transformers' set_seed take seeds below 2^32
 
 
-def seed_option(help: str = "Seed.") -> Any:  # noqa: A002
-    return option(0, help=help, at_least=0, below=SEED_LIMIT)
+def seed_option(help: str = "Seed.", affects: str | tuple[str, ...] = ()) -> Any:  # noqa: A002
+    return option(0, help=help, at_least=0, below=SEED_LIMIT, affects=affects)
 
 
 def out_option(help: str = "Output folder (written atomically).", default: Any = dataclasses.MISSING) -> Any:  # noqa: A002
@@ -342,6 +346,29 @@ def declared_paths(cfg: Any, role: str | None = None, prefix: str = "") -> list[
         for item in value if isinstance(value, list) else [value]:
             found.append((prefix + field.name, declared, item))
     return found
+
+
+def tagged(cfg: Any, tag: str) -> dict[str, Any]:
+    """The options of `cfg` whose declaration says they change `tag`'s results, in declaration order."""
+    return {f.name: getattr(cfg, f.name) for f, _, _ in _specs(type(cfg)) if tag in f.metadata.get("affects", ())}
+
+
+def command_line(cfg: Any, command: str, tags: tuple[str, ...], values: dict[str, Any] | None = None,
+                 flags: tuple[str, ...] = ()) -> str:
+    """`rejuv <command>` with every option tagged with one of `tags` (its value from `values`, else `cfg`), in
+    declaration order, then `flags`, then `--out OUT` (OUT stands for the output folder, so that a record of
+    the command does not depend on where it was written). Text is shell-quoted."""
+    values = values or {}
+    parts = ["rejuv", command]
+    for f, _, _ in _specs(type(cfg)):
+        if not set(tags) & set(f.metadata.get("affects", ())):
+            continue
+        value = values.get(f.name, getattr(cfg, f.name))
+        if value is None:
+            continue
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts += [_flag(f), text if isinstance(value, int | float) else shlex.quote(text)]
+    return " ".join([*parts, *(shlex.quote(x) for x in flags), "--out", "OUT"])
 
 
 def flag_of(config_cls: type, name: str) -> str:

@@ -1,4 +1,4 @@
-"""Output-space statistics from teacher-forced passes (see `rejuv.attribution.response_token_stats`).
+"""Output-space statistics from teacher-forced passes (see `rejuv.method.attribution.response_token_stats`).
 
 Mean next-token entropy over response positions, mean top-1 probability,
 held-out NLL of the gold tokens, the entropy gap to the base, the distribution
@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from rejuv.attribution import TokenStats
+from rejuv.method.attribution import TokenStats
 
 COLLAPSE_NATS = 0.18  # entropy below this at T=1 has been reported as a collapse warning
 HIST_BINS = 40

@@ -15,12 +15,17 @@ and pass gap (high first).
 
 from __future__ import annotations
 
-from rejuv.arch import NEURON_KINDS
+import os
+from pathlib import Path
+
 from rejuv.diagnostics.outputs import COLLAPSE_NATS
-from rejuv.figures import figure_png, pyplot
-from rejuv.html import render
+from rejuv.errors import RejuvError
 from rejuv.io.jsonl import strict_dumps
-from rejuv.stats import ranks
+from rejuv.method.arch import NEURON_KINDS
+from rejuv.options import OptionError
+from rejuv.report.figures import figure_png, pyplot
+from rejuv.report.html import render
+from rejuv.report.stats import ranks
 
 
 def assess(entries: list[dict]) -> None:
@@ -122,3 +127,29 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
 
 def dumps(report: dict) -> str:
     return strict_dumps(report) + "\n"
+
+
+SCHEMA = Path(__file__).parent / "report.schema.json"
+
+
+def distinct_labels(checkpoints: list[str], names: list[str]) -> list[str]:
+    """The checkpoints' labels (`checkpoint_labels`), one per checkpoint and all different, or an OptionError."""
+    if names and len(names) != len(checkpoints):
+        raise OptionError("names", f"{len(names)} names for {len(checkpoints)} checkpoints", also=("checkpoints",))
+    labels = checkpoint_labels(checkpoints, names)
+    if len(set(labels)) < len(labels):
+        raise OptionError("names", f"checkpoint names must differ, got {labels}; pass --name once per checkpoint",
+                          also=("checkpoints",))
+    return labels
+
+
+def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
+    """The given names, else folder names (with the parent folder when two would collide)."""
+    if names:
+        if len(names) != len(checkpoints):
+            raise RejuvError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+        return list(names)
+    labels = [Path(c).name for c in checkpoints]
+    if len(set(labels)) < len(labels):
+        labels = [os.path.join(Path(c).parent.name, Path(c).name) for c in checkpoints]
+    return labels

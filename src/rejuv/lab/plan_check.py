@@ -21,13 +21,13 @@ import json
 from pathlib import Path
 
 from rejuv.errors import RejuvError
-from rejuv.handoff.field_rules import FIELD_RULES, rule_pick, rule_scores
 from rejuv.lab.rules import candidate
+from rejuv.planner.field_rules import FIELD_RULES, rule_pick, rule_scores
 from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
-from rejuv.recipes.sft import epoch_dir_name
-from rejuv.stats import format_mean_sd, mean_sd, spearman
+from rejuv.report.stats import format_mean_sd, mean_sd, spearman
+from rejuv.train.common import epoch_dir_name
 
 # How a recommendation is read from the probes: the best end reward (rejuv plan's), or the end reward
 # extrapolated along the probe's slope to the length of the full RL run.

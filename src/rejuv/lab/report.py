@@ -15,16 +15,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rejuv.diagnostics.groups import measured_dead_share
-from rejuv.figures import figure_png, pyplot
-from rejuv.html import render
 from rejuv.io.jsonl import read_jsonl, strict_dumps
 from rejuv.lab.plan_check import seed_result, summarize_planner
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import RHOS, candidate
 from rejuv.lab.task import TOKEN_CLASSES, char_classes
 from rejuv.lab.verdicts import FLOOR, every_seed, judge
-from rejuv.recipes.sft import epoch_dir_name
-from rejuv.stats import format_mean_sd, mean_sd, spearman
+from rejuv.report.figures import figure_png, pyplot
+from rejuv.report.html import render
+from rejuv.report.stats import format_mean_sd, mean_sd, spearman
+from rejuv.train.common import epoch_dir_name
 
 LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusion": "OverSFT + fusion",
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
@@ -296,7 +296,7 @@ def target_classes(folder: Path, rules: dict, calib: Path, tokenizer_path: Path,
     """Share of the Rejuvenation arm's entropy-gap targets by token class (format, result digits, ...)."""
     from transformers import AutoTokenizer
 
-    from rejuv.calibration import load_calibration
+    from rejuv.data.calibration import load_calibration
 
     record = folder / candidate(rules["alpha"]["chosen"], max(RHOS)) / "attribution.json"  # the grid's pass
     if not record.exists():

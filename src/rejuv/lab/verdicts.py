@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from rejuv.stats import mean_sd
+from rejuv.report.stats import mean_sd
 
 FLOOR = 0.02
 # Quantiles of Student's t by degrees of freedom 1-30 (one-sided 95%, two-sided 95%, one-sided 80%; scipy's

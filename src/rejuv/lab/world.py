@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rejuv.local_tokenizer import make_char_tokenizer
+from rejuv.lab.tokenizer import make_char_tokenizer
 
 WORDS = ["\\boxed{"]  # whole tokens
 

@@ -30,15 +30,12 @@ import json
 import math
 import os
 import re
-import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rejuv import __version__
-from rejuv.arch import ArchAdapter, Neurons
-from rejuv.attribution_record import Attribution, parse_attribution, reset_layout
+from rejuv.data.prompts import chat_template_option
 from rejuv.errors import RejuvError, warn
-from rejuv.fusion import FusedStream, FusionPlan, plan_fusion
 from rejuv.io.fingerprint import folder_fingerprint
 from rejuv.io.format import FLOAT_DTYPES, numpy_dtype
 from rejuv.io.jsonl import strict_dumps
@@ -46,7 +43,10 @@ from rejuv.io.output import MARKER, atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
 from rejuv.io.records import Checked, read_json
 from rejuv.io.writer import copy_aux_files, parse_size, shard_size, write_safetensors_shards
-from rejuv.model_card import mergekit_config, model_card
+from rejuv.method.arch import neuron_sizes
+from rejuv.method.attribution_record import Attribution, parse_attribution, reset_layout
+from rejuv.method.fusion import FusedStream, FusionLayout, fusion_layout
+from rejuv.method.reset import RANKINGS, AccuracyCost, check_rho, choose_rho, reset_entries, reset_warnings, summarize
 from rejuv.modeling import (
     allow_pickle_option,
     compute_dtype_option,
@@ -59,16 +59,17 @@ from rejuv.options import (
     Config,
     OptionError,
     Recipe,
+    command_line,
     option,
     out_option,
     overwrite_option,
     progress_option,
     seed_option,
+    tagged,
 )
 from rejuv.progress import progress_bar
-from rejuv.prompts import chat_template_option
 from rejuv.provenance import what_ran
-from rejuv.reset import RANKINGS, AccuracyCost, check_rho, choose_rho, reset_entries, reset_warnings, summarize
+from rejuv.report.model_card import mergekit_config, model_card
 
 MANIFEST = "rejuvenation.json"
 ATTRIBUTION = "attribution.json"
@@ -77,9 +78,9 @@ _OWN_FILES = (MANIFEST, ATTRIBUTION, MARKER)  # what an apply output adds to a f
 # With a fixed ρ, the same pass also reports ρ/10, ρ/3 and 3ρ: a user reads ρ against the union it gives.
 RHO_FACTORS = (0.1, 0.3, 1.0, 3.0)
 AUTO_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
-# Settings an attribution depends on: a reused one must have been computed with the same.
-_ATTRIBUTION_SETTINGS = ("targets_per_sample", "max_samples", "max_length", "target_token", "ranking", "chat_template",
-                         "seed", "dtype")
+# What an option changes (`option(affects=...)`): the fused weights; the reset (and so the weights); the
+# attribution, which a reusing run must share: its settings are those options, and they change the reset too.
+_ATTRIBUTION = ("attribution", "reset")
 
 
 def rho_value(value: float | str) -> float | str:
@@ -100,16 +101,19 @@ class ApplyConfig(Config):
     Writes a save_pretrained folder plus rejuvenation.json, and prints the manifest summary as JSON.
     """
 
-    base: str = option(help="Base (pre-trained) model folder.", path="checkpoint")
-    sft: str = option(help="Fine-tuned model folder (its config and tokenizer are copied).", path="checkpoint")
+    base: str = option(help="Base (pre-trained) model folder.", path="checkpoint", affects="fusion")
+    sft: str = option(help="Fine-tuned model folder (its config and tokenizer are copied).", path="checkpoint",
+                      affects="fusion")
     out: str = out_option()
+    alpha: float = option(0.5, help="Fusion weight of the SFT model, in [0, 1].", at_least=0, at_most=1,
+                          affects="fusion")
     calib: str | None = option(None, help="Calibration JSONL: prompt/response (or completion) rows, or chat messages.",
-                               path="file")
-    alpha: float = option(0.5, help="Fusion weight of the SFT model, in [0, 1].", at_least=0, at_most=1)
+                               path="file", affects="reset")
     rho: float | str = option(0.01, help="Share of all neurons kept per target token; the reset set is their union "
                               "over all targets, often many times rho (the manifest states it). 'auto': the largest "
                               "--rho-grid value whose union stays under --max-reset-share and costs no more "
-                              "calibration accuracy than fusion.", check=rho_value)
+                              "calibration accuracy than fusion, within the calibration set's noise.", check=rho_value,
+                              affects="reset")
     rho_grid: list[float] | None = option(None, help="rho values measured in the same pass (union, entropy, "
                                           "calibration accuracy), comma-separated.",
                                           default_text="rho/10, rho/3, rho, 3 rho; for auto 0.0003,0.001,0.003,"
@@ -117,20 +121,21 @@ class ApplyConfig(Config):
     reuse_attribution: str | None = option(None, help="An earlier output folder of the same base, SFT and "
                                            "calibration: take its reset sets instead of a new attribution pass "
                                            "(another alpha, or another rho of its grid).", path="input")
-    targets_per_sample: int = option(8, help="Positions with the largest entropy gap, per sample.", at_least=1)
-    max_samples: int = option(64, help="Calibration rows used (chosen with --seed).", at_least=1)
+    targets_per_sample: int = option(8, help="Positions with the largest entropy gap, per sample.", at_least=1,
+                                     affects=_ATTRIBUTION)
+    max_samples: int = option(64, help="Calibration rows used (chosen with --seed).", at_least=1, affects=_ATTRIBUTION)
     max_length: int = option(2048, help="Truncate calibration sequences to this many tokens (and to the model's "
-                             "positions).", at_least=2)
-    target_token: str = option("gold", choices=("gold", "argmax"), help="Token attributed.")
-    ranking: str = option("global", choices=RANKINGS, help="Neuron ranking.")
+                             "positions).", at_least=2, affects=_ATTRIBUTION)
+    target_token: str = option("gold", choices=("gold", "argmax"), help="Token attributed.", affects=_ATTRIBUTION)
+    ranking: str = option("global", choices=RANKINGS, help="Neuron ranking.", affects=_ATTRIBUTION)
     fusion_only: bool = option(False, help="Only fuse; skip attribution and reset.")
-    chat_template: str = chat_template_option()
+    chat_template: str = chat_template_option(affects=_ATTRIBUTION)
     max_reset_share: float = option(0.05, help="Warn when the reset set (the union over targets) covers more of "
                                      "the model's neurons than this.", above=0, at_most=1)
-    seed: int = seed_option("Seed for calibration sampling.")
+    dtype: str = compute_dtype_option(affects=_ATTRIBUTION)
+    seed: int = seed_option("Seed for calibration sampling.", affects=_ATTRIBUTION)
     device: str | None = device_option("cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) "
                                        "for the calibration passes.")
-    dtype: str = compute_dtype_option()
     batch_size: int = option(8, help="Calibration samples per forward pass of the token statistics.", at_least=1)
     max_shard_size: str | int = option("5GB", help="Largest output shard, e.g. 5GB or 500MB.", check=shard_size)
     workers: int | None = option(None, help="Threads reading, fusing and writing output blocks at once.",
@@ -146,6 +151,16 @@ class ApplyConfig(Config):
                               "fuse", also=("fusion_only",))
         if self.fusion_only and self.reuse_attribution:
             raise OptionError("reuse_attribution", "reuses a reset set, and --fusion-only resets nothing")
+
+    def command(self, rho: float | None = None, reuse: str | None = None) -> str:
+        """The `rejuv apply` command that rebuilds this output (with `rho` chosen, for `--rho auto`): the options
+        declared to change its bytes, and none that means nothing for it (a fusion takes no calibration option);
+        `reuse` adds `--reuse-attribution` (the same bytes, without a second attribution pass)."""
+        rho = float(self.rho if rho is None else rho)
+        if self.fusion_only or rho == 0:
+            return command_line(self, "apply", ("fusion",), flags=("--fusion-only",))
+        return command_line(self, "apply", ("fusion", "reset"), {"rho": rho},
+                            ("--reuse-attribution", reuse) if reuse else ())
 
 
 def default_workers() -> int:
@@ -166,25 +181,14 @@ def rho_grid(cfg: ApplyConfig) -> list[float]:
     return sorted({round(check_rho(r), 12) for r in grid if r > 0})
 
 
-def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float,
+def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, layout: FusionLayout, alpha: float,
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
     stream = FusedStream(base, sft, alpha, resets)
-    total = sum(spec.nbytes for spec in plan.outputs)
+    total = sum(spec.nbytes for spec in layout.outputs)
     with progress_bar(cfg.progress, total, "writing", "B", unit_scale=True, unit_divisor=1024) as bar:
-        write_safetensors_shards(tmp, plan.outputs, stream.fill, parse_size(cfg.max_shard_size),
+        write_safetensors_shards(tmp, layout.outputs, stream.fill, parse_size(cfg.max_shard_size),
                                  on_progress=bar.update, workers=cfg.workers or default_workers())
     copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT))
-
-
-def neuron_sizes(adapter: ArchAdapter, ckpt: Checkpoint) -> dict[Neurons, int]:
-    """Neuron count of every reader (rows) and writer (columns) module."""
-    sizes = {}
-    for n in adapter.neurons(ckpt.config):
-        info = ckpt.tensors.get(n.weight)
-        if info is None or len(info.shape) != 2:
-            raise RejuvError(f"{ckpt.path}: expected a 2-D tensor {n.weight} for layer {n.layer} {n.kind}")
-        sizes[n] = info.shape[n.axis]
-    return sizes
 
 
 def _record_header(cfg: ApplyConfig, calib) -> dict:
@@ -192,7 +196,7 @@ def _record_header(cfg: ApplyConfig, calib) -> dict:
     return {"version": __version__, "base": cfg.base, "sft": cfg.sft,
             "base_files": folder_fingerprint(cfg.base, _OWN_FILES),
             "sft_files": folder_fingerprint(cfg.sft, _OWN_FILES), "calibration_sha256": calib.sha256,
-            "settings": {k: getattr(cfg, k) for k in _ATTRIBUTION_SETTINGS}}
+            "settings": tagged(cfg, "attribution")}
 
 
 def _reused(cfg: ApplyConfig, calib, layout: dict[str, tuple], vocab_size: int) -> Attribution:
@@ -211,19 +215,19 @@ def _reused(cfg: ApplyConfig, calib, layout: dict[str, tuple], vocab_size: int) 
     if record.get("calibration_sha256") != calib.sha256:
         mismatch.append(f"calibration file {cfg.calib} (other contents)")
     settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
-    for key in _ATTRIBUTION_SETTINGS:
+    for key in tagged(cfg, "attribution"):
         if settings.get(key) != getattr(cfg, key):
             mismatch.append(f"{key} ({settings.get(key)!r} there, {getattr(cfg, key)!r} here)")
     if mismatch:
         raise RejuvError(f"{path}: made from other inputs or settings; differs in " + "; ".join(mismatch))
     found = parse_attribution(record, checked, layout, calib.samples, vocab_size)
     # Without a grid of its own, a reusing run measures the grid it finds; ρ must be one of it.
-    wanted = rho_grid(cfg) if cfg.rho_grid else sorted(found.plans) + ([] if cfg.rho == "auto" else [float(cfg.rho)])
-    missing = sorted({r for r in wanted if r not in found.plans})
+    wanted = rho_grid(cfg) if cfg.rho_grid else sorted(found.resets) + ([] if cfg.rho == "auto" else [float(cfg.rho)])
+    missing = sorted({r for r in wanted if r not in found.resets})
     if missing:
-        raise RejuvError(f"{path}: holds the reset sets of rho {', '.join(f'{r:g}' for r in sorted(found.plans))}; "
+        raise RejuvError(f"{path}: holds the reset sets of rho {', '.join(f'{r:g}' for r in sorted(found.resets))}; "
                          f"rho {', '.join(f'{r:g}' for r in missing)} needs a new attribution pass")
-    return Attribution(found.targets, {r: found.plans[r] for r in wanted}, found.errors)
+    return Attribution(found.targets, {r: found.resets[r] for r in wanted}, found.errors)
 
 
 def run_apply(cfg: ApplyConfig) -> dict:
@@ -236,14 +240,14 @@ def _apply(cfg: ApplyConfig) -> dict:
     out = Path(cfg.out)
     fusion_only = cfg.fusion_only or cfg.rho == 0
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
-        plan = plan_fusion(base, sft)
-        adapter = plan.adapter
+        layout = fusion_layout(base, sft)
+        adapter = layout.adapter
         sizes = neuron_sizes(adapter, sft)
         calib = None
         if cfg.calib:
             from transformers import AutoTokenizer
 
-            from rejuv.calibration import check_vocabulary, load_calibration
+            from rejuv.data.calibration import check_vocabulary, load_calibration
 
             try:
                 tokenizer = AutoTokenizer.from_pretrained(cfg.sft, trust_remote_code=cfg.trust_remote_code)
@@ -262,15 +266,15 @@ def _apply(cfg: ApplyConfig) -> dict:
         if calib is not None:
             import torch
 
-            from rejuv import calibration_passes as passes
-            from rejuv.attribution import select_targets
+            from rejuv.method import passes
+            from rejuv.method.attribution import select_targets
 
             torch.manual_seed(cfg.seed)
             cfg = replace(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
             opts = passes.PassOptions(dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
                                       ranking=cfg.ranking, trust_remote_code=cfg.trust_remote_code,
                                       allow_pickle=cfg.allow_pickle, progress=cfg.progress)
-            model = passes.load_base_like_sft(cfg.base, opts, plan, sft)
+            model = passes.load_base_like_sft(cfg.base, opts, layout, sft)
             base_stats = passes.entropy_stats(model, adapter, calib, opts, "base")
             del model
             model = passes.load_model(cfg.sft, opts)
@@ -286,10 +290,10 @@ def _apply(cfg: ApplyConfig) -> dict:
             for what, stats in (("base", base_stats), ("sft", sft_stats)):
                 measured[what] = passes.Measured(passes.mean_entropy(stats), passes.token_accuracy(stats, calib),
                                                  passes.entropy_at(stats, targets, calib))
-            passes.fuse_in_memory(model, base, sft, plan, cfg.alpha)
+            passes.fuse_in_memory(model, base, sft, layout, cfg.alpha)
             measured["fused"], _ = passes.measure(model, adapter, calib, opts, "fused", targets)
-            for r, reset in sorted((attribution.plans if attribution else {}).items()):
-                with passes.reset_in_memory(model, base, reset, plan):
+            for r, reset in sorted((attribution.resets if attribution else {}).items()):
+                with passes.reset_in_memory(model, base, reset, layout):
                     m, _ = passes.measure(model, adapter, calib, opts, f"rho {r:g}", targets)
                 size = summarize(reset, sizes)
                 grid.append({"rho": r, "neurons_reset": size["neurons_reset"],
@@ -302,52 +306,35 @@ def _apply(cfg: ApplyConfig) -> dict:
                 allowed = AccuracyCost(accuracy["sft"], accuracy["fused"], tokens)
                 rho, choice = (choose_rho(grid, allowed, cfg.max_reset_share) if cfg.rho == "auto"
                                else (float(cfg.rho), "given"))
-                resets = attribution.plans.get(rho, {})
+                resets = attribution.resets.get(rho, {})
                 chosen = next((g for g in grid if g["rho"] == rho), None)
                 if chosen is not None:
                     measured["rejuvenated"] = passes.Measured(chosen["entropy"], chosen["calibration_accuracy"],
                                                               chosen["entropy_at_targets"])
 
         with atomic_output_dir(out, cfg.overwrite, command="apply") as tmp:
-            _stream_output(tmp, base, sft, plan, cfg.alpha, resets, cfg)
-            manifest = _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured,
+            _stream_output(tmp, base, sft, layout, cfg.alpha, resets, cfg)
+            manifest = _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attribution, measured,
                                  grid, allowed)
             (tmp / MANIFEST).write_text(manifest_json(manifest))
-            same_in_mergekit = fusion_only and not plan.vocab_resized  # mergekit cannot grow a vocabulary
-            mergekit = mergekit_config(cfg.base, cfg.sft, cfg.alpha, _stored_dtype(plan)) if same_in_mergekit else None
+            same_in_mergekit = fusion_only and not layout.vocab_resized  # mergekit cannot grow a vocabulary
+            mergekit = mergekit_config(cfg.base, cfg.sft, cfg.alpha, _stored_dtype(layout)) \
+                if same_in_mergekit else None
             if mergekit:
                 (tmp / MERGEKIT).write_text(mergekit)
-            (tmp / "README.md").write_text(model_card(manifest, command_line(cfg, rho), mergekit))
+            (tmp / "README.md").write_text(model_card(manifest, cfg.command(rho), mergekit))
             if attribution is not None:
                 (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(_record_header(cfg, calib))) + "\n")
     return manifest
 
 
-def _stored_dtype(plan: FusionPlan) -> str:
+def _stored_dtype(layout: FusionLayout) -> str:
     """The float dtype that holds most of the output's bytes (a checkpoint's weights share one, usually)."""
     sizes: dict[str, int] = {}
-    for spec in plan.outputs:
+    for spec in layout.outputs:
         if numpy_dtype(spec.dtype) in FLOAT_DTYPES:
             sizes[spec.dtype] = sizes.get(spec.dtype, 0) + spec.nbytes
     return max(sizes, key=sizes.get) if sizes else "F32"
-
-
-def command_line(cfg: ApplyConfig, rho: float | None = None, reuse: str | None = None) -> str:
-    """The `rejuv apply` command that rebuilds an output of `cfg` (with `rho` chosen, for `--rho auto`): the
-    settings that change its bytes, and no option that means nothing for it (a fusion takes no calibration
-    option). OUT stands for the output folder, so that a run's bytes do not depend on where it was written;
-    `reuse` adds `--reuse-attribution` (the same bytes, without a second attribution pass)."""
-    rho = float(cfg.rho if rho is None else rho)
-    parts = ["rejuv apply", "--base", cfg.base, "--sft", cfg.sft, "--alpha", f"{cfg.alpha:g}"]
-    if cfg.fusion_only or rho == 0:
-        parts.append("--fusion-only")
-    else:
-        parts += ["--calib", cfg.calib, "--rho", f"{rho:g}", "--targets-per-sample", str(cfg.targets_per_sample),
-                  "--max-samples", str(cfg.max_samples), "--max-length", str(cfg.max_length),
-                  "--target-token", cfg.target_token, "--ranking", cfg.ranking, "--chat-template", cfg.chat_template,
-                  "--dtype", cfg.dtype, "--seed", str(cfg.seed)]
-        parts += ["--reuse-attribution", reuse] if reuse else []
-    return " ".join([*parts[:2], *map(shlex.quote, parts[2:]), "--out", "OUT"])
 
 
 def manifest_json(manifest: dict) -> str:
@@ -357,7 +344,7 @@ def manifest_json(manifest: dict) -> str:
                   lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
-def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribution, measured, grid,
+def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attribution, measured, grid,
               allowed: AccuracyCost | None) -> dict:
     size = summarize(resets, sizes)
     stages = ("base", "sft", "fused", "rejuvenated")
@@ -404,23 +391,11 @@ def _manifest(cfg, fusion_only, rho, choice, plan, calib, sizes, resets, attribu
         "reset_by_module": size["by_module"],
         "warnings": warnings,
         "attribution": None if attribution is None else (cfg.reuse_attribution or ATTRIBUTION),
-        "vocab_resized": plan.vocab_resized,
+        "vocab_resized": layout.vocab_resized,
         "compute": what_ran(cfg.device if calib else None, cfg.dtype if calib else None,
                             "rejuv streamed fusion (numpy)" + ("; transformers passes" if calib else "")),
         "chat_template_used": None if calib is None else calib.chat_template,
     }
-
-
-def fuse(base: str | os.PathLike, sft: str | os.PathLike, out: str | os.PathLike, alpha: float = 0.5,
-         calib: str | os.PathLike | None = None, **options) -> dict:
-    """θ = α·θ_SFT + (1−α)·θ_base into `out` (no reset). Returns the manifest."""
-    return run_apply(ApplyConfig(base=base, sft=sft, out=out, alpha=alpha, calib=calib, fusion_only=True, **options))
-
-
-def rejuvenate(base: str | os.PathLike, sft: str | os.PathLike, calib: str | os.PathLike,
-               out: str | os.PathLike, alpha: float = 0.5, rho: float | str = 0.01, **options) -> dict:
-    """Fusion + attribution-guided reset into `out`. Returns the manifest."""
-    return run_apply(ApplyConfig(base=base, sft=sft, out=out, calib=calib, alpha=alpha, rho=rho, **options))
 
 
 def summary_json(cfg: ApplyConfig, manifest: dict) -> str:

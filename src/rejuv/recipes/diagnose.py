@@ -9,20 +9,20 @@ benchmark; then flags, a ranking, plots, `report.json` (validated by
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rejuv import __version__
-from rejuv.arch import adapter_for
-from rejuv.attribution import response_token_stats
-from rejuv.calibration import check_vocabulary, load_calibration
-from rejuv.data import problem_rows
+from rejuv.data.calibration import check_vocabulary, load_calibration
+from rejuv.data.prompts import chat_template_option
+from rejuv.data.rows import problem_rows
 from rejuv.diagnostics.groups import group_forecast
 from rejuv.diagnostics.outputs import output_stats
 from rejuv.diagnostics.params import parameter_drift
 from rejuv.diagnostics.report import (
     assess,
+    checkpoint_labels,
+    distinct_labels,
     dumps,
     plot_across_checkpoints,
     plot_drift_heatmaps,
@@ -31,9 +31,11 @@ from rejuv.diagnostics.report import (
 )
 from rejuv.diagnostics.update import update_statistics
 from rejuv.errors import RejuvError, warn
-from rejuv.fusion import plan_fusion
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
+from rejuv.method import attribution
+from rejuv.method.arch import adapter_for
+from rejuv.method.fusion import fusion_layout
 from rejuv.modeling import (
     allow_pickle_option,
     compute_dtype_option,
@@ -55,14 +57,12 @@ from rejuv.options import (
     seed_option,
 )
 from rejuv.progress import progress_bar
-from rejuv.prompts import chat_template_option
 from rejuv.provenance import what_ran
-from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
+from rejuv.recipes.eval import EvalConfig, run_eval
 
-SCHEMA = Path(__file__).parents[1] / "diagnostics" / "report.schema.json"
-DiagnoseEvaluation = evaluation_settings("DiagnoseEvaluation", samples=8, max_new_tokens=512)
+DiagnoseEvaluation = EvalConfig.section("DiagnoseEvaluation", samples=8, max_new_tokens=512)
 # The dead-group forecast samples the RL prompts as GRPO will: temperature 1.0, top-p 1.0, a group's worth.
-ForecastSampling = evaluation_settings("ForecastSampling", samples=8, temperature=1.0, max_new_tokens=512,
+ForecastSampling = EvalConfig.section("ForecastSampling", samples=8, temperature=1.0, max_new_tokens=512,
                                        max_problems=64)
 
 
@@ -123,29 +123,6 @@ class DiagnoseConfig(Config):
                               also=("evaluation.samples",))
 
 
-def distinct_labels(checkpoints: list[str], names: list[str]) -> list[str]:
-    """The checkpoints' labels (`checkpoint_labels`), one per checkpoint and all different, or an OptionError."""
-    if names and len(names) != len(checkpoints):
-        raise OptionError("names", f"{len(names)} names for {len(checkpoints)} checkpoints", also=("checkpoints",))
-    labels = checkpoint_labels(checkpoints, names)
-    if len(set(labels)) < len(labels):
-        raise OptionError("names", f"checkpoint names must differ, got {labels}; pass --name once per checkpoint",
-                          also=("checkpoints",))
-    return labels
-
-
-def checkpoint_labels(checkpoints: list[str], names: list[str] | None = None) -> list[str]:
-    """The given names, else folder names (with the parent folder when two would collide)."""
-    if names:
-        if len(names) != len(checkpoints):
-            raise RejuvError(f"{len(names)} names for {len(checkpoints)} checkpoints")
-        return list(names)
-    labels = [Path(c).name for c in checkpoints]
-    if len(set(labels)) < len(labels):
-        labels = [os.path.join(Path(c).parent.name, Path(c).name) for c in checkpoints]
-    return labels
-
-
 def run_diagnose(cfg: DiagnoseConfig) -> dict:
     """Run `rejuv diagnose`; returns the report written to `<out>/report.json`."""
     labels = checkpoint_labels(cfg.checkpoints, cfg.names)
@@ -162,11 +139,11 @@ def run_diagnose(cfg: DiagnoseConfig) -> dict:
 def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoint,
               ckpts: list[Checkpoint], reference: Checkpoint | None) -> dict:
     adapter = adapter_for(base.config, where=str(base.path))
-    plans = [plan_fusion(base, c) for c in ckpts]  # refuses a different architecture, naming the tensor
+    layouts = [fusion_layout(base, c) for c in ckpts]  # refuses a different architecture, naming the tensor
     if reference is not None:
-        plan_fusion(base, reference)
+        fusion_layout(base, reference)
         for c in ckpts:
-            plan_fusion(reference, c)
+            fusion_layout(reference, c)
 
     from transformers import AutoTokenizer
 
@@ -183,7 +160,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     def stats_of(path: str, what: str):
         model = load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress)
         with progress_bar(cfg.progress, len(calib.samples), f"entropy ({what})", "sample") as bar:
-            result = response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
+            result = attribution.response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
         del model
         return result
 
@@ -196,8 +173,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         "base": {"path": cfg.base, "outputs": output_stats(base_stats, None, gold, vocab, tokenizer)},
         "checkpoints": [], "sampling": None,
     }
-    for path, label, ckpt, plan in zip(cfg.checkpoints, labels, ckpts, plans, strict=True):
-        names = [t.name for t in plan.outputs]
+    for path, label, ckpt, layout in zip(cfg.checkpoints, labels, ckpts, layouts, strict=True):
+        names = [t.name for t in layout.outputs]
         with progress_bar(cfg.progress, len(names), f"drift ({label})", "tensor") as bar:
             drift = parameter_drift(base, ckpt, names, progress=bar)
         stats = stats_of(path, label)
@@ -207,7 +184,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     report["update"] = None
     if reference is not None:
         # the tensors every checkpoint shares with the base (a vocabulary grown by SFT is left out)
-        names = [n for n in (t.name for t in plans[0].outputs) if n in reference.tensors and all(
+        names = [n for n in (t.name for t in layouts[0].outputs) if n in reference.tensors and all(
             n in c.tensors and c.tensors[n].shape == reference.tensors[n].shape == base.tensors[n].shape
             for c in ckpts)]
         with progress_bar(cfg.progress, len(names), "update", "tensor") as bar:
@@ -261,14 +238,6 @@ def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None
                  f"get one reward for every sample (forecast from {groups['prompts']} RL prompts × "
                  f"{groups['samples_per_prompt']} samples): {groups['signal_prompts_per_step']:.1f} of "
                  f"{cfg.prompts_per_step} prompts per step carry signal")
-
-
-def diagnose(base: str | os.PathLike, checkpoints: list[str | os.PathLike], calib: str | os.PathLike,
-             out: str | os.PathLike, evaluation: dict | None = None, **options) -> dict:
-    """Python API of `rejuv diagnose`; `evaluation` holds the sampling options (`samples`, `temperature`, ...).
-    Returns the report written to `out/report.json`."""
-    return run_diagnose(DiagnoseConfig(base=base, checkpoints=checkpoints, calib=calib, out=out,
-                                       evaluation=evaluation or {}, **options))
 
 
 def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:

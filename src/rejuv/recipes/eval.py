@@ -4,7 +4,7 @@ Protocol of the paper (appendix B): temperature 0.6, top-p 1.0, K samples per
 problem, Math-Verify on the boxed final answer. Generation runs on vLLM when it
 is installed and a GPU is present (`engine: auto`), otherwise on transformers;
 both give the same results format. Prompts follow the rule every command shares
-(`rejuv.prompts`). `dtype: auto` is float32 on the CPU (bf16 is fast there only
+(`rejuv.data.prompts`). `dtype: auto` is float32 on the CPU (bf16 is fast there only
 on CPUs with bf16 instructions; docs/training.md) and the checkpoint's dtype on a GPU.
 
 Work is kept as it is done: each (checkpoint, benchmark) result goes to
@@ -20,33 +20,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
+from typing import ClassVar
 
 from rejuv import __version__
-from rejuv.confidence import confidence_scores, stated_confidence
-from rejuv.data import problem_rows
-from rejuv.errors import RejuvError, warn
-from rejuv.grading import grade_many
+from rejuv.data.prompts import chat_template_option, prompt_ids, uses_template, warn_long_completions
+from rejuv.data.rows import problem_rows
+from rejuv.errors import RejuvError
+from rejuv.evaluation.confidence import confidence_scores, stated_confidence
+from rejuv.evaluation.engines import ENGINES, TransformersEngine, VLLMEngine, choose_engine, dtype_name, eval_device
+from rejuv.evaluation.grading import grade_many
+from rejuv.evaluation.kept import kept_result, partial_dir, write_atomic
+from rejuv.evaluation.lm_eval_format import lm_eval_files
+from rejuv.evaluation.scores import score
 from rejuv.io.fingerprint import file_sha256, folder_fingerprint
 from rejuv.io.jsonl import strict_dumps, write_jsonl
 from rejuv.io.output import atomic_output_dir, claimed_output
-from rejuv.io.records import Checked, DamagedRecord, read_json
-from rejuv.lm_eval_format import lm_eval_files
+from rejuv.io.records import read_json
 from rejuv.modeling import (
     allow_pickle_option,
     check_model_path,
     device_option,
     load_tokenizer,
-    loading_bars,
     model_positions,
-    resolve_device,
     trust_remote_code_option,
 )
 from rejuv.options import (
@@ -59,23 +58,10 @@ from rejuv.options import (
     progress_option,
     seed_option,
     settings_of,
+    tagged,
 )
 from rejuv.progress import progress_bar
-from rejuv.prompts import chat_template_option, prompt_ids, uses_template, warn_long_completions
 from rejuv.provenance import what_ran
-
-ENGINES = ("auto", "transformers", "vllm")
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased estimate of P(at least one of k samples is correct) from c correct out of n."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 ≤ c ≤ n and 1 ≤ k ≤ n; got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    # 1 − C(n−c, k)/C(n, k), as a product to stay exact for large n.
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
 
 
 @dataclass
@@ -87,20 +73,21 @@ class EvalConfig(Config):
     data: list[str] = option(help="Benchmark JSONL/parquet with problem (or prompt/messages) and answer; repeatable.",
                              path="file", nonempty=True)
     out: str = out_option("Output folder for eval.json and samples.jsonl.")
-    samples: int = option(4, short="-k", help="Samples per problem (K).", at_least=1)
+    samples: int = option(4, short="-k", help="Samples per problem (K).", at_least=1, affects="result")
     pass_k: list[int] = option([], help="k values of pass@k, comma-separated.", default_text="1,K", at_least=1)
-    temperature: float = option(0.6, help="Sampling temperature (0: greedy).", at_least=0)
-    top_p: float = option(1.0, help="Nucleus sampling mass.", above=0, at_most=1)
-    max_new_tokens: int = option(1024, help="Completion tokens per sample.", at_least=1)
-    max_problems: int | None = option(None, help="Evaluate the first N problems of each file.", at_least=1)
-    chat_template: str = chat_template_option()
+    temperature: float = option(0.6, help="Sampling temperature (0: greedy).", at_least=0, affects="result")
+    top_p: float = option(1.0, help="Nucleus sampling mass.", above=0, at_most=1, affects="result")
+    max_new_tokens: int = option(1024, help="Completion tokens per sample.", at_least=1, affects="result")
+    max_problems: int | None = option(None, help="Evaluate the first N problems of each file.", at_least=1,
+                                      affects="result")
+    chat_template: str = chat_template_option(affects="result")
     engine: str = option("auto", choices=ENGINES, help="Generation engine.", default_text="auto: vLLM on a GPU")
-    batch_size: int = option(16, help="Prompts per generate call (transformers).", at_least=1)
+    batch_size: int = option(16, help="Prompts per generate call (transformers).", at_least=1, affects="result")
     device: str | None = device_option("cpu, cuda, cuda:N, or auto (accelerate's device map) for the transformers "
                                        "engine.")
     dtype: str = option("auto", choices=("auto", "float32", "bfloat16"), help="Compute dtype.",
-                        default_text="auto: float32 on the CPU, the checkpoint's dtype on a GPU")
-    seed: int = seed_option("Sampling seed.")
+                        default_text="auto: float32 on the CPU, the checkpoint's dtype on a GPU", affects="result")
+    seed: int = seed_option("Sampling seed.", affects="result")
     overwrite: bool = overwrite_option()
     trust_remote_code: bool = trust_remote_code_option()
     allow_pickle: bool = allow_pickle_option()
@@ -121,183 +108,25 @@ class EvalConfig(Config):
         """The k values of pass@k: those given, else 1 and K."""
         return sorted(set(self.pass_k or [1, self.samples]))
 
+    # What a recipe that evaluates as one of its steps (diagnose, plan) sets itself; the rest is its user's.
+    SET_BY_CALLER: ClassVar[tuple[str, ...]] = (
+        "checkpoints", "data", "out", "pass_k", "seed", "chat_template", "device", "trust_remote_code", "allow_pickle",
+        "progress", "overwrite")
 
-# What a recipe that evaluates as one of its steps (diagnose, plan) sets itself; the rest is its user's.
-SET_BY_CALLER = ("checkpoints", "data", "out", "pass_k", "seed", "chat_template", "device", "trust_remote_code",
-                 "allow_pickle", "progress", "overwrite")
-
-
-def evaluation_settings(name: str, **defaults) -> type:
-    """The section of EvalConfig a composing recipe exposes (`--eval-temperature`, YAML `evaluation:`)."""
-    return settings_of(EvalConfig, name, SET_BY_CALLER, defaults)
-
-
-def choose_engine(name: str) -> str:
-    if name != "auto":
-        return name
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return "transformers"
-    return "vllm" if torch.cuda.is_available() else "transformers"
-
-
-def eval_device(cfg: EvalConfig) -> str:
-    """Where the transformers engine runs: the device given (`auto`: accelerate's device map), else cuda
-    when a GPU is visible, else cpu; the same meaning as in every other command."""
-    return resolve_device(cfg.device)
-
-
-def _dtype_name(cfg: EvalConfig, engine: str) -> str:
-    """The compute dtype as it ran: `auto` is float32 on the CPU and each checkpoint's own dtype on a GPU
-    (each result then states its own)."""
-    if engine == "vllm" or cfg.dtype != "auto":
-        return cfg.dtype
-    dtype = eval_dtype(cfg)
-    return "each checkpoint's own" if dtype == "auto" else str(dtype).removeprefix("torch.")
-
-
-def eval_dtype(cfg: EvalConfig):
-    """The dtype the transformers engine loads in: `auto` is float32 on the CPU, the checkpoint's on a GPU."""
-    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
-    if dtype == "auto" and eval_device(cfg) == "cpu":
-        return torch.float32
-    return dtype
-
-
-class TransformersEngine:
-    def __init__(self, path: str, cfg: EvalConfig):
-        from transformers import AutoModelForCausalLM
-
-        device = eval_device(cfg)
-        placement = {"device_map": "auto"} if device == "auto" else {}
-        with loading_bars(cfg.progress):
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
-                                                         trust_remote_code=cfg.trust_remote_code, **placement)
-        self.model = (model if device == "auto" else model.to(device)).eval()
-        self.dtype = str(self.model.dtype).removeprefix("torch.")
-        self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
-        self.tokenizer.padding_side = "left"  # generation continues from the right end
-        self.cfg = cfg
-
-    @torch.no_grad()
-    def generate(self, prompts: list[list[int]], progress=None) -> list[list[str]]:
-        cfg, tok = self.cfg, self.tokenizer
-        outputs: list[list[str]] = []
-        for start in range(0, len(prompts), cfg.batch_size):
-            batch = prompts[start: start + cfg.batch_size]
-            # Seeded per batch: results do not depend on what ran before in the process.
-            torch.manual_seed(cfg.seed * 100_003 + start)
-            enc = tok.pad({"input_ids": batch}, return_tensors="pt")
-            enc = {k: v.to(self.model.device) for k, v in enc.items()}
-            generated = self.model.generate(
-                **enc, do_sample=cfg.temperature > 0, temperature=cfg.temperature or None, top_p=cfg.top_p,
-                max_new_tokens=cfg.max_new_tokens, num_return_sequences=cfg.samples,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            texts = tok.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            outputs += [texts[i * cfg.samples:(i + 1) * cfg.samples] for i in range(len(batch))]
-            if progress is not None:
-                progress.update(len(batch))
-        return outputs
-
-
-class VLLMEngine:
-    def __init__(self, path: str, cfg: EvalConfig):
-        from vllm import LLM
-
-        self.llm = LLM(model=path, seed=cfg.seed, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
-        self.cfg = cfg
-        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
-        self.dtype = str(getattr(config, "dtype", cfg.dtype)).removeprefix("torch.")
-
-    def generate(self, prompts: list[list[int]], progress=None) -> list[list[str]]:
-        from vllm import SamplingParams
-
-        cfg = self.cfg
-        params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        results = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
-        if progress is not None:
-            progress.update(len(prompts))
-        return [[o.text for o in r.outputs] for r in results]
-
-
-def score(correct: list[list[bool]], ks: list[int]) -> dict:
-    """Pass@1 averaged over samples, and pass@k, from per-problem grades."""
-    counts = [sum(c) for c in correct]
-    n = len(correct[0])
-    return {
-        "problems": len(correct), "samples_per_problem": n,
-        "pass@1": sum(c / n for c in counts) / len(counts),
-        "pass@k": {str(k): sum(pass_at_k(n, c, k) for c in counts) / len(counts) for k in ks},
-        "correct_per_problem": counts,
-    }
-
-
-def partial_dir(out: Path) -> Path:
-    """Where finished results wait for the rest of the run (beside `out`, like its temporary folder)."""
-    out = out.resolve()
-    return out.parent / f".{out.name}.rejuv-partial"
-
-
-_SETTINGS = ("samples", "temperature", "top_p", "max_new_tokens", "max_problems", "chat_template", "batch_size",
-             "dtype", "seed")
+    @classmethod
+    def section(cls, name: str, **defaults) -> type:
+        """The settings a composing recipe exposes (`--eval-temperature`, YAML `evaluation:`), with its defaults."""
+        return settings_of(cls, name, cls.SET_BY_CALLER, defaults)
 
 
 def _unit_key(ckpt: str, bench: str, data_sha: str, cfg: EvalConfig, engine: str, ks: list[int]) -> str:
     """Everything a (checkpoint, benchmark) result depends on."""
     inputs = {"checkpoint": str(Path(ckpt).resolve()), "files": folder_fingerprint(ckpt), "benchmark": bench,
-              "data_sha256": data_sha, "settings": {k: getattr(cfg, k) for k in _SETTINGS}, "ks": ks,
+              "data_sha256": data_sha, "settings": tagged(cfg, "result"), "ks": ks,
               "engine": engine, "device": eval_device(cfg), "version": __version__}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def check_kept_result(record, path: Path, name: str, problems: int, samples: int, ks: list[int]) -> dict:
-    """A kept (checkpoint, benchmark) result read back, checked against what this run would write."""
-    checked = Checked(path, "kept evaluation result")
-    record = checked.of(record, "an object", "")
-    result = checked.get(record, "result", "an object")
-    for key, expected in (("benchmark", name), ("problems", problems), ("samples_per_problem", samples)):
-        if result.get(key) != expected:
-            checked.fail(f"['result'][{key!r}]", f"{result.get(key)!r} where this run has {expected!r}")
-    checked.get(result, "pass@1", "a number", "['result']")
-    passk = checked.get(result, "pass@k", "an object", "['result']")
-    for k in ks:
-        checked.get(passk, str(k), "a number", "['result']['pass@k']")
-    counts = checked.get(result, "correct_per_problem", "a list", "['result']")
-    if len(counts) != problems:
-        checked.fail("['result']['correct_per_problem']", f"{len(counts)} counts for {problems} problems")
-    for i, c in enumerate(counts):
-        checked.index(c, samples + 1, f"['result']['correct_per_problem'][{i}]")
-    checked.get(result, "calibration", "an object", "['result']")
-    rows = checked.get(record, "samples", "a list")
-    if len(rows) != problems * samples:
-        checked.fail("['samples']", f"{len(rows)} rows for {problems} problems × {samples} samples")
-    for i, row in enumerate(rows):
-        row = checked.of(row, "an object", f"['samples'][{i}]")
-        checked.get(row, "completion", "text", f"['samples'][{i}]")
-        checked.get(row, "correct", "true or false", f"['samples'][{i}]")
-    return record
-
-
-def _kept(unit: Path, name: str, problems: int, cfg: EvalConfig) -> dict | None:
-    """The result an interrupted run kept for this unit, or None: a damaged one is set aside (renamed
-    `*.damaged`, removed with the folder when the run ends) and evaluated again, never a dead end."""
-    if not unit.exists():
-        return None
-    try:
-        return check_kept_result(read_json(unit, "kept evaluation result"), unit, name, problems, cfg.samples, cfg.ks)
-    except DamagedRecord as exc:
-        aside = unit.with_name(unit.name + ".damaged")
-        os.replace(unit, aside)
-        warn(f"eval: {exc}; set aside as {aside.name}, and this result is evaluated again")
-        return None
 
 
 def _grade(ckpt: str, name: str, rows: list[dict], completions: list[list[str]], cfg: EvalConfig,
@@ -354,7 +183,7 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
         todo = {}
         for name, (rows, sha) in benchmarks.items():
             unit = partial / f"{_unit_key(ckpt, name, sha, cfg, engine_name, ks)}.json"
-            kept = _kept(unit, name, len(rows), cfg)
+            kept = kept_result(unit, name, len(rows), cfg.samples, ks)
             if kept is not None:
                 done[ckpt, name] = kept
                 _say(cfg, f"{Path(ckpt).name}/{name}: reusing the result kept in {partial}")
@@ -377,12 +206,12 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
             result["chat_template_used"] = templated
             result["dtype"] = engine.dtype
             done[ckpt, name] = {"result": result, "samples": samples}
-            _write_atomic(unit, json.dumps(done[ckpt, name]) + "\n")
+            write_atomic(unit, json.dumps(done[ckpt, name]) + "\n")
         del engine
     results = [done[c, name]["result"] for c in cfg.checkpoints for name in benchmarks]
     report = {
         "version": __version__, "engine": engine_name, "config": asdict(cfg),
-        "ran": what_ran(eval_device(cfg), _dtype_name(cfg, engine_name), engine_name),
+        "ran": what_ran(eval_device(cfg), dtype_name(cfg, engine_name), engine_name),
         "results": results,
         "average_pass@1": {c: sum(r["pass@1"] for r in results if r["checkpoint"] == c) / len(benchmarks)
                            for c in cfg.checkpoints},

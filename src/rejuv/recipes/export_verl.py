@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.data import problem_records
+from rejuv.data.rows import problem_records
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.modeling import allow_pickle_option, check_model_path, trust_remote_code_option
 from rejuv.options import Config, Recipe, option, out_option, overwrite_option
@@ -75,7 +75,7 @@ def _export(cfg: ExportVerlConfig, out_path: Path) -> dict:
     with atomic_output_dir(out_path, cfg.overwrite, command="export-verl") as tmp:
         for split, rows in splits.items():
             pq.write_table(pa.Table.from_pylist(rows), tmp / f"{split}.parquet")
-        shutil.copyfile(Path(__file__).parents[1] / "verl_reward.py", tmp / "reward.py")
+        shutil.copyfile(Path(__file__).parents[1] / "evaluation" / "verl_reward.py", tmp / "reward.py")
         final = out_path.resolve()
         overrides = [
             "algorithm.adv_estimator=grpo",

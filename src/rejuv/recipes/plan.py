@@ -15,7 +15,7 @@
    checkpoint `diagnose` flagged as over-trained, why; the rank correlation of
    each cheap signal with the probe outcome over the checkpoints; plots:
    `plan.json`, `plan.html` and PNGs, written atomically into `out`.
-Every prompt follows the rule the other commands share (`rejuv.prompts`).
+Every prompt follows the rule the other commands share (`rejuv.data.prompts`).
 """
 
 from __future__ import annotations
@@ -24,23 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rejuv import __version__
-from rejuv.data import problem_rows, sft_rows
+from rejuv.data.prompts import chat_template_option
+from rejuv.data.rows import problem_rows, sft_rows
+from rejuv.diagnostics.report import distinct_labels
 from rejuv.errors import RejuvError, warn
-from rejuv.fusion import plan_fusion
-from rejuv.handoff.search import (
-    accuracy_kept,
-    accuracy_ratio,
-    best,
-    check_probes_learn,
-    entropy_recovered,
-    probe_metrics,
-    search_grid,
-    search_score,
-    uncertainty,
-)
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
+from rejuv.method.fusion import fusion_layout
 from rejuv.modeling import (
     allow_pickle_option,
     compute_dtype_option,
@@ -60,21 +51,26 @@ from rejuv.options import (
     seed_option,
     settings_of,
 )
-from rejuv.prompts import chat_template_option
-from rejuv.provenance import what_ran
-from rejuv.recipes.apply import ApplyConfig, command_line, run_apply
-from rejuv.recipes.diagnose import (
-    DiagnoseConfig,
-    DiagnoseEvaluation,
-    ForecastSampling,
-    distinct_labels,
-    run_diagnose,
+from rejuv.planner.search import (
+    accuracy_kept,
+    accuracy_ratio,
+    against_diagnose,
+    best,
+    check_probes_learn,
+    entropy_recovered,
+    probe_metrics,
+    search_grid,
+    search_score,
+    uncertainty,
 )
-from rejuv.recipes.eval import EvalConfig, evaluation_settings, run_eval
+from rejuv.provenance import what_ran
+from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, ForecastSampling, run_diagnose
+from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
-from rejuv.rewards import needs_answer
-from rejuv.stats import spearman
+from rejuv.report.stats import spearman
 from rejuv.train.plasticity import read_plasticity_log
+from rejuv.train.rewards import needs_answer
 
 # Cheap signals correlated with the probe outcome: (label, how to read it from a diagnose entry).
 SIGNALS = {
@@ -95,7 +91,7 @@ SIGNALS = {
 ProbeSettings = settings_of(RLRecipeConfig, "ProbeSettings", owned=(
     "model", "data", "out", "max_steps", "seed", "save_model", "chat_template", "trust_remote_code", "allow_pickle",
     "progress", "overwrite"), defaults={"per_device_batch_size": 32, "max_completion_length": 512})
-PlanEvaluation = evaluation_settings("PlanEvaluation", max_new_tokens=512, max_problems=64)
+PlanEvaluation = EvalConfig.section("PlanEvaluation", max_new_tokens=512, max_problems=64)
 
 
 @dataclass
@@ -170,7 +166,7 @@ def _check_architectures(cfg: PlanConfig) -> None:
     with Checkpoint(cfg.base, cfg.allow_pickle) as base:
         for path in cfg.checkpoints:
             with Checkpoint(path, cfg.allow_pickle) as ckpt:
-                plan_fusion(base, ckpt)
+                fusion_layout(base, ckpt)
 
 
 def _log(cfg: PlanConfig, message: str) -> None:
@@ -192,7 +188,7 @@ def _check_rows(cfg: PlanConfig) -> None:
 
 
 def _plan(cfg: PlanConfig, out: Path) -> dict:
-    from rejuv.handoff.report import render_html, write_plots
+    from rejuv.planner.report import render_html, write_plots
 
     labels, searched = cfg.labels, cfg.searched
     if cfg.budget_steps < 8:
@@ -299,6 +295,7 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     correlations = {k: spearman([c["signals"][k] for c in checkpoints], outcome) for k in SIGNALS}
     for c in search:
         c["probe"] = probes.get(c["label"])
+        c["command"] = _apply_command(cfg, cfg.checkpoints[searched], c, search)
     winner = best(probes)
     if winner in entries:
         recommendation = {"kind": "checkpoint", "name": winner, "path": cfg.checkpoints[labels.index(winner)],
@@ -311,7 +308,7 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     recommendation["probe_reward_end"] = probes[winner]["reward_end"]
     recommendation["probe_reward_end_se"] = probes[winner]["reward_end_se"]
     recommendation["uncertainty"] = uncertainty(probes, winner)
-    recommendation["diagnose"] = _against_diagnose(winner, entries, probes, recommendation["uncertainty"])
+    recommendation["diagnose"] = against_diagnose(winner, entries, probes, recommendation["uncertainty"])
     warnings = [warn(f"plan: {recommendation['uncertainty']['text']}")] \
         if not recommendation["uncertainty"]["separated"] else []
     if recommendation["diagnose"]["disagrees"]:
@@ -349,25 +346,6 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     }
 
 
-def _against_diagnose(winner: str, entries: dict, probes: dict, sure: dict) -> dict:
-    """Whether the recommendation hands over a checkpoint `diagnose` flagged as over-trained, and why it did."""
-    entry = entries.get(winner)
-    if entry is None or not entry["flagged"]:
-        flagged = sorted(name for name, e in entries.items() if e["flagged"])
-        return {"disagrees": False, "flagged": flagged,
-                "text": "diagnose flagged " + (", ".join(flagged) if flagged else "no checkpoint")
-                        + f"; the recommendation ({winner}) is not among them"}
-    p = probes[winner]
-    se = "unknown" if p["reward_end_se"] is None else f"{p['reward_end_se']:.3f}"
-    why = "; ".join(entry["signals"].values()) or "entropy below the collapse level"
-    return {"disagrees": True, "flagged": sorted(n for n, e in entries.items() if e["flagged"]),
-            "text": (f"the recommendation hands {winner} to RL as it is, although diagnose flagged it as "
-                     f"over-trained ({why}). Its probe had the best end reward, {p['reward_end']:.3f} "
-                     f"(standard error {se}, {p['end_steps']} step(s), {p['samples_seen']} completions in all); "
-                     f"{sure['text']}. A short probe measures how fast the reward rises from the start, not how "
-                     "far a full RL run goes, which is what over-training costs; weigh the flag, or probe longer.")}
-
-
 def _candidate(cfg: PlanConfig, sft: str, alpha: float, rho: float, out: str, rhos: list[float] | None = None,
                attribution: str | None = None) -> ApplyConfig:
     """The `rejuv apply` config of one search candidate (a fusion at ρ 0)."""
@@ -383,7 +361,7 @@ def _apply_command(cfg: PlanConfig, sft: str, cand: dict, search: list[dict]) ->
     candidate reuses the search's attribution, kept in its first reset candidate's folder."""
     first = next((c for c in search if c["rho"] > 0), None)
     reuse = str(Path(cfg.out) / "candidates" / first["label"]) if cand["rho"] > 0 and first else None
-    return command_line(_candidate(cfg, sft, cand["alpha"], cand["rho"], "OUT"), reuse=reuse)
+    return _candidate(cfg, sft, cand["alpha"], cand["rho"], "OUT").command(reuse=reuse)
 
 
 def summary_lines(cfg: PlanConfig, plan: dict) -> str:

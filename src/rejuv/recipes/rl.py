@@ -6,7 +6,7 @@ temperature 1.0, top-p 1.0, KL loss against the initial policy with coefficient
 per-sequence token-mean loss (TRL's `grpo` loss type), reward ±1 from
 Math-Verify on the boxed answer.
 
-Prompts follow the rule every command shares (`rejuv.prompts`): with the chat
+Prompts follow the rule every command shares (`rejuv.data.prompts`): with the chat
 template (the default when the tokenizer has one), a text `prompt`/`problem`
 goes to TRL as one user message, so GRPO samples from the same prompt ids that
 `rejuv eval` and `rejuv plan` use. Precision as in `rejuv sft`: float32 master
@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.data import problem_rows
+from rejuv.data.prompts import model_prompt, prompt_ids, uses_template, warn_long_completions
+from rejuv.data.rows import problem_rows
 from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.errors import RejuvError
 from rejuv.io.jsonl import strict_dumps
@@ -32,8 +33,6 @@ from rejuv.io.output import claimed_output
 from rejuv.io.records import read_json
 from rejuv.modeling import check_model_path, load_tokenizer, model_positions
 from rejuv.options import OptionError, Recipe, option
-from rejuv.prompts import model_prompt, prompt_ids, uses_template, warn_long_completions
-from rejuv.rewards import needs_answer, resolve_reward, reward_names
 from rejuv.train.common import (
     TrainingConfig,
     distributed_state,
@@ -49,6 +48,7 @@ from rejuv.train.common import (
     training_precision,
 )
 from rejuv.train.plasticity import PlasticityCallback, first_in_line, read_plasticity_log
+from rejuv.train.rewards import needs_answer, resolve_reward, reward_names
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _trainer_extras(cfg: RLRecipeConfig, tokenizer, templated: bool) -> tuple[ty
 
     extras: dict = {"filter_groups": cfg.filter_groups}
     if cfg.chord_data is not None:
-        from rejuv.data import sft_rows
+        from rejuv.data.rows import sft_rows
         from rejuv.train.chord import ChordSchedule, ExpertBatches, tokenize_expert
 
         expert = sft_rows(cfg.chord_data, "CHORD expert data")

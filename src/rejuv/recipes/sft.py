@@ -6,7 +6,7 @@ full effect. `loss: dft` switches TRL's loss to Dynamic Fine-Tuning (each
 token's NLL weighted by its detached probability), the paper's baseline;
 `loss: pear` to PEAR's importance-weighted NLL (train/pear.py).
 
-Rows become token ids by the rule every command shares (`rejuv.prompts`: the
+Rows become token ids by the rule every command shares (`rejuv.data.prompts`: the
 chat template when the tokenizer has one, unless `chat_template` says otherwise),
 and the tokenized rows are handed to TRL, so training sees exactly the prompt ids
 that `rl`, `eval` and `diagnose` use; the loss covers the response tokens.
@@ -28,20 +28,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.data import sft_rows
+from rejuv.data.prompts import sequence_ids, uses_template
+from rejuv.data.rows import sft_rows
 from rejuv.errors import RejuvError, warn
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import claimed_output
 from rejuv.io.records import read_json
 from rejuv.modeling import check_model_path, load_tokenizer, model_positions
 from rejuv.options import OptionError, Recipe, option
-from rejuv.prompts import sequence_ids, uses_template
 from rejuv.train.common import (
     TrainingConfig,
+    epoch_dir_name,
     finish_run,
     lora_config,
     make_trl_config,
     quiet_libraries,
+    save_epoch_list,
     save_model,
     say_what_saving_kept,
     shared_trainer_args,
@@ -81,15 +83,6 @@ class SFTRecipeConfig(TrainingConfig):
         if self.epochs is not None and max(self.save_epochs) > self.epochs:
             raise OptionError("save_epochs", f"go up to {max(self.save_epochs):g} but training stops at epoch "
                               f"{self.epochs:g}", also=("epochs",))
-
-
-def save_epoch_list(values: list[float]) -> list[float]:
-    """The epochs to save, sorted and distinct."""
-    return sorted({float(x) for x in values})
-
-
-def epoch_dir_name(epoch: float) -> str:
-    return f"epoch-{int(epoch)}" if float(epoch).is_integer() else f"epoch-{epoch:g}"
 
 
 def _make_epoch_saver(save_epochs: list[float], root: Path, dtype: str, start: str):

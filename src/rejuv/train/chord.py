@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rejuv.prompts import sequence_ids
+from rejuv.data.prompts import sequence_ids
 
 
 @dataclass(frozen=True)

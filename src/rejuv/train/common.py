@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
+from rejuv.data.prompts import chat_template_option
 from rejuv.errors import RejuvError, warn
 from rejuv.io.format import dtype_from_name
 from rejuv.io.jsonl import write_json, write_jsonl
 from rejuv.io.output import atomic_output_dir, check_output_free, check_replaceable, write_marker
 from rejuv.modeling import allow_pickle_option, loading_bars, trust_remote_code_option
 from rejuv.options import Config, OptionError, option, out_option, overwrite_option, progress_option, seed_option
-from rejuv.prompts import chat_template_option
 from rejuv.provenance import what_ran
 
 
@@ -340,3 +340,13 @@ def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True, start
     kept = kept_when_saved(state, start, dtype_from_name(dtype)) if start and accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     return kept
+
+
+def save_epoch_list(values: list[float]) -> list[float]:
+    """The epochs to save, sorted and distinct."""
+    return sorted({float(x) for x in values})
+
+
+def epoch_dir_name(epoch: float) -> str:
+    """The folder `rejuv sft` saves an epoch in: `epoch-2`, `epoch-0.5`."""
+    return f"epoch-{int(epoch)}" if float(epoch).is_integer() else f"epoch-{epoch:g}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from rejuv.stats import mean_sd
+from rejuv.report.stats import mean_sd
 
 
 def _sanitized(checkpoint: str) -> str:

@@ -23,8 +23,8 @@ import importlib
 from collections.abc import Callable
 
 from rejuv.errors import RejuvError
-from rejuv.grading import grade_many
-from rejuv.verl_reward import last_boxed, normalize_answer
+from rejuv.evaluation.grading import grade_many
+from rejuv.evaluation.verl_reward import last_boxed, normalize_answer
 
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}
@@ -60,7 +60,7 @@ def completion_text(completion) -> str:
 
 
 def _answers(answer, n: int) -> list[str | list[str]]:
-    """The gold answers of a batch: text, or a list of texts any of which counts (rejuv.data.gold_answer)."""
+    """The gold answers of a batch: text, or a list of texts any of which counts (rejuv.data.rows.gold_answer)."""
     if answer is None:
         raise RejuvError("this reward needs an 'answer' column in the RL dataset")
     return [[str(x) for x in a] if isinstance(a, list | tuple) else str(a) for a in answer][:n]
@@ -96,7 +96,7 @@ def format_reward(completions, **_) -> list[float]:
 
 @register_reward("brier")
 def brier_reward(completions, answer=None, **_) -> list[float]:
-    from rejuv.confidence import brier_reward_values, stated_confidence
+    from rejuv.evaluation.confidence import brier_reward_values, stated_confidence
 
     texts = [completion_text(c) for c in completions]
     correct = grade_many(_answers(answer, len(texts)), texts)

@@ -41,10 +41,10 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from rejuv.arch import READER_KINDS, ArchAdapter, Neurons
-from rejuv.attribution_record import Target
-from rejuv.calibration import Sample
+from rejuv.data.calibration import Sample
 from rejuv.errors import RejuvError
+from rejuv.method.arch import READER_KINDS, ArchAdapter, Neurons
+from rejuv.method.attribution_record import Target
 
 # What one more forward piece costs (its pass over the weights, one more backward call, the cache), in
 # token-backwards of one target; measured on a CPU in BENCHMARKS.md ("Attribution ... issue 18").

@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from rejuv.verl_reward import last_boxed, verify_answer
+from rejuv.evaluation.verl_reward import last_boxed, verify_answer
 
 TIMEOUT_S = 5.0
 

@@ -4,7 +4,7 @@ Math-Verify on the last \\boxed{} answer.
 verl loads this file by path (`custom_reward_function.path=.../reward.py`,
 `custom_reward_function.name=compute_score`) inside its reward workers, where
 rejuv may not be installed; it therefore depends on `math_verify` only.
-`rejuv.grading` checks answers with these same functions, so the scores equal
+`rejuv.evaluation.grading` checks answers with these same functions, so the scores equal
 those of `rejuv rl --reward math_verify` (a test compares them).
 """
 

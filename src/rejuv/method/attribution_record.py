@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rejuv.arch import ArchAdapter, Neurons
 from rejuv.io.records import Checked
+from rejuv.method.arch import ArchAdapter, Neurons
 
 FILE = "attribution.json"
 
@@ -29,17 +29,17 @@ class Target:
 
 @dataclass
 class Attribution:
-    """One attribution pass: the targets, every grid ρ's reset plan, the DLA reconstruction errors."""
+    """One attribution pass: the targets, every grid ρ's reset, the DLA reconstruction errors."""
 
     targets: list[Target]
-    plans: dict[float, dict[str, dict]]
+    resets: dict[float, dict[str, dict]]  # ρ → the reset of every tensor it touches (axis, indices)
     errors: list[float]
 
     def record(self, header: dict) -> dict:
         """The JSON record: `header` (what it was made from) and the pass's results."""
         return {**header, "targets": [[t.sample, t.position, t.token, t.gap] for t in self.targets],
                 "dla_reconstruction_error": self.errors,
-                "grid": {f"{rho:g}": plan for rho, plan in sorted(self.plans.items())}}
+                "grid": {f"{rho:g}": plan for rho, plan in sorted(self.resets.items())}}
 
 
 def reset_layout(adapter: ArchAdapter, sizes: dict[Neurons, int], tensor_names: set[str]) -> dict[str, tuple]:

@@ -12,7 +12,7 @@ Accepted rows (the formats TRL and verl users already have):
   when its answer matches one of them (`eval`, the rewards of `rl` and `plan`,
   and `export-verl`'s reward all read it so).
 - A response is never empty (nor only white space), whatever the row's format.
-How a row becomes token ids is `rejuv.prompts`' rule, the same for every command.
+How a row becomes token ids is `rejuv.data.prompts`' rule, the same for every command.
 Every error names the file and the line (JSONL) or row (parquet).
 """
 

@@ -15,16 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rejuv.arch import ArchAdapter, Neurons
-from rejuv.attribution import Target, TokenStats, attribute_sample, mean_entropy, response_token_stats
-from rejuv.calibration import Calibration
+from rejuv.data.calibration import Calibration
 from rejuv.errors import RejuvError
-from rejuv.fusion import FusedStream, FusionPlan
 from rejuv.io.format import as_torch, numpy_dtype, rows_of
 from rejuv.io.reader import Checkpoint
+from rejuv.method import attribution
+from rejuv.method.arch import ArchAdapter, Neurons
+from rejuv.method.attribution import Target, TokenStats, attribute_sample, mean_entropy
+from rejuv.method.fusion import FusedStream, FusionLayout
+from rejuv.method.selection import ResetSet
 from rejuv.modeling import load_frozen_model
 from rejuv.progress import progress_bar
-from rejuv.selection import ResetSet
 
 
 @dataclass(frozen=True)
@@ -45,22 +46,22 @@ def load_model(path: str | Path, opts: PassOptions):
     return load_frozen_model(path, opts.dtype, opts.device, opts.trust_remote_code, opts.allow_pickle, opts.progress)
 
 
-def load_base_like_sft(base_path: str | Path, opts: PassOptions, plan: FusionPlan, sft: Checkpoint):
+def load_base_like_sft(base_path: str | Path, opts: PassOptions, layout: FusionLayout, sft: Checkpoint):
     """The base model, with SFT-only vocabulary rows added when SFT grew the vocabulary."""
     model = load_model(base_path, opts)
-    if plan.resized:
-        model.resize_token_embeddings(plan.sft_vocab, mean_resizing=False)
+    if layout.resized:
+        model.resize_token_embeddings(layout.sft_vocab, mean_resizing=False)
         with torch.no_grad():
-            for name in plan.resized:
+            for name in layout.resized:
                 param = model.get_parameter(name)
-                param[plan.base_vocab:] = sft.read(name)[plan.base_vocab:].to(param)
+                param[layout.base_vocab:] = sft.read(name)[layout.base_vocab:].to(param)
     return model
 
 
 def entropy_stats(model, adapter: ArchAdapter, calib: Calibration, opts: PassOptions, what: str
                   ) -> list[TokenStats]:
     with progress_bar(opts.progress, len(calib.samples), f"entropy ({what})", "sample") as bar:
-        return response_token_stats(model, adapter, calib.samples, opts.batch_size, progress=bar)
+        return attribution.response_token_stats(model, adapter, calib.samples, opts.batch_size, progress=bar)
 
 
 def token_accuracy(stats: list[TokenStats], calib: Calibration) -> float:
@@ -119,14 +120,14 @@ def _parameters(model) -> dict[str, torch.nn.Parameter]:
     return dict(model.named_parameters(remove_duplicate=False))
 
 
-def fuse_in_memory(model, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, alpha: float) -> None:
+def fuse_in_memory(model, base: Checkpoint, sft: Checkpoint, layout: FusionLayout, alpha: float) -> None:
     """Turn the loaded SFT model into the fused one, with exactly the values the output stores (the shard
     writer's own arithmetic, then the cast to the model's compute dtype), so the fused and reset models
     are measured without writing or loading them."""
     stream = FusedStream(base, sft, alpha)
     params = _parameters(model)
     with torch.no_grad():
-        for spec in plan.outputs:
+        for spec in layout.outputs:
             param = params.get(spec.name)
             if param is None:
                 raise RejuvError(f"{sft.path}: tensor {spec.name} is not a parameter of the loaded model")
@@ -136,11 +137,11 @@ def fuse_in_memory(model, base: Checkpoint, sft: Checkpoint, plan: FusionPlan, a
 
 
 @contextlib.contextmanager
-def reset_in_memory(model, base: Checkpoint, resets: dict[str, dict], plan: FusionPlan) -> Iterator[None]:
+def reset_in_memory(model, base: Checkpoint, resets: dict[str, dict], layout: FusionLayout) -> Iterator[None]:
     """Within the block, the reset entries of the (fused) model hold their base values, cast to the stored
     dtype as the output stores them; the fused values come back afterwards."""
     params = _parameters(model)
-    stored = {spec.name: spec.dtype for spec in plan.outputs}
+    stored = {spec.name: spec.dtype for spec in layout.outputs}
     saved = []
     with torch.no_grad():
         try:

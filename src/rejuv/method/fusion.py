@@ -1,6 +1,6 @@
 """Base-anchored fusion θ_F = α·θ_S + (1−α)·θ_B, as a streaming map over tensors.
 
-`plan_fusion` checks that the two checkpoints line up (same architecture, same
+`fusion_layout` checks that the two checkpoints line up (same architecture, same
 tensor names and shapes) before anything is written, and lays out the output.
 `FusedStream.fill` then produces the output block of rows by block of rows for
 the shard writer (reading the same rows of both inputs, `fuse_into`, and the
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rejuv.arch import ArchAdapter, adapter_for
 from rejuv.errors import RejuvError
 from rejuv.io.format import FLOAT_DTYPES, as_numpy, dtype_from_name, natural_key, numpy_dtype, row_nbytes, rows_of
 from rejuv.io.reader import Checkpoint
 from rejuv.io.writer import OutputTensor
-from rejuv.reset import apply_reset
+from rejuv.method.arch import ArchAdapter, adapter_for
+from rejuv.method.reset import apply_reset
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,7 @@ _SHAPE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num
 
 
 @dataclass
-class FusionPlan:
+class FusionLayout:
     adapter: ArchAdapter
     outputs: list[OutputTensor]
     base_vocab: int | None = None
@@ -49,7 +49,7 @@ class FusionPlan:
                 "note": "rows present in both were fused; rows only in the SFT model were kept as SFT"}
 
 
-def plan_fusion(base: Checkpoint, sft: Checkpoint) -> FusionPlan:
+def fusion_layout(base: Checkpoint, sft: Checkpoint) -> FusionLayout:
     """Check base and SFT line up; refuse, naming the first offending tensor, if not."""
     adapter = adapter_for(sft.config, where=str(sft.path))
     base_adapter = adapter_for(base.config, where=str(base.path))
@@ -69,7 +69,7 @@ def plan_fusion(base: Checkpoint, sft: Checkpoint) -> FusionPlan:
         raise RejuvError(f"tensor {missing_in_base[0]} is in SFT {sft.path} but missing from base {base.path}"
                          + _more(missing_in_base))
 
-    plan = FusionPlan(adapter, [])
+    plan = FusionLayout(adapter, [])
     vocab_names = adapter.vocab_tensors()
     for name in sorted(sft.tensors, key=natural_key):
         s, b = sft.tensors[name], base.tensors[name]

@@ -87,3 +87,14 @@ def adapter_for(config: dict, where: str = "model") -> ArchAdapter:
             return adapter
     raise RejuvError(f"{where}: unsupported architecture {model_type!r}; "
                      f"supported: {', '.join(supported_model_types())}")
+
+
+def neuron_sizes(adapter: ArchAdapter, ckpt) -> dict[Neurons, int]:
+    """Neuron count of every reader (rows) and writer (columns) module."""
+    sizes = {}
+    for n in adapter.neurons(ckpt.config):
+        info = ckpt.tensors.get(n.weight)
+        if info is None or len(info.shape) != 2:
+            raise RejuvError(f"{ckpt.path}: expected a 2-D tensor {n.weight} for layer {n.layer} {n.kind}")
+        sizes[n] = info.shape[n.axis]
+    return sizes

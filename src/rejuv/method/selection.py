@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
-from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
-from rejuv.reset import RANKINGS, check_rho
+from rejuv.method.arch import Neurons
+from rejuv.method.reset import RANKINGS, check_rho
 
 
 def budget(rho: float, count: int) -> int:

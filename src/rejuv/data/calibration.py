@@ -3,7 +3,7 @@
 Rows are in any SFT format (`data.sft_record`): `{"prompt": ..., "response": ...}`
 (`completion` is accepted for `response`, as in TRL), chat `messages` whose last
 message is the assistant's answer, or `text`. They become token ids by the rule
-every command shares (`rejuv.prompts`): the chat template when the SFT tokenizer
+every command shares (`rejuv.data.prompts`): the chat template when the SFT tokenizer
 has one (`chat_template` auto | always | never), plain text otherwise, so the
 calibration sequences are those `rejuv sft` trains on. Every row is validated
 before any model is run, and errors name the file and line.
@@ -15,10 +15,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from rejuv.data import sft_rows
+from rejuv.data.prompts import sequence_ids, uses_template
+from rejuv.data.rows import sft_rows
 from rejuv.errors import RejuvError, warn
 from rejuv.io.fingerprint import file_sha256
-from rejuv.prompts import sequence_ids, uses_template
 
 
 @dataclass(frozen=True)

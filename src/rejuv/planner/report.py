@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rejuv.figures import figure_png, pyplot
-from rejuv.html import render
+from rejuv.report.figures import figure_png, pyplot
+from rejuv.report.html import render
 
 SIGNAL_LABELS = {"entropy": "mean entropy (nats)", "top1_mass": "top-1 mass", "nll": "held-out NLL",
                  "drift": "relative drift", "pass@1": "pass@1", "pass_gap": "pass@k − pass@1",

@@ -29,11 +29,12 @@ from rejuv.errors import RejuvError, warn
 MODES = ("auto", "always", "never")
 
 
-def chat_template_option():
+def chat_template_option(affects: str | tuple[str, ...] = ()):
     """The `chat_template` field of every recipe config: one rule for every command, so one option."""
     from rejuv.options import option
 
-    return option("auto", choices=MODES, help="Rows through the tokenizer's chat template: auto = when it has one.")
+    return option("auto", choices=MODES, help="Rows through the tokenizer's chat template: auto = when it has one.",
+                  affects=affects)
 
 
 def check_mode(mode: str) -> str:

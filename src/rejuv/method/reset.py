@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rejuv.arch import Neurons
 from rejuv.errors import RejuvError
+from rejuv.method.arch import Neurons
 
 RANKINGS = ("global", "per-module")
 

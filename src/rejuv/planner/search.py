@@ -172,3 +172,22 @@ def uncertainty(outcomes: dict[str, dict], winner: str) -> dict:
         text = f"{winner} is ahead of every other candidate by more than {SEPARATION_Z:g} standard errors"
     return {"separated": bool(others) and estimable and not tied, "tied_with": tied if estimable else others,
             "z": SEPARATION_Z, "text": text}
+
+
+def against_diagnose(winner: str, entries: dict, probes: dict, sure: dict) -> dict:
+    """Whether the recommendation hands over a checkpoint `diagnose` flagged as over-trained, and why it did."""
+    entry = entries.get(winner)
+    if entry is None or not entry["flagged"]:
+        flagged = sorted(name for name, e in entries.items() if e["flagged"])
+        return {"disagrees": False, "flagged": flagged,
+                "text": "diagnose flagged " + (", ".join(flagged) if flagged else "no checkpoint")
+                        + f"; the recommendation ({winner}) is not among them"}
+    p = probes[winner]
+    se = "unknown" if p["reward_end_se"] is None else f"{p['reward_end_se']:.3f}"
+    why = "; ".join(entry["signals"].values()) or "entropy below the collapse level"
+    return {"disagrees": True, "flagged": sorted(n for n, e in entries.items() if e["flagged"]),
+            "text": (f"the recommendation hands {winner} to RL as it is, although diagnose flagged it as "
+                     f"over-trained ({why}). Its probe had the best end reward, {p['reward_end']:.3f} "
+                     f"(standard error {se}, {p['end_steps']} step(s), {p['samples_seen']} completions in all); "
+                     f"{sure['text']}. A short probe measures how fast the reward rises from the start, not how "
+                     "far a full RL run goes, which is what over-training costs; weigh the flag, or probe longer.")}

@@ -1,4 +1,4 @@
-"""HTML pages from Jinja2 templates (`rejuv/templates/`), escaped by default: checkpoint names, paths,
+"""HTML pages from Jinja2 templates (`rejuv/report/templates/`), escaped by default: checkpoint names, paths,
 decoded tokens and messages come from files rejuv does not control, so no value reaches a page unescaped
 unless a template says so. Undefined names are errors, not blanks."""
 
@@ -30,7 +30,7 @@ def data_uri(png: bytes) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("rejuv", "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("rejuv.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(num=number, readable=readable, data_uri=data_uri)
@@ -39,5 +39,5 @@ def _environment() -> jinja2.Environment:
 
 
 def render(template: str, **context) -> str:
-    """The page `template` (a file in rejuv/templates) filled with `context`."""
+    """The page `template` (a file in rejuv/report/templates) filled with `context`."""
     return _environment().get_template(template).render(**context)

@@ -1,0 +1,164 @@
+"""One seed of the lab, step by step: the base it starts from, SFT at ModSFT's and OverSFT's epochs (and the
+alternatives' SFT), α and ρ by the rules, the fused and rejuvenated starts, the same GRPO run from every arm,
+what each run changed, the evaluations before and after RL, the diagnosis of the starts (with their
+dead-group forecast), and for the planner preset its check. Each step calls the function the CLI calls
+(`run_sft`, `run_apply`, `run_rl`, `run_eval`, `run_diagnose`) with its recipe's config, and is skipped when
+its output is there as its step left it (`lab/steps.py`)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+from rejuv.io.jsonl import strict_dumps, write_jsonl
+from rejuv.lab.presets import Preset, diagnose_dir
+from rejuv.lab.rules import run_rules
+from rejuv.lab.steps import Steps
+from rejuv.lab.task import pretraining_texts, write_task_files
+from rejuv.lab.world import build_base_model
+from rejuv.recipes.apply import ApplyConfig, run_apply
+from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
+from rejuv.recipes.eval import EvalConfig, run_eval
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.recipes.sft import SFTRecipeConfig, run_sft
+from rejuv.train.common import epoch_dir_name
+
+CONF_EXTRA = 16
+FORECAST_PROMPTS = 64  # RL prompts each arm samples a group of, for its dead-group forecast
+
+
+def _completion_length(arm: str, p: Preset) -> int:
+    return p.max_completion_length + (CONF_EXTRA if arm in ("conf", "conf_brier") else 0)
+
+
+def _rl_options(arm: str, p: Preset, files: dict) -> dict:
+    """Options of the arm's GRPO run beyond the shared ones."""
+    if arm == "chord_mu":
+        return {"chord_data": str(files["sft"]), "chord_mu_peak": 0.9, "chord_mu_valley": 0.05,
+                "chord_mu_decay_steps": max(1, p.rl_steps - 1)}  # the last step at the valley
+    if arm == "chord_phi":
+        return {"chord_data": str(files["sft"]), "chord_mu_peak": 0.1, "chord_mu_valley": 0.1, "chord_phi": True}
+    if arm == "oversft_filter":
+        return {"filter_groups": True}
+    if arm == "conf_brier":
+        return {"rewards": [*p.rewards, "brier"]}
+    return {}
+
+
+def build_base(out: Path, p: Preset, step: Steps) -> Path:
+    """The pre-trained base: facts, bare answers and worked chains in every form. Cached in out/base/model."""
+    root = out / "base"
+    init, final = root / "init", root / "model"
+
+    def pretrain() -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(init, ignore_errors=True)
+        build_base_model(init, p.hidden, p.layers, seed=0)
+        corpus = write_jsonl(root / "pretrain.jsonl", pretraining_texts(p.task, random.Random(12345), p.pretrain_texts))
+        run_sft(SFTRecipeConfig(model=str(init), data=str(corpus), out=str(root / "pretrain"),
+                                save_epochs=[p.pretrain_epochs], learning_rate=p.pretrain_lr, per_device_batch_size=32,
+                                max_length=64, seed=0, overwrite=True, progress=False, trl_args={"logging_steps": 50}))
+        (root / "pretrain" / epoch_dir_name(p.pretrain_epochs)).rename(final)
+
+    step(out, final, f"pre-training the base ({p.pretrain_texts} texts × {p.pretrain_epochs} epochs)", pretrain)
+    return final
+
+
+def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...], step: Steps) -> dict[str, str]:
+    """Every arm for one seed; returns arm → checkpoint before RL."""
+    root = out / f"seed-{seed}"
+    files = write_task_files(root / "data", p.task, seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
+
+    def sft(folder: Path, loss: str, epochs: list[float], data: str = "sft"):
+        return lambda: run_sft(SFTRecipeConfig(
+            model=str(base), data=str(files[data]), out=str(folder), loss=loss, save_epochs=epochs,
+            learning_rate=p.sft_lr, per_device_batch_size=p.sft_batch, max_length=96, seed=seed, progress=False,
+            trl_args={"logging_steps": 25}))
+
+    saved = [p.mod_epochs, p.over_epochs]
+    step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
+    ckpt = {"modsft": root / "sft" / epoch_dir_name(p.mod_epochs),
+            "oversft": root / "sft" / epoch_dir_name(p.over_epochs)}
+    for arm, loss in (("dft", "dft"), ("pear", "pear")):
+        if arm in arms:
+            step(out, root / arm, f"seed {seed}: {loss.upper()} SFT for {p.over_epochs} epochs",
+                  sft(root / arm, loss, [p.over_epochs]))
+            ckpt[arm] = root / arm / epoch_dir_name(p.over_epochs)
+    if {"conf", "conf_brier"} & set(arms):
+        step(out, root / "sft_conf", f"seed {seed}: SFT with stated confidence for {p.over_epochs} epochs",
+              sft(root / "sft_conf", "nll", [p.over_epochs], data="sft_conf"))
+        ckpt["conf"] = ckpt["conf_brier"] = root / "sft_conf" / epoch_dir_name(p.over_epochs)
+    for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
+        ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
+    if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv"} & set(arms):
+        rules_dir = root / "rules"
+        step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
+              lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed), covers=rules_dir)
+        rules = json.loads((rules_dir / "rules.json").read_text())
+        ckpt["oversft_fusion"] = rules_dir / rules["fusion"]
+        ckpt["oversft_rejuv"] = rules_dir / rules["rejuvenation"]
+        if "modsft_rejuv" in arms:
+            config = ApplyConfig(base=str(base), sft=str(ckpt["modsft"]), calib=str(files["calib"]),
+                                 out=str(root / "modsft_rejuv"), alpha=rules["alpha"]["chosen"],
+                                 rho=rules["rho"]["chosen"], fusion_only=not rules["rho"]["chosen"],
+                                 max_samples=p.calib_rows, targets_per_sample=p.targets_per_sample, seed=seed,
+                                 device=p.device, progress=False)
+            step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
+                  lambda c=config: run_apply(c))
+            ckpt["modsft_rejuv"] = root / "modsft_rejuv"
+    for arm in arms:
+        config = RLRecipeConfig(
+            model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), max_steps=p.rl_steps, seed=seed,
+            progress=False, **{**p.grpo_settings(), "max_completion_length": _completion_length(arm, p),
+                               **_rl_options(arm, p, files)})
+        step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
+              lambda c=config: run_rl(c))
+    for arm in arms:
+        step(out, root / "updates" / f"{arm}.json", f"seed {seed}: what GRPO changed from {arm}",
+              lambda a=arm: write_update(root / "updates" / f"{a}.json", ckpt[a], root / "rl" / a, base))
+    # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
+    # so that arms can be added to a finished demo without redoing the others.
+    for arm in arms:
+        for stage, path in (("before", ckpt[arm]), ("after", root / "rl" / arm)):
+            config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
+                                out=str(root / f"eval_{stage}" / arm), chat_template="never", seed=seed,
+                                progress=False, **{**p.eval_settings(), "max_new_tokens": _completion_length(arm, p)})
+            step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
+                  lambda c=config: run_eval(c))
+    config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
+                            calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False,
+                            rl_data=str(files["rl"]), group_size=p.num_generations,
+                            prompts_per_step=p.rl_prompts_per_step, chat_template="never",
+                            forecast={"samples": p.num_generations, "max_new_tokens": p.max_completion_length,
+                                      "max_problems": FORECAST_PROMPTS})
+    step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
+          lambda: run_diagnose(config))
+    if p.plan_epochs:
+        from rejuv.lab.plan_check import run_planner_stage
+
+        others = sorted(set(p.plan_epochs) - set(saved))  # ModSFT's and OverSFT's epochs are the arms' own
+        if others:
+            step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
+                  sft(root / "plan_sft", "nll", others))
+        # the arms whose GRPO run is the planner's own full run from the same start (same settings)
+        plain = {str(ckpt[a]): root / "rl" / a for a in arms if not _rl_options(a, p, files)
+                 and _completion_length(a, p) == p.max_completion_length}
+        run_planner_stage(out, root, base, p, seed, files, step, plain)
+    return {a: str(ckpt[a]) for a in arms}
+
+
+def write_update(path: Path, start: Path, result: Path, base: Path) -> None:
+    """`rejuv diagnose --reference`'s update figures of one RL run (from `start`, with the base), as JSON."""
+    from rejuv.diagnostics.update import update_statistics
+    from rejuv.io.reader import Checkpoint
+
+    with Checkpoint(start) as s, Checkpoint(result) as r, Checkpoint(base) as b:
+        names = [n for n in s.names() if n in r.tensors and n in b.tensors
+                 and s.tensors[n].shape == r.tensors[n].shape == b.tensors[n].shape]
+        figures = update_statistics(s, [r], names, base=b)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")  # the step's file is its proof of completion: never half-written
+    partial.write_text(strict_dumps(figures) + "\n")
+    partial.replace(path)

@@ -1,0 +1,1 @@
+"""What the reports share: statistics over seeds, figures, HTML pages from templates, model cards."""
