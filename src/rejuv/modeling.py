@@ -20,14 +20,15 @@ def allow_pickle_option():
     """The `allow_pickle` field of every config whose recipe loads a model: one loading rule, one option."""
     from rejuv.options import option
 
-    return option(False, help="Accept pytorch_model*.bin weights (pickle) when no safetensors exist.")
+    return option(False, help="Accept pytorch_model*.bin weights (pickle) when no safetensors exist.", shared=True)
 
 
 def trust_remote_code_option():
     """The `trust_remote_code` field of every config whose recipe loads a model."""
     from rejuv.options import option
 
-    return option(False, help="Run model code from the checkpoint folders (off: transformers' own code only).")
+    return option(False, help="Run model code from the checkpoint folders (off: transformers' own code only).",
+                  shared=True)
 
 
 def check_device(device: str | None) -> str | None:
@@ -56,7 +57,7 @@ def device_option(help: str = _DEVICE_HELP) -> Any:  # noqa: A002
     """The `device` field of every config that runs a model: one meaning, one check."""
     from rejuv.options import option
 
-    return option(None, help=help, default_text=DEFAULT_DEVICE, check=check_device)
+    return option(None, help=help, default_text=DEFAULT_DEVICE, check=check_device, shared=True)
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")

@@ -42,7 +42,7 @@ def option(default: Any = dataclasses.MISSING, *, help: str = "", default_text: 
            positional: bool = False, commas: bool = False, path: str | None = None,
            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
            below: float | None = None, check: Callable[[Any], Any] | None = None, nonempty: bool = False,
-           distinct: bool = False, affects: str | tuple[str, ...] = ()) -> Any:
+           distinct: bool = False, affects: str | tuple[str, ...] = (), shared: bool = False) -> Any:
     """A config field with what the CLI, YAML and the config's own checks need to know about it.
 
     `default` may be a list or dict (copied per instance). `default_text` replaces the shown default where
@@ -59,14 +59,17 @@ def option(default: Any = dataclasses.MISSING, *, help: str = "", default_text: 
     its items `distinct`. Every config checks these on construction, however it is built (`Config`).
     `affects` tags the results the option changes (`"output"`, `"attribution"`, ...): the fingerprints, resume
     keys and reproduce-commands that depend on those results take the tagged options (`tagged`,
-    `command_line`), so none is listed by hand and a new option is counted where it is declared.
+    `command_line`), so none is listed by hand and a new option is counted where it is declared. A `shared`
+    option (seed, device, chat template, loading rules, progress) means the same in every command, and a
+    recipe that runs another passes it on (`passed_on`).
     """
     if path is not None and path not in PATH_ROLES:
         raise ValueError(f"path must be one of {PATH_ROLES}, got {path!r}")
     metadata = {"help": help, "default_text": default_text, "choices": choices, "known": known, "flag": flag,
                 "short": short, "positional": positional, "commas": commas, "path": path,
                 "bounds": (at_least, above, at_most, below), "check": check, "nonempty": nonempty,
-                "distinct": distinct, "affects": (affects,) if isinstance(affects, str) else tuple(affects)}
+                "distinct": distinct, "affects": (affects,) if isinstance(affects, str) else tuple(affects),
+                "shared": shared}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     if dataclasses.is_dataclass(default):  # a section: each config gets its own copy
@@ -108,7 +111,7 @@ SEED_LIMIT = 2**32  # numpy's and transformers' set_seed take seeds below 2^32
 
 
 def seed_option(help: str = "Seed.", affects: str | tuple[str, ...] = ()) -> Any:  # noqa: A002
-    return option(0, help=help, at_least=0, below=SEED_LIMIT, affects=affects)
+    return option(0, help=help, at_least=0, below=SEED_LIMIT, affects=affects, shared=True)
 
 
 def out_option(help: str = "Output folder (written atomically).", default: Any = dataclasses.MISSING) -> Any:  # noqa: A002
@@ -121,7 +124,7 @@ def overwrite_option(what: str = "output folder") -> Any:
 
 
 def progress_option(help: str = "Show progress bars.") -> Any:  # noqa: A002
-    return option(True, help=help)
+    return option(True, help=help, shared=True)
 
 
 def settings_of(config_cls: type, name: str, owned: Iterable[str], defaults: dict[str, Any] | None = None) -> type:
@@ -351,6 +354,20 @@ def declared_paths(cfg: Any, role: str | None = None, prefix: str = "") -> list[
 def tagged(cfg: Any, tag: str) -> dict[str, Any]:
     """The options of `cfg` whose declaration says they change `tag`'s results, in declaration order."""
     return {f.name: getattr(cfg, f.name) for f, _, _ in _specs(type(cfg)) if tag in f.metadata.get("affects", ())}
+
+
+def recorded(cfg: Any) -> dict[str, Any]:
+    """The options as a record states them (`asdict`), less the output folder: a record lives in it, and a
+    recipe run by another writes into a temporary folder whose name would make the bytes differ run by run."""
+    outputs = {f.name for f, _, _ in _specs(type(cfg)) if f.metadata.get("path") == "output"}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in outputs}
+
+
+def passed_on(cfg: Any, target_cls: type) -> dict[str, Any]:
+    """The `shared` options of `cfg` that `target_cls` declares too: what a recipe passes on to one it runs."""
+    theirs = {f.name for f, _, _ in _specs(target_cls) if f.metadata.get("shared")}
+    return {f.name: getattr(cfg, f.name) for f, _, _ in _specs(type(cfg)) if f.metadata.get("shared")
+            and f.name in theirs}
 
 
 def command_line(cfg: Any, command: str, tags: tuple[str, ...], values: dict[str, Any] | None = None,

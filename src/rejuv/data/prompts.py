@@ -34,13 +34,7 @@ def chat_template_option(affects: str | tuple[str, ...] = ()):
     from rejuv.options import option
 
     return option("auto", choices=MODES, help="Rows through the tokenizer's chat template: auto = when it has one.",
-                  affects=affects)
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise RejuvError(f"chat_template must be one of {', '.join(MODES)}; got {mode!r}")
-    return mode
+                  affects=affects, shared=True)
 
 
 def has_template(tokenizer) -> bool:
@@ -49,7 +43,6 @@ def has_template(tokenizer) -> bool:
 
 def uses_template(tokenizer, mode: str, where: str = "the tokenizer") -> bool:
     """Whether rows go through the chat template under `mode` with this tokenizer."""
-    check_mode(mode)
     if mode == "always" and not has_template(tokenizer):
         raise RejuvError(f"{where}: --chat-template always, but the tokenizer has no chat template")
     return mode == "always" or (mode == "auto" and has_template(tokenizer))

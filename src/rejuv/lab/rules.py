@@ -30,7 +30,7 @@ RHOS = (0.0003, 0.001, 0.003, 0.01)
 KEEP = 0.5  # share of the reference's calibration pass rate a candidate must keep
 
 
-def choose_alpha(rates: dict[float, float], oversft: float) -> tuple[float, str]:
+def alpha_by_pass_rate(rates: dict[float, float], oversft: float) -> tuple[float, str]:
     """The α rule on measured calibration pass rates (α → rate) and OverSFT's rate."""
     floor = KEEP * oversft
     if rates[0.5] >= floor:
@@ -43,8 +43,10 @@ def choose_alpha(rates: dict[float, float], oversft: float) -> tuple[float, str]
     return largest, f"no alpha keeps half of OverSFT's {oversft:.3f}; the largest, {largest:g}, is used"
 
 
-def choose_rho(rates: dict[float, float], fused: float) -> tuple[float, str]:
-    """The ρ rule on measured calibration pass rates (ρ → rate) and the fusion's rate."""
+def rho_by_pass_rate(rates: dict[float, float], fused: float) -> tuple[float, str]:
+    """The lab's ρ rule on sampled calibration pass rates (ρ → rate) and the fusion's rate. Not `rejuv apply
+    --rho auto` (`method.reset.auto_rho`), which a user runs without sampling: that one reads teacher-forced
+    accuracy and the union's size from one attribution pass."""
     keeping = [r for r in sorted(rates) if rates[r] >= KEEP * fused]
     if not keeping:
         return 0.0, (f"no rho keeps half of the fusion's {fused:.3f} (best {max(rates.values()):.3f}): no reset, "
@@ -123,7 +125,7 @@ def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int
     alphas = {a: rate(_applied(folder / candidate(a), ApplyConfig(out=str(folder / candidate(a)), alpha=a,
                                                                    fusion_only=True, **common)), candidate(a))
               for a in ALPHAS}
-    alpha, alpha_text = choose_alpha(alphas, reference)
+    alpha, alpha_text = alpha_by_pass_rate(alphas, reference)
     attribution = None
     rhos, warned = {}, {}
     for rho in sorted(RHOS, reverse=True):  # the first (largest) runs the attribution for the whole grid
@@ -135,7 +137,7 @@ def run_rules(folder: Path, base: Path, oversft: Path, files: dict, p, seed: int
         attribution = attribution or str(out)
         rhos[rho] = rate(out, out.name)
     _say_what_the_candidates_warned(seed, warned)
-    rho, rho_text = choose_rho(rhos, alphas[alpha])
+    rho, rho_text = rho_by_pass_rate(rhos, alphas[alpha])
     result = {"oversft_pass_rate": reference,
               "alpha": {"candidates": {f"{a:g}": r for a, r in alphas.items()}, "chosen": alpha, "rule": alpha_text},
               "rho": {"candidates": {f"{r:g}": v for r, v in rhos.items()}, "chosen": rho, "rule": rho_text},

@@ -16,7 +16,7 @@ from typing import Any
 from rejuv.io.records import Checked
 from rejuv.method.arch import ArchAdapter, Neurons
 
-FILE = "attribution.json"
+TARGET_TOKENS = ("gold", "argmax")  # the token whose logit a target attributes: the data's, or the model's top-1
 
 
 @dataclass(frozen=True)

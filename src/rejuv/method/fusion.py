@@ -221,10 +221,3 @@ class FusedStream:
             if axis == 0:
                 indices = indices[(indices >= start) & (indices < start + shared)] - start
             apply_reset(out[:shared], base, axis, indices)
-
-
-def check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise RejuvError(f"alpha must lie in [0, 1], got {alpha}")
-    return alpha

@@ -19,13 +19,6 @@ from rejuv.method.arch import Neurons
 RANKINGS = ("global", "per-module")
 
 
-def check_rho(rho: float) -> float:
-    rho = float(rho)
-    if not 0.0 <= rho < 1.0:
-        raise RejuvError(f"rho must lie in [0, 1), got {rho}")
-    return rho
-
-
 def reset_entries(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> dict[str, dict]:
     """Per checkpoint tensor: which axis and indices take base values.
 
@@ -114,7 +107,7 @@ class AccuracyCost:
                 "teacher-forced accuracy"}
 
 
-def choose_rho(grid: list[dict], cost: AccuracyCost, max_share: float) -> tuple[float, str]:
+def auto_rho(grid: list[dict], cost: AccuracyCost, max_share: float) -> tuple[float, str]:
     """`rho: auto`: the largest grid ρ whose reset covers at most `max_share` of the neurons and costs no more
     calibration accuracy than allowed (`AccuracyCost`); 0 when none qualifies (the output is the fusion)."""
     allowed = [g for g in grid if g["effective_reset_ratio"] <= max_share

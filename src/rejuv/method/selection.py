@@ -14,9 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rejuv.errors import RejuvError
 from rejuv.method.arch import Neurons
-from rejuv.method.reset import RANKINGS, check_rho
 
 
 def budget(rho: float, count: int) -> int:
@@ -30,12 +28,10 @@ class ResetSet:
 
     def __init__(self, neurons: list[Neurons], sizes: dict[Neurons, int], rho: float, ranking: str = "global",
                  other_rhos: Sequence[float] = ()):
-        if ranking not in RANKINGS:
-            raise RejuvError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
         self.neurons = neurons
         self.sizes = sizes
-        self.rho = check_rho(rho)
-        self.rhos = sorted({self.rho, *(check_rho(r) for r in other_rhos)})
+        self.rho = float(rho)
+        self.rhos = sorted({self.rho, *(float(r) for r in other_rhos)})
         self.ranking = ranking
         self.masks_by_rho = {r: {n: torch.zeros(sizes[n], dtype=torch.bool) for n in neurons} for r in self.rhos}
         self.masks = self.masks_by_rho[self.rho]

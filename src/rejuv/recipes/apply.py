@@ -44,9 +44,9 @@ from rejuv.io.reader import Checkpoint
 from rejuv.io.records import Checked, read_json
 from rejuv.io.writer import copy_aux_files, parse_size, shard_size, write_safetensors_shards
 from rejuv.method.arch import neuron_sizes
-from rejuv.method.attribution_record import Attribution, parse_attribution, reset_layout
+from rejuv.method.attribution_record import TARGET_TOKENS, Attribution, parse_attribution, reset_layout
 from rejuv.method.fusion import FusedStream, FusionLayout, fusion_layout
-from rejuv.method.reset import RANKINGS, AccuracyCost, check_rho, choose_rho, reset_entries, reset_warnings, summarize
+from rejuv.method.reset import RANKINGS, AccuracyCost, auto_rho, reset_entries, reset_warnings, summarize
 from rejuv.modeling import (
     allow_pickle_option,
     compute_dtype_option,
@@ -126,7 +126,7 @@ class ApplyConfig(Config):
     max_samples: int = option(64, help="Calibration rows used (chosen with --seed).", at_least=1, affects=_ATTRIBUTION)
     max_length: int = option(2048, help="Truncate calibration sequences to this many tokens (and to the model's "
                              "positions).", at_least=2, affects=_ATTRIBUTION)
-    target_token: str = option("gold", choices=("gold", "argmax"), help="Token attributed.", affects=_ATTRIBUTION)
+    target_token: str = option("gold", choices=TARGET_TOKENS, help="Token attributed.", affects=_ATTRIBUTION)
     ranking: str = option("global", choices=RANKINGS, help="Neuron ranking.", affects=_ATTRIBUTION)
     fusion_only: bool = option(False, help="Only fuse; skip attribution and reset.")
     chat_template: str = chat_template_option(affects=_ATTRIBUTION)
@@ -178,7 +178,7 @@ def rho_grid(cfg: ApplyConfig) -> list[float]:
         grid = [fixed[0] * f for f in RHO_FACTORS if fixed[0] * f < 1.0]
     else:
         grid = list(AUTO_GRID)
-    return sorted({round(check_rho(r), 12) for r in grid if r > 0})
+    return sorted({round(float(r), 12) for r in grid if r > 0})  # each checked as the option was
 
 
 def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, layout: FusionLayout, alpha: float,
@@ -258,8 +258,8 @@ def _apply(cfg: ApplyConfig) -> dict:
             check_vocabulary(calib, sft.config.get("vocab_size"), cfg.sft)
         attribution = None
         if cfg.reuse_attribution:
-            layout = reset_layout(adapter, sizes, set(sft.tensors))
-            attribution = _reused(cfg, calib, layout, sft.config["vocab_size"])
+            resettable = reset_layout(adapter, sizes, set(sft.tensors))
+            attribution = _reused(cfg, calib, resettable, sft.config["vocab_size"])
         measured: dict = {}
         grid: list[dict] = []
         rho, choice, resets, allowed = 0.0, None, {}, None
@@ -304,7 +304,7 @@ def _apply(cfg: ApplyConfig) -> dict:
                 accuracy = {k: v.accuracy for k, v in measured.items()}
                 tokens = sum(len(sample.predict_positions) for sample in calib.samples)
                 allowed = AccuracyCost(accuracy["sft"], accuracy["fused"], tokens)
-                rho, choice = (choose_rho(grid, allowed, cfg.max_reset_share) if cfg.rho == "auto"
+                rho, choice = (auto_rho(grid, allowed, cfg.max_reset_share) if cfg.rho == "auto"
                                else (float(cfg.rho), "given"))
                 resets = attribution.resets.get(rho, {})
                 chosen = next((g for g in grid if g["rho"] == rho), None)

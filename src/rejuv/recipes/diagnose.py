@@ -9,7 +9,7 @@ benchmark; then flags, a ranking, plots, `report.json` (validated by
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv import __version__
@@ -53,7 +53,9 @@ from rejuv.options import (
     option,
     out_option,
     overwrite_option,
+    passed_on,
     progress_option,
+    recorded,
     seed_option,
 )
 from rejuv.progress import progress_bar
@@ -166,7 +168,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
 
     base_stats = stats_of(cfg.base, "base")
     report = {
-        "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
+        "version": __version__, "seed": cfg.seed, "config": recorded(cfg),
         "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers"),
         "calibration": {"path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256,
                         "chat_template_used": calib.chat_template},
@@ -196,9 +198,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     with atomic_output_dir(out, cfg.overwrite, command="diagnose") as tmp:
         if cfg.eval:
             ev = run_eval(compose(EvalConfig, cfg.evaluation, checkpoints=list(cfg.checkpoints), data=[cfg.eval],
-                                  out=str(tmp / "eval"), pass_k=sorted({1, cfg.k}), seed=cfg.seed, device=cfg.device,
-                                  chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code,
-                                  allow_pickle=cfg.allow_pickle, progress=cfg.progress, overwrite=False))
+                                  out=str(tmp / "eval"), pass_k=sorted({1, cfg.k}), overwrite=False,
+                                  **passed_on(cfg, EvalConfig)))
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
                 pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]
                 entry["sampling"] = {"pass@1": pass1, "pass@k": passk, "gap": passk - pass1}
@@ -223,10 +224,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
 def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None:
     """Each checkpoint's dead-group forecast (diagnostics/groups.py) from `rejuv eval` on the RL prompts."""
     unique = list(dict.fromkeys(cfg.checkpoints))  # arms may share a start: each is sampled once
-    ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=unique, data=[cfg.rl_data],
-                          out=str(out), pass_k=[1], seed=cfg.seed, device=cfg.device, chat_template=cfg.chat_template,
-                          trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-                          progress=cfg.progress, overwrite=False))
+    ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=unique, data=[cfg.rl_data], out=str(out), pass_k=[1],
+                          overwrite=False, **passed_on(cfg, EvalConfig)))
     by_checkpoint = {result["checkpoint"]: result for result in ev["results"]}
     for entry in entries:
         result = by_checkpoint[entry["path"]]

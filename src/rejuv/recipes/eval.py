@@ -22,7 +22,7 @@ import hashlib
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -56,6 +56,7 @@ from rejuv.options import (
     out_option,
     overwrite_option,
     progress_option,
+    recorded,
     seed_option,
     settings_of,
     tagged,
@@ -210,7 +211,7 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
         del engine
     results = [done[c, name]["result"] for c in cfg.checkpoints for name in benchmarks]
     report = {
-        "version": __version__, "engine": engine_name, "config": asdict(cfg),
+        "version": __version__, "engine": engine_name, "config": recorded(cfg),
         "ran": what_ran(eval_device(cfg), dtype_name(cfg, engine_name), engine_name),
         "results": results,
         "average_pass@1": {c: sum(r["pass@1"] for r in results if r["checkpoint"] == c) / len(benchmarks)
@@ -234,7 +235,9 @@ def _calibration_cells(cal: dict) -> list[str]:
     return [f"{100 * cal['stated']:.0f}", fmt(cal["brier"]), fmt(cal["ece"])]
 
 
-def format_table(report: dict) -> str:
+def summary_table(cfg: EvalConfig, report: dict) -> str:
+    """What `rejuv eval` prints: a row per checkpoint and benchmark, pass@1 and pass@k in %, and stated
+    confidence with its Brier score and ECE where the completions state one."""
     ks = sorted({k for r in report["results"] for k in r["pass@k"]}, key=int)
     stated = any((r.get("calibration") or {}).get("stated") for r in report["results"])
     header = ["checkpoint", "benchmark", "problems", "K", "pass@1"] + [f"pass@{k}" for k in ks if k != "1"]
@@ -248,4 +251,4 @@ def format_table(report: dict) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-RECIPE = Recipe(EvalConfig, run_eval, lambda cfg, report: format_table(report))
+RECIPE = Recipe(EvalConfig, run_eval, summary_table)

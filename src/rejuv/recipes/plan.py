@@ -20,7 +20,7 @@ Every prompt follows the rule the other commands share (`rejuv.data.prompts`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv import __version__
@@ -47,7 +47,9 @@ from rejuv.options import (
     option,
     out_option,
     overwrite_option,
+    passed_on,
     progress_option,
+    recorded,
     seed_option,
     settings_of,
 )
@@ -202,9 +204,8 @@ def _plan(cfg: PlanConfig, out: Path) -> dict:
         diagnosis = run_diagnose(DiagnoseConfig(
             base=cfg.base, checkpoints=list(cfg.checkpoints), names=labels, calib=cfg.calib, out=str(tmp / "diagnose"),
             eval=eval_data, k=cfg.k, evaluation=compose(DiagnoseEvaluation, cfg.evaluation),
-            chat_template=cfg.chat_template, max_samples=cfg.max_samples, device=cfg.device, dtype=cfg.dtype,
-            seed=cfg.seed, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code,
-            progress=cfg.progress, rl_data=cfg.probe_data, group_size=cfg.probe.num_generations,
+            max_samples=cfg.max_samples, dtype=cfg.dtype, **passed_on(cfg, DiagnoseConfig), rl_data=cfg.probe_data,
+            group_size=cfg.probe.num_generations,
             prompts_per_step=_completions_per_step(cfg) // cfg.probe.num_generations,
             forecast=ForecastSampling(samples=cfg.probe.num_generations, temperature=cfg.probe.temperature,
                                       top_p=cfg.probe.top_p, max_new_tokens=cfg.probe.max_completion_length,
@@ -254,9 +255,8 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
                                                                                   else "fused"]})
     report = run_eval(compose(
         EvalConfig, cfg.evaluation, checkpoints=[r["path"] for r in results], data=[eval_data],
-        out=str(tmp / "candidates" / "eval"), pass_k=sorted({1, cfg.k}), chat_template=cfg.chat_template,
-        device=cfg.device, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-        progress=cfg.progress, overwrite=False))
+        out=str(tmp / "candidates" / "eval"), pass_k=sorted({1, cfg.k}), overwrite=False,
+        **passed_on(cfg, EvalConfig)))
     sft_accuracy = entry["sampling"]["pass@1"]
     for r, ev in zip(results, report["results"], strict=True):
         r["pass@1"] = ev["pass@1"]
@@ -269,10 +269,8 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
 
 def _probe_config(cfg: PlanConfig, model: str, out: str) -> RLRecipeConfig:
     return compose(RLRecipeConfig, cfg.probe, "probe", model=model, data=cfg.probe_data, out=out,
-                   max_steps=cfg.budget_steps,
-                   seed=cfg.seed, save_model=False, chat_template=cfg.chat_template,
-                   trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle, progress=False,
-                   overwrite=False)
+                   max_steps=cfg.budget_steps, save_model=False, overwrite=False,
+                   **{**passed_on(cfg, RLRecipeConfig), "progress": False})
 
 
 def _completions_per_step(cfg: PlanConfig) -> int:
@@ -322,7 +320,7 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     probed_search = [c for c in search if c["probe"] is not None]
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {
-        "version": __version__, "seed": cfg.seed, "config": asdict(cfg),
+        "version": __version__, "seed": cfg.seed, "config": recorded(cfg),
         "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers (passes), TRL (probes)"),
         "recommendation": recommendation,
         "warnings": warnings,
@@ -351,9 +349,8 @@ def _candidate(cfg: PlanConfig, sft: str, alpha: float, rho: float, out: str, rh
     """The `rejuv apply` config of one search candidate (a fusion at ρ 0)."""
     return ApplyConfig(base=cfg.base, sft=sft, calib=cfg.calib, out=out, alpha=alpha, rho=rho,
                        rho_grid=rhos if rho > 0 else None, reuse_attribution=attribution if rho > 0 else None,
-                       fusion_only=rho == 0.0, max_samples=cfg.max_samples, chat_template=cfg.chat_template,
-                       seed=cfg.seed, device=cfg.device, dtype=cfg.dtype, allow_pickle=cfg.allow_pickle,
-                       trust_remote_code=cfg.trust_remote_code, progress=cfg.progress)
+                       fusion_only=rho == 0.0, max_samples=cfg.max_samples, dtype=cfg.dtype,
+                       **passed_on(cfg, ApplyConfig))
 
 
 def _apply_command(cfg: PlanConfig, sft: str, cand: dict, search: list[dict]) -> str:

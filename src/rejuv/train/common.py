@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +18,16 @@ from rejuv.io.format import dtype_from_name
 from rejuv.io.jsonl import write_json, write_jsonl
 from rejuv.io.output import atomic_output_dir, check_output_free, check_replaceable, write_marker
 from rejuv.modeling import allow_pickle_option, loading_bars, trust_remote_code_option
-from rejuv.options import Config, OptionError, option, out_option, overwrite_option, progress_option, seed_option
+from rejuv.options import (
+    Config,
+    OptionError,
+    option,
+    out_option,
+    overwrite_option,
+    progress_option,
+    recorded,
+    seed_option,
+)
 from rejuv.provenance import what_ran
 
 
@@ -261,7 +270,7 @@ def finish_run(trainer, tmp: Path, cfg, config_name: str, stated: dict) -> None:
         write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
         engine = f"TRL {type(trainer).__name__}" + (" with vLLM" if getattr(cfg, "use_vllm", False) else "")
         ran = what_ran(str(trainer.accelerator.device), stated["precision"]["compute"], engine)
-        write_json(tmp / config_name, {**asdict(cfg), **stated, "ran": ran})
+        write_json(tmp / config_name, {**recorded(cfg), **stated, "ran": ran})
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
 

@@ -39,8 +39,10 @@ def test_auto_uses_the_template_when_there_is_one(bpe):
     assert uses_template(bpe, "auto") and not uses_template(plain, "auto") and not uses_template(bpe, "never")
     with pytest.raises(RejuvError, match="always, but the tokenizer has no chat template"):
         uses_template(plain, "always", "m")
-    with pytest.raises(RejuvError, match="chat_template must be one of auto, always, never"):
-        uses_template(bpe, "sometimes")
+    from rejuv.recipes.eval import EvalConfig  # the mode is checked where the option is declared
+
+    with pytest.raises(RejuvError, match="chat_template: 'sometimes' is not one of auto, always, never"):
+        EvalConfig(checkpoints=["m"], data=["d"], out="o", chat_template="sometimes")
 
 
 def test_prompt_ids_with_and_without_the_template(bpe):

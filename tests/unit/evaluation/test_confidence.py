@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rejuv.evaluation.confidence import brier_reward_values, confidence_scores, stated_confidence
-from rejuv.recipes.eval import EvalConfig, format_table, run_eval
+from rejuv.recipes.eval import EvalConfig, run_eval, summary_table
 from rejuv.train.rewards import resolve_reward
 
 from tiny import build_model, save
@@ -58,5 +58,5 @@ def test_eval_reports_calibration_from_stated_confidences(tmp_path, monkeypatch)
     assert cal["brier"] == pytest.approx((0.01 + 0.04 + 0.81) / 3)
     samples = [json.loads(x) for x in (tmp_path / "o" / "samples.jsonl").read_text().splitlines()]
     assert [s["confidence"] for s in samples] == [0.9, 0.8, 0.9, None]
-    table = format_table(report)
+    table = summary_table(None, report)
     assert "Brier" in table and "ECE" in table and "75" in table

@@ -357,36 +357,7 @@ def test_reused_attribution_gives_another_alpha_or_rho_without_a_new_pass(llama_
     assert not (tmp_path / "x").exists()
 
 
-def test_rho_auto_allows_the_calibration_sets_noise():
-    """On a real 135 M checkpoint fusion raised accuracy (0.9784 → 0.9818): the allowed cost became 0, and
-    ρ 0.0003 was refused for one token of about 1,180. The tolerance (a standard error, at least one token)
-    takes such a ρ; a cost well beyond it is still refused, and a union above the share too."""
-    from rejuv.method.reset import AccuracyCost, choose_rho
-
-    cost = AccuracyCost(sft=0.9784, fused=0.9818, tokens=1180)
-    assert cost.fusion_cost == 0.0
-    assert cost.tolerance == pytest.approx((0.9818 * 0.0182 / 1180) ** 0.5) and cost.tolerance > 1 / 1180
-    grid = [{"rho": 0.0003, "effective_reset_ratio": 0.008, "calibration_accuracy": 0.9818 - 1 / 1180},  # one token
-            {"rho": 0.001, "effective_reset_ratio": 0.02, "calibration_accuracy": 0.9818 - 4 / 1180},  # four
-            {"rho": 0.003, "effective_reset_ratio": 0.04, "calibration_accuracy": 0.9818 - 12 / 1180},  # twelve
-            {"rho": 0.01, "effective_reset_ratio": 0.09, "calibration_accuracy": 0.9818}]  # union too large
-    rho, rule = choose_rho(grid, cost, 0.05)
-    assert rho == 0.001 and "(0.0039 over 1180 tokens)" in rule
-    assert choose_rho(grid[:1], AccuracyCost(0.9784, 0.9818, 100_000), 0.05)[0] == 0.0  # one token of 100k: noise
     # is 0.0004 there, and 0.00085 is more
-
-
-def test_rho_auto_takes_the_largest_rho_the_rule_allows():
-    from rejuv.method.reset import AccuracyCost, choose_rho
-
-    cost = AccuracyCost(sft=0.9, fused=0.8, tokens=10_000)  # fusion cost 0.1, noise 0.004
-    grid = [{"rho": 0.001, "effective_reset_ratio": 0.01, "calibration_accuracy": 0.79},
-            {"rho": 0.003, "effective_reset_ratio": 0.03, "calibration_accuracy": 0.697},  # 0.103 ≤ 0.104
-            {"rho": 0.01, "effective_reset_ratio": 0.06, "calibration_accuracy": 0.78},  # union too large
-            {"rho": 0.03, "effective_reset_ratio": 0.02, "calibration_accuracy": 0.60}]  # costs too much
-    rho, rule = choose_rho(grid, cost, 0.05)
-    assert rho == 0.003 and "costs no more calibration accuracy than fusion did (0.1000)" in rule
-    assert choose_rho(grid, cost, 0.005)[0] == 0.0
 
 
 @pytest.mark.slow
@@ -412,21 +383,6 @@ def test_rho_zero_is_fusion_alone_and_runs_no_attribution(llama_pair, calib_file
     m = rejuvenate(base, sft, calib_file, tmp_path / "o", rho=0.0, progress=False)
     assert m["fusion_only"] and m["rho_grid"] == [] and m["attribution"] is None and m["neurons_reset"] == 0
     assert not (tmp_path / "o" / "attribution.json").exists() and m["entropy"]["fused"] is not None
-
-
-def test_reset_warnings_by_hand():
-    from rejuv.method.reset import AccuracyCost, reset_warnings
-
-    kinds = {"v_proj": {"ratio": 0.8}, "k_proj": {"ratio": 0.67}, "q_proj": {"ratio": 0.3}, "o_proj": {"ratio": 0.08}}
-    union, accuracy = reset_warnings(0.217, 0.05, 0.01, 512, kinds, AccuracyCost(0.9, 0.85, 1000), 0.4)
-    assert "covers 21.7% of the model's neurons" in union and "22x rho" in union
-    assert "v_proj 80%, k_proj 67%, q_proj 30%" in union
-    assert "SFT 0.900, fused 0.850, rejuvenated 0.400" in accuracy and "over 1000 tokens" in accuracy
-    # Fusion cost 0.3, the reset 0.05: nothing to say; a union below the share: nothing either.
-    assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, AccuracyCost(0.9, 0.6, 1000), 0.55) == []
-    assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, None, None) == []
-    # Fusion raised accuracy and the reset costs one token of 1,180: within the noise, no warning.
-    assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, AccuracyCost(0.9784, 0.9818, 1180), 0.9818 - 1 / 1180) == []
 
 
 @pytest.mark.slow
@@ -464,26 +420,6 @@ def test_every_output_has_a_model_card_with_hub_front_matter(llama_pair, calib_f
     assert [m["parameters"]["weight"] for m in mergekit["models"]] == [0.7, pytest.approx(0.3)]
     assert [m["model"] for m in mergekit["models"]] == [str(sft), str(base)]
     assert not (tmp_path / "rejuv" / "mergekit_config.yml").exists()  # a reset has no mergekit equivalent
-
-
-@pytest.mark.parametrize("text", ["5GB", "500MB", "64KB", "1.5GB", "2TB", "10 MB", "5gb", " 3KB "])
-def test_shard_sizes_mean_what_save_pretrained_reads(text):
-    """transformers' save_pretrained reads max_shard_size with huggingface_hub's parser; rejuv's own (kept
-    off the torch-free fusion path, and also taking KiB/MiB/GiB and byte counts) agrees on every size both read."""
-    from huggingface_hub.serialization._base import parse_size_to_int
-
-    from rejuv.io.writer import parse_size
-
-    assert parse_size(text) == parse_size_to_int(text)
-
-
-def test_binary_units_and_bad_sizes():
-    from rejuv.io.writer import parse_size
-
-    assert (parse_size("64KiB"), parse_size("2GiB"), parse_size(4096), parse_size("4096")) == (65536, 2**31, 4096, 4096)
-    for bad in ("abc", "-1GB", "nanGB", "0MB", "5 XB"):
-        with pytest.raises(RejuvError, match="cannot read size"):
-            parse_size(bad)
 
 
 def _edited(record: dict, edit: str) -> object:

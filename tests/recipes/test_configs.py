@@ -13,7 +13,7 @@ from rejuv.recipes.plan import PlanConfig
 from rejuv.recipes.rl import RLRecipeConfig
 from rejuv.recipes.sft import SFTRecipeConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("name, recipe", [("apply.yaml", ApplyConfig), ("sft.yaml", SFTRecipeConfig),

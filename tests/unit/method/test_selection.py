@@ -50,8 +50,11 @@ def test_per_module_ranking_touches_every_module():
     assert rs.indices() == {A: [1], B: [0, 1]}
 
 
-def test_bad_rho_and_ranking():
-    with pytest.raises(RejuvError, match="rho"):
-        ResetSet([A], {A: 4}, rho=1.5)
-    with pytest.raises(RejuvError, match="ranking"):
-        ResetSet([A], {A: 4}, rho=0.1, ranking="random")
+def test_bad_rho_and_ranking_are_refused_where_they_are_declared():
+    """The checks live once, in apply's config (the component takes them as checked)."""
+    from rejuv.recipes.apply import ApplyConfig
+
+    with pytest.raises(RejuvError, match=r"rho: must lie in \[0, 1\) or be 'auto', got 1.5"):
+        ApplyConfig(base="b", sft="s", out="o", calib="c", rho=1.5)
+    with pytest.raises(RejuvError, match="ranking: 'random' is not one of global, per-module"):
+        ApplyConfig(base="b", sft="s", out="o", calib="c", ranking="random")

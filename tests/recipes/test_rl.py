@@ -1,0 +1,157 @@
+"""`rejuv sft` and `rejuv rl` on a tiny local model (TRL engines, CPU)."""
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rejuv.errors import RejuvError
+from rejuv.recipes.rl import RLRecipeConfig, run_rl
+from rejuv.train.plasticity import read_plasticity_log
+
+from tiny import build_model, save, weights
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    base, tok = build_model("llama", seed=0)
+    save(base, tok, root / "base")
+    rng = random.Random(0)
+    with open(root / "sft.jsonl", "w") as f:
+        for _ in range(32):
+            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "completion": f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"})
+                    + "\n")
+    with open(root / "rl.jsonl", "w") as f:
+        for i in range(16):
+            f.write(json.dumps({"prompt": f"compute {i}+1.", "answer": "7"}) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_grpo_raises_the_reward_and_logs_plasticity_every_step(world, tmp_path):
+    summary = run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "rl"),
+                                    rewards=["tiny:contains_seven"], learning_rate=2e-2, max_steps=20,
+                                    max_completion_length=6))
+    assert summary["reward_last"] > summary["reward_first"] + 0.5
+    rows = read_plasticity_log(tmp_path / "rl" / "plasticity.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    for row in rows:
+        for key in ("grad_norm", "update_l2", "drift_l2", "drift_rel", "frac_changed", "reward", "kl"):
+            assert math.isfinite(row[key]), (key, row)
+    AutoModelForCausalLM.from_pretrained(tmp_path / "rl")
+    assert json.loads((tmp_path / "rl" / "rl_config.json").read_text())["beta"] == 0.001
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rewards": ["accuracy"]}, "unknown reward 'accuracy'"),
+    ({"per_device_batch_size": 6, "num_generations": 4}, "must be divisible by num_generations \\(4\\)"),
+    ({"data": "noanswer.jsonl"}, "missing the 'answer' column"),
+    ({"model": "not_a_model"}, "not a model folder"),
+])
+def test_rl_bad_input_fails_before_training(world, tmp_path, change, message):
+    (tmp_path / "noanswer.jsonl").write_text(json.dumps({"prompt": "p"}) + "\n")
+    (tmp_path / "not_a_model").mkdir()
+    values = {"model": str(world / "base"), "data": str(world / "rl.jsonl"), "out": str(tmp_path / "out")}
+    values.update({k: str(tmp_path / v) if k in ("data", "model") else v for k, v in change.items()})
+    with pytest.raises(RejuvError, match=message):
+        run_rl(RLRecipeConfig(**values))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_rl_with_lora_saves_a_merged_full_model(world, tmp_path):
+    run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "lora"),
+                          rewards=["tiny:contains_seven"], learning_rate=5e-2, max_steps=3, max_completion_length=4,
+                          lora=True, lora_r=4, lora_alpha=8))
+    assert not list((tmp_path / "lora").glob("adapter_*"))
+    out, base = weights(tmp_path / "lora"), weights(world / "base")
+    assert out.keys() == base.keys()  # plain model tensor names, adapters merged in
+    assert any(not torch.equal(out[n], base[n]) for n in out)
+    rows = read_plasticity_log(tmp_path / "lora" / "plasticity.jsonl")
+    assert len(rows) == 3 and rows[-1]["drift_l2"] > 0
+
+
+@pytest.mark.slow
+def test_cli_rl_reads_yaml_with_trl_args(world, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from rejuv.cli import main
+
+    config = tmp_path / "rl.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(world / "base"), "data": str(world / "rl.jsonl"), "out": str(tmp_path / "out"),
+        "rewards": ["tiny:contains_seven", "format"], "reward_weights": [1.0, 0.1], "max_steps": 2,
+        "max_completion_length": 4, "num_generations": 4, "trl_args": {"top_k": 20}}))
+    result = CliRunner().invoke(main, ["rl", "--config", str(config), "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "rl_config.json").read_text())
+    assert saved["max_steps"] == 3 and saved["trl_args"] == {"top_k": 20} and saved["num_generations"] == 4
+    assert len(read_plasticity_log(tmp_path / "out" / "plasticity.jsonl")) == 3
+    config.write_text(yaml.safe_dump({"model": str(world / "base"), "data": str(world / "rl.jsonl"),
+                                      "out": str(tmp_path / "out2"), "trl_args": {"no_such_field": 1}}))
+    bad = CliRunner().invoke(main, ["rl", "--config", str(config)])
+    assert bad.exit_code != 0 and "no_such_field" in bad.output and not (tmp_path / "out2").exists()
+
+
+@pytest.mark.slow
+def test_chord_with_mu_zero_is_plain_grpo_and_logs_its_schedule(world, tmp_path):
+    common = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), rewards=["tiny:contains_seven"],
+                  learning_rate=2e-2, max_steps=3, max_completion_length=6, seed=4)
+    run_rl(RLRecipeConfig(out=str(tmp_path / "grpo"), **common))
+    run_rl(RLRecipeConfig(out=str(tmp_path / "mu0"), chord_data=str(world / "sft.jsonl"), chord_mu_peak=0.0,
+                          chord_mu_valley=0.0, **common))
+    plain, zero = weights(tmp_path / "grpo"), weights(tmp_path / "mu0")
+    assert all(torch.equal(plain[n], zero[n]) for n in plain)  # µ = 0: the subclass changes nothing
+    run_rl(RLRecipeConfig(out=str(tmp_path / "chord"), chord_data=str(world / "sft.jsonl"), chord_mu_peak=0.9,
+                          chord_mu_valley=0.1, chord_mu_decay_steps=2, **common))
+    rows = read_plasticity_log(tmp_path / "chord" / "plasticity.jsonl")
+    assert [r["chord_mu"] for r in rows] == pytest.approx([0.9, 0.5, 0.1])  # half-cosine over 2 steps
+    assert all(r["chord_sft_loss"] > 0 for r in rows)
+    mixed = weights(tmp_path / "chord")
+    assert any(not torch.equal(plain[n], mixed[n]) for n in plain)
+
+
+@pytest.mark.slow
+def test_chord_at_mu_one_is_sft_on_the_expert_rows(world, tmp_path):
+    run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "sft"),
+                          rewards=["tiny:contains_seven"], learning_rate=1e-2, max_steps=8, max_completion_length=4,
+                          chord_data=str(world / "sft.jsonl"), chord_mu_peak=1.0, chord_mu_valley=1.0,
+                          chord_expert_batch_size=8, seed=1))
+    losses = [r["chord_sft_loss"] for r in read_plasticity_log(tmp_path / "sft" / "plasticity.jsonl")]
+    assert len(losses) == 8 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # the expert loss falls
+
+
+def test_chord_options_are_checked(world, tmp_path):
+    base = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "x"),
+                chord_data=str(world / "sft.jsonl"))
+    with pytest.raises(RejuvError, match=r"chord_mu_peak: must lie in \[0, 1\]"):
+        run_rl(RLRecipeConfig(chord_mu_peak=1.5, **base))
+    with pytest.raises(RejuvError, match="chord_expert_batch_size: must be ≥ 1"):
+        run_rl(RLRecipeConfig(chord_expert_batch_size=0, **base))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_filter_drops_groups_without_signal(world, tmp_path):
+    common = dict(model=str(world / "base"), data=str(world / "rl.jsonl"), learning_rate=2e-2, max_steps=2,
+                  max_completion_length=4, filter_groups=True)
+    run_rl(RLRecipeConfig(out=str(tmp_path / "zero"), rewards=["tiny:always_zero"], **common))
+    rows = read_plasticity_log(tmp_path / "zero" / "plasticity.jsonl")
+    assert [r["filter_dropped_share"] for r in rows] == [1.0, 1.0]
+    after, before = weights(tmp_path / "zero"), weights(world / "base")
+    # every group dropped: an empty loss must be zero, not 0/0 = NaN, so the weights stay as they were
+    assert all(torch.equal(after[n], before[n]) for n in before)
+    run_rl(RLRecipeConfig(out=str(tmp_path / "seven"), rewards=["tiny:contains_seven"], **common))
+    shares = [r["filter_dropped_share"] for r in read_plasticity_log(tmp_path / "seven" / "plasticity.jsonl")]
+    assert len(shares) == 2 and all(0.0 <= s <= 1.0 for s in shares)
+
+
+# -- precision ---------------------------------------------------------------------------------------
+
+

@@ -1,0 +1,36 @@
+"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
+
+
+import pytest
+
+from rejuv.lab.plan_check import summarize_planner
+from rejuv.planner.field_rules import FIELD_RULES
+
+
+def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
+    def seed(end, slope, by_accuracy, dead=0.05):
+        field = {rule: {"pick": "epoch-2", "shortfall": by_accuracy, "spearman": 0.4} for rule in FIELD_RULES}
+        field["fewest_dead_groups"] = {"pick": "epoch-4", "shortfall": dead, "spearman": -0.2}
+        return {"shortfall": {"end_reward": end, "slope_extrapolation": slope}, "shortfall_by_sft_accuracy":
+                by_accuracy, "searched_minus_rule": 0.01, "searched_minus_half": 0.2, "spearman_probe": 0.5,
+                "spearman_sft_accuracy": 0.4, "recommended": {"end_reward": "epoch-1", "slope_extrapolation":
+                                                              "epoch-8"}, "field": field}
+
+    summary = summarize_planner({0: seed(0.10, 0.0, 0.1), 1: seed(0.10, 0.02, 0.1), 2: seed(0.0, 0.3, 0.2),
+                                 3: {"skipped": "no signal"}, 4: None}, dev_seeds=[0, 1])
+    assert summary["rule"] == "slope_extrapolation"  # 0.01 mean shortfall on the development seeds against 0.10
+    assert summary["development"]["seeds"] == [0, 1] and summary["test"]["seeds"] == [2]
+    assert summary["test"]["shortfall"]["mean"] == pytest.approx(0.3)  # judged where it was not chosen
+    assert summary["skipped"] == {3: "no signal"}
+    assert summarize_planner({0: None}, [0]) is None
+    fixed = summarize_planner({3: seed(0.10, 0.0, 0.1), 4: seed(0.0, 0.3, 0.2)}, dev_seeds=[3], fixed_rule="end_reward")
+    assert fixed["rule"] == "end_reward" and fixed["development"] is None and fixed["test"]["seeds"] == [3, 4]
+    assert fixed["test"]["shortfall"]["mean"] == pytest.approx(0.05) and "fixed in advance" in fixed["texts"][0]
+    table = {row["rule"]: row for row in fixed["test"]["rules"]}  # every rule side by side, on the same seeds
+    assert list(table) == ["rejuv plan (end_reward)", *FIELD_RULES]
+    assert table["rejuv plan (end_reward)"]["picks"] == {3: "epoch-1", 4: "epoch-1"}
+    assert table["fewest_dead_groups"]["shortfall"]["mean"] == pytest.approx(0.05)
+    assert table["sft_accuracy"]["shortfall"]["mean"] == pytest.approx(0.15) and table["lowest_nll"]["best_picked"] == 0
+    assert not any("fell shorter than the planner" in t for t in fixed["texts"])  # 0.05 is no less than 0.05
+
+
