@@ -1,3 +1,5 @@
+"""Two runs on one output: never a traceback, never a lost result."""
+
 import json
 
 import pytest

@@ -1,3 +1,5 @@
+"""`rejuv apply` end to end on the tiny models of every architecture."""
+
 import json
 import random
 import re

@@ -1,3 +1,5 @@
+"""`rejuv eval` on a tiny model: numbers with their counts, engines, resume, damaged kept results, records."""
+
 import json
 import sys
 import types

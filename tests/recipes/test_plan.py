@@ -1,4 +1,4 @@
-"""`rejuv plan`: the search and ranking logic on hand-made numbers, then the recipe on tiny models."""
+"""`rejuv plan` on tiny models: recommendation, evidence, refusals and rebuild commands."""
 
 import json
 import random

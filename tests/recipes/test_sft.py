@@ -1,8 +1,7 @@
-"""`rejuv sft` and `rejuv rl` on a tiny local model (TRL engines, CPU)."""
+"""`rejuv sft` on a tiny local model (TRL's SFTTrainer, CPU), and the precision it trains and saves in."""
 
 import json
 import math
-import random
 import subprocess
 import sys
 
@@ -16,24 +15,7 @@ from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 from rejuv.train.plasticity import read_plasticity_log
 
-from tiny import build_model, save, weights
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    base, tok = build_model("llama", seed=0)
-    save(base, tok, root / "base")
-    rng = random.Random(0)
-    with open(root / "sft.jsonl", "w") as f:
-        for _ in range(32):
-            a, b = rng.randint(1, 9), rng.randint(1, 9)
-            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "completion": f"{a}+{b}={a + b}. \\boxed{{{a + b}}}"})
-                    + "\n")
-    with open(root / "rl.jsonl", "w") as f:
-        for i in range(16):
-            f.write(json.dumps({"prompt": f"compute {i}+1.", "answer": "7"}) + "\n")
-    return root
+from tiny import build_model, weights
 
 
 @pytest.mark.slow

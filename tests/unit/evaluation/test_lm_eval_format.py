@@ -1,3 +1,4 @@
+"""Eval results in lm-evaluation-harness's layout."""
 
 import pytest
 

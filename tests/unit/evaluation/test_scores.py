@@ -1,3 +1,5 @@
+"""Pass@1 and the unbiased pass@k against the closed form and enumeration."""
+
 import itertools
 from math import comb
 

@@ -1,3 +1,5 @@
+"""The output folder: atomic, marked, never over a user's files, one run at a time."""
+
 import os
 
 import pytest

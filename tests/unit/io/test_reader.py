@@ -1,3 +1,5 @@
+"""The lazy safetensors reader: listing without reading, block reads, and every malformed file named."""
+
 import json
 import os
 
@@ -8,17 +10,6 @@ from safetensors.torch import save_file
 from rejuv.errors import RejuvError
 from rejuv.io.format import dtype_name
 from rejuv.io.reader import Checkpoint
-
-from tiny import build_model, save
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    model, tok = build_model("qwen2", seed=0)
-    root = tmp_path_factory.mktemp("ckpt")
-    save(model, tok, root / "single")
-    save(model, tok, root / "sharded", max_shard_size="8KB")
-    return model, root
 
 
 def test_lists_tensors_without_reading_and_reads_one_at_a_time(saved):

@@ -1,3 +1,6 @@
+"""Shard sizes as people write them, and the streamed safetensors writer: round trips, shard groups, and the
+files copied beside the weights."""
+
 import json
 
 import pytest
@@ -7,17 +10,6 @@ from safetensors.torch import load_file
 from rejuv.errors import RejuvError
 from rejuv.io.format import as_torch
 from rejuv.io.writer import OutputTensor, copy_aux_files, shard_groups, write_safetensors_shards
-
-from tiny import build_model, save
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    model, tok = build_model("qwen2", seed=0)
-    root = tmp_path_factory.mktemp("ckpt")
-    save(model, tok, root / "single")
-    save(model, tok, root / "sharded", max_shard_size="8KB")
-    return model, root
 
 
 def test_writer_round_trip_in_several_dtypes_and_shards(tmp_path):

@@ -1,5 +1,5 @@
-"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
-
+"""The planner check's summary by hand: the rule chosen on development seeds and judged on the others, beside
+the field's rules."""
 
 import pytest
 

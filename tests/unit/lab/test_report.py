@@ -1,5 +1,4 @@
-"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
-
+"""The lab report's judgements and tables on hand-made per-seed numbers."""
 
 import pytest
 

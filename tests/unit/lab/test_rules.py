@@ -1,8 +1,4 @@
-"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
-
-
-
-
+"""The lab's α and ρ rules by hand, and the one line they say about their candidates' warnings."""
 
 def test_the_rules_by_hand():
     from rejuv.lab.rules import alpha_by_pass_rate, rho_by_pass_rate

@@ -1,4 +1,4 @@
-"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
+"""The lab's task: disjoint splits, every answer form graded correct, token classes of a solution."""
 
 import json
 import random

@@ -1,5 +1,4 @@
-"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
-
+"""How a claim is judged over seeds: margin, interval and the effect the seeds could show."""
 
 import pytest
 

@@ -1,3 +1,5 @@
+"""The reset: per-tensor entries, their application to a block, and the choice of ρ for `--rho auto` with its
+warnings."""
 
 import numpy as np
 import pytest

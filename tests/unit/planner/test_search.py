@@ -1,4 +1,4 @@
-"""`rejuv plan`: the search and ranking logic on hand-made numbers, then the recipe on tiny models."""
+"""The planner's search and ranking logic on hand-made numbers."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""`rejuv plan`: the search and ranking logic on hand-made numbers, then the recipe on tiny models."""
+"""Statistics the reports share: Spearman with ties and missing values."""
 
 import math
 

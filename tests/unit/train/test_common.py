@@ -1,6 +1,4 @@
-"""`rejuv sft` and `rejuv rl` on a tiny local model (TRL engines, CPU)."""
-
-
+"""What sft and rl share: the trainer arguments, trackers included."""
 
 from rejuv.recipes.sft import SFTRecipeConfig
 from rejuv.train.plasticity import read_plasticity_log
