@@ -4,6 +4,7 @@ Public API (mirrors the CLI):
     rejuv.fuse(base, sft, out, alpha=0.5)                       # fusion only
     rejuv.rejuvenate(base, sft, calib, out, alpha=0.5, rho=0.01)  # fusion + neuron reset
     rejuv.diagnose(base, [ckpt, ...], calib, out)                 # plasticity report
+    rejuv.PlasticityCallback.attach(trainer, ...)                 # signals and the entropy screen in any trainer
 
 The names are imported on first use, so `import rejuv` (and `rejuv --version`, or
 `rejuv apply --fusion-only`) does not pay for torch and transformers up front.
@@ -16,7 +17,8 @@ import importlib
 __version__ = "0.1.0"
 
 _PUBLIC = {"ApplyConfig": "rejuv.recipes.apply", "fuse": "rejuv.api", "rejuvenate": "rejuv.api",
-           "run_apply": "rejuv.recipes.apply", "diagnose": "rejuv.api", "RejuvError": "rejuv.errors"}
+           "run_apply": "rejuv.recipes.apply", "diagnose": "rejuv.api", "RejuvError": "rejuv.errors",
+           "PlasticityCallback": "rejuv.train.plasticity"}
 
 __all__ = [*sorted(_PUBLIC), "__version__"]
 

@@ -137,3 +137,14 @@ def test_filter_drops_groups_without_signal(world, tmp_path):
 # -- precision ---------------------------------------------------------------------------------------
 
 
+
+
+@pytest.mark.slow
+def test_rl_can_stop_a_collapsing_run_and_keeps_the_model_it_reached(world, tmp_path):
+    summary = run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "rl"),
+                                    rewards=["tiny:contains_seven"], learning_rate=5e-2, max_steps=40,
+                                    max_completion_length=6, stop_on_entropy_collapse=True, progress=False))
+    screen = summary["entropy_screen"]
+    assert screen["stopped"] and summary["steps"] == screen["collapse_step"] < 40
+    assert screen["start_entropy"] > 1.0  # sampled on the first RL prompts before training
+    assert (tmp_path / "rl" / "model.safetensors").is_file() and summary["dead_groups_first_tenth"] is not None

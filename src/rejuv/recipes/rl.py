@@ -82,6 +82,12 @@ class RLRecipeConfig(TrainingConfig):
                                                  default_text="prompts per device step", at_least=1)
     filter_groups: bool = option(False, help="Drop prompts whose samples all got the same reward (pass rate 0 "
                                  "or 1).")
+    screen_prompts: int = option(8, help="RL prompts the start's entropy is sampled on before training (the "
+                                 "pre-RL entropy screen, arXiv 2606.18487: a warning below 0.18 nats); 0: none.",
+                                 at_least=0)
+    stop_on_entropy_collapse: bool = option(False, help="Stop (saving the model as it is) when the logged "
+                                            "entropy falls by more than half within the first 150 steps; without "
+                                            "it, a warning.")
 
     def check(self) -> None:
         super().check()
@@ -163,7 +169,10 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
             loss_type=cfg.loss_type, reward_weights=cfg.reward_weights, use_vllm=cfg.use_vllm,
         )
         args = make_trl_config(GRPOConfig, values, cfg.trl_args, "rl")
-        plasticity = PlasticityCallback(tmp / "plasticity.jsonl", every=cfg.plasticity_every)
+        plasticity = PlasticityCallback(tmp / "plasticity.jsonl", every=cfg.plasticity_every,
+                                        screen_prompts=prompts[: cfg.screen_prompts],
+                                        screen_tokens=min(32, cfg.max_completion_length), seed=cfg.seed,
+                                        stop_on_collapse=cfg.stop_on_entropy_collapse)
         trainer_class, extras = _trainer_extras(cfg, tokenizer, templated)
         try:
             trainer = (trainer_class or GRPOTrainer)(model=cfg.model, reward_funcs=funcs, args=args, **extras,
@@ -188,6 +197,7 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
         # `rejuv diagnose --rl-data` forecast for the start: the first tenth of the steps, and all of them
         "dead_groups_first_tenth": measured_dead_share(logged),
         "dead_groups_all_steps": measured_dead_share(logged, share=1.0),
+        "entropy_screen": plasticity.screen,
         "reward_first": sum(head) / len(head) if head else None,
         "reward_last": sum(tail) / len(tail) if tail else None,
         "update_kept_when_saved": kept,
