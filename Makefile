@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-fast demo lint clean
+.PHONY: test test-fast demo lint gpu-check clean
 
 # constraints.txt holds the exact set the tests run on (pyproject.toml only states ranges).
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -22,6 +22,10 @@ test-fast: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/rejuv demo --out runs/demo
+
+# Every command on one GPU within 10 minutes (DEVELOPING.md); its summary goes to BENCHMARKS.md "On a GPU".
+gpu-check: $(VENV)/.installed
+	$(PY) benchmarks/gpu_check.py --device cuda --out gpu_check.json
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks

@@ -1,4 +1,3 @@
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ def llama_pair(tmp_path_factory):
     base, tok = build_model("llama", seed=0)
     sft = perturbed(base, seed=1)
     return save(base, tok, root / "base"), save(sft, tok, root / "sft")
-
-
-def tree_digest(path: Path) -> str:
-    """Checksum of every file below `path` (names and bytes)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Tiny models and tokenizers built locally, one per supported architecture."""
+"""Tiny models and tokenizers built locally, one per supported architecture, and a digest to compare their folders."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from rejuv.lab.tokenizer import make_char_tokenizer
 
 ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+# Families with more roles: post-norms and (1 + weight) norms, soft-capping, fused projections, experts.
+FAMILIES = ("gemma2", "gemma3_text", "phi3", "olmo2", "mixtral", "qwen3_moe")
 
 
 def make_tokenizer():
@@ -65,8 +68,17 @@ def tiny_config(arch: str, vocab_size: int, tied: bool = False, layers: int = 2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
         tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2, pad_token_id=0,
     )
-    if arch == "qwen3":
+    if arch in ("qwen3", "gemma2", "gemma3_text", "qwen3_moe"):
         kwargs["head_dim"] = hidden // 4
+    if arch in ("gemma2", "gemma3_text"):
+        # a window shorter than the test sequences, so the cached pieces meet sliding attention
+        kwargs.update(sliding_window=8, query_pre_attn_scalar=hidden // 4)
+    if arch == "gemma2":
+        kwargs.update(final_logit_softcapping=3.0, attn_logit_softcapping=5.0)  # low caps that bite
+    if arch == "mixtral":
+        kwargs.update(num_local_experts=4, num_experts_per_tok=2)
+    if arch == "qwen3_moe":  # layer 0 keeps a dense MLP, as mlp_only_layers allows
+        kwargs.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=hidden, mlp_only_layers=[0])
     return AutoConfig.for_model(arch, **kwargs)
 
 
@@ -130,3 +142,12 @@ def contains_seven(completions, **_) -> list[float]:
 def always_zero(completions, **_) -> list[float]:
     """A reward that never pays (used as `tiny:always_zero`): a probe learns nothing from it."""
     return [0.0 for _ in completions]
+
+
+def tree_digest(path: Path) -> str:
+    """Checksum of every file below `path` (names and bytes)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()

@@ -91,3 +91,41 @@ def test_apply_time_builds_its_stand_in_and_compares_two_versions_byte_for_byte(
     noise = torch.cat([(sft[k].float() - t.float()).flatten() for k, t in base.items()])
     assert 0.009 < float(noise.std()) < 0.011  # the SFT stand-in is the base + 0.01 · N(0, 1)
     assert len((tmp_path / "calib-long.jsonl").read_text().splitlines()) == 32
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_stage_on_the_cpu(tmp_path):
+    """The script to run when a GPU is lent: at the tiny size on the CPU every stage runs (vLLM's are skipped
+    where it is not installed) and the summary holds each stage's figures."""
+    out = tmp_path / "check.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cpu", "--size", "tiny",
+                             "--samples", "4", "--work", str(tmp_path / "work"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    summary = json.loads(out.read_text())
+    stages = summary["stages"]
+    assert summary["ok"] and summary["device"] == "cpu" and summary["gpu"] is None
+    assert list(stages) == ["fusion (tiny)", "apply with calibration (tiny)",
+                            "apply on the device against the CPU (tiny)", "diagnose (tiny)", "sft (tiny)",
+                            "rl, transformers generation (tiny)", "rl, vLLM generation (tiny)",
+                            "eval, transformers (tiny)", "eval, vLLM (tiny)", "plan (tiny)"]
+    applied = stages["apply with calibration (tiny)"]
+    assert applied["targets"] == 4 * 8 and applied["neurons_reset"] > 0 and applied["attribution_over_floor"] > 0
+    assert stages["sft (tiny)"]["precision"]["master_weights"] == "float32" and stages["sft (tiny)"]["steps"] > 0
+    assert 0 <= stages["eval, transformers (tiny)"]["pass@1"] <= 1
+    assert stages["plan (tiny)"]["recommended"]
+    assert all(s["ok"] and s.get("seconds", 0) >= 0 for s in stages.values())
+
+
+def test_gpu_check_records_a_failed_stage_and_goes_on(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import gpu_check
+
+    check = gpu_check.Check("cpu", "tiny", tmp_path)
+    check.stage("breaks", lambda: 1 / 0)
+    check.stage("works", lambda: {"figure": 3})
+    check.stage("cannot run here", lambda: {}, skip="no vLLM")
+    assert check.stages["breaks"]["ok"] is False and "ZeroDivisionError" in check.stages["breaks"]["error"]
+    assert check.stages["works"]["ok"] and check.stages["works"]["figure"] == 3
+    assert check.stages["cannot run here"] == {"ok": True, "skipped": "no vLLM"}
+    assert check.summary()["ok"] is False

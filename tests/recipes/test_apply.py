@@ -17,8 +17,7 @@ from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.io.reader import Checkpoint
 
-from conftest import tree_digest
-from tiny import build_model, perturbed, save, weights
+from tiny import build_model, perturbed, save, tree_digest, weights
 
 SPEC_KEYS = {"base", "sft", "alpha", "rho", "targets_per_sample", "calibration", "neurons_total", "neurons_reset",
              "effective_reset_ratio", "reset", "dla_reconstruction_error", "entropy", "seed", "version"}
