@@ -15,7 +15,7 @@ from torch import nn
 
 from rejuv.data.calibration import Sample
 from rejuv.method.arch import READER_KINDS, ArchAdapter, Neurons
-from rejuv.method.attribution import Target, _input_device, _norm_eps, _unembed
+from rejuv.method.attribution import Target, _input_device, _unembed, norm_eps
 
 
 def group_targets(targets: list[Target], max_copies: int, slack: float = 1.25) -> list[list[Target]]:
@@ -103,7 +103,7 @@ def attribute_sample_copies(model: nn.Module, adapter: ArchAdapter, neurons: lis
     # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
     x_last = residual["x"]
     gamma = final_norm.weight.float().to(head)
-    inv_rms = torch.rsqrt(x_last.pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
+    inv_rms = torch.rsqrt(x_last.pow(2).mean(-1, keepdim=True) + norm_eps(final_norm))
     d = inv_rms * gamma * w_y.float().detach()
     z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
     if bias is not None:

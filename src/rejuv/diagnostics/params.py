@@ -27,7 +27,11 @@ TOP_SHARE = 0.001
 CHUNK = 1 << 20  # entries per step of the streamed statistics
 _LOG_LO, _LOG_HI, _BINS = -12.0, 4.0, 1600  # |Δ| from 1e-12 to 1e4, 0.01 decade per bin
 
-_KIND_PATTERNS = (
+_KIND_PATTERNS = (  # first match wins: an expert's tensors before the dense kinds they share names with
+    ("expert_gate_proj", r"\.experts\.\d+\.(w1|gate_proj)\."), ("expert_up_proj", r"\.experts\.\d+\.(w3|up_proj)\."),
+    ("expert_down_proj", r"\.experts\.\d+\.(w2|down_proj)\."), ("experts", r"\.experts\."),
+    ("router", r"\.(block_sparse_moe|mlp)\.gate\.weight$"),
+    ("qkv_proj", r"\.qkv_proj\."), ("gate_up_proj", r"\.gate_up_proj\."),
     ("q_proj", r"\.q_proj\."), ("k_proj", r"\.k_proj\."), ("v_proj", r"\.v_proj\."), ("o_proj", r"\.o_proj\."),
     ("gate_proj", r"\.gate_proj\."), ("up_proj", r"\.up_proj\."), ("down_proj", r"\.down_proj\."),
     ("embedding", r"embed_tokens"), ("unembedding", r"^lm_head\."), ("norm", r"norm\."),

@@ -32,7 +32,9 @@ from rejuv.diagnostics.params import CHUNK, TOP_SHARE, layer_of, module_kind
 from rejuv.errors import RejuvError
 from rejuv.io.reader import Checkpoint, release_freed_memory
 
-RANK_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# A router is left out: it has too few rows (one per expert) for a rank to say much.
+RANK_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj",
+              "expert_gate_proj", "expert_up_proj", "expert_down_proj")
 EXACT_SVD_DIM = 1024
 _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 

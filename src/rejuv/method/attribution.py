@@ -14,6 +14,15 @@
      outputs are hooked at the linear layer, i.e. before RoPE and q_norm/k_norm.
    It also returns |z̃ − z|, the error of the frozen-norm decomposition
    z̃ = ⟨embedding + Σ writes, d_y(t)⟩ + b_y.
+   Families with more roles (docs/method.md, "Other families"): a norm stored as
+   (1 + weight) counts its offset in γ; a post-norm after o_proj or down_proj
+   (Gemma 2/3, OLMo 2) is frozen like the final norm, at the rms of what it
+   normalises, so a writer's direction becomes (offset + γ_post)/rms_post ⊙ d_y;
+   a fused projection (Phi-3's qkv_proj, gate_up_proj) holds several kinds as
+   row spans, each scored as its own kind; an expert's down neuron is scored
+   through its routing weight at the position (0 where the router skipped it),
+   its gate/up neurons by grad×act inside the experts' block; soft-capped logits
+   (Gemma 2) are scored before the cap, which keeps their order.
 
 Each sample runs forward once, up to its last target, in a few pieces that end at
 targets (`forward_pieces`; the graph runs from piece to piece through a KV cache).
@@ -91,6 +100,7 @@ def response_token_stats(model: nn.Module, adapter: ArchAdapter, samples: list[S
     device = _input_device(model)
     backbone = model.get_submodule(adapter.backbone)
     weight, bias = _unembed(model, adapter)
+    cap = adapter.logit_softcap(model.config.to_dict())
     stats: list[TokenStats] = []
     for first in range(0, len(samples), batch_size):
         batch = samples[first: first + batch_size]
@@ -103,6 +113,8 @@ def response_token_stats(model: nn.Module, adapter: ArchAdapter, samples: list[S
             logits = (hidden[row, pos].float() @ weight.float().T)
             if bias is not None:
                 logits = logits + bias.float()
+            if cap is not None:
+                logits = cap * torch.tanh(logits / cap)
             logp = torch.log_softmax(logits, dim=-1)
             probs = logp.exp()
             top1, argmax = probs.max(dim=-1)
@@ -138,11 +150,11 @@ def select_targets(samples: list[Sample], base: list[TokenStats], sft: list[Toke
     return targets
 
 
-def _norm_eps(norm: nn.Module) -> float:
+def norm_eps(norm: nn.Module) -> float:
     for attr in ("variance_epsilon", "eps"):
         if hasattr(norm, attr):
             return float(getattr(norm, attr))
-    raise RejuvError(f"final norm {type(norm).__name__} exposes no epsilon; unsupported norm")
+    raise RejuvError(f"norm {type(norm).__name__} exposes no epsilon; unsupported norm")
 
 
 def targets_per_backward(targets: int, reader_bytes: int, device: torch.device) -> int:
@@ -185,6 +197,55 @@ def forward_pieces(positions: list[int], piece_cost: int | None = None) -> list[
     return groups[::-1]
 
 
+def _capture_plan(adapter: ArchAdapter, neurons: list[Neurons]) -> tuple[dict, list, dict]:
+    """The loaded model's modules to hook: reader modules (a fused one holds several kinds), writers, and
+    experts modules (each holding every expert's neurons of its layer)."""
+    readers: dict[str, list[Neurons]] = {}
+    writers: list[Neurons] = []
+    experts: dict[str, list[Neurons]] = {}
+    for n in neurons:
+        if n.expert is not None:
+            experts.setdefault(adapter.experts.memory(adapter.layers, n.layer), []).append(n)
+        elif n.kind in READER_KINDS:
+            readers.setdefault(n.module, []).append(n)
+        else:
+            writers.append(n)
+    return readers, writers, experts
+
+
+def _expert_scores(model: nn.Module, path: str, neurons: list[Neurons], kept: dict, grad: torch.Tensor,
+                   d: torch.Tensor) -> dict[Neurons, torch.Tensor]:
+    """Scores of every expert's neurons in one layer. At each target, an expert the router did not pick
+    contributes nothing (0). For a picked expert e with routing weight w: its down neuron i writes
+    w·m_i·W_down[:, i] (exact DLA through the routing weight), and its gate and up neurons get
+    gradient × activation from the gradient of the target logit at the layer's output (`grad`), which they
+    reach only through w·W_down·(act(gate) ⊙ up)."""
+    module = model.get_submodule(path)
+    gate_up, down = module.gate_up_proj.detach().float(), module.down_proj.detach().float()
+    width = down.shape[-1]
+    hidden, chosen, weights = kept["in"], kept["index"], kept["weight"]
+    by = {(n.expert, n.kind): n for n in neurons}
+    scores = {n: torch.zeros(hidden.shape[0], width) for n in neurons}
+    for k in range(hidden.shape[0]):
+        for slot in range(chosen.shape[1]):
+            e = int(chosen[k, slot])
+            if e >= gate_up.shape[0]:  # a sentinel for "no expert" in some dispatches
+                continue
+            w = weights[k, slot].float().to(gate_up.device)
+            pre = gate_up[e] @ hidden[k].to(gate_up.device)
+            with torch.enable_grad():
+                gate = pre[:width].clone().requires_grad_(True)
+                up = pre[width:].clone().requires_grad_(True)
+                mid = module.act_fn(gate) * up
+                out = w * (down[e] @ mid)
+                g_gate, g_up = torch.autograd.grad(out, [gate, up], grad_outputs=grad[k].to(out))
+            mid = mid.detach()
+            scores[by[e, "gate_proj"]][k] += (gate.detach() * g_gate).cpu()
+            scores[by[e, "up_proj"]][k] += (up.detach() * g_up).cpu()
+            scores[by[e, "down_proj"]][k] += (w * mid * (d[k].to(down.device) @ down[e])).cpu()
+    return scores
+
+
 def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
                      sample: Sample, targets: list[Target],
                      piece_cost: int | None = None) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
@@ -194,7 +255,8 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     One forward of the sample up to its last target, in the pieces `forward_pieces` chooses (the graph
     carried from piece to piece in a KV cache), then per piece batched backwards (`is_grads_batched`) of
     its targets, as many at a time as `targets_per_backward` allows, each over the positions up to the
-    piece's end.
+    piece's end. The target logit is the unembedding's, before any soft-capping (Gemma 2): cap·tanh(z/cap)
+    rises with z, so each target's ranking of neurons, and the reset set, is the same either way.
     """
     weight, bias = _unembed(model, adapter)
     head = weight.device  # per-target vectors are gathered here
@@ -202,9 +264,10 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     pieces = forward_pieces([t.position for t in targets], piece_cost)
     tokens = torch.tensor([t.token for t in targets], device=head)
     ids = torch.tensor(sample.input_ids[: max(t.position for t in targets) + 1], device=_input_device(model))[None]
+    readers, writers, experts = _capture_plan(adapter, neurons)
 
-    reader_out: dict[Neurons, list[torch.Tensor]] = {n: [] for n in neurons if n.kind in READER_KINDS}
-    at_targets: dict[tuple, torch.Tensor] = {}  # ("write"/"in", writer or "embedding") and ("residual",): per target
+    graph_out: dict[str, list[torch.Tensor]] = {m: [] for m in [*readers, *experts]}  # per piece, for backwards
+    at_targets: dict[tuple, torch.Tensor] = {}  # ("write", module or "embedding"), ("in"/"out", writer), ...
     piece: dict[str, torch.Tensor] = {}  # the piece being run: "rows" (target indices), "at" (their positions in it)
 
     def keep(key, rows: torch.Tensor) -> None:
@@ -219,19 +282,34 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         keep(("write", "embedding"), out.detach()[0, piece["at"]].float().to(head))
         return out
 
-    def reader_hook(key):
+    def reader_hook(path):
         def hook(_m, _inp, out):
-            reader_out[key].append(out)
+            graph_out[path].append(out)
         return hook
 
-    def writer_hook(key):
+    def writer_hook(path, post_normed):
         def hook(_m, inp, out):
-            keep(("in", key), inp[0].detach()[0, piece["at"]].float())
-            keep(("write", key), out.detach()[0, piece["at"]].float().to(head))
+            keep(("in", path), inp[0].detach()[0, piece["at"]].float())
+            keep(("out", path), out.detach()[0, piece["at"]].float())
+            if not post_normed:
+                keep(("write", path), out.detach()[0, piece["at"]].float().to(head))
         return hook
 
-    def norm_hook(_m, inp):
-        keep(("residual",), inp[0].detach()[0, piece["at"]].float().to(head))
+    def post_norm_hook(path):
+        def hook(_m, _inp, out):
+            keep(("write", path), out.detach()[0, piece["at"]].float().to(head))
+        return hook
+
+    def experts_hook(path):
+        def hook(_m, args, kwargs, out):
+            named = dict(zip(("hidden_states", "top_k_index", "top_k_weights"), args, strict=False)) | kwargs
+            at = piece["at"]  # the experts see the tokens flattened: [positions of the piece, hidden]
+            keep(("in", path), named["hidden_states"].detach()[at].float())
+            keep(("index", path), named["top_k_index"].detach()[at])
+            keep(("weight", path), named["top_k_weights"].detach()[at].float())
+            keep(("write", path), out.detach()[at].float().to(head))
+            graph_out[path].append(out)
+        return hook
 
     final_norm = model.get_submodule(adapter.final_norm)
     backbone = model.get_submodule(adapter.backbone)
@@ -239,11 +317,17 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     cache = DynamicCache(config=model.config) if len(pieces) > 1 else None
     try:
         hooks.append(model.get_submodule(adapter.embedding).register_forward_hook(embed_hook))
-        hooks.append(final_norm.register_forward_pre_hook(norm_hook))
-        for n in neurons:
-            module = model.get_submodule(n.module)
-            hook = reader_hook(n) if n.kind in READER_KINDS else writer_hook(n)
-            hooks.append(module.register_forward_hook(hook))
+        hooks.append(final_norm.register_forward_pre_hook(
+            lambda _m, inp: keep(("residual",), inp[0].detach()[0, piece["at"]].float().to(head))))
+        for path in readers:
+            hooks.append(model.get_submodule(path).register_forward_hook(reader_hook(path)))
+        for n in writers:
+            post = adapter.post_norm(n)
+            hooks.append(model.get_submodule(n.module).register_forward_hook(writer_hook(n.module, post is not None)))
+            if post is not None:
+                hooks.append(model.get_submodule(post).register_forward_hook(post_norm_hook(n.module)))
+        for path in experts:
+            hooks.append(model.get_submodule(path).register_forward_hook(experts_hook(path), with_kwargs=True))
         start, starts = 0, []
         with torch.enable_grad():
             for rows in pieces:
@@ -259,11 +343,14 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
         for h in hooks:
             h.remove()
 
-    readers = list(reader_out)
     w_y = weight[tokens].float()
-    scores = {n: torch.empty(n_targets, reader_out[n][-1].shape[-1]) for n in readers}
+    # per reader module: scores at the target (q, gate, up) and summed over the prefix (k, v), full width
+    point = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers}
+    prefix = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers
+              if any(n.kind in ("k_proj", "v_proj") for n in readers[m])}
+    experts_grad = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in experts}
     z = torch.empty(n_targets, device=head)
-    reader_bytes = sum(t.numel() * t.element_size() for outs in reader_out.values() for t in outs)
+    reader_bytes = sum(t.numel() * t.element_size() for outs in graph_out.values() for t in outs)
     chunk = targets_per_backward(n_targets, reader_bytes, hidden_device)
     with torch.enable_grad():
         for p, rows in enumerate(pieces):
@@ -272,37 +359,56 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
                 z_piece = z_piece + bias[tokens[rows]].float()
             z[rows] = z_piece.detach()
             # q/gate/up act at the target only, in its own piece; k/v over the prefix, in every piece so far
-            inputs = [(n, i) for n in readers for i in (range(p + 1) if n.kind in ("k_proj", "v_proj") else [p])]
+            inputs = [(m, i) for m in graph_out for i in (range(p + 1) if m in prefix else [p])]
             one_hot = torch.eye(len(rows), device=z_piece.device)
             for first in range(0, len(rows), chunk):
                 last = min(first + chunk, len(rows))
                 # row k of the batch back-propagates target k's logit alone; the graph stays for what is left
-                grads = torch.autograd.grad(z_piece, [reader_out[n][i] for n, i in inputs],
+                grads = torch.autograd.grad(z_piece, [graph_out[m][i] for m, i in inputs],
                                             grad_outputs=one_hot[first:last], is_grads_batched=True,
                                             retain_graph=p < len(pieces) - 1 or last < len(rows))
                 local = torch.tensor([targets[k].position - starts[p] for k in rows[first:last]])
                 batch = torch.arange(last - first)
-                score = {n: 0.0 for n in readers}
-                for (n, i), grad in zip(inputs, grads, strict=True):
-                    out, grad = reader_out[n][i].detach()[0].float(), grad[:, 0].float()  # [ℓ, d], [chunk, ℓ, d]
-                    if n.kind in ("k_proj", "v_proj"):  # later positions get exactly zero gradient
-                        score[n] = score[n] + torch.einsum("ld,cld->cd", out, grad)
-                    else:
-                        score[n] = out[local] * grad[batch, local]
-                for n in readers:
-                    scores[n][rows[first:last]] = score[n].cpu()
+                chunk_rows = rows[first:last]
+                summed: dict[str, torch.Tensor | float] = {m: 0.0 for m in prefix}
+                for (m, i), grad in zip(inputs, grads, strict=True):
+                    if m in experts:  # [chunk, positions, hidden]: the gradient at the target's own position
+                        experts_grad[m][chunk_rows] = grad[batch, local].float().cpu()
+                        continue
+                    out, grad = graph_out[m][i].detach()[0].float(), grad[:, 0].float()  # [ℓ, d], [chunk, ℓ, d]
+                    if m in prefix:  # later positions get exactly zero gradient
+                        summed[m] = summed[m] + torch.einsum("ld,cld->cd", out, grad)
+                    if i == p:
+                        point[m][chunk_rows] = (out[local] * grad[batch, local]).cpu()
+                for m in prefix:
+                    prefix[m][chunk_rows] = summed[m].cpu()
 
-    # Frozen final norm: d_y = γ ⊙ W_U[y] / rms(x_L).
-    gamma = final_norm.weight.float().to(head)
-    inv_rms = torch.rsqrt(at_targets[("residual",)].pow(2).mean(-1, keepdim=True) + _norm_eps(final_norm))
+    scores: dict[Neurons, torch.Tensor] = {}
+    for m, kinds in readers.items():
+        for n in kinds:
+            full = prefix[m] if n.kind in ("k_proj", "v_proj") else point[m]
+            scores[n] = full if n.span is None else full[:, n.span[0]: n.span[1]]
+
+    # Frozen final norm: d_y = (offset + γ) ⊙ W_U[y] / rms(x_L).
+    gamma = adapter.norm_offset + final_norm.weight.float().to(head)
+    inv_rms = torch.rsqrt(at_targets[("residual",)].pow(2).mean(-1, keepdim=True) + norm_eps(final_norm))
     d = inv_rms * gamma * w_y.detach()
     writes = [rows for key, rows in at_targets.items() if key[0] == "write"]  # in forward order
     z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
     if bias is not None:
         z_tilde = z_tilde + bias[tokens].float()
     recon_error = (z_tilde - z).abs().cpu()
-    for n in neurons:
-        if n.kind not in READER_KINDS:
-            w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
-            scores[n] = (at_targets[("in", n)].to(w.device) * (d.to(w.device) @ w.float())).cpu()
+    for n in writers:
+        w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
+        direction = d.to(w.device)
+        post = adapter.post_norm(n)
+        if post is not None:  # the norm between writer and stream, frozen at its input's rms like the final one
+            norm = model.get_submodule(post)
+            out = at_targets[("out", n.module)].to(w.device)
+            post_inv_rms = torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + norm_eps(norm))
+            direction = direction * (adapter.norm_offset + norm.weight.float().to(w.device)) * post_inv_rms
+        scores[n] = (at_targets[("in", n.module)].to(w.device) * (direction @ w.float())).cpu()
+    for m, kinds in experts.items():
+        kept = {part: at_targets[(part, m)] for part in ("in", "index", "weight")}
+        scores.update(_expert_scores(model, m, kinds, kept, experts_grad[m], d))
     return {n: scores[n] for n in neurons}, recon_error

@@ -46,9 +46,11 @@ def reset_layout(adapter: ArchAdapter, sizes: dict[Neurons, int], tensor_names: 
     """Every tensor a reset may touch: name → (axis, neurons along it, the weight it goes with)."""
     layout = {}
     for n, size in sizes.items():
-        layout[n.weight] = (n.axis, size, n.weight)
+        # a fused projection's kinds share the tensor: its neurons along the axis run to the last span's end
+        along = max(n.offset + size, layout.get(n.weight, (0, 0))[1])
+        layout[n.weight] = (n.axis, along, n.weight)
         if n.axis == 0 and n.bias in tensor_names:
-            layout[n.bias] = (0, size, n.weight)
+            layout[n.bias] = (0, along, n.weight)
     return layout
 
 

@@ -120,6 +120,16 @@ def _parameters(model) -> dict[str, torch.nn.Parameter]:
     return dict(model.named_parameters(remove_duplicate=False))
 
 
+def _in_memory(params: dict[str, torch.nn.Parameter], layout: FusionLayout, config: dict, name: str,
+               where: str) -> torch.Tensor:
+    """The loaded model's values of checkpoint tensor `name` (a view: an expert's slice of a stacked tensor)."""
+    param_name, index = layout.adapter.memory_slot(name, config)
+    param = params.get(param_name)
+    if param is None:
+        raise RejuvError(f"{where}: tensor {name} is not a parameter of the loaded model")
+    return param[index] if index else param
+
+
 def fuse_in_memory(model, base: Checkpoint, sft: Checkpoint, layout: FusionLayout, alpha: float) -> None:
     """Turn the loaded SFT model into the fused one, with exactly the values the output stores (the shard
     writer's own arithmetic, then the cast to the model's compute dtype), so the fused and reset models
@@ -128,9 +138,7 @@ def fuse_in_memory(model, base: Checkpoint, sft: Checkpoint, layout: FusionLayou
     params = _parameters(model)
     with torch.no_grad():
         for spec in layout.outputs:
-            param = params.get(spec.name)
-            if param is None:
-                raise RejuvError(f"{sft.path}: tensor {spec.name} is not a parameter of the loaded model")
+            param = _in_memory(params, layout, sft.config, spec.name, str(sft.path))
             fused = np.empty(spec.shape, dtype=numpy_dtype(spec.dtype))
             stream.fill(spec, 0, rows_of(spec.shape), fused)
             param.copy_(as_torch(fused).to(param.device, param.dtype))
@@ -146,7 +154,8 @@ def reset_in_memory(model, base: Checkpoint, resets: dict[str, dict], layout: Fu
     with torch.no_grad():
         try:
             for name, r in resets.items():
-                param, idx = params[name], torch.tensor(r["indices"], dtype=torch.long)
+                param = _in_memory(params, layout, base.config, name, str(base.path))
+                idx = torch.tensor(r["indices"], dtype=torch.long)
                 values = as_torch(base.read_array(name, 0, rows_of(base.tensors[name].shape)).astype(
                     numpy_dtype(stored[name]))).to(param.device, param.dtype)
                 if r["axis"] == 0:

@@ -23,20 +23,24 @@ def reset_entries(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> 
     """Per checkpoint tensor: which axis and indices take base values.
 
     Readers' rows reset in the weight and in the bias (when the module has one);
-    writers' columns reset in the weight only (a writer's bias is per output).
+    writers' columns reset in the weight only (a writer's bias is per output). The
+    indices are the tensor's own: a kind inside a fused projection is offset by where
+    its rows start, and the kinds sharing one tensor are merged.
     """
     plan: dict[str, dict] = {}
     for n, idx in indices.items():
         if n.weight not in tensor_names:
             raise RejuvError(f"tensor {n.weight} (layer {n.layer} {n.kind}) is not in the checkpoint")
-        plan[n.weight] = {"axis": n.axis, "indices": idx}
-        if n.axis == 0 and n.bias in tensor_names:
-            plan[n.bias] = {"axis": 0, "indices": idx}
+        names = [n.weight] + ([n.bias] if n.axis == 0 and n.bias in tensor_names else [])
+        for name in names:
+            entry = plan.setdefault(name, {"axis": n.axis, "indices": []})
+            entry["indices"] = sorted({*entry["indices"], *(n.offset + i for i in idx)})
     return plan
 
 
 def summarize(plan: dict[str, dict], sizes: dict[Neurons, int]) -> dict:
-    """The size of a reset plan: neurons reset in all, per module kind, per layer and per module, with totals.
+    """The size of a reset plan: neurons reset in all, per module kind, per layer and per module (layer, expert,
+    kind), with totals.
 
     Computed from the per-tensor plan, so a plan read back from a file is summarized like a fresh one.
     """
@@ -44,8 +48,9 @@ def summarize(plan: dict[str, dict], sizes: dict[Neurons, int]) -> dict:
     layers: dict[str, dict] = {}
     modules: dict[str, dict] = {}
     for n, size in sizes.items():
-        count = len(plan.get(n.weight, {}).get("indices", ()))
-        modules[f"{n.layer}.{n.kind}"] = {"reset": count, "total": size}
+        chosen = plan.get(n.weight, {}).get("indices", ())
+        count = sum(1 for i in chosen if n.offset <= i < n.offset + size)
+        modules[n.label] = {"reset": count, "total": size}
         for groups, key in ((kinds, n.kind), (layers, str(n.layer))):
             g = groups.setdefault(key, {"reset": 0, "total": 0})
             g["reset"] += count

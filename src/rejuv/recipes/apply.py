@@ -242,7 +242,7 @@ def _apply(cfg: ApplyConfig) -> dict:
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
         layout = fusion_layout(base, sft)
         adapter = layout.adapter
-        sizes = neuron_sizes(adapter, sft)
+        sizes = neuron_sizes(adapter, sft, resettable=not fusion_only)
         calib = None
         if cfg.calib:
             from transformers import AutoTokenizer

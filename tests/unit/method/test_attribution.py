@@ -3,9 +3,16 @@ import torch
 
 from rejuv.data.calibration import Sample
 from rejuv.method.arch import READER_KINDS, adapter_for
-from rejuv.method.attribution import Target, attribute_sample, forward_pieces, response_token_stats, select_targets
+from rejuv.method.attribution import (
+    Target,
+    attribute_sample,
+    forward_pieces,
+    norm_eps,
+    response_token_stats,
+    select_targets,
+)
 
-from tiny import ARCHS, build_model, perturbed
+from tiny import ARCHS, FAMILIES, build_model, perturbed
 
 SEQ = [1, 30, 42, 40, 43, 48, 47, 32, 4, 8, 15, 9, 19, 5, 6, 33, 7, 2]
 
@@ -254,3 +261,181 @@ def test_entropy_stats_and_target_selection():
     argmax_targets = select_targets(samples, stats, lowered, per_sample=2, token="argmax")
     assert all(t.token == int(lowered[t.sample].argmax[t.position - samples[t.sample].predict_positions.start])
                for t in argmax_targets)
+
+
+# -- the families with more roles (issue 33): each check is computed from the model's own forward, with the
+# -- roles spelled out here from the modeling code, not taken from the adapter ------------------------------
+NORM_OFFSET = {"gemma2": 1.0, "gemma3_text": 1.0}  # Gemma's RMSNorm scales by (1 + weight)
+POST_NORMS = {"gemma2", "gemma3_text", "olmo2"}  # post_attention_layernorm / post_feedforward_layernorm
+FUSED = {"phi3": {"self_attn.qkv_proj": ((0, 32), (32, 48), (48, 64)), "mlp.gate_up_proj": ((0, 64), (64, 128))}}
+
+
+def family_setup(arch):
+    model, _ = build_model(arch, seed=3)
+    model = perturbed(model, seed=4, scale=0.2).requires_grad_(False)
+    adapter = adapter_for(model.config.to_dict())
+    return model, adapter, adapter.neurons(model.config.to_dict())
+
+
+def direction_and_logit(model, ids, position, token):
+    """d_y(t) through the frozen final norm (with Gemma's 1 + weight), the final norm's input at t, and the
+    target's logit before soft-capping, from the backbone's own output."""
+    captured = {}
+    norm = model.model.norm
+    h = norm.register_forward_pre_hook(lambda _m, inp: captured.__setitem__("x", inp[0][0, position].float()))
+    with torch.no_grad():
+        last = model.model(torch.tensor([ids])).last_hidden_state[0, position].float()
+    h.remove()
+    x = captured["x"]
+    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+    gain = NORM_OFFSET.get(model.config.model_type, 0.0) + norm.weight.float()
+    d = torch.rsqrt(x.pow(2).mean() + eps) * gain * model.lm_head.weight[token].float()
+    return d, x, float(last @ model.lm_head.weight[token].float())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_family_writer_scores_are_measured_ablations_and_sum_to_the_logit(arch):
+    """Every writer neuron's score is the change in the target logit when its column is zeroed, measured at
+    what the layer adds to the stream, through the frozen final norm and (Gemma, OLMo 2) the frozen post-norm;
+    an expert's down neuron is measured at the experts' output, through its routing weight. The scores plus
+    the embedding's share add up to the logit."""
+    model, adapter, neurons = family_setup(arch)
+    position, token = 12, SEQ[13]
+    scores, err = attribute_sample(model, adapter, neurons, Sample(SEQ, 8, 1), [Target(0, position, token, 0.0)])
+    assert float(err.max()) < 1e-4
+    d, x_last, z = direction_and_logit(model, SEQ, position, token)
+    assert abs(float(x_last @ d) - z) < 1e-4  # the frozen-norm direction is the real one (offset included)
+    ids = torch.tensor([SEQ[: position + 1]])
+    total = float(model.model.embed_tokens(torch.tensor(SEQ[position]))[None].float() @ d)
+    offset = NORM_OFFSET.get(arch, 0.0)
+    for n in neurons:
+        if n.kind in READER_KINDS:
+            continue
+        layer = model.model.layers[n.layer]
+        if n.expert is None:
+            module = model.get_submodule(n.module)
+            column = lambda i, m=module: m.weight[:, i]  # noqa: E731
+            watched = module
+        else:
+            stacked = layer.mlp.experts.down_proj
+            column = lambda i, s=stacked, e=n.expert: s[e][:, i]  # noqa: E731
+            watched = layer.mlp.experts
+        out = {}
+        h = watched.register_forward_hook(lambda _m, _i, o, out=out: out.__setitem__("y", o.reshape(-1, o.shape[-1])
+                                                                                   [position].float()))
+        with torch.no_grad():
+            model(ids)
+            clean = out["y"].clone()
+            scale = torch.ones_like(clean)
+            if arch in POST_NORMS:  # the post-norm, frozen at the clean output's rms
+                post = layer.post_attention_layernorm if n.kind == "o_proj" else layer.post_feedforward_layernorm
+                scale = (offset + post.weight.float()) * torch.rsqrt(clean.pow(2).mean() + norm_eps(post))
+            for i in range(0, scores[n].shape[1], 5):
+                saved = column(i).clone()
+                column(i).zero_()
+                model(ids)
+                column(i).copy_(saved)
+                direct = float(((clean - out["y"]) * scale) @ d)
+                assert abs(direct - float(scores[n][0, i])) < 1e-4 * max(1.0, abs(direct)), (n, i)
+        h.remove()
+        total += float(scores[n][0].sum())
+    if arch not in POST_NORMS:  # with post-norms a writer's bias-free share is its whole write
+        assert abs(total - z) < 1e-3
+
+
+def manual_family_reader_scores(model, arch, position, token):
+    """grad×act of the pre-cap target logit for every reader kind, through zero perturbations added where
+    each kind's values are made: a Linear's output (sliced for Phi-3's fused rows), or, for experts, each
+    expert's gate and up outputs at every position in a dense re-implementation of the experts' forward
+    (an expert the router skipped gets weight 0, so its gradient is 0)."""
+    store, hooks = {}, []
+
+    def linear_hook(name):
+        def hook(_m, _i, out):
+            delta = torch.zeros_like(out, requires_grad=True)
+            store[name] = (out.detach(), delta)
+            return out + delta
+        return hook
+
+    for layer_index, layer in enumerate(model.model.layers):
+        for name, module in layer.named_modules():
+            if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in (
+                    "q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "qkv_proj", "gate_up_proj"):
+                hooks.append(module.register_forward_hook(linear_hook((layer_index, name))))
+        experts = getattr(layer.mlp, "experts", None)
+        if experts is not None:
+            def dense(hidden, top_k_index, top_k_weights, m=experts, key=layer_index):
+                width = m.down_proj.shape[-1]
+                out = torch.zeros_like(hidden)
+                for e in range(m.gate_up_proj.shape[0]):
+                    pre = hidden @ m.gate_up_proj[e].T
+                    dg = torch.zeros_like(pre[:, :width], requires_grad=True)
+                    du = torch.zeros_like(pre[:, width:], requires_grad=True)
+                    store[(key, "experts", e)] = (pre.detach(), dg, du)
+                    routed = (top_k_weights * (top_k_index == e)).sum(-1, keepdim=True)
+                    out = out + routed * ((m.act_fn(pre[:, :width] + dg) * (pre[:, width:] + du)) @ m.down_proj[e].T)
+                return out
+            experts.forward = dense
+    try:
+        with torch.enable_grad():
+            hidden = model.model(torch.tensor([SEQ[: position + 1]])).last_hidden_state[0, position]
+            (hidden.float() @ model.lm_head.weight[token].float()).backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        for layer in model.model.layers:
+            if getattr(layer.mlp, "experts", None) is not None:
+                del layer.mlp.experts.forward
+    found = {}
+    for key, value in store.items():
+        if key[1] == "experts":
+            pre, dg, du = value
+            width = dg.shape[-1]
+            found[(key[0], "gate_proj", key[2])] = (pre[:, :width] * dg.grad)[position]
+            found[(key[0], "up_proj", key[2])] = (pre[:, width:] * du.grad)[position]
+            continue
+        out, delta = value
+        contrib = (out * delta.grad)[0]
+        kinds = {"self_attn.qkv_proj": ("q_proj", "k_proj", "v_proj"), "mlp.gate_up_proj": ("gate_proj", "up_proj")}
+        for k, (a, b) in zip(kinds.get(key[1], (key[1].split(".")[-1],)),
+                             FUSED.get(arch, {}).get(key[1], ((0, contrib.shape[-1]),)), strict=True):
+            part = contrib[:, a:b]
+            found[(key[0], k, None)] = part.sum(0) if k in ("k_proj", "v_proj") else part[position]
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_family_reader_scores_are_gradient_times_activation(arch):
+    model, adapter, neurons = family_setup(arch)
+    position, token = 10, SEQ[11]
+    scores, _ = attribute_sample(model, adapter, neurons, Sample(SEQ, 8, 1), [Target(0, position, token, 0.0)])
+    expected = manual_family_reader_scores(model, arch, position, token)
+    readers = [n for n in neurons if n.kind in READER_KINDS]
+    assert {(n.layer, n.kind, n.expert) for n in readers} == set(expected)
+    for n in readers:
+        torch.testing.assert_close(scores[n][0], expected[n.layer, n.kind, n.expert].float(), rtol=1e-4, atol=1e-6)
+    if arch in ("mixtral", "qwen3_moe"):  # experts the router skipped at the target score exactly 0
+        assert any(not scores[n].any() for n in readers if n.expert is not None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_family_scores_are_the_same_in_one_forward_piece_or_many_and_stats_follow_the_model(arch):
+    """Pieces carried through the KV cache (Gemma's sliding window of 8 is shorter than the sequence) give
+    the scores of one piece; the token statistics are those of the model's own logits, soft-capped (Gemma 2)."""
+    model, adapter, neurons = family_setup(arch)
+    targets = [Target(0, p, SEQ[p + 1], 0.0) for p in (8, 11, 15, 16)]
+    one, err_one = attribute_sample(model, adapter, neurons, Sample(SEQ, 8, 1), targets, piece_cost=10**6)
+    many, err_many = attribute_sample(model, adapter, neurons, Sample(SEQ, 8, 1), targets, piece_cost=1)
+    assert float(err_one.max()) < 1e-4 and float(err_many.max()) < 1e-4
+    for n in neurons:
+        torch.testing.assert_close(many[n], one[n], rtol=1e-4, atol=1e-5 * max(1.0, float(one[n].abs().max())))
+    stats = response_token_stats(model, adapter, [Sample(SEQ, 8, 1)])[0]
+    with torch.no_grad():
+        logits = model(torch.tensor([SEQ])).logits[0, 7:-1].float()
+    if arch == "gemma2":
+        assert float(logits.abs().max()) < 3.0  # the cap of 3 bites
+    p = logits.softmax(-1)
+    torch.testing.assert_close(stats.entropy, -(p * p.log()).sum(-1), rtol=1e-4, atol=1e-5)
