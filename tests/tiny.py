@@ -134,6 +134,43 @@ def write_calibration(path: Path, n: int = 12, seed: int = 0) -> Path:
     return path
 
 
+def planning_world(root: Path, arch: str = "llama", tied: bool = False) -> Path:
+    """What `rejuv plan` compares: a base, an early and a late stand-in for SFT checkpoints, calibration rows
+    and RL prompts whose reward (`tiny:contains_seven`) a random model can learn."""
+    import random
+
+    base, tok = build_model(arch, seed=0, tied=tied)
+    save(base, tok, root / "base")
+    save(perturbed(base, seed=1, scale=0.05), tok, root / "early")
+    save(perturbed(base, seed=2, scale=0.3), tok, root / "late")
+    write_calibration(root / "calib.jsonl", n=8)
+    rng = random.Random(0)
+    with open(root / "rl.jsonl", "w") as f:
+        for _ in range(16):
+            a, b = rng.randint(1, 9), rng.randint(1, 9)
+            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "answer": "7"}) + "\n")
+    return root
+
+
+def assert_fusion_with_resets(out, base, sft, alpha: float, reset: dict) -> None:
+    """Every tensor of `out` is the fusion of `base` and `sft` at `alpha`, except the manifest's `reset` entries,
+    which hold base values."""
+    got, s, b = weights(out), weights(sft), weights(base)
+    assert got.keys() == s.keys()
+    for name, value in got.items():
+        expected = (alpha * s[name].float() + (1 - alpha) * b[name].float()).to(s[name].dtype)
+        entry = reset.get(name)
+        if entry:
+            idx = torch.tensor(entry["indices"])
+            if entry["axis"] == 0:
+                assert torch.equal(value[idx], b[name][idx]), name
+                expected[idx] = b[name][idx]
+            else:
+                assert torch.equal(value[:, idx], b[name][:, idx]), name
+                expected[:, idx] = b[name][:, idx]
+        assert torch.equal(value, expected), name  # nothing else moved
+
+
 def contains_seven(completions, **_) -> list[float]:
     """A reward a random tiny model can learn within a few GRPO steps (used as `tiny:contains_seven`)."""
     return [1.0 if "7" in (c if isinstance(c, str) else str(c)) else -1.0 for c in completions]

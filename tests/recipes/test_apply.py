@@ -17,7 +17,7 @@ from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.io.reader import Checkpoint
 
-from tiny import build_model, perturbed, save, tree_digest, weights
+from tiny import assert_fusion_with_resets, build_model, perturbed, save, tree_digest, weights
 
 SPEC_KEYS = {"base", "sft", "alpha", "rho", "targets_per_sample", "calibration", "neurons_total", "neurons_reset",
              "effective_reset_ratio", "reset", "dla_reconstruction_error", "entropy", "seed", "version"}
@@ -40,19 +40,7 @@ def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, t
     if arch == "qwen2":  # reader biases are reset with their rows
         biases = [n for n in manifest["reset"] if n.endswith(".bias")]
         assert biases and all(manifest["reset"][n] == manifest["reset"][n[: -len("bias")] + "weight"] for n in biases)
-    out, s, b = weights(tmp_path / "out"), weights(sft), weights(base)
-    for name, value in out.items():
-        expected = (alpha * s[name].float() + (1 - alpha) * b[name].float()).to(s[name].dtype)
-        entry = manifest["reset"].get(name)
-        if entry:
-            idx = torch.tensor(entry["indices"])
-            if entry["axis"] == 0:
-                assert torch.equal(value[idx], b[name][idx]), name
-                expected[idx] = b[name][idx]
-            else:
-                assert torch.equal(value[:, idx], b[name][:, idx]), name
-                expected[:, idx] = b[name][:, idx]
-        assert torch.equal(value, expected), name  # nothing else moved
+    assert_fusion_with_resets(tmp_path / "out", base, sft, alpha, manifest["reset"])
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 Qwen3-MoE (experts and a router), each a tiny random model built from its transformers config."""
 
 import json
-import random
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from rejuv import diagnose, fuse, rejuvenate
 from rejuv.errors import RejuvError
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 
-from tiny import FAMILIES, build_model, perturbed, save, tiny_config, weights, write_calibration
+from tiny import FAMILIES, assert_fusion_with_resets, build_model, perturbed, planning_world, save, tiny_config, weights
 
 MOE = ("mixtral", "qwen3_moe")
 ROUTER = {"mixtral": ".block_sparse_moe.gate.weight", "qwen3_moe": ".mlp.gate.weight"}
@@ -59,20 +58,8 @@ def test_unsupported_families_are_refused_by_name_before_any_work(tmp_path, cali
 def test_the_reset_touches_exactly_the_manifests_rows_and_the_rest_is_the_fusion(rejuvenated):
     arch, base, sft, out, manifest = rejuvenated
     assert manifest["dla_reconstruction_error"]["max_abs"] < 1e-4
-    got, s, b = weights(out), weights(sft), weights(base)
-    assert got.keys() == s.keys()
-    for name, value in got.items():
-        expected = (ALPHA * s[name].float() + (1 - ALPHA) * b[name].float()).to(s[name].dtype)
-        entry = manifest["reset"].get(name)
-        if entry:
-            idx = torch.tensor(entry["indices"])
-            if entry["axis"] == 0:
-                assert torch.equal(value[idx], b[name][idx]), name
-                expected[idx] = b[name][idx]
-            else:
-                assert torch.equal(value[:, idx], b[name][:, idx]), name
-                expected[:, idx] = b[name][:, idx]
-        assert torch.equal(value, expected), name
+    assert_fusion_with_resets(out, base, sft, ALPHA, manifest["reset"])
+    got = weights(out)
     reset, modules = manifest["reset"], manifest["reset_by_module"]
     assert set(manifest["reset_by_kind"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                               "down_proj"}
@@ -204,20 +191,12 @@ def test_diagnose_names_each_familys_own_tensors(family, calib_file, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mixtral", "phi3", "gemma2"])
 def test_plan_runs_on_the_family_and_recommends_a_probed_candidate(arch, tmp_path):
-    base, tok = build_model(arch, seed=0, tied=arch.startswith("gemma"))
-    save(base, tok, tmp_path / "base")
-    save(perturbed(base, seed=1, scale=0.05), tok, tmp_path / "early")
-    save(perturbed(base, seed=2, scale=0.3), tok, tmp_path / "late")
-    write_calibration(tmp_path / "calib.jsonl", n=6)
-    rng = random.Random(0)
-    with open(tmp_path / "rl.jsonl", "w") as f:
-        for _ in range(8):
-            f.write(json.dumps({"prompt": f"compute {rng.randint(1, 9)}+{rng.randint(1, 9)}.", "answer": "7"}) + "\n")
+    planning_world(tmp_path, arch, tied=arch.startswith("gemma"))
     plan = run_plan(PlanConfig(
         base=str(tmp_path / "base"), checkpoints=[str(tmp_path / "early"), str(tmp_path / "late")],
         calib=str(tmp_path / "calib.jsonl"),
         probe_data=str(tmp_path / "rl.jsonl"), out=str(tmp_path / "plan"), budget_steps=4, alphas=[0.5],
-        rhos=[0.0, 0.05], probe_top=1, k=2, max_samples=6, progress=False,
+        rhos=[0.0, 0.05], probe_top=1, k=2, max_samples=8, progress=False,
         probe=ProbeSettings(rewards=["tiny:contains_seven"], learning_rate=2e-2, num_generations=4,
                             per_device_batch_size=8, max_completion_length=4),
         evaluation=PlanEvaluation(samples=2, max_problems=4, max_new_tokens=4)))

@@ -10,7 +10,7 @@ from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 
-from tiny import build_model, perturbed, save, weights, write_calibration
+from tiny import build_model, planning_world, save, weights
 
 # -- components -------------------------------------------------------------------------------------
 
@@ -18,18 +18,7 @@ from tiny import build_model, perturbed, save, weights, write_calibration
 # -- the recipe on tiny models -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def planning(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plan")
-    base, tok = build_model("llama", seed=0)
-    save(base, tok, root / "base")
-    save(perturbed(base, seed=1, scale=0.05), tok, root / "early")
-    save(perturbed(base, seed=2, scale=0.3), tok, root / "late")
-    write_calibration(root / "calib.jsonl", n=8)
-    rng = random.Random(0)
-    with open(root / "rl.jsonl", "w") as f:
-        for _ in range(16):
-            a, b = rng.randint(1, 9), rng.randint(1, 9)
-            f.write(json.dumps({"prompt": f"compute {a}+{b}.", "answer": "7"}) + "\n")
-    return root
+    return planning_world(tmp_path_factory.mktemp("plan"))
 
 
 def small_plan(root, out, **overrides) -> PlanConfig:
