@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rejuv.errors import RejuvError
+from rejuv.errors import RejuvError, collected_warnings
 from rejuv.lab.rules import candidate
+from rejuv.lab.seeds import say_what_the_screen_flagged
 from rejuv.planner.field_rules import FIELD_RULES, rule_pick, rule_scores
 from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
@@ -64,12 +65,14 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     starts["alpha0.5"] = root / "rules" / candidate(0.5)
     truth = root / "plan_truth"
     by_start = {str(k): v for k, v in arm_runs.items()}
-    runs = {}
+    runs, warned = {}, {}
     for name, start in starts.items():
         runs[name] = by_start.setdefault(str(start), truth / "rl" / name)  # one run per start
         config = RLRecipeConfig(model=str(start), data=str(files["rl"]), out=str(runs[name]), max_steps=p.rl_steps,
                                 seed=seed, progress=False, **p.grpo_settings())
-        step(out, runs[name], f"seed {seed}: planner check, full GRPO from {name}", lambda c=config: run_rl(c))
+        with collected_warnings() as warned[name]:
+            step(out, runs[name], f"seed {seed}: planner check, full GRPO from {name}", lambda c=config: run_rl(c))
+    say_what_the_screen_flagged(seed, warned)
     truth.mkdir(parents=True, exist_ok=True)
     (truth / "runs.json").write_text(json.dumps({n: str(r) for n, r in runs.items()}, indent=2) + "\n")
     unique = list(dict.fromkeys(str(r) for r in runs.values()))

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
+from rejuv.errors import collected_warnings, warn
 from rejuv.io.jsonl import strict_dumps, write_jsonl
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import run_rules
-from rejuv.lab.steps import Steps
+from rejuv.lab.steps import Steps, log
 from rejuv.lab.task import pretraining_texts, write_task_files
 from rejuv.lab.world import build_base_model
 from rejuv.recipes.apply import ApplyConfig, run_apply
@@ -66,6 +68,34 @@ def build_base(out: Path, p: Preset, step: Steps) -> Path:
     return final
 
 
+SCREEN_WARNINGS = {"a start below the entropy floor": "entropy screen: the start's entropy is",
+                   "entropy halved early in GRPO": "entropy screen: entropy fell from",
+                   "no entropy logged to watch": "entropy screen: the trainer logged no entropy"}
+
+
+def say_what_the_screen_flagged(seed: int, warned: dict[str, list[str]]) -> None:
+    """One line for the entropy screen's warnings over a seed's GRPO runs, which the lab expects (its OverSFT
+    arm is a collapsed start on purpose): which starts it flagged, and for what. Any other warning is shown
+    as it came."""
+    parts = []
+    for kind, words in SCREEN_WARNINGS.items():
+        flagged = []
+        for arm, found in warned.items():
+            hit = next((w for w in found if words in w), None)
+            if hit is not None:
+                entropy = re.search(r"is ([0-9.]+) nats", hit) if kind == "a start below the entropy floor" else None
+                flagged.append(f"{arm} ({entropy.group(1)} nats)" if entropy else arm)
+        if flagged:
+            parts.append(f"{kind}: {', '.join(flagged)}")
+    for found in warned.values():
+        for w in found:
+            if not any(words in w for words in SCREEN_WARNINGS.values()):
+                warn(w)
+    if parts:
+        log(f"seed {seed}: the entropy screen (arXiv 2606.18487) flagged " + "; ".join(parts)
+            + " (the report judges the screen as a hand-off rule)")
+
+
 def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...], step: Steps) -> dict[str, str]:
     """Every arm for one seed; returns arm → checkpoint before RL."""
     root = out / f"seed-{seed}"
@@ -108,13 +138,16 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
             step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
                   lambda c=config: run_apply(c))
             ckpt["modsft_rejuv"] = root / "modsft_rejuv"
+    warned = {}
     for arm in arms:
         config = RLRecipeConfig(
             model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), max_steps=p.rl_steps, seed=seed,
             progress=False, **{**p.grpo_settings(), "max_completion_length": _completion_length(arm, p),
                                **_rl_options(arm, p, files)})
-        step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
-              lambda c=config: run_rl(c))
+        with collected_warnings() as warned[arm]:
+            step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
+                  lambda c=config: run_rl(c))
+    say_what_the_screen_flagged(seed, warned)
     for arm in arms:
         step(out, root / "updates" / f"{arm}.json", f"seed {seed}: what GRPO changed from {arm}",
               lambda a=arm: write_update(root / "updates" / f"{a}.json", ckpt[a], root / "rl" / a, base))

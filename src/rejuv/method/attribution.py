@@ -246,6 +246,86 @@ def _expert_scores(model: nn.Module, path: str, neurons: list[Neurons], kept: di
     return scores
 
 
+def _backwards(graph_out: dict, hidden: list, hidden_device, pieces: list, starts: list, targets: list[Target],
+               w_y: torch.Tensor, bias, tokens: torch.Tensor, readers: dict, experts: dict) -> tuple:
+    """Per piece, the target logits and their batched backwards: each reader module's grad×act at the target
+    (`point`) and summed over the prefix (`prefix`, where k/v need it), full width, and the gradient of each
+    target's logit at the experts' output (`experts_grad`). Returns (z, point, prefix, experts_grad)."""
+    n_targets, head = len(targets), w_y.device
+    # per reader module: scores at the target (q, gate, up) and summed over the prefix (k, v), full width
+    point = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers}
+    prefix = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers
+              if any(n.kind in ("k_proj", "v_proj") for n in readers[m])}
+    experts_grad = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in experts}
+    z = torch.empty(n_targets, device=head)
+    reader_bytes = sum(t.numel() * t.element_size() for outs in graph_out.values() for t in outs)
+    chunk = targets_per_backward(n_targets, reader_bytes, hidden_device)
+    with torch.enable_grad():
+        for p, rows in enumerate(pieces):
+            z_piece = (hidden[p] * w_y[rows]).sum(-1)
+            if bias is not None:
+                z_piece = z_piece + bias[tokens[rows]].float()
+            z[rows] = z_piece.detach()
+            # q/gate/up act at the target only, in its own piece; k/v over the prefix, in every piece so far
+            inputs = [(m, i) for m in graph_out for i in (range(p + 1) if m in prefix else [p])]
+            one_hot = torch.eye(len(rows), device=z_piece.device)
+            for first in range(0, len(rows), chunk):
+                last = min(first + chunk, len(rows))
+                # row k of the batch back-propagates target k's logit alone; the graph stays for what is left
+                grads = torch.autograd.grad(z_piece, [graph_out[m][i] for m, i in inputs],
+                                            grad_outputs=one_hot[first:last], is_grads_batched=True,
+                                            retain_graph=p < len(pieces) - 1 or last < len(rows))
+                local = torch.tensor([targets[k].position - starts[p] for k in rows[first:last]])
+                batch = torch.arange(last - first)
+                chunk_rows = rows[first:last]
+                summed: dict[str, torch.Tensor | float] = {m: 0.0 for m in prefix}
+                for (m, i), grad in zip(inputs, grads, strict=True):
+                    if m in experts:  # [chunk, positions, hidden]: the gradient at the target's own position
+                        experts_grad[m][chunk_rows] = grad[batch, local].float().cpu()
+                        continue
+                    out, grad = graph_out[m][i].detach()[0].float(), grad[:, 0].float()  # [ℓ, d], [chunk, ℓ, d]
+                    if m in prefix:  # later positions get exactly zero gradient
+                        summed[m] = summed[m] + torch.einsum("ld,cld->cd", out, grad)
+                    if i == p:
+                        point[m][chunk_rows] = (out[local] * grad[batch, local]).cpu()
+                for m in prefix:
+                    prefix[m][chunk_rows] = summed[m].cpu()
+
+    return z, point, prefix, experts_grad
+
+
+def _direction_and_error(adapter: ArchAdapter, final_norm: nn.Module, at_targets: dict, w_y: torch.Tensor,
+                         z: torch.Tensor, bias, tokens: torch.Tensor, head) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen final norm's direction d_y = (offset + γ) ⊙ W_U[y] / rms(x_L) per target, and |z̃ − z|, the
+    error of the logit rebuilt from what the embedding and each layer added to the stream."""
+    gamma = adapter.norm_offset + final_norm.weight.float().to(head)
+    inv_rms = torch.rsqrt(at_targets[("residual",)].pow(2).mean(-1, keepdim=True) + norm_eps(final_norm))
+    d = inv_rms * gamma * w_y.detach()
+    writes = [rows for key, rows in at_targets.items() if key[0] == "write"]  # in forward order
+    z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
+    if bias is not None:
+        z_tilde = z_tilde + bias[tokens].float()
+    return d, (z_tilde - z).abs().cpu()
+
+
+def _writer_scores(model: nn.Module, adapter: ArchAdapter, writers: list[Neurons], at_targets: dict,
+                   d: torch.Tensor) -> dict[Neurons, torch.Tensor]:
+    """Exact DLA of every writer's input neurons: a_i·⟨W[:, i], d_y⟩, through a post-norm where the family has
+    one (frozen at the rms of the writer's output, like the final norm)."""
+    scores = {}
+    for n in writers:
+        w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
+        direction = d.to(w.device)
+        post = adapter.post_norm(n)
+        if post is not None:
+            norm = model.get_submodule(post)
+            out = at_targets[("out", n.module)].to(w.device)
+            post_inv_rms = torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + norm_eps(norm))
+            direction = direction * (adapter.norm_offset + norm.weight.float().to(w.device)) * post_inv_rms
+        scores[n] = (at_targets[("in", n.module)].to(w.device) * (direction @ w.float())).cpu()
+    return scores
+
+
 def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
                      sample: Sample, targets: list[Target],
                      piece_cost: int | None = None) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
@@ -344,44 +424,8 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
             h.remove()
 
     w_y = weight[tokens].float()
-    # per reader module: scores at the target (q, gate, up) and summed over the prefix (k, v), full width
-    point = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers}
-    prefix = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers
-              if any(n.kind in ("k_proj", "v_proj") for n in readers[m])}
-    experts_grad = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in experts}
-    z = torch.empty(n_targets, device=head)
-    reader_bytes = sum(t.numel() * t.element_size() for outs in graph_out.values() for t in outs)
-    chunk = targets_per_backward(n_targets, reader_bytes, hidden_device)
-    with torch.enable_grad():
-        for p, rows in enumerate(pieces):
-            z_piece = (hidden[p] * w_y[rows]).sum(-1)
-            if bias is not None:
-                z_piece = z_piece + bias[tokens[rows]].float()
-            z[rows] = z_piece.detach()
-            # q/gate/up act at the target only, in its own piece; k/v over the prefix, in every piece so far
-            inputs = [(m, i) for m in graph_out for i in (range(p + 1) if m in prefix else [p])]
-            one_hot = torch.eye(len(rows), device=z_piece.device)
-            for first in range(0, len(rows), chunk):
-                last = min(first + chunk, len(rows))
-                # row k of the batch back-propagates target k's logit alone; the graph stays for what is left
-                grads = torch.autograd.grad(z_piece, [graph_out[m][i] for m, i in inputs],
-                                            grad_outputs=one_hot[first:last], is_grads_batched=True,
-                                            retain_graph=p < len(pieces) - 1 or last < len(rows))
-                local = torch.tensor([targets[k].position - starts[p] for k in rows[first:last]])
-                batch = torch.arange(last - first)
-                chunk_rows = rows[first:last]
-                summed: dict[str, torch.Tensor | float] = {m: 0.0 for m in prefix}
-                for (m, i), grad in zip(inputs, grads, strict=True):
-                    if m in experts:  # [chunk, positions, hidden]: the gradient at the target's own position
-                        experts_grad[m][chunk_rows] = grad[batch, local].float().cpu()
-                        continue
-                    out, grad = graph_out[m][i].detach()[0].float(), grad[:, 0].float()  # [ℓ, d], [chunk, ℓ, d]
-                    if m in prefix:  # later positions get exactly zero gradient
-                        summed[m] = summed[m] + torch.einsum("ld,cld->cd", out, grad)
-                    if i == p:
-                        point[m][chunk_rows] = (out[local] * grad[batch, local]).cpu()
-                for m in prefix:
-                    prefix[m][chunk_rows] = summed[m].cpu()
+    z, point, prefix, experts_grad = _backwards(graph_out, hidden, hidden_device, pieces, starts, targets, w_y,
+                                                bias, tokens, readers, experts)
 
     scores: dict[Neurons, torch.Tensor] = {}
     for m, kinds in readers.items():
@@ -389,25 +433,8 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
             full = prefix[m] if n.kind in ("k_proj", "v_proj") else point[m]
             scores[n] = full if n.span is None else full[:, n.span[0]: n.span[1]]
 
-    # Frozen final norm: d_y = (offset + γ) ⊙ W_U[y] / rms(x_L).
-    gamma = adapter.norm_offset + final_norm.weight.float().to(head)
-    inv_rms = torch.rsqrt(at_targets[("residual",)].pow(2).mean(-1, keepdim=True) + norm_eps(final_norm))
-    d = inv_rms * gamma * w_y.detach()
-    writes = [rows for key, rows in at_targets.items() if key[0] == "write"]  # in forward order
-    z_tilde = (torch.stack(writes).sum(0) * d).sum(-1)
-    if bias is not None:
-        z_tilde = z_tilde + bias[tokens].float()
-    recon_error = (z_tilde - z).abs().cpu()
-    for n in writers:
-        w = model.get_submodule(n.module).weight  # [hidden, in], on its layer's device
-        direction = d.to(w.device)
-        post = adapter.post_norm(n)
-        if post is not None:  # the norm between writer and stream, frozen at its input's rms like the final one
-            norm = model.get_submodule(post)
-            out = at_targets[("out", n.module)].to(w.device)
-            post_inv_rms = torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + norm_eps(norm))
-            direction = direction * (adapter.norm_offset + norm.weight.float().to(w.device)) * post_inv_rms
-        scores[n] = (at_targets[("in", n.module)].to(w.device) * (direction @ w.float())).cpu()
+    d, recon_error = _direction_and_error(adapter, final_norm, at_targets, w_y, z, bias, tokens, head)
+    scores.update(_writer_scores(model, adapter, writers, at_targets, d))
     for m, kinds in experts.items():
         kept = {part: at_targets[(part, m)] for part in ("in", "index", "weight")}
         scores.update(_expert_scores(model, m, kinds, kept, experts_grad[m], d))

@@ -28,3 +28,4 @@ def test_the_rules_say_once_what_their_candidates_warned(capsys):
                          "rejuvenation.json holds its warnings)")
 
 
+
