@@ -186,20 +186,18 @@ class ArchAdapter:
         return name, ()
 
 
-_GEMMA = dict(post_norms={"o_proj": "post_attention_layernorm", "down_proj": "post_feedforward_layernorm"},
-              norm_offset=1.0)
+_POST_NORMS = {"o_proj": "post_attention_layernorm", "down_proj": "post_feedforward_layernorm"}
 
 ADAPTERS = (
     ArchAdapter("llama", ("llama",)),
     ArchAdapter("mistral", ("mistral",)),
     ArchAdapter("qwen2", ("qwen2",)),
     ArchAdapter("qwen3", ("qwen3",)),  # q_norm/k_norm act per head after q_proj/k_proj; scores are taken before them
-    ArchAdapter("gemma2", ("gemma2",), **_GEMMA),
-    ArchAdapter("gemma3", ("gemma3_text",), **_GEMMA),
+    ArchAdapter("gemma2", ("gemma2",), post_norms=_POST_NORMS, norm_offset=1.0),
+    ArchAdapter("gemma3", ("gemma3_text",), post_norms=_POST_NORMS, norm_offset=1.0),
     ArchAdapter("phi3", ("phi3",), fused={"self_attn.qkv_proj": ("q_proj", "k_proj", "v_proj"),
                                           "mlp.gate_up_proj": ("gate_proj", "up_proj")}),
-    ArchAdapter("olmo2", ("olmo2",),
-                post_norms={"o_proj": "post_attention_layernorm", "down_proj": "post_feedforward_layernorm"}),
+    ArchAdapter("olmo2", ("olmo2",), post_norms=_POST_NORMS),
     ArchAdapter("mixtral", ("mixtral",), experts=Experts(
         "block_sparse_moe", {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"}, ("num_local_experts",),
         "intermediate_size")),
@@ -239,10 +237,9 @@ def adapter_for(config: dict, where: str = "model") -> ArchAdapter:
 
 
 def _stacked_expert_size(adapter: ArchAdapter, ckpt, n: Neurons) -> int | None:
-    """An expert's neuron count read from the stacked layout transformers holds in memory
-    (`experts.gate_up_proj` [E, 2I, H], `experts.down_proj` [E, H, I]), where a checkpoint was saved that way."""
-    stacked = adapter.experts.memory(adapter.layers, n.layer)
-    name = f"{stacked}.{'down_proj' if n.kind == 'down_proj' else 'gate_up_proj'}"
+    """An expert's neuron count read from the stacked tensor of the layout transformers holds in memory
+    (`memory_slot`), where a checkpoint was saved that way."""
+    name, _ = adapter.memory_slot(n.weight, ckpt.config)
     info = ckpt.tensors.get(name)
     if info is None or len(info.shape) != 3:
         return None

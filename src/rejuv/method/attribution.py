@@ -252,7 +252,6 @@ def _backwards(graph_out: dict, hidden: list, hidden_device, pieces: list, start
     (`point`) and summed over the prefix (`prefix`, where k/v need it), full width, and the gradient of each
     target's logit at the experts' output (`experts_grad`). Returns (z, point, prefix, experts_grad)."""
     n_targets, head = len(targets), w_y.device
-    # per reader module: scores at the target (q, gate, up) and summed over the prefix (k, v), full width
     point = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers}
     prefix = {m: torch.empty(n_targets, graph_out[m][-1].shape[-1]) for m in readers
               if any(n.kind in ("k_proj", "v_proj") for n in readers[m])}
@@ -370,8 +369,9 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     def writer_hook(path, post_normed):
         def hook(_m, inp, out):
             keep(("in", path), inp[0].detach()[0, piece["at"]].float())
-            keep(("out", path), out.detach()[0, piece["at"]].float())
-            if not post_normed:
+            if post_normed:  # its rms freezes the post-norm; what the stream gets is the norm's output
+                keep(("out", path), out.detach()[0, piece["at"]].float())
+            else:
                 keep(("write", path), out.detach()[0, piece["at"]].float().to(head))
         return hook
 
