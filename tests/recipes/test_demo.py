@@ -65,6 +65,18 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     for name in ("report.html", "rl_curves.png", "before_after.png", "table.md"):
         assert (root / name).stat().st_size > 0
     assert "Table 2 in miniature" in (root / "report.html").read_text()
+    # The seed's record holds what the report read; pooled into another output, the seed is not run again
+    # (nothing is trained there) and the report is the same.
+    record = json.loads((root / "records" / "seed-0.json").read_text())
+    assert record["seed"] == 0 and record["rows"] == report["per_seed"]["0"] and record["seconds"] > 0
+    result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(tmp_path / "pooled"),
+                                       "--pool", str(root)])
+    assert result.exit_code == 0, result.output
+    pooled = json.loads((tmp_path / "pooled" / "report.json").read_text())
+    assert pooled["per_seed"] == report["per_seed"] and pooled["table"] == report["table"]
+    assert pooled["rules"] == report["rules"] and pooled["dead_groups"] == report["dead_groups"]
+    assert pooled["records"]["0"]["from"] == str(root / "records" / "seed-0.json")
+    assert not (tmp_path / "pooled" / "base").exists() and not (tmp_path / "pooled" / "timings.jsonl").exists()
     # A second run reuses every finished step (resumable) and gives the same table.
     again = run_demo(DemoConfig("smoke", out=str(root)))
     assert again["table"] == report["table"]
@@ -76,6 +88,8 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], rl_steps=3))
     with pytest.raises(RejuvError, match="other settings"):
         run_demo(DemoConfig("smoke", out=str(root)))
+    with pytest.raises(RejuvError, match=r"seed-0.json: seed 0 was run in another world \(settings.rl_steps"):
+        run_demo(DemoConfig("smoke", out=str(tmp_path / "elsewhere"), pool=[str(tmp_path / "pooled")]))
 
 
 @pytest.mark.slow
@@ -111,6 +125,9 @@ def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
         assert check["searched"].startswith("searched-alpha") and "alpha0.5" in check["post_rl"]
     assert any(t.startswith("Test seeds (1 seeds)") for t in planner["texts"])
     assert "The planner against full RL" in (root / "report.html").read_text()
+    # The seeds' records carry the planner's check: pooled elsewhere, the planner table is the same.
+    pooled = run_demo(DemoConfig("smoke", out=str(tmp_path / "pooled"), pool=[str(root)]))
+    assert pooled["planner"] == planner and pooled["table"] == report["table"]
 
 
 @pytest.mark.slow

@@ -102,14 +102,14 @@ def _pick(probes: dict[str, dict], rule: str, remaining: int) -> str:
     return max(probes, key=lambda k: (value(probes[k]), k))
 
 
-def seed_result(root: Path) -> dict | None:
-    """The planner's checks for one seed; None when the stage did not run, {"skipped": why} when it could not."""
+def seed_result(root: Path, rl_steps: int, probe_steps: int) -> dict | None:
+    """The planner's checks for one seed (`root`: its folder; the full RL runs' and the probes' steps); None
+    when the stage did not run, {"skipped": why} when it could not."""
     if (root / "plan" / "skipped.json").exists():
         return {"skipped": json.loads((root / "plan" / "skipped.json").read_text())["reason"]}
     if not (root / "plan_truth" / "eval" / "eval.json").exists():
         return None
     plan = json.loads((root / "plan" / "plan.json").read_text())
-    settings = json.loads((root.parent / "preset.json").read_text())["settings"]
     runs = json.loads((root / "plan_truth" / "runs.json").read_text())
     after = _overall(json.loads((root / "plan_truth" / "eval" / "eval.json").read_text()), runs)
     epochs = [c["name"] for c in plan["checkpoints"]]
@@ -117,7 +117,7 @@ def seed_result(root: Path) -> dict | None:
     name_of = {**{e: e for e in epochs}, searched: f"searched-{searched}"}
     probes = {c["name"]: c["probe"] for c in plan["checkpoints"]}
     probes.update({c["label"]: c["probe"] for c in plan["search"]["candidates"] if c.get("probe")})
-    remaining = settings["rl_steps"] - settings["plan_probe_steps"]
+    remaining = rl_steps - probe_steps
     best = max(after, key=lambda k: (after[k], k))
     sft_accuracy = {c["name"]: c["signals"]["pass@1"] for c in plan["checkpoints"]}
     by_accuracy = max(epochs, key=lambda e: (sft_accuracy[e], e))

@@ -1,13 +1,16 @@
 """The lab's presets: the world's sizes, the training and RL budgets, and the seeds.
 
-`small` (the default, `make demo`) is sized to run the four default arms over three seeds within
-30 minutes on two CPU cores; `planner` adds the check of `rejuv plan` against full RL over six seeds;
-`smoke` checks the plumbing and states no claims; `full` is sized for a GPU.
+`small` (the default, `make demo`) was sized to run the four default arms over three seeds within
+30 minutes on two CPU cores (26 min on the machine of 11-26; 55-60 min on the slower one of 12-02, whose
+GRPO steps take as long at the commit of that measurement, so the world is kept and its seeds pool);
+`planner` adds the check of `rejuv plan` against full RL over six seeds; `smoke` checks the plumbing and
+states no claims; `full` is sized for a GPU.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +91,8 @@ PRESETS = {
                     rl_lr=2e-4, rl_prompts_per_step=2, num_generations=4, max_completion_length=40, eval_rows=6,
                     samples=2, targets_per_sample=2, rule_samples=1, task=TaskSpec(max=12, sft_max=8, pretrain_pool=40),
                     claims=False),
-    # The experiment on 2 CPU cores within 30 minutes: OverSFT has 16× ModSFT's epochs on the same data.
+    # The experiment on 2 CPU cores (about 18 min a seed, BENCHMARKS.md): OverSFT has 16× ModSFT's epochs on the
+    # same data.
     "small": Preset(**_SMALL),
     # The small world, then `rejuv plan` over its SFT epochs checked against full RL from each; the planner's
     # rule is chosen on seeds 0-2 and judged on seeds 3-5.
@@ -99,6 +103,19 @@ PRESETS = {
                       "rl_rows": 8000, "rl_steps": 1000, "rl_prompts_per_step": 8, "eval_rows": 500, "samples": 4,
                       "device": "cuda"}),
 }
+
+
+# Settings only the planner's steps read: a demo may add the planner to a finished one (its steps have their
+# own folders), so they are no part of the world.
+PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds", "planner_rule")
+
+
+def world_of(settings: dict, numerics: dict) -> dict:
+    """What must match for a seed's steps and results to be this run's: the preset's settings except the seeds
+    and the planner's, and the CPU numerics (thread count and code path). As JSON reads it back (tuples are
+    lists), so a recorded world compares equal."""
+    kept = {k: v for k, v in settings.items() if k not in ("seeds", *PLANNER_ONLY)}
+    return json.loads(json.dumps({"settings": kept, "numerics": numerics}))
 
 
 def diagnose_dir(root: Path, arms: tuple[str, ...]) -> Path:

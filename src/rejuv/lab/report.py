@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.io.jsonl import read_jsonl, strict_dumps
-from rejuv.lab.plan_check import seed_result, summarize_planner
+from rejuv.lab.plan_check import summarize_planner
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import RHOS, candidate
 from rejuv.lab.task import TOKEN_CLASSES, char_classes
@@ -32,39 +32,35 @@ LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusio
           "oversft_filter": "OverSFT, filtered RL", "conf": "Conf. SFT → RL",
           "conf_brier": "Conf. SFT → RL + Brier"}
 FLAT = 0.1  # a reward curve has flattened when its last fifth is within this of the fifth before (±1 rewards)
+RL_CURVES = ("reward", "grad_norm", "update_l2", "kl", "entropy")
 
 
 
-def collect(root: Path, seeds: list[int], arms: tuple[str, ...]) -> dict:
-    """Per seed and arm: pass@1 ID/OOD before and after RL, RL curves, entropy and drift before RL."""
-    per_seed = {}
-    for seed in seeds:
-        folder = root / f"seed-{seed}"
-        rows = {}
-        diag = json.loads((diagnose_dir(folder, arms) / "report.json").read_text())
-        by_name = {e["name"]: e for e in diag["checkpoints"]}
-        for arm in arms:
-            row = {}
-            for stage in ("before", "after"):
-                ev = json.loads((folder / f"eval_{stage}" / arm / "eval.json").read_text())
-                scores = {r["benchmark"]: r["pass@1"] for r in ev["results"]}
-                row.setdefault("calibration", {})[stage] = _calibration(ev["results"])
-                row[stage] = {"id": scores["id"], "ood": scores["ood"], "overall": (scores["id"] + scores["ood"]) / 2}
-            row["gain"] = row["after"]["overall"] - row["before"]["overall"]
-            curve = read_jsonl(folder / "rl" / arm / "plasticity.jsonl", missing_ok=True)
-            row["rl"] = {key: [r.get(key) for r in curve] for key in ("reward", "grad_norm", "update_l2", "kl",
-                                                                       "entropy")}
-            row["reward_change"], row["reward_last_change"] = _reward_changes(row["rl"]["reward"])
-            row["update"] = _update_figures(folder / "updates" / f"{arm}.json")
-            entry = by_name[arm]
-            row["forecast"] = entry.get("groups")  # the dead-group forecast before RL, and what GRPO measured
-            row["dead_measured"] = measured_dead_share(curve)
-            row["entropy"] = entry["outputs"]["mean_entropy"]
-            row["drift_rel"] = entry["params"]["model"]["rel"]
-            row["flagged"] = entry["flagged"]
-            rows[arm] = row
-        per_seed[str(seed)] = rows
-    return per_seed
+def seed_rows(folder: Path, arms: tuple[str, ...]) -> dict:
+    """One seed, per arm: pass@1 ID/OOD before and after RL, RL curves, entropy and drift before RL."""
+    rows = {}
+    diag = json.loads((diagnose_dir(folder, arms) / "report.json").read_text())
+    by_name = {e["name"]: e for e in diag["checkpoints"]}
+    for arm in arms:
+        row = {}
+        for stage in ("before", "after"):
+            ev = json.loads((folder / f"eval_{stage}" / arm / "eval.json").read_text())
+            scores = {r["benchmark"]: r["pass@1"] for r in ev["results"]}
+            row.setdefault("calibration", {})[stage] = _calibration(ev["results"])
+            row[stage] = {"id": scores["id"], "ood": scores["ood"], "overall": (scores["id"] + scores["ood"]) / 2}
+        row["gain"] = row["after"]["overall"] - row["before"]["overall"]
+        curve = read_jsonl(folder / "rl" / arm / "plasticity.jsonl", missing_ok=True)
+        row["rl"] = {key: [r.get(key) for r in curve] for key in RL_CURVES}
+        row["reward_change"], row["reward_last_change"] = _reward_changes(row["rl"]["reward"])
+        row["update"] = _update_figures(folder / "updates" / f"{arm}.json")
+        entry = by_name[arm]
+        row["forecast"] = entry.get("groups")  # the dead-group forecast before RL, and what GRPO measured
+        row["dead_measured"] = measured_dead_share(curve)
+        row["entropy"] = entry["outputs"]["mean_entropy"]
+        row["drift_rel"] = entry["params"]["model"]["rel"]
+        row["flagged"] = entry["flagged"]
+        rows[arm] = row
+    return rows
 
 
 def _update_figures(path: Path) -> dict | None:
@@ -316,22 +312,22 @@ def target_classes(folder: Path, rules: dict, calib: Path, tokenizer_path: Path,
     return {c: n / len(targets) for c, n in counts.items()}
 
 
-def _rules_and_targets(root: Path, per_seed: dict, p: Preset) -> tuple[dict, dict, dict]:
-    rules, classes, layers = {}, {}, {}
-    for seed in per_seed:
-        folder = root / f"seed-{seed}" / "rules"
-        if not (folder / "rules.json").exists():
-            continue
-        rules[seed] = json.loads((folder / "rules.json").read_text())
-        data = root / f"seed-{seed}" / "data" / "calib.jsonl"
-        classes[seed] = target_classes(folder, rules[seed], data, root / f"seed-{seed}" / "sft" /
-                                       epoch_dir_name(p.over_epochs), p, int(seed))
-        manifest = folder / rules[seed]["rejuvenation"] / "rejuvenation.json"
-        if manifest.exists():
-            m = json.loads(manifest.read_text())
-            layers[seed] = {"rho": m["rho"], "neurons_reset": m["neurons_reset"], "neurons_total": m["neurons_total"],
-                            "by_layer": {k: v["reset"] for k, v in m["reset_by_layer"].items()},
-                            "by_kind": {k: v["reset"] for k, v in m["reset_by_kind"].items()}}
+def seed_rules(root: Path, seed: int, p: Preset) -> tuple[dict | None, dict | None, dict | None]:
+    """One seed's α and ρ by the rules (rules.json), its reset's targets by token class, and where the reset
+    fell (by layer and kind); None for each when the seed has no fusion or Rejuvenation arm."""
+    folder = root / f"seed-{seed}" / "rules"
+    if not (folder / "rules.json").exists():
+        return None, None, None
+    rules = json.loads((folder / "rules.json").read_text())
+    classes = target_classes(folder, rules, root / f"seed-{seed}" / "data" / "calib.jsonl",
+                             root / f"seed-{seed}" / "sft" / epoch_dir_name(p.over_epochs), p, seed)
+    layers = None
+    manifest = folder / rules["rejuvenation"] / "rejuvenation.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        layers = {"rho": m["rho"], "neurons_reset": m["neurons_reset"], "neurons_total": m["neurons_total"],
+                  "by_layer": {k: v["reset"] for k, v in m["reset_by_layer"].items()},
+                  "by_kind": {k: v["reset"] for k, v in m["reset_by_kind"].items()}}
     return rules, classes, layers
 
 
@@ -372,9 +368,7 @@ def table_rows(table: dict, arms: tuple[str, ...]) -> list[list[str]]:
 
 
 def markdown_table(table: dict, arms: tuple[str, ...]) -> str:
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(table, arms)]
-    return "\n".join(lines)
+    return "\n".join(markdown_rows(TABLE_HEADER, table_rows(table, arms)))
 
 
 CLAIM_HEADER = ["claim", "decision", "mean ± sd", "95% interval", "margin", "seeds ahead (or met)",
@@ -430,14 +424,17 @@ def planner_rows(group: dict | None) -> list[list[str]]:
              ", ".join(f"{s}: {p or '–'}" for s, p in r["picks"].items())] for r in group.get("rules", [])]
 
 
-def per_seed_lines(per_seed: dict, arms: tuple[str, ...]) -> list[str]:
-    lines = ["| seed | " + " | ".join(f"{LABELS[a]} before → after" for a in arms) + " |",
-             "|---|" + "---|" * len(arms)]
-    for seed, rows in per_seed.items():
-        lines.append(f"| {seed} | " + " | ".join(
-            f"{100 * rows[a]['before']['overall']:.1f} → {100 * rows[a]['after']['overall']:.1f}" for a in arms) + " |")
-    return lines
+RECORDS_HEADER = ["seed", "record", "compute (min)", "written by"]
 
+
+def records_rows(records: dict) -> list[list[str]]:
+    return [[seed, r["from"], f"{r['seconds'] / 60:.1f}", r["written_by"]["commit"] or r["written_by"]["rejuv"] or "–"]
+            for seed, r in records.items()]
+
+
+def markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A table as Markdown lines (table.md carries every table of the page)."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
@@ -481,7 +478,8 @@ def _plots(per_seed: dict, arms: tuple[str, ...]) -> dict[str, bytes]:
     return images
 
 
-def _params(root: Path) -> int | None:
+def base_params(root: Path) -> int | None:
+    """The base model's parameter count (None before the base exists)."""
     from rejuv.io.reader import Checkpoint
 
     model = root / "base" / "model"
@@ -492,20 +490,27 @@ def _params(root: Path) -> int | None:
 
 
 def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name: str, seconds: float,
-                 numerics: dict) -> dict:
-    per_seed = collect(root, list(preset.seeds), arms)
+                 numerics: dict, records: dict[int, dict], sources: dict[int, str]) -> dict:
+    """The report over every seed's record (`lab/records.py`: this run's seeds and any pooled from other
+    sittings), in `preset.seeds`' order; `sources` says where each record came from."""
+    per_seed = {str(seed): {arm: records[seed]["rows"][arm] for arm in arms} for seed in preset.seeds}
     table = summarize(per_seed, arms)
     stated = preset.claims
     found_premise = premise(per_seed, arms) if stated else []
     found = claims(per_seed, arms) if stated else []
-    rules, classes, layers = _rules_and_targets(root, per_seed, preset)
-    mean_classes = {c: statistics.fmean(v[c] for v in classes.values()) for c in TOKEN_CLASSES} if classes else {}
-    planner = summarize_planner({seed: seed_result(root / f"seed-{seed}") for seed in preset.seeds}, preset.dev_seeds,
+    rules = {str(s): records[s]["rules"] for s in preset.seeds if records[s]["rules"] is not None}
+    classes = {str(s): records[s]["target_classes"] for s in preset.seeds if records[s]["target_classes"]}
+    layers = {str(s): records[s]["reset"] for s in preset.seeds if records[s]["reset"] is not None}
+    mean_classes = {c: statistics.fmean(v[c] for v in classes.values()) for c in TOKEN_CLASSES} \
+        if classes else {}
+    planner = summarize_planner({seed: records[seed]["planner"] for seed in preset.seeds}, preset.dev_seeds,
                                 fixed_rule=preset.planner_rule) \
         if preset.plan_epochs else None
-    params = _params(root)
+    params = next((records[s]["params"] for s in preset.seeds if records[s]["params"] is not None), None)
     report = {"preset": preset_name, "settings": asdict(preset), "arms": list(arms), "seeds": list(preset.seeds),
               "compute_seconds": seconds, "numerics": numerics, "claims_stated": stated,
+              "records": {str(s): {"from": sources[s], "seconds": records[s]["seconds"],
+                                   "written_by": records[s]["written_by"]} for s in preset.seeds},
               "judging": {"floor": FLOOR, "rule": "held when the mean per-seed difference is at least the margin "
                                                   "max(floor, t95(n-1)·sd/√n); reversed below minus the margin; "
                                                   "not shown between; the 95% interval is two-sided, "
@@ -520,8 +525,11 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     images = _plots(per_seed, arms)
     for name, png in images.items():
         (root / f"{name}.png").write_bytes(png)
-    md = [markdown_table(table, arms), "", *per_seed_lines(per_seed, arms), *calibration_lines(per_seed, arms)]
-    md += [""] + [f"- {c['text']}" for c in found_premise + found]
+    md = [markdown_table(table, arms), "", "Per seed (overall pass@1 %; each claim's paired difference, points):",
+          *markdown_rows(*per_seed_table(per_seed, arms, found_premise + found)), *calibration_lines(per_seed, arms)]
+    if found_premise or found:
+        md += ["", *markdown_rows(CLAIM_HEADER, claim_rows(found_premise + found)), ""]
+        md += [f"- {c['text']}" for c in found_premise + found]
     updates = report["rl_updates"]
     if updates["lines"]:
         md += ["", "What GRPO changed (from each arm's start):", *[f"- {t}" for t in updates["lines"]],
@@ -529,10 +537,14 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     dead = report["dead_groups"]
     if dead["rows"]:
         md += ["", "Dead GRPO groups, forecast before RL against GRPO's first 10% of steps (%):",
-               "| " + " | ".join(DEAD_HEADER) + " |", "|" + "---|" * len(DEAD_HEADER),
-               *["| " + " | ".join(row) + " |" for row in dead_group_rows(dead)]]
+               *markdown_rows(DEAD_HEADER, dead_group_rows(dead))]
     if planner is not None:
         md += ["", "Planner (rejuv plan) against full RL:", *[f"- {t}" for t in planner["texts"]]]
+        for label in ("development", "test"):
+            if planner.get(label):
+                md += ["", f"Rules side by side, {label} seeds:",
+                       *markdown_rows(RULES_HEADER, planner_rows(planner[label]))]
+    md += ["", "Where each seed's numbers come from:", *markdown_rows(RECORDS_HEADER, records_rows(report["records"]))]
     (root / "table.md").write_text("\n".join(md) + "\n")
     page = _page(report, preset, preset_name, arms, seconds, images, table, per_seed)
     (root / "report.html").write_text(page)
@@ -552,4 +564,5 @@ def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: fl
                   claim_rows=claim_rows(report["claims"]), dead_header=DEAD_HEADER,
                   dead_rows=dead_group_rows(report["dead_groups"]), rules_header=RULES_HEADER,
                   rules_development=planner_rows(planner.get("development")),
-                  rules_test=planner_rows(planner.get("test")), rl_length_lines=rl_length_lines)
+                  rules_test=planner_rows(planner.get("test")), rl_length_lines=rl_length_lines,
+                  records_header=RECORDS_HEADER, records_rows=records_rows(report["records"]))

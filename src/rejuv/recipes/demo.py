@@ -27,7 +27,7 @@ from rejuv.io.output import claimed_output, write_marker
 from rejuv.io.records import DamagedRecord, read_json
 from rejuv.lab.numerics import pin_cpu_numerics
 from rejuv.lab.plan_check import RULES
-from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS
+from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, world_of
 from rejuv.lab.seeds import build_base, run_seed
 from rejuv.lab.steps import Steps, log
 from rejuv.modeling import check_device
@@ -35,15 +35,12 @@ from rejuv.options import SEED_LIMIT, Config, OptionError, Recipe, option, out_o
 from rejuv.progress import silenced
 from rejuv.train.common import quiet_libraries
 
-PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds", "planner_rule")
-
 
 def _settings_key(record: dict) -> dict:
-    """What must match for finished steps to be reused. Seeds and arms may change (each has its own folders),
-    and so may the planner's settings (its steps have their own folders): `--preset planner` on a finished
-    `small` demo reuses every step of the arms."""
-    settings = {k: v for k, v in record["settings"].items() if k not in ("seeds", *PLANNER_ONLY)}
-    return {"settings": settings, "numerics": record["numerics"]}
+    """What must match for finished steps to be reused: the world (`lab/records.world_of`). Seeds and arms
+    may change (each has its own folders), and so may the planner's settings (its steps have their own
+    folders): `--preset planner` on a finished `small` demo reuses every step of the arms."""
+    return world_of(record["settings"], record["numerics"])
 
 
 @dataclass
@@ -51,13 +48,16 @@ class DemoConfig(Config):
     """The lab: base → ModSFT/OverSFT → α, ρ by rule → fusion/Rejuvenation → GRPO → eval, with a report."""
 
     preset: str = option("small", choices=lambda: list(PRESETS), help="smoke: a minute's plumbing check, no "
-                         "claims; small: the experiment, 3 seeds, within 30 min on 2 cores; planner: small plus "
+                         "claims; small: the experiment, 3 seeds, about 18 min a seed on 2 cores; planner: small plus "
                          "rejuv plan against full RL over 6 seeds; full: for a GPU.")
     seeds: list[int] | None = option(None, help="Seeds, comma-separated, each once.", default_text="the preset's",
                                      at_least=0, below=SEED_LIMIT, nonempty=True, distinct=True)
     arms: list[str] = option(list(DEFAULT_ARMS), commas=True, choices=lambda: [*ARMS, "all"],
                              help="Arms, comma-separated or repeated, or 'all'.", nonempty=True, distinct=True)
     out: str = out_option("Output folder; finished steps in it are reused.", default="runs/demo")
+    pool: list[str] = option([], path="input", help="Seed records of earlier sittings or other machines (files, "
+                             "folders of seed-N.json, or demo outputs): the seeds they hold are not run here but "
+                             "pooled into the report; their settings must be this run's.")
     device: str | None = option(None, help="cpu or cuda.", default_text="the preset's", check=check_device)
     planner_rule: str | None = option(None, choices=RULES, help="The planner's recommendation rule, fixed in "
                                       "advance (chosen on the development seeds of an earlier run): every seed "
@@ -88,6 +88,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def _demo(cfg: DemoConfig, root: Path) -> dict:
+    from rejuv.lab.records import build_record, pooled_records, write_record
     from rejuv.lab.report import write_report
 
     arms = ARMS if list(cfg.arms) == ["all"] else tuple(cfg.arms)
@@ -99,6 +100,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     numerics = pin_cpu_numerics() if p.device == "cpu" else {"device": p.device}
     record = {"preset": cfg.preset, "settings": asdict(p), "arms": list(arms),
               "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
+    pooled = pooled_records(list(cfg.pool), _settings_key(record), arms, p)  # checked before the output is touched
     if root.is_dir() and any(root.iterdir()) and not _settings_match(root, record):
         if not cfg.overwrite:
             raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
@@ -110,17 +112,35 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     except OSError as exc:
         raise RejuvError(f"{root}: cannot write the demo here ({exc.strerror})") from None
     (root / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
+    here = [seed for seed in p.seeds if seed not in pooled]
+    if pooled:
+        log(f"seeds {', '.join(map(str, pooled))} pooled from earlier sittings; running "
+            f"{', '.join(map(str, here)) or 'none'}")
     with quiet_libraries(cfg.verbose), (contextlib.nullcontext() if cfg.verbose else silenced()):
-        steps = Steps(len(p.seeds))
-        base = build_base(root, p, steps)
-        for i, seed in enumerate(p.seeds):
-            log(f"seed {seed}: {i + 1} of {len(p.seeds)}")
+        steps = Steps(len(here))
+        base = build_base(root, p, steps) if here else None
+        for i, seed in enumerate(here):
+            log(f"seed {seed}: {i + 1} of {len(here)}")
             steps.begin_seed(i)
             run_seed(root, base, p, seed, tuple(arms), steps)
     timings = read_jsonl(root / "timings.jsonl", missing_ok=True)
-    report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics)
+    records = {seed: found for seed, (found, _) in pooled.items()}
+    sources = {seed: source for seed, (_, source) in pooled.items()}
+    for seed in here:
+        records[seed] = build_record(root, seed, p, tuple(arms), _settings_key(record), _seed_seconds(timings, seed))
+        sources[seed] = str(write_record(root / "records", records[seed]))
+    for seed in pooled:  # kept here too, so that this output pools into a later sitting with every seed it reports
+        write_record(root / "records", records[seed])
+    report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics, records,
+                          sources)
     log(f"report: {root / 'report.html'}")
     return report
+
+
+def _seed_seconds(timings: list[dict], seed: int) -> float:
+    """The compute time of a seed's steps (the last time of each: a step run again after damage counts once)."""
+    last = {t["step"]: t["seconds"] for t in timings if t["step"].startswith(f"seed {seed}:")}
+    return sum(last.values())
 
 
 def summary_text(cfg: DemoConfig, report: dict) -> str:
