@@ -145,3 +145,16 @@ def test_a_report_over_pooled_records_alone(tmp_path):
     table = (tmp_path / "table.md").read_text()  # every table of the page, in Markdown
     assert "| 1 | 10.0 → 30.0 | 20.0 → 40.0 | 15.0 → 46.0 | 10.0 → 40.0 |" in table
     assert "| Fusion + RL > OverSFT + RL" in table and "| 2 | /elsewhere/seed-2.json | 1.0 | 0 |" in table
+
+
+def test_a_demo_never_pools_from_inside_its_own_output(tmp_path):
+    from rejuv.io.output import write_marker
+    from rejuv.recipes.demo import DemoConfig, run_demo
+
+    _write(tmp_path / "demo" / "records", record(0))
+    write_marker(tmp_path / "demo", "demo")  # an earlier demo's output, which this one would resume
+    with pytest.raises(RejuvError, match="records") as found:
+        run_demo(DemoConfig("smoke", out=str(tmp_path / "demo"), pool=[str(tmp_path / "demo" / "records")]))
+    assert "\n" not in str(found.value)
+    with pytest.raises(RejuvError, match=r"no such file or folder \(--pool\)"):
+        run_demo(DemoConfig("smoke", out=str(tmp_path / "other"), pool=[str(tmp_path / "nowhere")]))
