@@ -22,7 +22,7 @@ from rejuv.io.jsonl import strict_dumps
 from rejuv.io.records import Checked, DamagedRecord
 from rejuv.lab.plan_check import seed_result
 from rejuv.lab.presets import Preset
-from rejuv.lab.report import base_params, seed_rows, seed_rules
+from rejuv.lab.report import RL_CURVES, base_params, seed_rows, seed_rules
 from rejuv.lab.task import TOKEN_CLASSES
 from rejuv.provenance import library_versions
 
@@ -73,7 +73,7 @@ _SPLITS = {"id": "share", "ood": "share", "overall": "share"}
 _CALIBRATION = _Maybe({"stated": "share", "brier": "number", "ece": "number"})
 _ROW = {"before": _SPLITS, "after": _SPLITS, "gain": "number",
         "calibration": {"before": _CALIBRATION, "after": _CALIBRATION},
-        "rl": {key: ["number?"] for key in ("reward", "grad_norm", "update_l2", "kl", "entropy")},
+        "rl": {key: ["number?"] for key in RL_CURVES},
         "reward_change": "number?", "reward_last_change": "number?",
         "update": _Maybe({"rel": "number", "changed_exact": "share", "changed_bf16": "share",
                           "energy_rank_share": "share?", "spikes_kept": "share?"}),

@@ -1,8 +1,9 @@
 """The lab's report: whether this world has the paper's premise, then each claim, judged over seeds.
 
 Every number is read back from the files the steps wrote (eval.json, plasticity.jsonl, the diagnosis
-report, rules.json, the Rejuvenation arm's manifest and attribution record), and every mean comes with
-its spread over seeds and the seed count. Claims are judged by `lab/verdicts.py` (a margin, never a tie);
+report, rules.json, the Rejuvenation arm's manifest and attribution record: `seed_rows`, `seed_rules`),
+by way of each seed's record (`lab/records.py`, which may come from another sitting), and every mean comes
+with its spread over seeds and the seed count. Claims are judged by `lab/verdicts.py` (a margin, never a tie);
 a preset without claims (smoke) reports the numbers and states none.
 """
 
@@ -33,7 +34,6 @@ LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusio
           "conf_brier": "Conf. SFT → RL + Brier"}
 FLAT = 0.1  # a reward curve has flattened when its last fifth is within this of the fifth before (±1 rewards)
 RL_CURVES = ("reward", "grad_norm", "update_l2", "kl", "entropy")
-
 
 
 def seed_rows(folder: Path, arms: tuple[str, ...]) -> dict:
