@@ -2,7 +2,7 @@
 report.
 
 The report reads every number from a seed's step folders (`lab/report.py`); a seed record is what it reads,
-in one JSON file of a few hundred kB (`<out>/records/seed-N.json`, remade from the folders by every demo run).
+in one JSON file of about 200 kB for the `small` preset (`<out>/records/seed-N.json`, remade from the folders by every demo run).
 Seeds are deterministic on one kind of machine, so a seed run elsewhere at the same settings is the seed
 run here: `rejuv demo --pool FOLDER` takes the records of earlier sittings (or of another demo's output) for
 the seeds it names and runs only the others. A pooled record is untrusted input: its world (the preset's
@@ -53,10 +53,11 @@ def build_record(root: Path, seed: int, p: Preset, arms: tuple[str, ...], world:
 
 
 def write_record(folder: Path, record: dict) -> Path:
+    """`folder/seed-N.json`, on one line: the RL curves are most of it (20,000 numbers for four arms)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"seed-{record['seed']}.json"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(strict_dumps(record) + "\n")
+    tmp.write_text(strict_dumps(record, indent=None) + "\n")
     tmp.replace(path)
     return path
 
