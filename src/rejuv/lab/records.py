@@ -2,12 +2,12 @@
 report.
 
 The report reads every number from a seed's step folders (`lab/report.py`); a seed record is what it reads,
-in one JSON file of about 200 kB for the `small` preset (`<out>/records/seed-N.json`, remade from the folders by every demo run).
-Seeds are deterministic on one kind of machine, so a seed run elsewhere at the same settings is the seed
-run here: `rejuv demo --pool FOLDER` takes the records of earlier sittings (or of another demo's output) for
-the seeds it names and runs only the others. A pooled record is untrusted input: its world (the preset's
-settings, the CPU numerics), its arms and its planner settings must be this run's, and every value the
-report reads is checked, each fault named with the file and the place in it.
+in one JSON file (`<out>/records/seed-N.json`, about 200 kB for the `small` preset, remade from the folders
+by every demo run). Seeds are deterministic on one kind of machine, so a seed run elsewhere at the same
+settings is the seed run here: `rejuv demo --pool FOLDER` takes the records of earlier sittings (or of
+another demo's output) for the seeds it names and runs only the others. A pooled record is untrusted input:
+its world (the preset's settings, the CPU numerics), its arms and its planner settings must be this run's,
+and every value the report reads is checked, each fault named with the file and the place in it.
 """
 
 from __future__ import annotations
