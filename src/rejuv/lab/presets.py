@@ -1,8 +1,8 @@
 """The lab's presets: the world's sizes, the training and RL budgets, and the seeds.
 
 `small` (the default, `make demo`) was sized to run the four default arms over three seeds within
-30 minutes on two CPU cores (26 min on the machine of 11-26; 55-60 min on the slower one of 12-02, whose
-GRPO steps take as long at the commit of that measurement, so the world is kept and its seeds pool);
+30 minutes on two CPU cores (26 min on the machine of 11-26; 35 and 55-60 min on two machines of 12-02,
+with the same code and numbers: the machines differ, so the world is kept and its seeds pool);
 `planner` adds the check of `rejuv plan` against full RL over six seeds; `smoke` checks the plumbing and
 states no claims; `full` is sized for a GPU.
 """
@@ -91,7 +91,7 @@ PRESETS = {
                     rl_lr=2e-4, rl_prompts_per_step=2, num_generations=4, max_completion_length=40, eval_rows=6,
                     samples=2, targets_per_sample=2, rule_samples=1, task=TaskSpec(max=12, sft_max=8, pretrain_pool=40),
                     claims=False),
-    # The experiment on 2 CPU cores (about 18 min a seed, BENCHMARKS.md): OverSFT has 16× ModSFT's epochs on the
+    # The experiment on 2 CPU cores (10-18 min a seed by machine, BENCHMARKS.md): OverSFT has 16× ModSFT's epochs on the
     # same data.
     "small": Preset(**_SMALL),
     # The small world, then `rejuv plan` over its SFT epochs checked against full RL from each; the planner's

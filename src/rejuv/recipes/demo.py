@@ -37,7 +37,7 @@ from rejuv.train.common import quiet_libraries
 
 
 def _settings_key(record: dict) -> dict:
-    """What must match for finished steps to be reused: the world (`lab/records.world_of`). Seeds and arms
+    """What must match for finished steps to be reused: the world (`lab/presets.world_of`). Seeds and arms
     may change (each has its own folders), and so may the planner's settings (its steps have their own
     folders): `--preset planner` on a finished `small` demo reuses every step of the arms."""
     return world_of(record["settings"], record["numerics"])
@@ -48,7 +48,7 @@ class DemoConfig(Config):
     """The lab: base → ModSFT/OverSFT → α, ρ by rule → fusion/Rejuvenation → GRPO → eval, with a report."""
 
     preset: str = option("small", choices=lambda: list(PRESETS), help="smoke: a minute's plumbing check, no "
-                         "claims; small: the experiment, 3 seeds, about 18 min a seed on 2 cores; planner: small plus "
+                         "claims; small: the experiment, 3 seeds, 10-18 min a seed on 2 cores; planner: small plus "
                          "rejuv plan against full RL over 6 seeds; full: for a GPU.")
     seeds: list[int] | None = option(None, help="Seeds, comma-separated, each once.", default_text="the preset's",
                                      at_least=0, below=SEED_LIMIT, nonempty=True, distinct=True)
