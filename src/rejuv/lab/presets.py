@@ -106,8 +106,9 @@ PRESETS = {
 
 
 # Settings only the planner's steps read: a demo may add the planner to a finished one (its steps have their
-# own folders), so they are no part of the world.
-PLANNER_ONLY = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos", "dev_seeds", "planner_rule")
+# own folders), so they are no part of the world. A seed's planner check depends on the first four.
+PLANNER_CHECK = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos")
+PLANNER_ONLY = (*PLANNER_CHECK, "dev_seeds", "planner_rule")
 
 
 def world_of(settings: dict, numerics: dict) -> dict:

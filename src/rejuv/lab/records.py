@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from rejuv.errors import RejuvError
+from rejuv.evaluation.kept import write_atomic
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.records import Checked, DamagedRecord
 from rejuv.lab.plan_check import seed_result
-from rejuv.lab.presets import Preset
+from rejuv.lab.presets import PLANNER_CHECK, Preset
 from rejuv.lab.report import RL_CURVES, base_params, seed_rows, seed_rules
 from rejuv.lab.task import TOKEN_CLASSES
 from rejuv.provenance import library_versions
 
 FORMAT = 1
-PLANNER_CHECK = ("plan_epochs", "plan_probe_steps", "plan_alphas", "plan_rhos")  # what a seed's planner check reads
+
+
+def _planner_settings(p: Preset) -> dict:
+    """The settings a seed's planner check depends on, as JSON reads them back."""
+    return json.loads(json.dumps({k: getattr(p, k) for k in PLANNER_CHECK}))
 
 
 def _written_by() -> dict:
@@ -46,7 +51,7 @@ def build_record(root: Path, seed: int, p: Preset, arms: tuple[str, ...], world:
     rules, classes, reset = seed_rules(root, seed, p)
     planner = seed_result(root / f"seed-{seed}", p.rl_steps, p.plan_probe_steps) if p.plan_epochs else None
     return {"format": FORMAT, "seed": seed, "world": world, "arms": list(arms),
-            "planner_settings": {k: getattr(p, k) for k in PLANNER_CHECK} if p.plan_epochs else None,
+            "planner_settings": _planner_settings(p) if p.plan_epochs else None,
             "rows": seed_rows(root / f"seed-{seed}", arms), "rules": rules, "target_classes": classes,
             "reset": reset, "planner": planner, "params": base_params(root), "seconds": round(seconds, 1),
             "written_by": _written_by()}
@@ -56,9 +61,7 @@ def write_record(folder: Path, record: dict) -> Path:
     """`folder/seed-N.json`, on one line: the RL curves are most of it (20,000 numbers for four arms)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"seed-{record['seed']}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(strict_dumps(record, indent=None) + "\n")
-    tmp.replace(path)
+    write_atomic(path, strict_dumps(record, indent=None) + "\n")
     return path
 
 
@@ -161,8 +164,7 @@ def read_record(path: Path, world: dict, arms: tuple[str, ...], p: Preset) -> di
     _conform(check, record.get("seconds"), "number", "['seconds']")
     _conform(check, record.get("written_by"), {"rejuv": "text?", "commit": "text?"}, "['written_by']")
     if p.plan_epochs:
-        wanted = json.loads(json.dumps({k: getattr(p, k) for k in PLANNER_CHECK}))
-        if record.get("planner_settings") != wanted or record.get("planner") is None:
+        if record.get("planner_settings") != _planner_settings(p) or record.get("planner") is None:
             raise RejuvError(f"{path}: seed {record['seed']} has no planner check with this preset's settings "
                              f"({', '.join(PLANNER_CHECK)}); run that seed here instead")
         planner = check.get(record, "planner", "an object")

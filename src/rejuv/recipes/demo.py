@@ -100,7 +100,8 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     numerics = pin_cpu_numerics() if p.device == "cpu" else {"device": p.device}
     record = {"preset": cfg.preset, "settings": asdict(p), "arms": list(arms),
               "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
-    pooled = pooled_records(list(cfg.pool), _settings_key(record), arms, p)  # checked before the output is touched
+    world = _settings_key(record)
+    pooled = pooled_records(list(cfg.pool), world, arms, p)  # checked before the output is touched
     if root.is_dir() and any(root.iterdir()) and not _settings_match(root, record):
         if not cfg.overwrite:
             raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
@@ -127,7 +128,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     records = {seed: found for seed, (found, _) in pooled.items()}
     sources = {seed: source for seed, (_, source) in pooled.items()}
     for seed in here:
-        records[seed] = build_record(root, seed, p, tuple(arms), _settings_key(record), _seed_seconds(timings, seed))
+        records[seed] = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed))
         sources[seed] = str(write_record(root / "records", records[seed]))
     for seed in pooled:  # kept here too, so that this output pools into a later sitting with every seed it reports
         write_record(root / "records", records[seed])
