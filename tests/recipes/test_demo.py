@@ -128,6 +128,16 @@ def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
     # The seeds' records carry the planner's check: pooled elsewhere, the planner table is the same.
     pooled = run_demo(DemoConfig("smoke", out=str(tmp_path / "pooled"), pool=[str(root)]))
     assert pooled["planner"] == planner and pooled["table"] == report["table"]
+    # The same folder as a run without the planner again: a seed's compute is its arms' steps alone.
+    monkeypatch.setitem(PRESETS, "smoke", world)
+    run_demo(DemoConfig("smoke", out=str(root)))
+    timings = [json.loads(x) for x in (root / "timings.jsonl").read_text().splitlines()]
+    for seed in (0, 1):
+        mine = [t for t in timings if t["step"].startswith(f"seed {seed}:")]
+        arms_only = [t["seconds"] for t in mine if "planner" not in t["step"] and "rejuv plan" not in t["step"]]
+        assert len(arms_only) < len(mine)
+        record = json.loads((root / "records" / f"seed-{seed}.json").read_text())
+        assert record["seconds"] == round(sum(arms_only), 1) and record["planner"] is None
 
 
 @pytest.mark.slow

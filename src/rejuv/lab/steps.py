@@ -86,6 +86,9 @@ class Steps:
         self.per_seed: int | None = None
         self.measured: dict[int, list[float]] = {}
         self.made: set[Path] = set()  # folders this run's steps wrote
+        # every step this run passed through, run or reused: a folder may also hold the steps of another
+        # preset (the planner's), whose times are no part of this run's seeds
+        self.names: set[str] = set()
 
     def begin_seed(self, index: int) -> None:
         if self.seed_index is not None:
@@ -96,6 +99,7 @@ class Steps:
                  covers: Path | None = None) -> None:
         """`folder` is the step's proof of completion; `covers` (default: `folder`) what it wrote, recorded and
         checked (a step whose proof is one file among the results it keeps in a folder)."""
+        self.names.add(message)
         if self.seed_index is not None:
             self.position += 1
         if folder in self.made:

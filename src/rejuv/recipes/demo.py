@@ -128,7 +128,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     records = {seed: found for seed, (found, _) in pooled.items()}
     sources = {seed: source for seed, (_, source) in pooled.items()}
     for seed in here:
-        records[seed] = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed))
+        records[seed] = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed, steps.names))
         sources[seed] = str(write_record(root / "records", records[seed]))
     for seed in pooled:  # kept here too, so that this output pools into a later sitting with every seed it reports
         write_record(root / "records", records[seed])
@@ -138,9 +138,11 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     return report
 
 
-def _seed_seconds(timings: list[dict], seed: int) -> float:
-    """The compute time of a seed's steps (the last time of each: a step run again after damage counts once)."""
-    last = {t["step"]: t["seconds"] for t in timings if t["step"].startswith(f"seed {seed}:")}
+def _seed_seconds(timings: list[dict], seed: int, names: set[str]) -> float:
+    """The compute time of a seed's steps in this run (`names`: the planner's steps, from another preset run in
+    the same folder, are left out of a `small` run's seeds), the last time of each: a step run again after
+    damage counts once."""
+    last = {t["step"]: t["seconds"] for t in timings if t["step"].startswith(f"seed {seed}:") and t["step"] in names}
     return sum(last.values())
 
 

@@ -50,6 +50,7 @@ def test_a_finished_step_is_skipped_and_unmeasured_positions_give_no_estimate(tm
     steps(tmp_path, tmp_path / "a1", "seed 1: a", lambda: ran.append("a1"))
     assert ran == ["b0", "a1"]
     assert lines[-1] == "seed 1: a  [step 1 of 2 of the seed; 0 min in]"  # step a never measured: no estimate
+    assert steps.names == {"seed 0: a", "seed 0: b", "seed 1: a"}  # the reused step is this run's too
 
 
 def test_a_step_reusing_a_folder_of_this_run_counts_as_free(tmp_path):
