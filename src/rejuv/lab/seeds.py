@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from rejuv.errors import collected_warnings, warn
+from rejuv.evaluation.kept import write_atomic
 from rejuv.io.jsonl import strict_dumps, write_jsonl
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import run_rules
@@ -192,6 +193,4 @@ def write_update(path: Path, start: Path, result: Path, base: Path) -> None:
                  and s.tensors[n].shape == r.tensors[n].shape == b.tensors[n].shape]
         figures = update_statistics(s, [r], names, base=b)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")  # the step's file is its proof of completion: never half-written
-    partial.write_text(strict_dumps(figures) + "\n")
-    partial.replace(path)
+    write_atomic(path, strict_dumps(figures) + "\n")  # the step's file is its proof of completion: never half-written

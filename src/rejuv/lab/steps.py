@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rejuv.evaluation.kept import write_atomic
 from rejuv.io.fingerprint import file_sha256
 from rejuv.io.jsonl import write_jsonl
 
@@ -42,9 +43,7 @@ def record_step(out: Path, folder: Path) -> None:
     """Record what a finished step left in `folder`."""
     path = _record_path(out, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"step": os.path.relpath(folder, out), "files": _contents(folder)}) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"step": os.path.relpath(folder, out), "files": _contents(folder)}) + "\n")
 
 
 def damage(out: Path, folder: Path) -> str | None:
