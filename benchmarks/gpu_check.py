@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -262,6 +263,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/rejuv-gpu-check", help="models and outputs (kept between runs)")
     parser.add_argument("--out", default="gpu_check.json", help="the JSON summary")
     args = parser.parse_args()
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        parser.error(f"--device: expected cuda, cuda:N or cpu, got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit(f"gpu_check: torch {torch.__version__} sees no CUDA device (--device {args.device}); run it where "
                  "a CUDA build of torch sees the GPU (DEVELOPING.md), or give --device cpu --size tiny")

@@ -111,47 +111,115 @@ def loading_bars(progress: bool) -> Iterator[None]:
                 enable()
 
 
+def load_model(path: str | Path, dtype: Any = "float32", *, device_map: Any = None, trust_remote_code: bool = False,
+               allow_pickle: bool = False, progress: bool = True, **kwargs: Any):
+    """The one way rejuv opens a model with transformers (passes, evaluation, training): the folder checked
+    first (`check_model_path`), then loaded, and refused unless it loaded completely: transformers' loading
+    report must be empty (no tensor the config's model needs is missing and initialised at random, none is
+    left over, none has another shape) and every parameter finite. Each refusal is one line naming the
+    checkpoint and what is wrong. `kwargs` go to `from_pretrained` (a trainer's `model_init_kwargs`)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    check_model_path(str(path), trust_remote_code, allow_pickle)
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = dtype_from_name(dtype)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its loading report is ours to state, in one line
+    try:
+        with loading_bars(progress):
+            model, info = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device_map,
+                use_safetensors=None if allow_pickle else True, output_loading_info=True,
+                ignore_mismatched_sizes=True, **kwargs)  # a mismatch is reported below, by tensor
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise RejuvError(f"{path}: cannot be loaded as a causal LM ({_first_line(exc)})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    check_loading_report(path, info)
+    check_finite_parameters(path, model)
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _some(names, count: int = 3) -> str:
+    from rejuv.io.format import natural_key
+
+    names = sorted(names, key=natural_key)
+    return ", ".join(names[:count]) + (f" and {len(names) - count} more" if len(names) > count else "")
+
+
+def check_loading_report(path: str | Path, info: dict) -> None:
+    """Refuse a model that did not load completely, from transformers' loading report."""
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched:
+        name, found, wanted = mismatched[0]
+        raise RejuvError(f"{path}: tensor {name} is {list(found)} in the checkpoint, but the config's model needs "
+                         f"{list(wanted)}" + (f" ({len(mismatched) - 1} more differ)" if len(mismatched) > 1 else "")
+                         + "; config.json does not describe these weights")
+    missing = info.get("missing_keys") or ()
+    if missing:
+        raise RejuvError(f"{path}: the checkpoint lacks {len(missing)} tensor(s) the config's model needs "
+                         f"({_some(missing)}), which transformers would initialise at random; config.json does "
+                         "not describe these weights (a missing or wrong num_hidden_layers?)")
+    unexpected = info.get("unexpected_keys") or ()
+    if unexpected:
+        raise RejuvError(f"{path}: the checkpoint holds {len(unexpected)} tensor(s) the config's model has no place "
+                         f"for ({_some(unexpected)}), which would be dropped; config.json does not describe these "
+                         "weights")
+    errors = info.get("error_msgs") or ()
+    if errors:
+        raise RejuvError(f"{path}: cannot be loaded completely ({_first_line(RuntimeError(errors[0]))})")
+
+
+def check_finite_parameters(path: str | Path, model) -> None:
+    """Refuse a model with NaN or infinite weights, naming the first such tensor."""
+    import torch
+
+    for name, param in model.named_parameters():
+        if param.device.type != "meta" and param.is_floating_point() and not bool(torch.isfinite(param).all()):
+            raise RejuvError(f"{path}: tensor {name} holds NaN or infinite values")
+
+
 def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | None = None,
                       trust_remote_code: bool = False, allow_pickle: bool = False, progress: bool = True):
-    """A causal LM in eval mode with parameters that need no gradients.
+    """A causal LM in eval mode with parameters that need no gradients (`load_model`).
 
     `device=None` puts it on the GPU when there is one, else on the CPU; `device="auto"` lets
     accelerate place layers over every GPU and then CPU memory (for a model larger than one GPU);
     the passes follow the placement.
     """
-    from transformers import AutoModelForCausalLM
-
     device = resolve_device(device)
-    try:
-        with loading_bars(progress):
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype_from_name(dtype), trust_remote_code=trust_remote_code,
-                use_safetensors=None if allow_pickle else True, device_map="auto" if device == "auto" else None)
-    except (OSError, ValueError) as exc:
-        raise RejuvError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
+    model = load_model(path, dtype, device_map="auto" if device == "auto" else None,
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, progress=progress)
     if device != "auto":
         model = model.to(device)
     return model.eval().requires_grad_(False)
 
 
 def check_model_path(path: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
-    """Fail before any work when `path` is not a model folder transformers can read, or holds only pickle
-    weights (`pytorch_model*.bin`, which can run code when loaded) and `allow_pickle` is off."""
+    """Fail before any work when `path` is not a model folder transformers can read: no or an unreadable
+    config.json, a number in it that is NaN or infinite, weights that are cut, overlap or lie outside the
+    folder (every safetensors header checked against its file's size), or only pickle weights
+    (`pytorch_model*.bin`, which can run code when loaded) while `allow_pickle` is off."""
     from transformers import AutoConfig
+
+    from rejuv.io.reader import Checkpoint
 
     folder = Path(path)
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise RejuvError(f"{path}: not a model folder (no config.json); give a save_pretrained checkpoint")
+    if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")) and not allow_pickle:
+        raise RejuvError(pickle_refused(path))
+    Checkpoint(folder, allow_pickle=allow_pickle).close()  # config.json, every header and index, checked
     try:
         AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises many types for a malformed config
-        raise RejuvError(f"{path}: config.json cannot be read as a transformers config ({exc})") from exc
-    if any(folder.glob("*.safetensors")):
-        return
-    if not any(folder.glob("*.bin")):
-        raise RejuvError(f"{path}: no weights (*.safetensors) in the model folder")
-    if not allow_pickle:
-        raise RejuvError(pickle_refused(path))
+        raise RejuvError(f"{path}: config.json cannot be read as a transformers config ({_first_line(exc)})") from exc
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

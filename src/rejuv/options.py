@@ -214,7 +214,7 @@ def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
-_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping"}
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping", list: "a list"}
 
 
 def _scalar(value: Any, accepted: tuple[type, ...], name: str) -> Any:
@@ -237,6 +237,8 @@ def _scalar(value: Any, accepted: tuple[type, ...], name: str) -> Any:
             return float(value)
         if kind in (str, dict) and isinstance(value, kind):
             return value
+        if kind is list and isinstance(value, list | tuple):  # a structured value (token ids), checked by `check`
+            return list(value)
     wanted = " or ".join(_NAMES.get(k, k.__name__) for k in accepted)
     raise OptionError(name, f"expected {wanted}, got {value!r}")
 

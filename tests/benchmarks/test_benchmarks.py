@@ -129,3 +129,12 @@ def test_gpu_check_records_a_failed_stage_and_goes_on(tmp_path, monkeypatch):
     assert check.stages["works"]["ok"] and check.stages["works"]["figure"] == 3
     assert check.stages["cannot run here"] == {"ok": True, "skipped": "no vLLM"}
     assert check.summary()["ok"] is False
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU", ""])
+def test_gpu_check_refuses_a_device_it_does_not_know_before_building_anything(tmp_path, device):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", device, "--size", "tiny",
+                             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "s.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--device: expected cuda, cuda:N or cpu" in result.stderr, result.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "s.json").exists()

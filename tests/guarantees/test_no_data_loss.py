@@ -191,3 +191,24 @@ def test_the_yaml_config_file_is_an_input_too(inputs, tmp_path):
     config.write_text(f"data: {inputs / 'data.jsonl'}\nout: {out}\noverwrite: true\n")
     result = CliRunner().invoke(main, ["export-verl", "--config", str(config)])
     assert result.exit_code != 0 and "may not contain an input" in result.output and config.is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "added"), [("apply", "notes.txt"), ("diagnose", "analysis/notes.md")])
+def test_overwrite_keeps_an_earlier_output_a_user_added_a_file_to(llama_pair, calib_file, tmp_path, command, added):
+    """`rejuv apply --out out`, a user's notes in out/, the same command with --overwrite: refused, naming the
+    file, and nothing of the earlier output or the notes is lost (it used to exit 0 with the notes gone)."""
+    base, sft = (str(p) for p in llama_pair)
+    out = tmp_path / "out"
+    args = {"apply": ["apply", "--base", base, "--sft", sft, "--fusion-only"],
+            "diagnose": ["diagnose", sft, "--base", base, "--calib", str(calib_file), "--max-samples", "2"]}[command]
+    args += ["--out", str(out), "--no-progress"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (out / added).parent.mkdir(exist_ok=True)
+    (out / added).write_text("my notes")
+    before = _snapshot(tmp_path)
+    result = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert result.exit_code == 1 and f"{added}, which rejuv did not write" in result.output, result.output
+    assert "so the folder is kept" in result.output and _snapshot(tmp_path) == before
+    (out / added).unlink()  # the notes moved out: the earlier output is replaced
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0

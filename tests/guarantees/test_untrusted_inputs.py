@@ -180,3 +180,61 @@ def test_any_python_api_values(command, data):
         items = value if kind.is_list and isinstance(value, list) else [value]
         assert (value is None and kind.optional) or dataclasses.is_dataclass(value) or all(
             isinstance(v, kind.base) for v in items), (name, value)
+
+
+NUMBERS = st.floats() | st.integers(-3, 300) | st.booleans() | st.text(max_size=4) | st.none()
+
+
+@SETTINGS
+@given(values=st.fixed_dictionaries({}, optional={
+    "every": NUMBERS, "screen_tokens": NUMBERS, "entropy_floor": NUMBERS, "collapse_share": NUMBERS,
+    "collapse_window": NUMBERS, "stop_on_collapse": NUMBERS, "seed": NUMBERS,
+    "screen_prompts": JSON | st.lists(st.lists(st.integers(-2, 70), max_size=3), max_size=3)}))
+def test_any_plasticity_callback_arguments(values):
+    """The callback is a public entry like the CLI: whatever it is given, it holds values its screen can act on
+    (a floor > 0, a share in (0, 1), true/false flags, prompts of token ids) or refuses naming the argument."""
+    from rejuv.train.plasticity import PlasticityCallback
+
+    try:
+        callback = PlasticityCallback(**values)
+    except RejuvError as exc:
+        assert str(exc).split(":")[0] in values, exc
+        return
+    assert callback.entropy_floor > 0 and 0 < callback.collapse_share < 1 and callback.every >= 1
+    assert isinstance(callback.stop_on_collapse, bool) and callback.screen_tokens >= 1
+    assert all(ids and all(isinstance(t, int) and t >= 0 for t in ids) for ids in callback.screen_prompts)
+
+
+@SETTINGS
+@given(lines=st.lists(st.binary(max_size=40) | JSON.map(json.dumps) | st.builds(
+    lambda s, t: json.dumps({"step": s, "seconds": t}), st.text(max_size=5) | JSON, st.floats() | JSON),
+    max_size=6), cut=st.integers(0, 30))
+def test_any_demo_time_log(tmp_path_factory, lines, cut):
+    """The demo's time log read back: any bytes give rows of a step's name and a finite, non-negative time."""
+    import math
+
+    from rejuv.lab.steps import read_timings
+
+    path = tmp_path_factory.mktemp("t") / "timings.jsonl"
+    data = b"\n".join(x if isinstance(x, bytes) else x.encode() for x in lines)
+    path.write_bytes(data[: max(0, len(data) - cut)])
+    for row in read_timings(path):
+        assert isinstance(row["step"], str) and math.isfinite(row["seconds"]) and row["seconds"] >= 0
+
+
+@SETTINGS
+@given(config=st.dictionaries(st.text(max_size=5), JSON.filter(lambda v: "Infinity" not in json.dumps(v)), max_size=4),
+       where=st.sampled_from(["top", "nested", "list"]),
+       value=st.sampled_from(["NaN", "Infinity", "-Infinity"]))
+def test_a_non_finite_number_anywhere_in_a_config_is_named(tmp_path_factory, config, where, value):
+    folder = _folder(tmp_path_factory, b"{}", b"")
+    text = json.dumps({**config, "model_type": "llama", "x": {"top": 0, "nested": {"y": 0}, "list": [1, 0]}[where]})
+    text = text.replace('"x": 0', f'"x": {value}').replace('"y": 0', f'"y": {value}').replace("[1, 0]",
+                                                                                            f"[1, {value}]")
+    (folder / "config.json").write_text(text)
+    try:
+        Checkpoint(folder).close()
+    except RejuvError as exc:
+        assert "config.json: x" in str(exc) and "is not a finite number" in str(exc), exc
+        return
+    raise AssertionError("a config with a non-finite number was read")

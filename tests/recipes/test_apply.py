@@ -30,7 +30,7 @@ def test_manifest_lists_exactly_what_differs_from_the_fusion(pair, calib_file, t
     manifest = rejuvenate(base, sft, calib_file, tmp_path / "out", alpha=alpha, rho=0.02, progress=False)
     assert SPEC_KEYS <= manifest.keys()
     assert manifest["calibration"]["samples"] == 12
-    assert manifest["compute"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # the default
+    assert manifest["ran"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # the default
     assert manifest["dla_reconstruction_error"]["max_abs"] < 1e-3
     assert all(isinstance(v, float) for v in manifest["entropy"].values())
     assert manifest["neurons_reset"] == sum(len(r["indices"]) for n, r in manifest["reset"].items()
@@ -222,7 +222,7 @@ def test_cli_fusion_only_needs_no_calibration(llama_pair, tmp_path):
     assert manifest["fusion_only"] and manifest["calibration"] is None and manifest["reset"] == {}
     assert manifest["alpha"] == 0.25 and manifest["rho"] == 0.0
     assert set(manifest["entropy"].values()) == {None}
-    assert manifest["compute"]["device"] is None  # nothing ran on a device
+    assert manifest["ran"]["device"] is None  # nothing ran on a device
 
 
 def test_default_device_is_the_gpu_when_one_is_visible(monkeypatch):
@@ -360,10 +360,10 @@ def test_rho_auto_states_its_tolerance_in_the_manifest(llama_pair, calib_file, t
                m["calibration_accuracy"]["fused"] - g["calibration_accuracy"] <= cost["allowed"] + 1e-12]
     assert m["rho"] == (max(allowed) if allowed else 0.0) and m["rho_choice"].startswith("the largest rho")
     assert f"{cost['tolerance']:.4f} over {cost['tokens']} tokens" in m["rho_choice"]
-    ran = m["compute"]  # what ran, resolved: not `device: null`
+    ran = m["ran"]  # what ran, resolved: not `device: null`
     assert (ran["device"], ran["dtype"]) == ("cpu", "float32") and "transformers passes" in ran["engine"]
     assert ran["versions"]["rejuv"] and ran["versions"]["safetensors"]
-    fused = fuse(base, sft, tmp_path / "fused", progress=False)["compute"]
+    fused = fuse(base, sft, tmp_path / "fused", progress=False)["ran"]
     assert (fused["device"], fused["dtype"], fused["engine"]) == (None, None, "rejuv streamed fusion (numpy)")
 
 

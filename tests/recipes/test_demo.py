@@ -77,17 +77,34 @@ def test_smoke_demo_runs_every_arm_end_to_end(tmp_path, monkeypatch):
     assert pooled["rules"] == report["rules"] and pooled["dead_groups"] == report["dead_groups"]
     assert pooled["records"]["0"]["from"] == str(root / "records" / "seed-0.json")
     assert not (tmp_path / "pooled" / "base").exists() and not (tmp_path / "pooled" / "timings.jsonl").exists()
-    # A second run reuses every finished step (resumable) and gives the same table.
+    # The output marker lists every file the demo wrote (its steps, time log, records, report), nothing else.
+    from rejuv.io.output import not_written_by_rejuv
+
+    assert not_written_by_rejuv(root) is None and not_written_by_rejuv(tmp_path / "pooled") is None
+    # A second run reuses every finished step (resumable) and gives the same table; the time log read back is
+    # untrusted: a line cut by a killed run and a NaN are left out, said, and the report is built.
+    with open(root / "timings.jsonl", "a") as f:
+        f.write('{"step": "seed 0: x", "seconds": NaN}\n{"step": "seed 0: y", "sec')
+    again = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--out", str(root)])
+    assert again.exit_code == 0, again.output
+    assert "timings.jsonl:" in again.output and "not a step's time (cut or edited)" in again.output
+    assert json.loads((root / "report.json").read_text())["table"] == report["table"]
+    assert json.loads((root / "records" / "seed-0.json").read_text())["seconds"] == record["seconds"]
+    (root / "analysis").mkdir()
+    (root / "analysis" / "notes.md").write_text("mine")  # a user's file: resuming keeps it, replacing refuses
     again = run_demo(DemoConfig("smoke", out=str(root)))
-    assert again["table"] == report["table"]
+    assert again["table"] == report["table"] and (root / "analysis" / "notes.md").read_text() == "mine"
     # Arms can change: a subset reuses every finished step (no new step is timed) and reports only those arms.
     steps = (root / "timings.jsonl").read_text()
     subset = run_demo(DemoConfig("smoke", out=str(root), arms=["modsft", "oversft"]))
-    assert (root / "timings.jsonl").read_text().count("\n") == steps.count("\n") + 1  # only the new diagnosis
+    assert len((root / "timings.jsonl").read_text().splitlines()) == len(steps.splitlines()) + 1  # the diagnosis
     assert subset["table"]["oversft"] == report["table"]["oversft"]
     monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], rl_steps=3))
     with pytest.raises(RejuvError, match="other settings"):
         run_demo(DemoConfig("smoke", out=str(root)))
+    with pytest.raises(RejuvError, match="analysis/notes.md, which rejuv did not write; --overwrite replaces only"):
+        run_demo(DemoConfig("smoke", out=str(root), overwrite=True))
+    assert (root / "analysis" / "notes.md").read_text() == "mine" and (root / "report.json").is_file()
     with pytest.raises(RejuvError, match=r"seed-0.json: seed 0 was run in another world \(settings.rl_steps"):
         run_demo(DemoConfig("smoke", out=str(tmp_path / "elsewhere"), pool=[str(tmp_path / "pooled")]))
 

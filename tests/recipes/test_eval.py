@@ -149,7 +149,8 @@ def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["cut", "empty object", "binary", "a folder"])
+@pytest.mark.parametrize("damage", ["cut", "empty object", "binary", "a folder", "Infinity in a sample",
+                                    "NaN in a score", "a score its samples do not give"])
 def test_a_damaged_kept_result_is_named_set_aside_and_evaluated_again(bench, tmp_path, monkeypatch, damage,
                                                                      rejuv_warnings):
     """Kept results are untrusted: damaged ones once made every re-run fail with a traceback naming no file."""
@@ -182,6 +183,14 @@ def test_a_damaged_kept_result_is_named_set_aside_and_evaluated_again(bench, tmp
         unit.write_text("{}")
     elif damage == "binary":
         unit.write_bytes(b"\x00\xff\xfe")
+    elif damage == "Infinity in a sample":
+        unit.write_text(unit.read_text().replace('"confidence": null', '"confidence": Infinity', 1))
+    elif damage == "NaN in a score":
+        kept = json.loads(unit.read_text())
+        unit.write_text(json.dumps({**kept, "result": {**kept["result"], "pass@1": float("nan")}}))
+    elif damage == "a score its samples do not give":
+        kept = json.loads(unit.read_text())
+        unit.write_text(json.dumps({**kept, "result": {**kept["result"], "pass@1": 0.75}}))
     else:
         unit.unlink()
         unit.mkdir()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from rejuv.modeling import load_tokenizer, loading_bars, resolve_device
+from rejuv.modeling import load_model, load_tokenizer, resolve_device
 
 ENGINES = ("auto", "transformers", "vllm")
 
@@ -47,13 +47,10 @@ def eval_dtype(cfg):
 
 class TransformersEngine:
     def __init__(self, path: str, cfg):
-        from transformers import AutoModelForCausalLM
-
         device = eval_device(cfg)
-        placement = {"device_map": "auto"} if device == "auto" else {}
-        with loading_bars(cfg.progress):
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=eval_dtype(cfg),
-                                                         trust_remote_code=cfg.trust_remote_code, **placement)
+        model = load_model(path, eval_dtype(cfg), device_map="auto" if device == "auto" else None,
+                           trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+                           progress=cfg.progress)
         self.model = (model if device == "auto" else model.to(device)).eval()
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)

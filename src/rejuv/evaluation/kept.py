@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 from rejuv.errors import warn
+from rejuv.evaluation.confidence import confidence_scores
+from rejuv.evaluation.scores import score
 from rejuv.io.records import Checked, DamagedRecord, read_json
 
 
@@ -26,31 +28,51 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def check_kept_result(record, path: Path, name: str, problems: int, samples: int, ks: list[int]) -> dict:
-    """A kept (checkpoint, benchmark) result read back, checked against what this run would write."""
+    """A kept (checkpoint, benchmark) result read back, checked against what this run would write: every
+    sample row of the right kinds and in its place, and the scores equal to those its grades give (a kept
+    score is never taken on trust: it is what the table and samples.jsonl would print)."""
     checked = Checked(path, "kept evaluation result")
     record = checked.of(record, "an object", "")
     result = checked.get(record, "result", "an object")
     for key, expected in (("benchmark", name), ("problems", problems), ("samples_per_problem", samples)):
         if result.get(key) != expected:
             checked.fail(f"['result'][{key!r}]", f"{result.get(key)!r} where this run has {expected!r}")
-    checked.get(result, "pass@1", "a number", "['result']")
-    passk = checked.get(result, "pass@k", "an object", "['result']")
-    for k in ks:
-        checked.get(passk, str(k), "a number", "['result']['pass@k']")
-    counts = checked.get(result, "correct_per_problem", "a list", "['result']")
-    if len(counts) != problems:
-        checked.fail("['result']['correct_per_problem']", f"{len(counts)} counts for {problems} problems")
-    for i, c in enumerate(counts):
-        checked.index(c, samples + 1, f"['result']['correct_per_problem'][{i}]")
-    checked.get(result, "calibration", "an object", "['result']")
+    checked.get(result, "checkpoint", "text", "['result']")
+    checked.get(result, "chat_template_used", "true or false", "['result']")
+    checked.get(result, "dtype", "text", "['result']")
     rows = checked.get(record, "samples", "a list")
     if len(rows) != problems * samples:
         checked.fail("['samples']", f"{len(rows)} rows for {problems} problems × {samples} samples")
+    grades, confidences = [], []
     for i, row in enumerate(rows):
-        row = checked.of(row, "an object", f"['samples'][{i}]")
-        checked.get(row, "completion", "text", f"['samples'][{i}]")
-        checked.get(row, "correct", "true or false", f"['samples'][{i}]")
+        where = f"['samples'][{i}]"
+        row = checked.of(row, "an object", where)
+        checked.get(row, "completion", "text", where)
+        grades.append(checked.get(row, "correct", "true or false", where))
+        for key, expected in (("problem", i // samples), ("sample", i % samples), ("benchmark", name),
+                              ("checkpoint", result["checkpoint"])):
+            if row.get(key) != expected:
+                checked.fail(f"{where}[{key!r}]", f"{row.get(key)!r} where this row's place gives {expected!r}")
+        if "answer" not in row:
+            checked.fail(f"{where}['answer']", "missing")
+        confidence = row.get("confidence")
+        if confidence is not None and not 0.0 <= checked.of(confidence, "a number", f"{where}['confidence']") <= 1.0:
+            checked.fail(f"{where}['confidence']", f"{confidence!r} is outside [0, 1]")
+        confidences.append(confidence)
+    expected = {**score([grades[i * samples:(i + 1) * samples] for i in range(problems)], ks),
+                "calibration": confidence_scores(confidences, grades)}
+    for key in ("pass@1", "pass@k", "correct_per_problem", "calibration"):
+        if key not in result:
+            checked.fail(f"['result'][{key!r}]", "missing")
+        if result[key] != expected[key]:
+            checked.fail(f"['result'][{key!r}]", f"{_shown(result[key])} where the samples' grades give "
+                         f"{_shown(expected[key])}")
     return record
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def kept_result(unit: Path, name: str, problems: int, samples: int, ks: list[int]) -> dict | None:

@@ -1,9 +1,11 @@
 """The output folder: refused when it exists or holds an input, written in a temporary sibling that is
 renamed into place only when everything inside it has been written.
 
-Every output rejuv writes carries a marker (`.rejuv-output`, naming the command), and `--overwrite` replaces
-only a folder that is empty or carries the marker of the same command: never a working folder, a source
-tree or a folder with a user's files. One run at a time writes an output (`output_lock`).
+Every output rejuv writes carries a marker (`.rejuv-output`) naming the command and listing every file it
+wrote, with its size. `--overwrite` replaces only a folder that is empty or carries the marker of the same
+command and holds nothing but what the marker lists, as it was written: a file a user added (at any depth),
+changed or linked there is named, and the folder is kept. Never a working folder, a source tree or a folder
+with a user's files. One run at a time writes an output (`output_lock`).
 """
 
 from __future__ import annotations
@@ -14,43 +16,142 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rejuv.errors import RejuvError
 
 MARKER = ".rejuv-output"
+# What rejuv itself leaves inside an output while it works (a step's temporary or replaced folder, eval's
+# kept results): replacing the output may remove these, whichever run left them.
+_SCRATCH = re.compile(r"^\..+\.(rejuv-(tmp-(dist)?\d+|old-\d+|partial)|\d+\.tmp)$")
 
 
-def write_marker(folder: Path, command: str) -> None:
-    """Mark `folder` as an output of `rejuv <command>` (the same bytes every time: outputs stay reproducible)."""
-    (Path(folder) / MARKER).write_text(json.dumps({"written_by": "rejuv", "command": command}) + "\n")
+def resolved(path: str | os.PathLike) -> Path:
+    """`path` made absolute with its symbolic links followed; a loop of links is one line, naming the path."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python < 3.13 says RuntimeError, later ones OSError (ELOOP)
+        raise RejuvError(f"{path}: cannot be followed to a folder ({exc}); a loop of symbolic links?") from None
 
 
-def written_by(folder: str | os.PathLike) -> str | None:
-    """The command whose output `folder` is, from its marker; None when it has no (readable) marker."""
+def listing(folder: str | os.PathLike, own_marker: bool = False) -> dict[str, int]:
+    """Every file below `folder` (links not followed), as its path relative to `folder` → its size; the
+    folder's marker itself left out unless `own_marker` (a step's output listed inside the demo's). Folders
+    are not listed: an empty folder holds nothing to lose."""
+    folder = Path(folder)
+    found: dict[str, int] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = Path(root, name)
+            relative = path.relative_to(folder).as_posix()
+            if relative != MARKER or own_marker:
+                found[relative] = path.lstat().st_size if not path.is_symlink() else -1
+    return dict(sorted(found.items()))
+
+
+def _marker(folder: str | os.PathLike) -> dict | None:
     try:
         record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    command = record.get("command") if isinstance(record, dict) and record.get("written_by") == "rejuv" else None
+    return record if isinstance(record, dict) and record.get("written_by") == "rejuv" else None
+
+
+def write_marker(folder: Path, command: str, files: dict[str, int] | None = None) -> None:
+    """Mark `folder` as an output of `rejuv <command>` holding `files` (default: everything in it now). The
+    same files give the same bytes: outputs stay reproducible."""
+    files = listing(folder) if files is None else dict(sorted(files.items()))
+    text = json.dumps({"written_by": "rejuv", "command": command, "files": files}) + "\n"
+    tmp = Path(folder) / f"{MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, Path(folder) / MARKER)
+
+
+def mark_written(folder: Path, command: str, paths: Iterable[str | os.PathLike]) -> None:
+    """Add to the marker of an output written in place (the demo's folder, step by step) the files now at
+    `paths` (files, or folders taken whole) inside it; only what rejuv wrote is ever added, so a user's file
+    put there meanwhile stays theirs."""
+    record = _marker(folder)
+    files = dict(record.get("files") or {}) if record and record.get("command") == command else {}
+    folder = Path(folder)
+    for path in paths:
+        path = Path(path)
+        relative = path.relative_to(folder) if path.is_absolute() else path
+        target = folder / relative
+        if target.is_dir() and not target.is_symlink():
+            files.update({f"{relative.as_posix()}/{k}": v for k, v in listing(target, own_marker=True).items()})
+        elif target.is_file():
+            files[relative.as_posix()] = target.stat().st_size
+    write_marker(folder, command, files)
+
+
+def written_by(folder: str | os.PathLike) -> str | None:
+    """The command whose output `folder` is, from its marker; None when it has no (readable) marker."""
+    record = _marker(folder)
+    command = record.get("command") if record else None
     return command if isinstance(command, str) else None
 
 
-def check_replaceable(out: Path, command: str) -> None:
-    """`--overwrite` replaces an empty folder or an earlier output of the same command, nothing else."""
+def not_written_by_rejuv(out: Path) -> str | None:
+    """What in `out` its marker does not list as rejuv wrote it (a file added at any depth, a file changed
+    since, a link), described for the user; None when everything there is rejuv's."""
+    record = _marker(out) or {}
+    files = record.get("files")
+    if not isinstance(files, dict):
+        files = None
+    for root, dirs, names in os.walk(out, onerror=_raise):
+        dirs[:] = sorted(d for d in dirs if not _SCRATCH.match(d))
+        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = Path(root, name)
+            relative = path.relative_to(out).as_posix()
+            if relative == MARKER or _SCRATCH.match(name):
+                continue
+            if files is None:
+                return (f"{relative}, and its {MARKER} marker lists no files (written by an older rejuv, which did "
+                        "not record them)")
+            if relative not in files:
+                return f"{relative}, which rejuv did not write"
+            size = path.lstat().st_size if not path.is_symlink() else -1
+            if not stat.S_ISREG(path.lstat().st_mode) or files[relative] != size:
+                return f"{relative}, changed since rejuv wrote it"
+    return None
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def check_resumable(out: Path, command: str) -> None:
+    """A resumed output (the demo's) is an empty folder or an earlier output of the same command; resuming
+    removes nothing, so a user's file in it stays where it is."""
     if not any(out.iterdir()):
         return
     found = written_by(out)
     if found == command:
         return
     if found is not None:
-        raise RejuvError(f"{out}: holds an output of `rejuv {found}`, not of `rejuv {command}`; --overwrite replaces "
-                         "only an earlier output of the same command; choose another --out")
-    raise RejuvError(f"{out}: holds files rejuv did not write (no {MARKER} marker), so --overwrite will not replace "
-                     "it; choose another --out, or empty the folder yourself")
+        raise RejuvError(f"{out}: holds an output of `rejuv {found}`, not of `rejuv {command}`; choose another --out")
+    raise RejuvError(f"{out}: holds files rejuv did not write (no {MARKER} marker); choose another --out, or "
+                     "empty the folder yourself")
+
+
+def check_replaceable(out: Path, command: str) -> None:
+    """`--overwrite` replaces an empty folder or an earlier output of the same command that holds only what
+    rejuv wrote there, nothing else."""
+    check_resumable(out, command)
+    try:
+        foreign = not_written_by_rejuv(out)
+    except OSError as exc:
+        raise RejuvError(f"{out}: cannot be read through ({exc.strerror}: {exc.filename}), so --overwrite will not "
+                         "replace it; choose another --out") from None
+    if foreign is not None:
+        raise RejuvError(f"{out}: holds {foreign}; --overwrite replaces only what rejuv wrote, so the folder is "
+                         "kept: move that file out, or choose another --out")
 
 
 def check_output_free(out: str | os.PathLike, overwrite: bool,
@@ -59,17 +160,17 @@ def check_output_free(out: str | os.PathLike, overwrite: bool,
     earlier output of `command`), or equals, contains or lies inside any input folder or file (after
     resolving symlinks): replacing the output must never touch an input or a user's files."""
     out = Path(out)
-    out_resolved = out.resolve()
+    out_resolved = resolved(out)
     for inp in inputs:
         if inp is None:
             continue
-        inp_resolved = Path(inp).resolve()
+        inp_resolved = resolved(inp)
         if out_resolved == inp_resolved or inp_resolved in out_resolved.parents:
             raise RejuvError(f"{out}: the output may not be an input or lie inside one ({inp})")
         if out_resolved in inp_resolved.parents:
             raise RejuvError(f"{out}: the output may not contain an input ({inp}); choose another --out")
     if out.is_symlink():
-        raise RejuvError(f"{out}: is a symbolic link; give the folder it points to ({out.resolve()}) as --out")
+        raise RejuvError(f"{out}: is a symbolic link; give the folder it points to ({out_resolved}) as --out")
     if out.exists() and not out.is_dir():
         raise RejuvError(f"{out}: exists and is not a folder")
     if out.exists() and not overwrite:
@@ -137,7 +238,7 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False, *, comman
     """Yield a temporary sibling folder; mark it as an output of `rejuv <command>` and rename it to `out` only
     if the block succeeds. On any failure the temporary folder is removed; a write the system refuses
     (read-only, no space, no permission) is one line."""
-    out = Path(out).resolve()  # `--out .` has no name of its own to put a temporary sibling beside
+    out = resolved(out)  # `--out .` has no name of its own to put a temporary sibling beside
     check_output_free(out, overwrite, command=command)
     tmp = out.parent / f"{_tmp_prefix(out)}{os.getpid()}"
     made = [p for p in reversed(out.parents) if not p.exists()]  # removed again if nothing is written
@@ -190,17 +291,44 @@ _HELD: dict[Path, int] = {}  # outputs this process holds the lock of, with how 
 
 def _lock_path(out: Path) -> Path:
     """The lock of an output: in a folder of this user's under the temporary directory, named after the
-    output's absolute path, so that it needs no folder beside the output and leaves nothing there."""
+    output's absolute path, so that it needs no folder beside the output and leaves nothing there. A folder
+    of that name that is not this user's own plain folder (a file, a link, another user's) is refused: a lock
+    there would not keep two runs apart."""
     folder = Path(tempfile.gettempdir()) / f"rejuv-locks-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise RejuvError(f"{folder}: cannot create the folder of rejuv's output locks ({exc.strerror}); "
+                         f"the lock of {out} is kept there") from None
+    found = folder.lstat()
+    if not stat.S_ISDIR(found.st_mode) or (hasattr(os, "getuid") and found.st_uid != os.getuid()):
+        what = "a folder of another user" if stat.S_ISDIR(found.st_mode) else "not a folder"
+        raise RejuvError(f"{folder}: is {what}, where rejuv keeps its output locks (the lock of {out}); remove it "
+                         "and run again")
     return folder / (hashlib.sha256(str(out).encode()).hexdigest()[:32] + ".lock")
+
+
+def _open_lock(path: Path, out: Path) -> int:
+    """The lock file's descriptor; something else in its place (a folder, a link, a pipe) is refused."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
+                     0o600)
+    except OSError as exc:
+        raise RejuvError(f"{path}: cannot be opened as the lock of {out} ({exc.strerror}); remove it and run "
+                         "again") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RejuvError(f"{path}: is not a plain file, where rejuv keeps the lock of {out}; remove it and run again")
+    return fd
 
 
 @contextlib.contextmanager
 def output_lock(out: str | os.PathLike) -> Iterator[None]:
     """Hold `out` for this run: a second run on the same output is refused at once, naming the holder's pid.
     The lock is the system's (flock): a killed run leaves none behind. Nested claims of one process pass."""
-    out = Path(out).resolve()
+    out = resolved(out)
     if out in _HELD or os.environ.get("RANK", "0") != "0":  # the main process of a distributed launch holds it
         _HELD[out] = _HELD.get(out, 0) + 1
         try:
@@ -212,7 +340,7 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
         return
     path = _lock_path(out)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_lock(path, out)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -274,7 +402,7 @@ def claimed_output(cfg, command: str, resumable: bool = False) -> Iterator[Path]
     out = outputs[0]
     overwrite = bool(getattr(cfg, "overwrite", False))
     if resumable and out.is_dir() and any(out.iterdir()):
-        check_replaceable(out, command)
+        check_resumable(out, command)
         check_output_free(out, True, inputs)
     else:
         check_output_free(out, overwrite, inputs, command)

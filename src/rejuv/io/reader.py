@@ -72,6 +72,9 @@ class Checkpoint:
             raise RejuvError(f"{config_file}: not valid JSON ({exc})") from exc
         if not isinstance(self.config, dict):
             raise RejuvError(f"{config_file}: expected a JSON object, got {type(self.config).__name__}")
+        bad = non_finite_in(self.config)
+        if bad:  # transformers would take it (an `rms_norm_eps` of NaN makes every output NaN)
+            raise RejuvError(f"{config_file}: {bad} is not a finite number")
         self.is_pickle = False
         self._files: dict[Path, BinaryIO] = {}
         self._offsets: dict[str, int] = {}
@@ -226,6 +229,23 @@ class Checkpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def non_finite_in(value, where: str = "") -> str | None:
+    """The first place in a JSON value holding NaN or an infinity (`rope_scaling.factor`), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the top level"
+    if isinstance(value, dict):
+        items = ((str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = non_finite_in(item, f"{where}{key}" if key.startswith("[") or not where else f"{where}.{key}")
+        if found:
+            return found
+    return None
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:

@@ -19,10 +19,21 @@ class DamagedRecord(RejuvError):
     """A saved file rejuv wrote that does not hold what it should (edited, cut or overwritten)."""
 
 
+def strict_loads(text: str) -> Any:
+    """JSON as RFC 8259 has it: the `NaN` and `Infinity` Python's parser accepts are refused (ValueError), so
+    that no saved value read back is a number no other tool could read, or a silent NaN in a table."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_json(path: str | os.PathLike, what: str) -> Any:
-    """The JSON value in `path`; a missing, unreadable, non-UTF-8 or non-JSON file is a `DamagedRecord`."""
+    """The JSON value in `path`; a missing, unreadable, non-UTF-8 or non-JSON file (NaN and Infinity
+    included) is a `DamagedRecord`."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return strict_loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DamagedRecord(f"{path}: the {what} is missing") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:

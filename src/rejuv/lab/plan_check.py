@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from rejuv.errors import RejuvError, collected_warnings
+from rejuv.io.output import mark_written
 from rejuv.lab.rules import candidate
 from rejuv.lab.seeds import say_what_the_screen_flagged
 from rejuv.planner.field_rules import FIELD_RULES, rule_pick, rule_scores
@@ -75,6 +76,7 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     say_what_the_screen_flagged(seed, warned)
     truth.mkdir(parents=True, exist_ok=True)
     (truth / "runs.json").write_text(json.dumps({n: str(r) for n, r in runs.items()}, indent=2) + "\n")
+    mark_written(out, "demo", [truth / "runs.json"])
     unique = list(dict.fromkeys(str(r) for r in runs.values()))
     config = EvalConfig(checkpoints=unique, data=[str(files["id"]), str(files["ood"])], out=str(truth / "eval"),
                         chat_template="never", seed=seed, progress=False, **p.eval_settings())

@@ -20,7 +20,7 @@ from typing import Any
 from rejuv.errors import RejuvError
 from rejuv.evaluation.kept import write_atomic
 from rejuv.io.jsonl import strict_dumps
-from rejuv.io.records import Checked, DamagedRecord
+from rejuv.io.records import Checked, read_json
 from rejuv.lab.plan_check import seed_result
 from rejuv.lab.presets import PLANNER_CHECK, Preset
 from rejuv.lab.report import RL_CURVES, base_params, seed_rows, seed_rules
@@ -135,15 +135,7 @@ def read_record(path: Path, world: dict, arms: tuple[str, ...], p: Preset) -> di
     """A pooled seed record, checked: made in this world, for these arms (and the planner's settings when the
     preset checks the planner), every value the report reads of the right kind."""
     check = Checked(path, "lab seed record")
-
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not a number JSON allows")
-
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DamagedRecord(f"{path}: not a readable lab seed record ({exc})") from None
-    check.of(record, "an object", "")
+    record = check.of(read_json(path, "lab seed record"), "an object", "")
     if check.get(record, "format", "an integer") != FORMAT:
         check.fail("['format']", f"{record['format']}, but this rejuv reads format {FORMAT}")
     check.get(record, "seed", "an integer")

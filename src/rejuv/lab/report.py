@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.io.jsonl import read_jsonl, strict_dumps
+from rejuv.io.output import mark_written
 from rejuv.lab.plan_check import summarize_planner
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import RHOS, candidate
@@ -548,6 +549,8 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     (root / "table.md").write_text("\n".join(md) + "\n")
     page = _page(report, preset, preset_name, arms, seconds, images, table, per_seed)
     (root / "report.html").write_text(page)
+    mark_written(root, "demo", [root / name for name in ("report.json", "table.md", "report.html",
+                                                          *(f"{image}.png" for image in images))])
     return report
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from rejuv.errors import collected_warnings, warn
 from rejuv.evaluation.kept import write_atomic
 from rejuv.io.jsonl import strict_dumps, write_jsonl
+from rejuv.io.output import mark_written
 from rejuv.lab.presets import Preset, diagnose_dir
 from rejuv.lab.rules import run_rules
 from rejuv.lab.steps import Steps, log
@@ -65,7 +66,8 @@ def build_base(out: Path, p: Preset, step: Steps) -> Path:
                                 max_length=64, seed=0, overwrite=True, progress=False, trl_args={"logging_steps": 50}))
         (root / "pretrain" / epoch_dir_name(p.pretrain_epochs)).rename(final)
 
-    step(out, final, f"pre-training the base ({p.pretrain_texts} texts × {p.pretrain_epochs} epochs)", pretrain)
+    step(out, final, f"pre-training the base ({p.pretrain_texts} texts × {p.pretrain_epochs} epochs)", pretrain,
+         also=(init, root / "pretrain", root / "pretrain.jsonl"))
     return final
 
 
@@ -101,6 +103,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
     """Every arm for one seed; returns arm → checkpoint before RL."""
     root = out / f"seed-{seed}"
     files = write_task_files(root / "data", p.task, seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
+    mark_written(out, "demo", files.values())
 
     def sft(folder: Path, loss: str, epochs: list[float], data: str = "sft"):
         return lambda: run_sft(SFTRecipeConfig(

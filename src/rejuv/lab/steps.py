@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -24,8 +25,11 @@ from pathlib import Path
 from rejuv.evaluation.kept import write_atomic
 from rejuv.io.fingerprint import file_sha256
 from rejuv.io.jsonl import write_jsonl
+from rejuv.io.output import mark_written
+from rejuv.io.records import strict_loads
 
 RECORDS = ".rejuv-steps"
+TIMINGS = "timings.jsonl"
 
 
 def _record_path(out: Path, folder: Path) -> Path:
@@ -40,10 +44,11 @@ def _contents(folder: Path) -> dict[str, list]:
 
 
 def record_step(out: Path, folder: Path) -> None:
-    """Record what a finished step left in `folder`."""
+    """Record what a finished step left in `folder`, and list it in the demo's output marker as rejuv's."""
     path = _record_path(out, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"step": os.path.relpath(folder, out), "files": _contents(folder)}) + "\n")
+    mark_written(out, "demo", [folder, path])
 
 
 def damage(out: Path, folder: Path) -> str | None:
@@ -67,6 +72,46 @@ def set_aside(folder: Path) -> Path:
         n += 1
     os.replace(folder, aside)
     return aside
+
+
+def append_timing(path: Path, step: str, seconds: float) -> None:
+    """One line of the time log; a line cut by a killed run is ended first, so the new one stays whole."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            cut = f.read(1) != b"\n"
+        if cut:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("\n")
+    write_jsonl(path, [{"step": step, "seconds": round(seconds, 2)}], append=True)
+
+
+def read_timings(path: Path) -> list[dict]:
+    """The demo's time log read back as untrusted: a line that is not a step's name and a finite, non-negative
+    number of seconds (cut by a killed run, edited) is left out, saying which line; the steps themselves are
+    checked by their own records, so a bad line costs only that step's time in the report."""
+    if not path.is_file():
+        return []
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        log(f"{path}: cannot be read ({exc.strerror}); the steps' times are left out of the report")
+        return []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = strict_loads(line)
+        except ValueError:
+            row = None
+        seconds = row.get("seconds") if isinstance(row, dict) else None
+        if (isinstance(row, dict) and isinstance(row.get("step"), str) and isinstance(seconds, int | float)
+                and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0):
+            rows.append({"step": row["step"], "seconds": float(seconds)})
+        else:
+            log(f"{path}:{number}: not a step's time (cut or edited); that step's time is left out")
+    return rows
 
 
 def log(message: str) -> None:
@@ -95,9 +140,10 @@ class Steps:
         self.seed_index, self.position = index, 0
 
     def __call__(self, out: Path, folder: Path, message: str, work: Callable[[], object],
-                 covers: Path | None = None) -> None:
+                 covers: Path | None = None, also: tuple[Path, ...] = ()) -> None:
         """`folder` is the step's proof of completion; `covers` (default: `folder`) what it wrote, recorded and
-        checked (a step whose proof is one file among the results it keeps in a folder)."""
+        checked (a step whose proof is one file among the results it keeps in a folder); `also` what else it
+        leaves (its scratch), listed as rejuv's in the demo's marker but not checked."""
         self.names.add(message)
         if self.seed_index is not None:
             self.position += 1
@@ -110,7 +156,8 @@ class Steps:
         covers = covers or folder
         if folder.exists():
             problem = damage(out, covers)
-            if problem is None:
+            if problem is None:  # as its step wrote it: rejuv's (a marker of an older rejuv did not list it)
+                mark_written(out, "demo", [covers, _record_path(out, covers), *also])
                 return
             aside = set_aside(covers)
             self.echo(f"{covers} is not as its step left it ({problem}): set aside as {aside.name}; running the "
@@ -122,9 +169,11 @@ class Steps:
         self.made.add(folder)
         if folder.exists():
             record_step(out, covers)
+            mark_written(out, "demo", also)
         if self.seed_index is not None:
             self.measured.setdefault(self.position, []).append(seconds)
-        write_jsonl(out / "timings.jsonl", [{"step": message, "seconds": round(seconds, 2)}], append=True)
+        append_timing(out / TIMINGS, message, seconds)
+        mark_written(out, "demo", [out / TIMINGS])
 
     def time_left(self) -> float | None:
         """Seconds left after the current step starts, from the measured times; None while unknown."""

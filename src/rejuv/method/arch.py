@@ -110,7 +110,7 @@ class ArchAdapter:
     unembedding: str = "lm_head"
 
     def num_layers(self, config: dict) -> int:
-        return int(config["num_hidden_layers"])
+        return config_count(config, "num_hidden_layers")
 
     def logit_softcap(self, config: dict) -> float | None:
         """Gemma 2's final soft-capping of the logits, cap·tanh(z/cap), where the config sets one."""
@@ -119,10 +119,10 @@ class ArchAdapter:
 
     def kind_sizes(self, config: dict) -> dict[str, int]:
         """Neurons of each kind that a fused projection splits into rows."""
-        heads, hidden = int(config["num_attention_heads"]), int(config["hidden_size"])
-        head_dim = int(config.get("head_dim") or hidden // heads)
-        kv = int(config.get("num_key_value_heads") or heads) * head_dim
-        width = int(config["intermediate_size"])
+        heads, hidden = config_count(config, "num_attention_heads"), config_count(config, "hidden_size")
+        head_dim = config_count(config, "head_dim") if config.get("head_dim") else hidden // max(heads, 1)
+        kv = (config_count(config, "num_key_value_heads") if config.get("num_key_value_heads") else heads) * head_dim
+        width = config_count(config, "intermediate_size")
         return {"q_proj": heads * head_dim, "k_proj": kv, "v_proj": kv, "gate_proj": width, "up_proj": width}
 
     def _fused_kind(self, kind: str) -> tuple[str, tuple[str, ...]] | None:
@@ -178,7 +178,7 @@ class ArchAdapter:
                 stacked = f"{layer}.{e.memory_block}.experts"
                 if kind == "down_proj":
                     return f"{stacked}.down_proj", (expert,)
-                width = int(config[e.width_key])
+                width = config_count(config, e.width_key)
                 rows = slice(0, width) if kind == "gate_proj" else slice(width, 2 * width)
                 return f"{stacked}.gate_up_proj", (expert, rows)
         if e.block != e.memory_block:
@@ -222,6 +222,15 @@ MISSING = {
 }
 
 
+def config_count(config: dict, key: str) -> int:
+    """A size the layout is read from (layers, heads, widths): a whole number the config must state."""
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RejuvError(f"config.json {'lacks' if value is None else 'has no whole number as'} {key} "
+                         f"({'' if value is None else repr(value) + '; '}the neurons' layout is read from it)")
+    return value
+
+
 def supported_model_types() -> list[str]:
     return [t for a in ADAPTERS for t in a.model_types]
 
@@ -252,7 +261,10 @@ def neuron_sizes(adapter: ArchAdapter, ckpt, resettable: bool = True) -> dict[Ne
     A checkpoint with stacked experts is counted but, as its neurons are not the per-expert tensors the reset
     addresses, refused when `resettable` (a reset is asked for)."""
     sizes = {}
-    neurons = adapter.neurons(ckpt.config)
+    try:
+        neurons = adapter.neurons(ckpt.config)
+    except RejuvError as exc:
+        raise RejuvError(f"{ckpt.path}: {exc}") from None
     spans: dict[str, int] = {}
     for n in neurons:
         info = ckpt.tensors.get(n.weight)

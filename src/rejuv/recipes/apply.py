@@ -392,7 +392,7 @@ def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attri
         "warnings": warnings,
         "attribution": None if attribution is None else (cfg.reuse_attribution or ATTRIBUTION),
         "vocab_resized": layout.vocab_resized,
-        "compute": what_ran(cfg.device if calib else None, cfg.dtype if calib else None,
+        "ran": what_ran(cfg.device if calib else None, cfg.dtype if calib else None,
                             "rejuv streamed fusion (numpy)" + ("; transformers passes" if calib else "")),
         "chat_template_used": None if calib is None else calib.chat_template,
     }

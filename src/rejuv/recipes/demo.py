@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rejuv.errors import RejuvError
-from rejuv.io.jsonl import read_jsonl
-from rejuv.io.output import claimed_output, write_marker
+from rejuv.io.output import check_replaceable, claimed_output, mark_written
 from rejuv.io.records import DamagedRecord, read_json
 from rejuv.lab.numerics import pin_cpu_numerics
 from rejuv.lab.plan_check import RULES
 from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, world_of
 from rejuv.lab.seeds import build_base, run_seed
-from rejuv.lab.steps import Steps, log
+from rejuv.lab.steps import TIMINGS, Steps, log, read_timings
 from rejuv.modeling import check_device
 from rejuv.options import SEED_LIMIT, Config, OptionError, Recipe, option, out_option
 from rejuv.progress import silenced
@@ -106,13 +105,14 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         if not cfg.overwrite:
             raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
                              "or another --out")
-        shutil.rmtree(root)  # claimed_output checked that an earlier demo wrote it
+        check_replaceable(root, "demo")  # an earlier demo's, holding nothing but what rejuv wrote
+        shutil.rmtree(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        write_marker(root, "demo")
+        (root / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
+        mark_written(root, "demo", [root / "preset.json"])
     except OSError as exc:
         raise RejuvError(f"{root}: cannot write the demo here ({exc.strerror})") from None
-    (root / "preset.json").write_text(json.dumps(record, indent=2) + "\n")
     here = [seed for seed in p.seeds if seed not in pooled]
     if pooled:
         log(f"seeds {', '.join(map(str, pooled))} pooled from earlier sittings; running "
@@ -124,14 +124,17 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
             log(f"seed {seed}: {i + 1} of {len(here)}")
             steps.begin_seed(i)
             run_seed(root, base, p, seed, tuple(arms), steps)
-    timings = read_jsonl(root / "timings.jsonl", missing_ok=True)
+    timings = read_timings(root / TIMINGS)
     records = {seed: found for seed, (found, _) in pooled.items()}
     sources = {seed: source for seed, (_, source) in pooled.items()}
+    written = []
     for seed in here:
         records[seed] = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed, steps.names))
-        sources[seed] = str(write_record(root / "records", records[seed]))
+        written.append(write_record(root / "records", records[seed]))
+        sources[seed] = str(written[-1])
     for seed in pooled:  # kept here too, so that this output pools into a later sitting with every seed it reports
-        write_record(root / "records", records[seed])
+        written.append(write_record(root / "records", records[seed]))
+    mark_written(root, "demo", written)
     report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics, records,
                           sources)
     log(f"report: {root / 'report.html'}")

@@ -44,6 +44,7 @@ from rejuv.train.common import (
     say_what_saving_kept,
     shared_trainer_args,
     silence,
+    training_model,
     training_output_dir,
     training_precision,
 )
@@ -174,8 +175,9 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
                                         screen_tokens=min(32, cfg.max_completion_length), seed=cfg.seed,
                                         stop_on_collapse=cfg.stop_on_entropy_collapse)
         trainer_class, extras = _trainer_extras(cfg, tokenizer, templated)
+        model = training_model(cfg, args, precision)
         try:
-            trainer = (trainer_class or GRPOTrainer)(model=cfg.model, reward_funcs=funcs, args=args, **extras,
+            trainer = (trainer_class or GRPOTrainer)(model=model, reward_funcs=funcs, args=args, **extras,
                                   train_dataset=Dataset.from_list(records), processing_class=tokenizer,
                                   peft_config=lora_config(cfg), callbacks=[plasticity])
         except (ValueError, KeyError) as exc:

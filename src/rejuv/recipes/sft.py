@@ -48,6 +48,7 @@ from rejuv.train.common import (
     say_what_saving_kept,
     shared_trainer_args,
     silence,
+    training_model,
     training_output_dir,
     training_precision,
 )
@@ -181,9 +182,10 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
         plasticity = PlasticityCallback(tmp / "plasticity.jsonl") if cfg.plasticity_log else None
         callbacks = [saver] + ([plasticity] if plasticity else [])
         trainer_class, extras = _pear_extras(cfg)
+        model = training_model(cfg, args, precision)
         try:
             trainer = (trainer_class or SFTTrainer)(
-                model=cfg.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                 peft_config=lora_config(cfg), callbacks=callbacks, **extras)
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc

@@ -70,11 +70,38 @@ class TrainingConfig(Config):
         if owned:
             raise OptionError("trl_args", f"{owned[0]} names a folder rejuv writes itself (inside --out, renamed "
                               "into place at the end); set --out instead")
+        init = self.trl_args.get("model_init_kwargs") or {}
+        if not isinstance(init, dict):
+            raise OptionError("trl_args", f"model_init_kwargs must be a mapping, got {init!r}")
+        for key, option_name in _LOADING_OWNED.items():
+            if key in init:
+                raise OptionError("trl_args", f"model_init_kwargs.{key} is rejuv's to set (the model is loaded "
+                                  f"and checked by rejuv); use {option_name}")
 
 
 # TRL fields that name where the trainer writes: rejuv sets them inside its temporary output, so that the
 # output guard covers everything a run writes.
 _PATHS_OWNED = {"output_dir", "logging_dir"}
+# How the starting model is loaded: rejuv's options, not TRL's `model_init_kwargs`.
+_LOADING_OWNED = {"dtype": "--master-dtype", "torch_dtype": "--master-dtype", "trust_remote_code":
+                  "--trust-remote-code", "use_safetensors": "--allow-pickle", "output_loading_info": "nothing",
+                  "ignore_mismatched_sizes": "nothing"}
+
+
+def training_model(cfg, args, precision: Precision):
+    """The starting model, loaded (and checked complete) by `rejuv.modeling.load_model` in the master dtype,
+    placed as TRL places a model it loads itself (one GPU: `device_map="auto"`; CPU and distributed
+    launches: none, the trainer moves it), with any other `model_init_kwargs` of `trl_args`."""
+    from accelerate import PartialState
+
+    from rejuv.modeling import load_model
+
+    kwargs = dict(cfg.trl_args.get("model_init_kwargs") or {})
+    if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
+        kwargs["device_map"] = None
+    kwargs.setdefault("device_map", None if PartialState().device.type in ("cpu", "mps") else "auto")
+    return load_model(cfg.model, precision.master, trust_remote_code=cfg.trust_remote_code,
+                      allow_pickle=cfg.allow_pickle, progress=cfg.progress, **kwargs)
 
 
 def distributed_state():
@@ -207,8 +234,9 @@ def device_defaults(precision: Precision) -> dict:
 
 
 def make_trl_config(config_cls, values: dict, extra: dict | None, what: str):
-    """Build a TRL config; `extra` (YAML `trl_args`) may set any other field of it."""
-    merged = {**values, **(extra or {})}
+    """Build a TRL config; `extra` (YAML `trl_args`) may set any other field of it (`model_init_kwargs` go to
+    `training_model`, which loads the model)."""
+    merged = {**values, **{k: v for k, v in (extra or {}).items() if k != "model_init_kwargs"}}
     try:
         return config_cls(**merged)
     except TypeError as exc:
@@ -220,16 +248,15 @@ def make_trl_config(config_cls, values: dict, extra: dict | None, what: str):
 def shared_trainer_args(cfg, tmp: Path, precision: Precision) -> dict:
     """TrainingArguments both recipes set the same way (cfg: an SFT or RL recipe config).
 
-    The model is loaded in the master dtype, whatever the checkpoint's: a bf16 checkpoint trained with
-    float32 master weights starts from exactly its bf16 values.
+    The model is loaded in the master dtype, whatever the checkpoint's (`training_model`): a bf16 checkpoint
+    trained with float32 master weights starts from exactly its bf16 values.
     """
     return dict(
         output_dir=str(tmp / "trainer"), learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed, data_seed=cfg.seed, activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
-        report_to=list(cfg.report_to),
-        model_init_kwargs={"trust_remote_code": cfg.trust_remote_code, "dtype": precision.master},
+        report_to=list(cfg.report_to), trust_remote_code=cfg.trust_remote_code,
         **device_defaults(precision),
     )
 

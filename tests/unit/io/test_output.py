@@ -3,6 +3,8 @@
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rejuv.errors import RejuvError
 from rejuv.io.output import atomic_output_dir, write_marker
@@ -95,3 +97,149 @@ def test_a_second_run_on_an_output_being_written_is_refused_naming_the_holder(tm
     assert list(tmp_path.iterdir()) == []  # nothing is left beside the output
 
 
+
+
+# -- what --overwrite may replace: only what the marker lists, as rejuv wrote it --------------------------------
+
+def _written(out, files: dict[str, str], command="test"):
+    with atomic_output_dir(out, overwrite=out.exists(), command=command) as tmp:
+        for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+
+
+def test_the_marker_lists_every_file_rejuv_wrote_with_its_size(tmp_path):
+    import json
+
+    _written(tmp_path / "out", {"a.txt": "12", "sub/b.bin": "12345"})
+    marker = json.loads((tmp_path / "out" / ".rejuv-output").read_text())
+    assert marker == {"written_by": "rejuv", "command": "test", "files": {"a.txt": 2, "sub/b.bin": 5}}
+
+
+@pytest.mark.parametrize("change", ["a file beside", "a file in a subfolder", "a file made longer", "a link",
+                                    "a file where a folder was"])
+def test_overwrite_keeps_an_output_holding_anything_rejuv_did_not_write(tmp_path, change):
+    out = tmp_path / "out"
+    _written(out, {"a.txt": "12", "sub/b.bin": "12345"})
+    if change == "a file beside":
+        (out / "notes.txt").write_text("mine")
+    elif change == "a file in a subfolder":
+        (out / "sub" / "analysis").mkdir()
+        (out / "sub" / "analysis" / "notes.md").write_text("mine")
+    elif change == "a file made longer":
+        with open(out / "a.txt", "a") as f:
+            f.write(" and my note")
+    elif change == "a link":
+        (out / "data").symlink_to(tmp_path)
+    else:
+        (out / "sub" / "b.bin").unlink()
+        (out / "sub" / "b.bin").mkdir()
+        (out / "sub" / "b.bin" / "x").write_text("mine")
+    before = sorted(str(p) for p in out.rglob("*"))
+    with pytest.raises(RejuvError, match=r"--overwrite replaces only what rejuv wrote, so the folder is kept"):
+        _written(out, {"new.txt": "x"})
+    assert sorted(str(p) for p in out.rglob("*")) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_file_added_while_the_run_works_is_seen_before_the_old_output_is_replaced(tmp_path):
+    out = tmp_path / "out"
+    _written(out, {"a.txt": "1"})
+    with pytest.raises(RejuvError, match="notes.txt, which rejuv did not write"):
+        with atomic_output_dir(out, overwrite=True, command="test") as tmp:
+            (tmp / "b.txt").write_text("2")
+            (out / "notes.txt").write_text("mine, written during the run")
+    assert (out / "notes.txt").read_text() == "mine, written during the run" and (out / "a.txt").exists()
+
+
+def test_what_rejuv_left_while_working_and_removed_files_do_not_keep_an_output(tmp_path):
+    out = tmp_path / "out"
+    _written(out, {"a.txt": "1", "step/b.txt": "2"})
+    (out / "a.txt").unlink()  # a user removed a file: nothing of theirs is lost by replacing the rest
+    (out / ".step.rejuv-tmp-4194999").mkdir()  # a killed step's temporary folder, inside a demo's tree
+    (out / ".step.rejuv-tmp-4194999" / "half").write_text("x")
+    _written(out, {"new.txt": "x"})
+    assert sorted(p.name for p in out.iterdir()) == [".rejuv-output", "new.txt"]
+
+
+def test_an_output_of_an_older_rejuv_whose_marker_lists_no_files_is_kept(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_text("x")
+    (out / ".rejuv-output").write_text('{"written_by": "rejuv", "command": "test"}\n')
+    with pytest.raises(RejuvError, match="model.safetensors, and its .rejuv-output marker lists no files"):
+        _written(out, {"new.txt": "x"})
+    assert (out / "model.safetensors").exists()
+
+
+@given(tree=st.dictionaries(st.sampled_from(["a", "b/c", "b/d", "e/f/g"]), st.text(max_size=3), min_size=1),
+       added=st.dictionaries(st.sampled_from(["a", "b/c", "x", "b/x", "e/f/x", "e/y"]), st.text(max_size=3)))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_overwrite_never_loses_what_a_user_put_in_an_output(tmp_path_factory, tree, added):
+    """Whatever an output held and whatever a user wrote into it afterwards (new files, rewritten files): either
+    every byte a user wrote is still there, or it was rejuv's own bytes that were replaced."""
+    import uuid
+
+    out = tmp_path_factory.mktemp("o") / uuid.uuid4().hex
+    _written(out, tree)
+    users = {}
+    for name, text in added.items():
+        path = out / name
+        if any(parent.is_file() for parent in path.parents if out in parent.parents):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        users[name] = text
+    changed = {n for n, t in users.items() if n not in tree or len(t.encode()) != len(tree[n].encode())}
+    try:
+        _written(out, {"new": "1"})
+    except RejuvError as exc:
+        assert changed and "so the folder is kept" in str(exc)
+        assert all((out / n).read_text() == t for n, t in users.items())
+        return
+    assert not changed  # replaced: only files rejuv wrote, of the sizes it wrote them (same size: an edit unseen)
+
+
+def test_a_lock_folder_or_file_replaced_by_something_else_is_one_line(tmp_path, monkeypatch):
+    from rejuv.io.output import _lock_path, output_lock
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    out = tmp_path / "out"
+    locks = tmp_path / f"rejuv-locks-{os.getuid()}"
+    locks.write_text("a file where the lock folder belongs")
+    with pytest.raises(RejuvError, match=r"rejuv-locks-\d+: is not a folder, where rejuv keeps its output locks"):
+        with output_lock(out):
+            pass
+    locks.unlink()
+    locks.symlink_to(tmp_path)
+    with pytest.raises(RejuvError, match="is not a folder"):
+        with output_lock(out):
+            pass
+    locks.unlink()
+    lock = _lock_path(out.resolve())
+    lock.mkdir()
+    with pytest.raises(RejuvError, match=r"\.lock: cannot be opened as the lock of"):
+        with output_lock(out):
+            pass
+    lock.rmdir()
+    lock.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RejuvError, match=r"\.lock: cannot be opened as the lock of"):
+        with output_lock(out):
+            pass
+    assert not (tmp_path / "elsewhere").exists()  # a planted link is never followed
+    lock.unlink()
+    os.mkfifo(lock)
+    with pytest.raises(RejuvError, match=r"\.lock: is not a plain file"):
+        with output_lock(out):
+            pass
+    lock.unlink()
+    with output_lock(out):
+        pass
+
+
+def test_an_output_through_a_loop_of_links_is_one_line(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for out in (tmp_path / "a", tmp_path / "a" / "x"):
+        with pytest.raises(RejuvError, match="cannot be followed to a folder .*a loop of symbolic links"):
+            with atomic_output_dir(out, command="test"):
+                pass
