@@ -188,3 +188,43 @@ def tree_digest(path: Path) -> str:
         h.update(str(f.relative_to(path)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj"]
+
+
+def make_lora(model, folder: Path, seed: int = 1, rank: int = 4, alpha: int = 8, base_name: str | None = None,
+              scale: float = 0.3, tok=None, **options) -> Path:
+    """A PEFT LoRA adapter over `model` (a copy; `model` is untouched) with seeded, non-zero B, saved as PEFT saves
+    it (with `tok` when given); `base_name` is written as its base_model_name_or_path."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=options.pop("target_modules", LORA_TARGETS),
+                        init_lora_weights=False, **options)
+    peft_model = get_peft_model(copy.deepcopy(model), config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name or "lora_A" in name:
+                p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    peft_model.save_pretrained(folder)
+    if tok is not None:
+        tok.save_pretrained(folder)
+    if base_name is not None:
+        config_file = Path(folder) / "adapter_config.json"
+        saved = json.loads(config_file.read_text())
+        saved["base_model_name_or_path"] = base_name
+        config_file.write_text(json.dumps(saved, indent=2))
+    return Path(folder)
+
+
+def peft_merged(model, adapter: Path):
+    """PEFT's own merge of `adapter` over a copy of `model`: the reference rejuv's arithmetic is held to."""
+    import copy
+
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(copy.deepcopy(model), str(adapter)).merge_and_unload()

@@ -81,6 +81,23 @@ def model_positions(config: dict, where: str) -> int | None:
     return value
 
 
+def config_positions(path: str, adapter_base: str | None = None) -> int | None:
+    """`model_positions` of a model folder, or of an adapter's base."""
+    from rejuv.io.adapter import base_folder_of, is_adapter
+    from rejuv.io.records import read_json
+
+    folder = base_folder_of(path, adapter_base, progress=False) if is_adapter(path) else path
+    return model_positions(read_json(Path(folder) / "config.json", "model config"), path)
+
+
+def adapter_base_option() -> Any:
+    """The `base` of a command that takes PEFT adapters among other models (eval, rl)."""
+    from rejuv.options import option
+
+    return option(None, help="Base model of any PEFT LoRA adapter given (a folder or Hub ID).", path="checkpoint",
+                  default_text="the base each adapter names (base_model_name_or_path)")
+
+
 def resolve_device(device: str | None) -> str:
     """The device the passes run on: `device` itself once checked, or for None `cuda` when a GPU is visible."""
     if device is not None:
@@ -112,15 +129,27 @@ def loading_bars(progress: bool) -> Iterator[None]:
 
 
 def load_model(path: str | Path, dtype: Any = "float32", *, device_map: Any = None, trust_remote_code: bool = False,
-               allow_pickle: bool = False, progress: bool = True, **kwargs: Any):
+               allow_pickle: bool = False, progress: bool = True, adapter_base: str | None = None, **kwargs: Any):
     """The one way rejuv opens a model with transformers (passes, evaluation, training): the folder checked
     first (`check_model_path`), then loaded, and refused unless it loaded completely: transformers' loading
     report must be empty (no tensor the config's model needs is missing and initialised at random, none is
     left over, none has another shape) and every parameter finite. Each refusal is one line naming the
-    checkpoint and what is wrong. `kwargs` go to `from_pretrained` (a trainer's `model_init_kwargs`)."""
+    checkpoint and what is wrong. `kwargs` go to `from_pretrained` (a trainer's `model_init_kwargs`).
+
+    A PEFT LoRA adapter loads as its fine-tuned model: its base (`adapter_base`, else the one it names),
+    loaded as above, with θ_base + s·B·A written into the tensors it updates, in the base's stored dtype
+    (`rejuv.io.adapter.LoraCheckpoint`: the values a merged copy would hold)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    from rejuv.io.adapter import base_folder_of, is_adapter, open_checkpoint
+
+    if is_adapter(path):
+        base = base_folder_of(path, adapter_base, allow_pickle, progress)
+        model = load_model(base, dtype, device_map=device_map, trust_remote_code=trust_remote_code,
+                           allow_pickle=allow_pickle, progress=progress, **kwargs)
+        merge_into(model, open_checkpoint(path, allow_pickle, base))
+        return model
     check_model_path(str(path), trust_remote_code, allow_pickle)
     if isinstance(dtype, str) and dtype != "auto":
         dtype = dtype_from_name(dtype)
@@ -139,6 +168,23 @@ def load_model(path: str | Path, dtype: Any = "float32", *, device_map: Any = No
     check_loading_report(path, info)
     check_finite_parameters(path, model)
     return model
+
+
+def merge_into(model, sft) -> None:
+    """Write the fine-tuned values of an adapter's tensors (`sft`, a `LoraCheckpoint`) into its loaded base."""
+    import torch
+
+    from rejuv.io.format import as_torch, rows_of
+
+    with sft, torch.no_grad():
+        params = dict(model.named_parameters(remove_duplicate=False))
+        for name in sft.adapter.pairs:
+            param = params.get(name)
+            if param is None:
+                raise RejuvError(f"{sft.path}: updates {name}, which is no parameter of the loaded base model")
+            merged = sft.read_array(name, 0, rows_of(sft.tensors[name].shape))
+            param.copy_(as_torch(merged).to(param.device, param.dtype))
+        check_finite_parameters(sft.path, model)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -186,7 +232,8 @@ def check_finite_parameters(path: str | Path, model) -> None:
 
 
 def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | None = None,
-                      trust_remote_code: bool = False, allow_pickle: bool = False, progress: bool = True):
+                      trust_remote_code: bool = False, allow_pickle: bool = False, progress: bool = True,
+                      adapter_base: str | None = None):
     """A causal LM in eval mode with parameters that need no gradients (`load_model`).
 
     `device=None` puts it on the GPU when there is one, else on the CPU; `device="auto"` lets
@@ -195,7 +242,8 @@ def load_frozen_model(path: str | Path, dtype: str = "float32", device: str | No
     """
     device = resolve_device(device)
     model = load_model(path, dtype, device_map="auto" if device == "auto" else None,
-                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, progress=progress)
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, progress=progress,
+                       adapter_base=adapter_base)
     if device != "auto":
         model = model.to(device)
     return model.eval().requires_grad_(False)
@@ -208,9 +256,13 @@ def check_model_path(path: str, trust_remote_code: bool = False, allow_pickle: b
     (`pytorch_model*.bin`, which can run code when loaded) while `allow_pickle` is off."""
     from transformers import AutoConfig
 
+    from rejuv.io.adapter import LoraAdapter, is_adapter
     from rejuv.io.reader import Checkpoint
 
     folder = Path(path)
+    if is_adapter(folder):
+        LoraAdapter(folder, allow_pickle).close()  # its config and weights, checked; its base where it is loaded
+        return
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise RejuvError(f"{path}: not a model folder (no config.json); give a save_pretrained checkpoint")
     if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")) and not allow_pickle:
@@ -222,9 +274,20 @@ def check_model_path(path: str, trust_remote_code: bool = False, allow_pickle: b
         raise RejuvError(f"{path}: config.json cannot be read as a transformers config ({_first_line(exc)})") from exc
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
+def tokenizer_folder(path: str, adapter_base: str | None = None, allow_pickle: bool = False) -> str:
+    """Where a model's tokenizer is: its folder, or for an adapter saved without one, its base's."""
+    from rejuv.io.adapter import base_folder_of, is_adapter
+
+    tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if is_adapter(path) and not any((Path(path) / name).is_file() for name in tokenizer_files):
+        return base_folder_of(path, adapter_base, allow_pickle, progress=False)
+    return path
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False, adapter_base: str | None = None):
     from transformers import AutoTokenizer
 
+    path = tokenizer_folder(path, adapter_base)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:

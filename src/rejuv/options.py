@@ -353,6 +353,34 @@ def declared_paths(cfg: Any, role: str | None = None, prefix: str = "") -> list[
     return found
 
 
+def map_paths(cfg: Any, role: str, change: Callable[[str, str], str], prefix: str = "") -> None:
+    """Replace every set path option of `role` in `cfg` and its sections by `change(option name, value)`
+    (a Hub ID by its local snapshot), item by item in a list."""
+    for field, _, section in _specs(type(cfg)):
+        value = getattr(cfg, field.name)
+        if section is not None:
+            map_paths(value, role, change, f"{prefix}{field.name}.")
+        elif field.metadata.get("path") == role and value is not None:
+            new = [change(prefix + field.name, v) for v in value] if isinstance(value, list) else \
+                change(prefix + field.name, value)
+            object.__setattr__(cfg, field.name, new)
+
+
+def replaced(cfg: Any, **changes: Any) -> Any:
+    """`dataclasses.replace`, keeping what the config learnt when its models were resolved (`as_given`)."""
+    new = dataclasses.replace(cfg, **changes)
+    new.__dict__.update({k: v for k, v in cfg.__dict__.items() if k in ("_given", "_sources")})
+    return new
+
+
+def as_given(cfg: Any, value: Any) -> Any:
+    """A path option's value as the user gave it (a Hub ID rather than the snapshot folder it resolved to)."""
+    given = getattr(cfg, "__dict__", {}).get("_given", {})
+    if isinstance(value, list):
+        return [given.get(v, v) if isinstance(v, str) else v for v in value]
+    return given.get(value, value) if isinstance(value, str) else value
+
+
 def tagged(cfg: Any, tag: str) -> dict[str, Any]:
     """The options of `cfg` whose declaration says they change `tag`'s results, in declaration order."""
     return {f.name: getattr(cfg, f.name) for f, _, _ in _specs(type(cfg)) if tag in f.metadata.get("affects", ())}
@@ -362,7 +390,7 @@ def recorded(cfg: Any) -> dict[str, Any]:
     """The options as a record states them (`asdict`), less the output folder: a record lives in it, and a
     recipe run by another writes into a temporary folder whose name would make the bytes differ run by run."""
     outputs = {f.name for f, _, _ in _specs(type(cfg)) if f.metadata.get("path") == "output"}
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in outputs}
+    return {k: as_given(cfg, v) for k, v in dataclasses.asdict(cfg).items() if k not in outputs}
 
 
 def passed_on(cfg: Any, target_cls: type) -> dict[str, Any]:
@@ -382,7 +410,7 @@ def command_line(cfg: Any, command: str, tags: tuple[str, ...], values: dict[str
     for f, _, _ in _specs(type(cfg)):
         if not set(tags) & set(f.metadata.get("affects", ())):
             continue
-        value = values.get(f.name, getattr(cfg, f.name))
+        value = values.get(f.name, as_given(cfg, getattr(cfg, f.name)))
         if value is None:
             continue
         text = f"{value:g}" if isinstance(value, float) else str(value)

@@ -138,3 +138,15 @@ def test_gpu_check_refuses_a_device_it_does_not_know_before_building_anything(tm
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--device: expected cuda, cuda:N or cpu" in result.stderr, result.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.slow
+def test_lora_fusion_compares_the_stream_with_merging_through_peft(tmp_path):
+    rows = _run("lora_fusion.py", "--shape", "tiny", "--rank", "4", "--work", str(tmp_path))
+    steps = [r["step"] for r in rows if "step" in r]
+    assert steps == ["rejuv: fuse the adapter", "PEFT: merge_and_unload, save the merged copy",
+                     "rejuv: fuse the merged copy"]
+    summary = rows[-1]
+    # the two routes differ only by the merged copy's extra rounding to bf16
+    assert summary["outputs"]["max_diff_relative_to_tensor_max"] < 2**-6
+    assert summary["merge_then_fuse_seconds"] > 0 and summary["stream_peak_mb"] >= 0

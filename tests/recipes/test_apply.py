@@ -400,6 +400,7 @@ def test_every_output_has_a_model_card_with_hub_front_matter(llama_pair, calib_f
         _, front, body = text.split("---\n", 2)
         meta = yaml.safe_load(front)
         assert meta["base_model"] == [str(base), str(sft)] and meta["library_name"] == "transformers"
+        assert meta["base_model_relation"] == "merge"
         assert tag in meta["tags"] and "rejuv" in meta["tags"]
         assert f"rejuv apply --base {base} --sft {sft}" in body
     card = (tmp_path / "rejuv" / "README.md").read_text()

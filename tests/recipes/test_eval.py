@@ -93,6 +93,41 @@ def test_vllm_engine_gives_the_same_format(bench, tmp_path, monkeypatch):
     assert report["engine"] == "vllm"
 
 
+def test_vllm_engine_serves_an_adapter_with_its_lora_support(bench, tmp_path, monkeypatch):
+    """An adapter goes to vLLM as its base with `enable_lora`, and the adapter on every request (a stand-in
+    with vLLM's API checks our side of the call)."""
+    from tiny import build_model, make_lora
+
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["llm"] = kwargs
+
+        def generate(self, prompts, params, lora_request=None):
+            calls["lora"] = lora_request
+            out = types.SimpleNamespace(text="1")
+            return [types.SimpleNamespace(outputs=[out]) for _ in prompts]
+
+    class LoRARequest:
+        def __init__(self, name, number, path):
+            self.name, self.number, self.path = name, number, path
+
+    request = types.SimpleNamespace(LoRARequest=LoRARequest)
+    fake = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw),
+                                 lora=types.SimpleNamespace(request=request))
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.lora", fake.lora)
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", request)
+    model, tok = build_model("qwen3", seed=0)
+    adapter = make_lora(model, tmp_path / "adapter", rank=12, tok=tok, base_name=str(bench / "model"))
+    run_eval(EvalConfig(checkpoints=[str(adapter)], data=[str(bench / "arith.jsonl")], out=str(tmp_path / "v"),
+                        samples=1, engine="vllm", chat_template="never", max_new_tokens=2, progress=False))
+    assert calls["llm"]["model"] == str(bench / "model") and calls["llm"]["enable_lora"]
+    assert calls["llm"]["max_lora_rank"] == 16  # the rank rounded up to one vLLM takes
+    assert calls["lora"].path == str(adapter)
+
+
 def test_eval_cli_prints_a_table(bench, tmp_path):
     result = CliRunner().invoke(main, ["eval", str(bench / "model"), "--data", str(bench / "arith.jsonl"),
                                        "--out", str(tmp_path / "c"), "-k", "2", "--max-new-tokens", "4",

@@ -176,7 +176,8 @@ def test_plan_composes_its_probes_and_evaluations_from_rl_and_eval():
     probe = {f.name for f in fields(ProbeSettings)}
     assert {"learning_rate", "beta", "temperature", "loss_type", "use_vllm", "lora"} <= probe
     assert probe | {"model", "data", "out", "max_steps", "seed", "save_model", "chat_template", "trust_remote_code",
-                    "allow_pickle", "progress", "overwrite"} == {f.name for f in fields(RLRecipeConfig)}
+                    "allow_pickle", "progress", "overwrite", "base", "continue_adapter"} == {
+        f.name for f in fields(RLRecipeConfig)}
     evaluation = {f.name for f in fields(type(PlanConfig.__dataclass_fields__["evaluation"].default_factory()))}
     assert evaluation | set(EvalConfig.SET_BY_CALLER) == {f.name for f in fields(EvalConfig)}
     result = CliRunner().invoke(main, ["plan", "--help"]).output

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from rejuv.io.adapter import LoraAdapter, base_folder_of, is_adapter
 from rejuv.modeling import load_model, load_tokenizer, resolve_device
 
 ENGINES = ("auto", "transformers", "vllm")
@@ -50,10 +51,10 @@ class TransformersEngine:
         device = eval_device(cfg)
         model = load_model(path, eval_dtype(cfg), device_map="auto" if device == "auto" else None,
                            trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-                           progress=cfg.progress)
+                           progress=cfg.progress, adapter_base=getattr(cfg, "base", None))
         self.model = (model if device == "auto" else model.to(device)).eval()
         self.dtype = str(self.model.dtype).removeprefix("torch.")
-        self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
+        self.tokenizer = load_tokenizer(path, cfg.trust_remote_code, getattr(cfg, "base", None))
         self.tokenizer.padding_side = "left"  # generation continues from the right end
         self.cfg = cfg
 
@@ -82,7 +83,19 @@ class VLLMEngine:
     def __init__(self, path: str, cfg):
         from vllm import LLM
 
-        self.llm = LLM(model=path, seed=cfg.seed, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+        self.lora = None
+        model, lora = path, {}
+        if is_adapter(path):  # vLLM's own LoRA serving: the base, and the adapter on every request
+            from vllm.lora.request import LoRARequest
+
+            adapter = LoraAdapter(path, cfg.allow_pickle)
+            rank = max(pair.rank for pair in adapter.pairs.values())
+            adapter.close()
+            model = base_folder_of(path, getattr(cfg, "base", None), cfg.allow_pickle, progress=False)
+            lora = {"enable_lora": True, "max_lora_rank": next((r for r in (8, 16, 32, 64, 128, 256, 320, 512)
+                                                                 if r >= rank), rank)}
+            self.lora = LoRARequest("rejuv", 1, str(path))
+        self.llm = LLM(model=model, seed=cfg.seed, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, **lora)
         self.cfg = cfg
         config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
         self.dtype = str(getattr(config, "dtype", cfg.dtype)).removeprefix("torch.")
@@ -93,7 +106,8 @@ class VLLMEngine:
         cfg = self.cfg
         params = SamplingParams(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        results = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
+        lora = {"lora_request": self.lora} if self.lora is not None else {}
+        results = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, **lora)
         if progress is not None:
             progress.update(len(prompts))
         return [[o.text for o in r.outputs] for r in results]

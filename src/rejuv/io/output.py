@@ -368,9 +368,12 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
 
 
 def check_inputs(cfg) -> list[str]:
-    """Every input path `cfg` declares, checked to exist as what it is declared to be; returns them."""
+    """Every input path `cfg` declares, checked to exist as what it is declared to be (a model argument given as
+    a Hub ID is resolved to its local snapshot first: `rejuv.io.hub.resolve_models`); returns them."""
+    from rejuv.io.hub import resolve_models
     from rejuv.options import declared_paths, flag_of
 
+    resolve_models(cfg)
     found = []
     for name, role, value in declared_paths(cfg):
         if role == "output":
@@ -378,7 +381,7 @@ def check_inputs(cfg) -> list[str]:
         path, flag = Path(value), flag_of(type(cfg), name)
         if role == "checkpoint" and not path.is_dir():
             raise RejuvError(f"{value}: {'is not a folder' if path.exists() else 'no such folder'}; {flag} takes a "
-                             "model folder (save_pretrained)")
+                             "model folder (save_pretrained), a PEFT adapter folder, or a Hub ID (org/name[@rev])")
         if role == "file" and not path.is_file():
             raise RejuvError(f"{value}: {'is a folder' if path.exists() else 'no such file'}; {flag} takes a file")
         if role == "input" and not path.exists():

@@ -59,12 +59,21 @@ class TensorInfo:
 class Checkpoint:
     """A `save_pretrained` folder whose tensors are listed without being read."""
 
-    def __init__(self, path: str | os.PathLike, allow_pickle: bool = False):
+    def __init__(self, path: str | os.PathLike, allow_pickle: bool = False, weights: list[Path] | None = None):
+        """`weights`: read these files (a PEFT adapter's), with no config of their own, instead of a model's."""
         self.path = Path(path)
+        if weights is not None:
+            self.config, self._index, self.is_pickle = {}, None, any(f.suffix == ".bin" for f in weights)
+            self._files, self._offsets, self._pickled, self.tensors = {}, {}, {}, {}
+            for file in weights:
+                self._scan(file)
+            return
         if not self.path.is_dir():
             raise RejuvError(f"{self.path}: not a folder (expected a save_pretrained checkpoint)")
         config_file = self.path / "config.json"
         if not config_file.is_file():
+            if (self.path / "adapter_config.json").is_file():
+                raise RejuvError(f"{self.path}: a PEFT adapter, where a full model folder is needed here")
             raise RejuvError(f"{self.path}: no config.json, so this is not a save_pretrained model folder")
         try:
             self.config: dict = json.loads(config_file.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""Base-anchored fusion θ_F = α·θ_S + (1−α)·θ_B, as a streaming map over tensors.
+"""Base-anchored fusion θ_F = α·θ_S + (1−α)·θ_B = θ_B + α·(θ_S − θ_B), as a streaming map over tensors.
 
 `fusion_layout` checks that the two checkpoints line up (same architecture, same
 tensor names and shapes) before anything is written, and lays out the output.
@@ -57,7 +57,7 @@ def fusion_layout(base: Checkpoint, sft: Checkpoint) -> FusionLayout:
         raise RejuvError(f"architectures differ: base {base.path} is {base.model_type!r}, "
                          f"SFT {sft.path} is {sft.model_type!r}")
     for key in _SHAPE_FIELDS:
-        if base.config.get(key) != sft.config.get(key):
+        if _effective(base.config, key) != _effective(sft.config, key):
             raise RejuvError(f"config field {key} differs: base {base.path} has {base.config.get(key)}, "
                              f"SFT {sft.path} has {sft.config.get(key)}")
     missing_in_sft = [n for n in base.names() if n not in sft.tensors]
@@ -82,6 +82,18 @@ def fusion_layout(base: Checkpoint, sft: Checkpoint) -> FusionLayout:
             plan.base_vocab, plan.sft_vocab = b.shape[0], s.shape[0]
         plan.outputs.append(OutputTensor(name, s.shape, s.dtype))
     return plan
+
+
+def _effective(config: dict, key: str):
+    """A shape field as transformers reads it: a head size or key/value head count left out is its default (what
+    a `save_pretrained` of the same model writes out)."""
+    value = config.get(key)
+    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+    if value is None and key == "head_dim" and isinstance(heads, int) and isinstance(hidden, int) and heads:
+        return hidden // heads
+    if value is None and key == "num_key_value_heads":
+        return heads
+    return value
 
 
 def _more(names: list[str]) -> str:
@@ -165,15 +177,84 @@ def fuse_tensor(sft: torch.Tensor, base: torch.Tensor, alpha: float, out_dtype: 
     return out
 
 
+class FullDelta:
+    """The SFT side of a fusion held as a full checkpoint: α·θ_S + (1−α)·θ_B, torch's and mergekit's bytes."""
+
+    def __init__(self, sft: Checkpoint):
+        self.source = sft
+
+    def needs_base(self, name: str, alpha: float, reset: bool) -> bool:
+        return alpha != 1.0 or reset
+
+    def fuse(self, name: str, start: int, stop: int, shared: int, base: np.ndarray | None, alpha: float,
+             out: np.ndarray, local: threading.local) -> None:
+        sft = FusedStream._read(self.source, name, start, stop, local, "sft")
+        local.last_sft = sft  # for naming the culprit of a non-finite block
+        if base is None:
+            out[...] = _finite_or_raise(sft)
+        elif out.ndim == 0:  # a scalar tensor is one row
+            fuse_into(out, sft, base, alpha, local.scratch, finite=True)
+        else:
+            fuse_into(out[:shared], sft[:shared], base, alpha, local.scratch, finite=True)
+            out[shared:] = _finite_or_raise(sft[shared:])
+
+    def culprit(self, local: threading.local) -> bool:
+        """Whether the SFT block just read holds the NaN or Inf."""
+        return not all_finite(local.last_sft)
+
+
+class LowRankDelta:
+    """The SFT side of a fusion held as a LoRA adapter over the base (`rejuv.io.adapter.LoraCheckpoint`):
+    θ_F = θ_B + α·s·B·A, each block of rows of B·A computed in float32 from the pair, no merged copy read or
+    written; the tensors the adapter leaves alone are the base's, exactly."""
+
+    def __init__(self, sft):
+        self.source = sft
+
+    def needs_base(self, name: str, alpha: float, reset: bool) -> bool:
+        return True
+
+    def fuse(self, name: str, start: int, stop: int, shared: int, base: np.ndarray, alpha: float,
+             out: np.ndarray, local: threading.local) -> None:
+        local.last_sft = None
+        if self.source.low_rank(name) is None:
+            out[...] = _finite_or_raise(base)
+            return
+        if getattr(local, "lora_a", (None,))[0] != name:  # A is the same for every block of the tensor
+            local.lora_a = (name, self.source.lora_a(name))
+        a = local.lora_a[1]
+        step = max(1, CHUNK * 16 // max(1, a.shape[1]))  # rows per float32 sub-block: a few MB, not the block's size
+        weight = np.float32(alpha)
+        with np.errstate(all="ignore"):
+            for first in range(0, stop - start, step):
+                last = min(first + step, stop - start)
+                delta = self.source.delta_rows(name, start + first, start + last, a=a)
+                local.last_sft = delta
+                np.multiply(delta, weight, out=delta)
+                delta += base[first:last].astype(np.float32)
+                out[first:last] = _finite_or_raise(delta.astype(out.dtype))
+
+    def culprit(self, local: threading.local) -> bool:
+        return local.last_sft is not None and not all_finite(local.last_sft)
+
+
+def delta_of(sft) -> FullDelta | LowRankDelta:
+    """How the SFT side enters the fusion: a full checkpoint, or a low-rank pair over the base."""
+    return LowRankDelta(sft) if hasattr(sft, "low_rank") else FullDelta(sft)
+
+
 class FusedStream:
     """Rows of the output tensors, fused and (where a reset plan says so) reset, for the shard writer.
 
-    `fill` is called from several writer threads; each keeps its own read and
-    scratch buffers, so a block costs reads and arithmetic but no allocation.
+    The SFT side is a delta from the base, held either as the full SFT checkpoint or as a LoRA pair
+    (`delta_of`): one stream, the same reads of the base, finiteness checks and resets for both.
+    `fill` is called from several writer threads; each keeps its own read and scratch buffers, so a block
+    costs reads and arithmetic but no allocation.
     """
 
-    def __init__(self, base: Checkpoint, sft: Checkpoint, alpha: float, resets: dict[str, dict] | None = None):
+    def __init__(self, base: Checkpoint, sft, alpha: float, resets: dict[str, dict] | None = None):
         self.base, self.sft, self.alpha = base, sft, alpha
+        self.delta = delta_of(sft)
         self.resets = {name: (r["axis"], np.array(sorted(r["indices"]), dtype=np.int64))
                        for name, r in (resets or {}).items()}
         self._local = threading.local()
@@ -195,28 +276,20 @@ class FusedStream:
     def fill(self, spec: OutputTensor, start: int, stop: int, out: np.ndarray) -> None:
         local = self._buffers()
         name = spec.name
-        sft = self._read(self.sft, name, start, stop, local, "sft")
         base_rows = rows_of(self.base.tensors[name].shape)
         shared = max(0, min(stop, base_rows) - start)  # rows beyond the base vocabulary stay SFT
         reset = self.resets.get(name)
-        needs_base = shared and (self.alpha != 1.0 or reset is not None)
+        needs_base = shared and self.delta.needs_base(name, self.alpha, reset is not None)
         base = self._read(self.base, name, start, start + shared, local, "base") if needs_base else None
         try:
-            if base is None:
-                out[...] = _finite_or_raise(sft)
-                return
-            if out.ndim == 0:  # a scalar tensor is one row
-                fuse_into(out, sft, base, self.alpha, local.scratch, finite=True)
-                return
-            fuse_into(out[:shared], sft[:shared], base, self.alpha, local.scratch, finite=True)
-            out[shared:] = _finite_or_raise(sft[shared:])
+            self.delta.fuse(name, start, stop, shared, base, self.alpha, out, local)
         except NonFiniteWeights:
-            culprit = self.sft if not all_finite(sft) else self.base if base is not None and not all_finite(base) \
-                else None
+            culprit = self.sft if self.delta.culprit(local) else self.base if base is not None and not all_finite(
+                base) else None
             where = f"{culprit.path} holds" if culprit else "the fusion of finite inputs overflowed to"
             raise RejuvError(f"tensor {name} (rows {start}..{stop}): {where} NaN or Inf values; rejuv writes no "
                              "non-finite weights") from None
-        if reset is not None:
+        if reset is not None and base is not None:
             axis, indices = reset
             if axis == 0:
                 indices = indices[(indices >= start) & (indices < start + shared)] - start

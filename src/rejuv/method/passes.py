@@ -42,8 +42,10 @@ class PassOptions:
 
 
 
-def load_model(path: str | Path, opts: PassOptions):
-    return load_frozen_model(path, opts.dtype, opts.device, opts.trust_remote_code, opts.allow_pickle, opts.progress)
+def load_model(path: str | Path, opts: PassOptions, adapter_base: str | None = None):
+    """A model for the passes (an adapter as its fine-tuned model over `adapter_base`)."""
+    return load_frozen_model(path, opts.dtype, opts.device, opts.trust_remote_code, opts.allow_pickle, opts.progress,
+                             adapter_base=adapter_base)
 
 
 def load_base_like_sft(base_path: str | Path, opts: PassOptions, layout: FusionLayout, sft: Checkpoint):

@@ -30,14 +30,16 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv import __version__
 from rejuv.data.prompts import chat_template_option
 from rejuv.errors import RejuvError, warn
+from rejuv.io.adapter import ADAPTER_CONFIG, LoraCheckpoint, is_adapter, open_checkpoint, write_adapter
 from rejuv.io.fingerprint import folder_fingerprint
 from rejuv.io.format import FLOAT_DTYPES, numpy_dtype
+from rejuv.io.hub import sources
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import MARKER, atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
@@ -53,17 +55,20 @@ from rejuv.modeling import (
     device_option,
     model_positions,
     resolve_device,
+    tokenizer_folder,
     trust_remote_code_option,
 )
 from rejuv.options import (
     Config,
     OptionError,
     Recipe,
+    as_given,
     command_line,
     option,
     out_option,
     overwrite_option,
     progress_option,
+    replaced,
     seed_option,
     tagged,
 )
@@ -101,9 +106,10 @@ class ApplyConfig(Config):
     Writes a save_pretrained folder plus rejuvenation.json, and prints the manifest summary as JSON.
     """
 
-    base: str = option(help="Base (pre-trained) model folder.", path="checkpoint", affects="fusion")
-    sft: str = option(help="Fine-tuned model folder (its config and tokenizer are copied).", path="checkpoint",
-                      affects="fusion")
+    base: str = option(help="Base (pre-trained) model: a folder or a Hub ID (org/name[@revision]).",
+                       path="checkpoint", affects="fusion")
+    sft: str = option(help="Fine-tuned model (its config and tokenizer are copied): a folder, a PEFT LoRA adapter "
+                      "over --base, or a Hub ID of either (org/name[@revision]).", path="checkpoint", affects="fusion")
     out: str = out_option()
     alpha: float = option(0.5, help="Fusion weight of the SFT model, in [0, 1].", at_least=0, at_most=1,
                           affects="fusion")
@@ -137,6 +143,10 @@ class ApplyConfig(Config):
     device: str | None = device_option("cpu, cuda, cuda:N, or auto (accelerate's device map over GPUs then CPU) "
                                        "for the calibration passes.")
     batch_size: int = option(8, help="Calibration samples per forward pass of the token statistics.", at_least=1)
+    save_as: str = option("model", choices=("model", "adapter"), help="What to write when --sft is a LoRA adapter: "
+                          "the full model, or a rejuvenated adapter (B scaled by alpha, a reset reader neuron's row "
+                          "of B and a reset writer neuron's column of A zeroed) that PEFT, vLLM and TRL load over the "
+                          "same base.")
     max_shard_size: str | int = option("5GB", help="Largest output shard, e.g. 5GB or 500MB.", check=shard_size)
     workers: int | None = option(None, help="Threads reading, fusing and writing output blocks at once.",
                                  default_text="2 per core, at most 8", at_least=1)
@@ -157,10 +167,11 @@ class ApplyConfig(Config):
         declared to change its bytes, and none that means nothing for it (a fusion takes no calibration option);
         `reuse` adds `--reuse-attribution` (the same bytes, without a second attribution pass)."""
         rho = float(self.rho if rho is None else rho)
+        saved = ("--save-as", "adapter") if self.save_as == "adapter" else ()
         if self.fusion_only or rho == 0:
-            return command_line(self, "apply", ("fusion",), flags=("--fusion-only",))
+            return command_line(self, "apply", ("fusion",), flags=(*saved, "--fusion-only"))
         return command_line(self, "apply", ("fusion", "reset"), {"rho": rho},
-                            ("--reuse-attribution", reuse) if reuse else ())
+                            (*saved, *(("--reuse-attribution", reuse) if reuse else ())))
 
 
 def default_workers() -> int:
@@ -181,19 +192,29 @@ def rho_grid(cfg: ApplyConfig) -> list[float]:
     return sorted({round(float(r), 12) for r in grid if r > 0})  # each checked as the option was
 
 
-def _stream_output(tmp: Path, base: Checkpoint, sft: Checkpoint, layout: FusionLayout, alpha: float,
+def _stream_output(tmp: Path, base: Checkpoint, sft, layout: FusionLayout, alpha: float,
                    resets: dict[str, dict], cfg: ApplyConfig) -> None:
     stream = FusedStream(base, sft, alpha, resets)
     total = sum(spec.nbytes for spec in layout.outputs)
     with progress_bar(cfg.progress, total, "writing", "B", unit_scale=True, unit_divisor=1024) as bar:
         write_safetensors_shards(tmp, layout.outputs, stream.fill, parse_size(cfg.max_shard_size),
                                  on_progress=bar.update, workers=cfg.workers or default_workers())
-    copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT))
+    if isinstance(sft, LoraCheckpoint):  # the model's files are the base's; a tokenizer saved with the adapter wins
+        copy_aux_files(base.path, tmp, skip=(*_OWN_FILES, MERGEKIT, "README.md"))
+        copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT, "README.md", ADAPTER_CONFIG))
+    else:
+        copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT))
+
+
+def _base_revision(cfg: ApplyConfig) -> str | None:
+    """The commit of a Hub base, for an adapter output's `revision`."""
+    source = cfg.__dict__.get("_sources", {}).get(cfg.base)
+    return source.commit if source is not None else None
 
 
 def _record_header(cfg: ApplyConfig, calib) -> dict:
     """What an attribution was made from: inputs (fingerprinted) and the settings it depends on."""
-    return {"version": __version__, "base": cfg.base, "sft": cfg.sft,
+    return {"version": __version__, "base": as_given(cfg, cfg.base), "sft": as_given(cfg, cfg.sft),
             "base_files": folder_fingerprint(cfg.base, _OWN_FILES),
             "sft_files": folder_fingerprint(cfg.sft, _OWN_FILES), "calibration_sha256": calib.sha256,
             "settings": tagged(cfg, "attribution")}
@@ -239,7 +260,10 @@ def run_apply(cfg: ApplyConfig) -> dict:
 def _apply(cfg: ApplyConfig) -> dict:
     out = Path(cfg.out)
     fusion_only = cfg.fusion_only or cfg.rho == 0
-    with Checkpoint(cfg.base, cfg.allow_pickle) as base, Checkpoint(cfg.sft, cfg.allow_pickle) as sft:
+    with Checkpoint(cfg.base, cfg.allow_pickle) as base, open_checkpoint(cfg.sft, cfg.allow_pickle, cfg.base) as sft:
+        if cfg.save_as == "adapter" and not isinstance(sft, LoraCheckpoint):
+            raise RejuvError(f"{cfg.sft}: --save-as adapter writes a rejuvenated adapter, and --sft is a full model "
+                             "(an adapter folder is needed)")
         layout = fusion_layout(base, sft)
         adapter = layout.adapter
         sizes = neuron_sizes(adapter, sft, resettable=not fusion_only)
@@ -250,7 +274,8 @@ def _apply(cfg: ApplyConfig) -> dict:
             from rejuv.data.calibration import check_vocabulary, load_calibration
 
             try:
-                tokenizer = AutoTokenizer.from_pretrained(cfg.sft, trust_remote_code=cfg.trust_remote_code)
+                tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(cfg.sft, cfg.base, cfg.allow_pickle),
+                                                          trust_remote_code=cfg.trust_remote_code)
             except (OSError, ValueError) as exc:
                 raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
             calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
@@ -270,14 +295,14 @@ def _apply(cfg: ApplyConfig) -> dict:
             from rejuv.method.attribution import select_targets
 
             torch.manual_seed(cfg.seed)
-            cfg = replace(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
+            cfg = replaced(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
             opts = passes.PassOptions(dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
                                       ranking=cfg.ranking, trust_remote_code=cfg.trust_remote_code,
                                       allow_pickle=cfg.allow_pickle, progress=cfg.progress)
             model = passes.load_base_like_sft(cfg.base, opts, layout, sft)
             base_stats = passes.entropy_stats(model, adapter, calib, opts, "base")
             del model
-            model = passes.load_model(cfg.sft, opts)
+            model = passes.load_model(cfg.sft, opts, adapter_base=cfg.base)
             sft_stats = passes.entropy_stats(model, adapter, calib, opts, "sft")
             if not fusion_only and attribution is None:
                 targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
@@ -313,13 +338,18 @@ def _apply(cfg: ApplyConfig) -> dict:
                                                               chosen["entropy_at_targets"])
 
         with atomic_output_dir(out, cfg.overwrite, command="apply") as tmp:
-            _stream_output(tmp, base, sft, layout, cfg.alpha, resets, cfg)
+            if cfg.save_as == "adapter":
+                write_adapter(tmp, sft, cfg.alpha, resets, as_given(cfg, cfg.base), _base_revision(cfg))
+                copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT, "README.md", ADAPTER_CONFIG))
+            else:
+                _stream_output(tmp, base, sft, layout, cfg.alpha, resets, cfg)
             manifest = _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attribution, measured,
                                  grid, allowed)
             (tmp / MANIFEST).write_text(manifest_json(manifest))
-            same_in_mergekit = fusion_only and not layout.vocab_resized  # mergekit cannot grow a vocabulary
-            mergekit = mergekit_config(cfg.base, cfg.sft, cfg.alpha, _stored_dtype(layout)) \
-                if same_in_mergekit else None
+            # the same bytes in mergekit: a fusion of full models that keeps the vocabulary
+            same_in_mergekit = fusion_only and not layout.vocab_resized and not isinstance(sft, LoraCheckpoint)
+            mergekit = mergekit_config(as_given(cfg, cfg.base), as_given(cfg, cfg.sft), cfg.alpha,
+                                       _stored_dtype(layout)) if same_in_mergekit else None
             if mergekit:
                 (tmp / MERGEKIT).write_text(mergekit)
             (tmp / "README.md").write_text(model_card(manifest, cfg.command(rho), mergekit))
@@ -358,8 +388,8 @@ def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attri
         found.append(f"rho auto: {choice}")
     warnings = [warn(f"apply: {w}") for w in found]
     return {
-        "base": cfg.base,
-        "sft": cfg.sft,
+        "base": as_given(cfg, cfg.base),
+        "sft": as_given(cfg, cfg.sft),
         "alpha": float(cfg.alpha),
         "rho": float(rho),
         "targets_per_sample": int(cfg.targets_per_sample),
@@ -395,6 +425,10 @@ def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attri
         "ran": what_ran(cfg.device if calib else None, cfg.dtype if calib else None,
                             "rejuv streamed fusion (numpy)" + ("; transformers passes" if calib else "")),
         "chat_template_used": None if calib is None else calib.chat_template,
+        # where each model came from (Hub ID, revision, commit), what the SFT side was, what was written
+        "sources": sources(cfg),
+        "sft_is_adapter": is_adapter(cfg.sft),
+        "saved_as": cfg.save_as,
     }
 
 

@@ -31,6 +31,8 @@ from rejuv.diagnostics.report import (
 )
 from rejuv.diagnostics.update import update_statistics
 from rejuv.errors import RejuvError, warn
+from rejuv.io.adapter import open_checkpoint
+from rejuv.io.hub import sources
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
 from rejuv.method import attribution
@@ -43,12 +45,14 @@ from rejuv.modeling import (
     load_frozen_model,
     model_positions,
     resolve_device,
+    tokenizer_folder,
     trust_remote_code_option,
 )
 from rejuv.options import (
     Config,
     OptionError,
     Recipe,
+    as_given,
     compose,
     option,
     out_option,
@@ -73,9 +77,10 @@ ForecastSampling = EvalConfig.section("ForecastSampling", samples=8, temperature
 class DiagnoseConfig(Config):
     """Parameter drift, token entropy, top-1 mass, NLL and pass@k gap of checkpoints against their base."""
 
-    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, in training order.", path="checkpoint",
+    checkpoints: list[str] = option(positional=True, help="Checkpoints in training order: model folders, PEFT LoRA "
+                                    "adapters over --base, or Hub IDs (org/name[@revision]).", path="checkpoint",
                                     nonempty=True)
-    base: str = option(help="Base model folder the checkpoints were trained from.", path="checkpoint")
+    base: str = option(help="Base model the checkpoints were trained from (a folder or Hub ID).", path="checkpoint")
     calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.", path="file")
     out: str = out_option("Report folder: report.json, report.html, PNG plots.")
     eval: str | None = option(None, help="Benchmark (problem/answer rows): adds pass@1, pass@k and their gap.",
@@ -133,8 +138,9 @@ def run_diagnose(cfg: DiagnoseConfig) -> dict:
             if data:
                 problem_rows(data)  # a bad row is refused before the passes, not after them
         base = stack.enter_context(Checkpoint(cfg.base, cfg.allow_pickle))
-        ckpts = [stack.enter_context(Checkpoint(p, cfg.allow_pickle)) for p in cfg.checkpoints]
-        reference = stack.enter_context(Checkpoint(cfg.reference, cfg.allow_pickle)) if cfg.reference else None
+        ckpts = [stack.enter_context(open_checkpoint(p, cfg.allow_pickle, cfg.base)) for p in cfg.checkpoints]
+        reference = stack.enter_context(open_checkpoint(cfg.reference, cfg.allow_pickle, cfg.base)) \
+            if cfg.reference else None
         return _diagnose(cfg, out, labels, base, ckpts, reference)
 
 
@@ -150,7 +156,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.checkpoints[0], trust_remote_code=cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(cfg.checkpoints[0], cfg.base, cfg.allow_pickle),
+                                                  trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise RejuvError(f"{cfg.checkpoints[0]}: no usable tokenizer ({exc})") from exc
     calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length, cfg.chat_template,
@@ -160,7 +167,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     gold = [[s.input_ids[p + 1] for p in s.predict_positions] for s in calib.samples]
 
     def stats_of(path: str, what: str):
-        model = load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress)
+        model = load_frozen_model(path, cfg.dtype, cfg.device, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress,
+                                  adapter_base=cfg.base)
         with progress_bar(cfg.progress, len(calib.samples), f"entropy ({what})", "sample") as bar:
             result = attribution.response_token_stats(model, adapter, calib.samples, cfg.batch_size, progress=bar)
         del model
@@ -172,7 +180,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers"),
         "calibration": {"path": calib.path, "samples": len(calib.samples), "sha256": calib.sha256,
                         "chat_template_used": calib.chat_template},
-        "base": {"path": cfg.base, "outputs": output_stats(base_stats, None, gold, vocab, tokenizer)},
+        "sources": sources(cfg),
+        "base": {"path": as_given(cfg, cfg.base), "outputs": output_stats(base_stats, None, gold, vocab, tokenizer)},
         "checkpoints": [], "sampling": None,
     }
     for path, label, ckpt, layout in zip(cfg.checkpoints, labels, ckpts, layouts, strict=True):
@@ -181,7 +190,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
             drift = parameter_drift(base, ckpt, names, progress=bar)
         stats = stats_of(path, label)
         report["checkpoints"].append({
-            "path": path, "name": label, "params": drift,
+            "path": as_given(cfg, path), "name": label, "params": drift,
             "outputs": output_stats(stats, base_stats, gold, vocab, tokenizer), "sampling": None})
     report["update"] = None
     if reference is not None:
@@ -198,6 +207,7 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
     with atomic_output_dir(out, cfg.overwrite, command="diagnose") as tmp:
         if cfg.eval:
             ev = run_eval(compose(EvalConfig, cfg.evaluation, checkpoints=list(cfg.checkpoints), data=[cfg.eval],
+                                  base=cfg.base,
                                   out=str(tmp / "eval"), pass_k=sorted({1, cfg.k}), overwrite=False,
                                   **passed_on(cfg, EvalConfig)))
             for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
@@ -225,7 +235,7 @@ def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None
     """Each checkpoint's dead-group forecast (diagnostics/groups.py) from `rejuv eval` on the RL prompts."""
     unique = list(dict.fromkeys(cfg.checkpoints))  # arms may share a start: each is sampled once
     ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=unique, data=[cfg.rl_data], out=str(out), pass_k=[1],
-                          overwrite=False, **passed_on(cfg, EvalConfig)))
+                          overwrite=False, base=cfg.base, **passed_on(cfg, EvalConfig)))
     by_checkpoint = {result["checkpoint"]: result for result in ev["results"]}
     for entry in entries:
         result = by_checkpoint[entry["path"]]

@@ -36,22 +36,25 @@ from rejuv.evaluation.grading import grade_many
 from rejuv.evaluation.kept import kept_result, partial_dir, write_atomic
 from rejuv.evaluation.lm_eval_format import lm_eval_files
 from rejuv.evaluation.scores import score
+from rejuv.io.adapter import base_folder_of, is_adapter
 from rejuv.io.fingerprint import file_sha256, folder_fingerprint
+from rejuv.io.hub import sources
 from rejuv.io.jsonl import strict_dumps, write_jsonl
 from rejuv.io.output import atomic_output_dir, claimed_output
-from rejuv.io.records import read_json
 from rejuv.modeling import (
+    adapter_base_option,
     allow_pickle_option,
     check_model_path,
+    config_positions,
     device_option,
     load_tokenizer,
-    model_positions,
     trust_remote_code_option,
 )
 from rejuv.options import (
     Config,
     OptionError,
     Recipe,
+    as_given,
     option,
     out_option,
     overwrite_option,
@@ -69,7 +72,8 @@ from rejuv.provenance import what_ran
 class EvalConfig(Config):
     """Sample K answers per problem; report Pass@1 (averaged over samples) and pass@k."""
 
-    checkpoints: list[str] = option(positional=True, help="Checkpoint folders to evaluate.", path="checkpoint",
+    checkpoints: list[str] = option(positional=True, help="Checkpoints to evaluate: model folders, PEFT LoRA adapter "
+                                    "folders, or Hub IDs of either (org/name[@revision]).", path="checkpoint",
                                     nonempty=True, distinct=True)
     data: list[str] = option(help="Benchmark JSONL/parquet with problem (or prompt/messages) and answer; repeatable.",
                              path="file", nonempty=True)
@@ -93,6 +97,7 @@ class EvalConfig(Config):
     trust_remote_code: bool = trust_remote_code_option()
     allow_pickle: bool = allow_pickle_option()
     progress: bool = progress_option("Progress bars and resume messages.")
+    base: str | None = adapter_base_option()
 
     def check(self) -> None:
         too_big = [k for k in self.pass_k if k > self.samples]
@@ -112,7 +117,7 @@ class EvalConfig(Config):
     # What a recipe that evaluates as one of its steps (diagnose, plan) sets itself; the rest is its user's.
     SET_BY_CALLER: ClassVar[tuple[str, ...]] = (
         "checkpoints", "data", "out", "pass_k", "seed", "chat_template", "device", "trust_remote_code", "allow_pickle",
-        "progress", "overwrite")
+        "progress", "overwrite", "base")
 
     @classmethod
     def section(cls, name: str, **defaults) -> type:
@@ -122,7 +127,12 @@ class EvalConfig(Config):
 
 def _unit_key(ckpt: str, bench: str, data_sha: str, cfg: EvalConfig, engine: str, ks: list[int]) -> str:
     """Everything a (checkpoint, benchmark) result depends on."""
-    inputs = {"checkpoint": str(Path(ckpt).resolve()), "files": folder_fingerprint(ckpt), "benchmark": bench,
+    if is_adapter(ckpt):  # its results are those of the base it is merged over, too
+        base = base_folder_of(ckpt, cfg.base, cfg.allow_pickle, progress=False)
+        ckpt_files = {"adapter": folder_fingerprint(ckpt), "base": folder_fingerprint(base)}
+    else:
+        ckpt_files = folder_fingerprint(ckpt)
+    inputs = {"checkpoint": str(Path(ckpt).resolve()), "files": ckpt_files, "benchmark": bench,
               "data_sha256": data_sha, "settings": tagged(cfg, "result"), "ks": ks,
               "engine": engine, "device": eval_device(cfg), "version": __version__}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
@@ -192,9 +202,9 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
                 todo[name] = (rows, unit)
         if not todo:
             continue
-        tokenizer = load_tokenizer(ckpt, cfg.trust_remote_code)
+        tokenizer = load_tokenizer(ckpt, cfg.trust_remote_code, cfg.base)
         templated = uses_template(tokenizer, cfg.chat_template, ckpt)
-        positions = model_positions(read_json(Path(ckpt) / "config.json", "model config"), ckpt)
+        positions = config_positions(ckpt, cfg.base)
         tokenized = {name: [prompt_ids(r["prompt"], tokenizer, templated, where, positions) for where, r in rows]
                      for name, (rows, _) in todo.items()}
         for name, prompts in tokenized.items():
@@ -203,7 +213,7 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
         for name, (rows, unit) in todo.items():
             with progress_bar(cfg.progress, len(rows), f"{Path(ckpt).name}/{name}", "problem") as bar:
                 completions = engine.generate(tokenized[name], progress=bar)
-            result, samples = _grade(ckpt, name, [r for _, r in rows], completions, cfg, ks)
+            result, samples = _grade(as_given(cfg, ckpt), name, [r for _, r in rows], completions, cfg, ks)
             result["chat_template_used"] = templated
             result["dtype"] = engine.dtype
             done[ckpt, name] = {"result": result, "samples": samples}
@@ -214,8 +224,9 @@ def _evaluate(cfg: EvalConfig, out: Path, benchmarks: dict, data_paths: dict, pa
         "version": __version__, "engine": engine_name, "config": recorded(cfg),
         "ran": what_ran(eval_device(cfg), dtype_name(cfg, engine_name), engine_name),
         "results": results,
-        "average_pass@1": {c: sum(r["pass@1"] for r in results if r["checkpoint"] == c) / len(benchmarks)
-                           for c in cfg.checkpoints},
+        "average_pass@1": {as_given(cfg, c): sum(r["pass@1"] for r in results if r["checkpoint"] == as_given(cfg, c))
+                           / len(benchmarks) for c in cfg.checkpoints},
+        "sources": sources(cfg),
     }
     with atomic_output_dir(out, cfg.overwrite, command="eval") as tmp:
         (tmp / "eval.json").write_text(strict_dumps(report) + "\n")

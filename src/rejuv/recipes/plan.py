@@ -28,6 +28,8 @@ from rejuv.data.prompts import chat_template_option
 from rejuv.data.rows import problem_rows, sft_rows
 from rejuv.diagnostics.report import distinct_labels
 from rejuv.errors import RejuvError, warn
+from rejuv.io.adapter import open_checkpoint
+from rejuv.io.hub import sources
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
@@ -43,6 +45,7 @@ from rejuv.options import (
     Config,
     OptionError,
     Recipe,
+    as_given,
     compose,
     option,
     out_option,
@@ -92,7 +95,8 @@ SIGNALS = {
 # options (`probe:` and `evaluation:` in YAML, `--probe-*` and `--eval-*` flags), less what plan sets itself.
 ProbeSettings = settings_of(RLRecipeConfig, "ProbeSettings", owned=(
     "model", "data", "out", "max_steps", "seed", "save_model", "chat_template", "trust_remote_code", "allow_pickle",
-    "progress", "overwrite"), defaults={"per_device_batch_size": 32, "max_completion_length": 512})
+    "progress", "overwrite", "base", "continue_adapter"),
+    defaults={"per_device_batch_size": 32, "max_completion_length": 512})
 PlanEvaluation = EvalConfig.section("PlanEvaluation", max_new_tokens=512, max_problems=64)
 
 
@@ -100,9 +104,10 @@ PlanEvaluation = EvalConfig.section("PlanEvaluation", max_new_tokens=512, max_pr
 class PlanConfig(Config):
     """Which checkpoint to hand to RL, and which α/ρ: cheap signals checked against short RL probes."""
 
-    checkpoints: list[str] = option(positional=True, help="Checkpoint folders, e.g. the epochs of one SFT run.",
+    checkpoints: list[str] = option(positional=True, help="Checkpoints, e.g. the epochs of one SFT run: model "
+                                    "folders, PEFT LoRA adapters over --base, or Hub IDs (org/name[@revision]).",
                                     path="checkpoint", distinct=True)
-    base: str = option(help="Base model folder the checkpoints were trained from.", path="checkpoint")
+    base: str = option(help="Base model the checkpoints were trained from (a folder or Hub ID).", path="checkpoint")
     calib: str = option(help="Calibration JSONL (prompt/response or messages), e.g. held-out SFT data.", path="file")
     probe_data: str = option(help="RL prompts with answers for the probes (JSONL/parquet).", path="file")
     out: str = out_option("Plan folder: plan.json, plan.html, PNG plots, and the runs behind them.")
@@ -167,7 +172,7 @@ def _check_architectures(cfg: PlanConfig) -> None:
     """Fail before any work if a checkpoint does not line up with the base (names the tensor or field)."""
     with Checkpoint(cfg.base, cfg.allow_pickle) as base:
         for path in cfg.checkpoints:
-            with Checkpoint(path, cfg.allow_pickle) as ckpt:
+            with open_checkpoint(path, cfg.allow_pickle, cfg.base) as ckpt:
                 fusion_layout(base, ckpt)
 
 
@@ -255,7 +260,7 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
                                                                                   else "fused"]})
     report = run_eval(compose(
         EvalConfig, cfg.evaluation, checkpoints=[r["path"] for r in results], data=[eval_data],
-        out=str(tmp / "candidates" / "eval"), pass_k=sorted({1, cfg.k}), overwrite=False,
+        out=str(tmp / "candidates" / "eval"), pass_k=sorted({1, cfg.k}), overwrite=False, base=cfg.base,
         **passed_on(cfg, EvalConfig)))
     sft_accuracy = entry["sampling"]["pass@1"]
     for r, ev in zip(results, report["results"], strict=True):
@@ -269,7 +274,7 @@ def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval
 
 def _probe_config(cfg: PlanConfig, model: str, out: str) -> RLRecipeConfig:
     return compose(RLRecipeConfig, cfg.probe, "probe", model=model, data=cfg.probe_data, out=out,
-                   max_steps=cfg.budget_steps, save_model=False, overwrite=False,
+                   max_steps=cfg.budget_steps, save_model=False, overwrite=False, base=cfg.base,
                    **{**passed_on(cfg, RLRecipeConfig), "progress": False})
 
 
@@ -287,8 +292,9 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     checkpoints = []
     for label, path in zip(labels, cfg.checkpoints, strict=True):
         e = entries[label]
-        checkpoints.append({"name": label, "path": path, "signals": {k: f(e) for k, f in SIGNALS.items()},
-                            "flagged": e["flagged"], "probe": probes[label]})
+        checkpoints.append({"name": label, "path": as_given(cfg, path),
+                            "signals": {k: f(e) for k, f in SIGNALS.items()}, "flagged": e["flagged"],
+                            "probe": probes[label]})
     outcome = [c["probe"]["reward_end"] for c in checkpoints]
     correlations = {k: spearman([c["signals"][k] for c in checkpoints], outcome) for k in SIGNALS}
     for c in search:
@@ -320,7 +326,7 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     probed_search = [c for c in search if c["probe"] is not None]
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {
-        "version": __version__, "seed": cfg.seed, "config": recorded(cfg),
+        "version": __version__, "seed": cfg.seed, "config": recorded(cfg), "sources": sources(cfg),
         "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers (passes), TRL (probes)"),
         "recommendation": recommendation,
         "warnings": warnings,

@@ -28,11 +28,11 @@ from rejuv.data.prompts import model_prompt, prompt_ids, uses_template, warn_lon
 from rejuv.data.rows import problem_rows
 from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.errors import RejuvError
+from rejuv.io.adapter import is_adapter
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import claimed_output
-from rejuv.io.records import read_json
-from rejuv.modeling import check_model_path, load_tokenizer, model_positions
-from rejuv.options import OptionError, Recipe, option
+from rejuv.modeling import adapter_base_option, check_model_path, config_positions, load_tokenizer
+from rejuv.options import OptionError, Recipe, as_given, option
 from rejuv.train.common import (
     TrainingConfig,
     distributed_state,
@@ -40,6 +40,7 @@ from rejuv.train.common import (
     lora_config,
     make_trl_config,
     quiet_libraries,
+    save_adapter,
     save_model,
     say_what_saving_kept,
     shared_trainer_args,
@@ -89,9 +90,15 @@ class RLRecipeConfig(TrainingConfig):
     stop_on_entropy_collapse: bool = option(False, help="Stop (saving the model as it is) when the logged "
                                             "entropy falls by more than half within the first 150 steps; without "
                                             "it, a warning.")
+    base: str | None = adapter_base_option()
+    continue_adapter: bool = option(False, help="When --model is a PEFT LoRA adapter, train that adapter (its rank "
+                                    "and targets) and save it as an adapter; off: RL starts from the merged model.")
 
     def check(self) -> None:
         super().check()
+        if self.continue_adapter and self.lora:
+            raise OptionError("continue_adapter", "trains the adapter given as --model; --lora would add a new one",
+                              also=("lora",))
         for name in self.rewards:
             try:
                 resolve_reward(name)
@@ -138,6 +145,15 @@ def _trainer_extras(cfg: RLRecipeConfig, tokenizer, templated: bool) -> tuple[ty
     return rejuv_grpo_trainer_class(), extras
 
 
+def _named_base(adapter: str) -> str | None:
+    """The base an adapter names, as it names it (a Hub ID stays one)."""
+    from rejuv.io.adapter import LoraAdapter
+
+    found = LoraAdapter(adapter)
+    found.close()
+    return found.base_ref
+
+
 def run_rl(cfg: RLRecipeConfig) -> dict:
     """Train; returns a summary (mean reward of the first and last steps, steps, paths)."""
     from datasets import Dataset
@@ -150,10 +166,12 @@ def run_rl(cfg: RLRecipeConfig) -> dict:
 def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dict:  # noqa: N803 (TRL's classes)
     funcs = cfg.reward_functions
     check_model_path(cfg.model, cfg.trust_remote_code, cfg.allow_pickle)
-    precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model)
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if cfg.continue_adapter and not is_adapter(cfg.model):
+        raise RejuvError(f"{cfg.model}: --continue-adapter trains a PEFT adapter, and --model is a full model")
+    precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model, cfg.base)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code, cfg.base)
     templated = uses_template(tokenizer, cfg.chat_template, cfg.model)
-    positions = model_positions(read_json(Path(cfg.model) / "config.json", "model config"), cfg.model)
+    positions = config_positions(cfg.model, cfg.base)
     records, prompts = [], []
     for where, record in problem_rows(cfg.data, need_answer=needs_answer(cfg.rewards)):
         records.append({**record, "prompt": model_prompt(record["prompt"], templated, where)})
@@ -186,7 +204,11 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
         if not cfg.progress:
             silence(trainer)
         trainer.train()
-        kept = save_model(trainer, tmp, precision.saved, start=cfg.model) if cfg.save_model else None
+        if cfg.save_model and cfg.continue_adapter:
+            kept = save_adapter(trainer, tmp, as_given(cfg, cfg.base) if cfg.base else _named_base(cfg.model))
+        else:
+            kept = save_model(trainer, tmp, precision.saved, start=cfg.model, adapter_base=cfg.base) \
+                if cfg.save_model else None
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
         stated = precision.statement(templated)
         finish_run(trainer, tmp, cfg, "rl_config.json", stated)

@@ -33,8 +33,7 @@ from rejuv.data.rows import sft_rows
 from rejuv.errors import RejuvError, warn
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import claimed_output
-from rejuv.io.records import read_json
-from rejuv.modeling import check_model_path, load_tokenizer, model_positions
+from rejuv.modeling import check_model_path, config_positions, load_tokenizer
 from rejuv.options import OptionError, Recipe, option
 from rejuv.train.common import (
     TrainingConfig,
@@ -141,7 +140,7 @@ def tokenized_dataset(path: str, tokenizer, chat_template: str) -> tuple[list[di
 
 def _length_limit(cfg: SFTRecipeConfig, rows: list[dict]) -> int:
     """Rows are cut to `max_length` and to the model's positions; a warning counts the rows that are cut."""
-    positions = model_positions(read_json(Path(cfg.model) / "config.json", "model config"), cfg.model)
+    positions = config_positions(cfg.model)
     limit = min(cfg.max_length, positions) if positions else cfg.max_length
     cut = sum(len(r["input_ids"]) > limit for r in rows)
     if cut:

@@ -20,6 +20,14 @@ def mergekit_config(base: str, sft: str, alpha: float, out_dtype: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def _hub_name(model: str) -> str:
+    """How the Hub's front matter names a model: its ID without the `@revision` (a local folder as given)."""
+    from rejuv.io.hub import hub_id
+
+    found = hub_id(model)
+    return found[0] if found else model
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -27,8 +35,13 @@ def _number(value: float | None, digits: int = 3) -> str:
 def model_card(manifest: dict, command: str, mergekit: str | None) -> str:
     """README.md for an `apply` output: front matter (base_model, tags, library_name) and what was done."""
     fusion_only = manifest["fusion_only"]
-    front = {"base_model": [manifest["base"], manifest["sft"]], "library_name": "transformers",
-             "tags": ["rejuv", "merge", "linear" if fusion_only else "rejuvenation"]}
+    base, sft = _hub_name(manifest["base"]), _hub_name(manifest["sft"])
+    if manifest.get("saved_as") == "adapter":  # the Hub's model tree: an adapter of the base
+        front = {"base_model": base, "base_model_relation": "adapter", "library_name": "peft",
+                 "tags": ["rejuv", "lora", "linear" if fusion_only else "rejuvenation"]}
+    else:  # a merge of its two parents
+        front = {"base_model": [base, sft], "base_model_relation": "merge", "library_name": "transformers",
+                 "tags": ["rejuv", "merge", "linear" if fusion_only else "rejuvenation"]}
     entropy, accuracy = manifest["entropy"], manifest["calibration_accuracy"]
     what = f"the base-anchored fusion θ = α·θ_SFT + (1−α)·θ_base with α = {manifest['alpha']:g}"
     if not fusion_only:

@@ -15,6 +15,7 @@ import torch
 from rejuv.data.prompts import chat_template_option
 from rejuv.errors import RejuvError, warn
 from rejuv.io.format import dtype_from_name
+from rejuv.io.hub import sources
 from rejuv.io.jsonl import write_json, write_jsonl
 from rejuv.io.output import atomic_output_dir, check_output_free, check_replaceable, write_marker
 from rejuv.modeling import allow_pickle_option, loading_bars, trust_remote_code_option
@@ -100,8 +101,18 @@ def training_model(cfg, args, precision: Precision):
     if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
         kwargs["device_map"] = None
     kwargs.setdefault("device_map", None if PartialState().device.type in ("cpu", "mps") else "auto")
+    adapter_base = getattr(cfg, "base", None)
+    if getattr(cfg, "continue_adapter", False):  # the adapter itself is trained: PEFT's model over its base
+        from peft import PeftModel
+
+        from rejuv.io.adapter import base_folder_of
+
+        base = load_model(base_folder_of(cfg.model, adapter_base, cfg.allow_pickle), precision.master,
+                          trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+                          progress=cfg.progress, **kwargs)
+        return PeftModel.from_pretrained(base, cfg.model, is_trainable=True)
     return load_model(cfg.model, precision.master, trust_remote_code=cfg.trust_remote_code,
-                      allow_pickle=cfg.allow_pickle, progress=cfg.progress, **kwargs)
+                      allow_pickle=cfg.allow_pickle, progress=cfg.progress, adapter_base=adapter_base, **kwargs)
 
 
 def distributed_state():
@@ -180,11 +191,15 @@ _FLOAT_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
                 "float16": "float16", "fp16": "float16"}
 
 
-def checkpoint_float_dtype(path: str) -> str:
-    """The dtype most of a checkpoint's floating-point bytes are stored in (float32 when it cannot tell)."""
+def checkpoint_float_dtype(path: str, adapter_base: str | None = None) -> str:
+    """The dtype most of a checkpoint's floating-point bytes are stored in (float32 when it cannot tell); an
+    adapter's are its base's."""
+    from rejuv.io.adapter import base_folder_of, is_adapter
     from rejuv.io.format import dtype_from_name
     from rejuv.io.reader import Checkpoint
 
+    if is_adapter(path):
+        path = base_folder_of(path, adapter_base, progress=False)
     try:
         with Checkpoint(path) as ckpt:
             sizes: dict[str, int] = {}
@@ -200,7 +215,8 @@ def checkpoint_float_dtype(path: str) -> str:
     return _FLOAT_NAMES.get(str(stated), "float32")
 
 
-def training_precision(dtype: str, master_dtype: str, save_dtype: str, model_path: str) -> Precision:
+def training_precision(dtype: str, master_dtype: str, save_dtype: str, model_path: str,
+                       adapter_base: str | None = None) -> Precision:
     """Resolve the precision options; errors name the option.
 
     dtype (compute): auto = bfloat16 autocast on a GPU that has it, else float32; bfloat16 needs CUDA.
@@ -220,7 +236,7 @@ def training_precision(dtype: str, master_dtype: str, save_dtype: str, model_pat
         raise RejuvError(f"master_dtype must be float32 or bfloat16, got {master_dtype!r}")
     if master == "bfloat16":
         compute = "bfloat16"
-    saved = checkpoint_float_dtype(model_path) if save_dtype == "auto" else _FLOAT_NAMES.get(save_dtype)
+    saved = checkpoint_float_dtype(model_path, adapter_base) if save_dtype == "auto" else _FLOAT_NAMES.get(save_dtype)
     if saved is None:
         raise RejuvError(f"save_dtype must be auto, float32, bfloat16 or float16, got {save_dtype!r}")
     return Precision(master, compute, saved)
@@ -297,7 +313,7 @@ def finish_run(trainer, tmp: Path, cfg, config_name: str, stated: dict) -> None:
         write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
         engine = f"TRL {type(trainer).__name__}" + (" with vLLM" if getattr(cfg, "use_vllm", False) else "")
         ran = what_ran(str(trainer.accelerator.device), stated["precision"]["compute"], engine)
-        write_json(tmp / config_name, {**recorded(cfg), **stated, "ran": ran})
+        write_json(tmp / config_name, {**recorded(cfg), **stated, "ran": ran, "sources": sources(cfg)})
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
 
@@ -317,17 +333,17 @@ def cast_state_dict(state: dict, dtype: torch.dtype) -> dict:
     return out
 
 
-def kept_when_saved(state: dict, start: str, dtype: torch.dtype) -> float | None:
+def kept_when_saved(state: dict, start: str, dtype: torch.dtype, adapter_base: str | None = None) -> float | None:
     """The share of the entries a run changed (in its float32 master weights) that still differ from the
     start once saved in `dtype`; the rest moved less than half a step of `dtype` and are lost on saving.
     None when nothing is lost by construction (saved in float32 or wider) or the start cannot be read."""
     if dtype.itemsize >= 4:
         return None
-    from rejuv.io.reader import Checkpoint
+    from rejuv.io.adapter import open_checkpoint
 
     changed = kept = 0
     try:
-        with Checkpoint(start) as ckpt:
+        with open_checkpoint(start, base=adapter_base) as ckpt:
             for name, tensor in state.items():
                 info = ckpt.tensors.get(name)
                 if not tensor.is_floating_point() or info is None or tuple(info.shape) != tuple(tensor.shape):
@@ -349,7 +365,8 @@ def say_what_saving_kept(kept: float | None, dtype: str, what: str) -> None:
              "--save-dtype float32 to keep them")
 
 
-def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True, start: str | None = None) -> float | None:
+def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True, start: str | None = None,
+               adapter_base: str | None = None) -> float | None:
     """A full, loadable checkpoint in `dtype` (LoRA adapters merged) plus the tokenizer; returns, when `start`
     (the checkpoint training began from) is given, the share of the changed entries the saved copy keeps
     (`kept_when_saved`).
@@ -373,9 +390,32 @@ def save_model(trainer, folder: Path, dtype: str, merge_lora: bool = True, start
         config["dtype"] = dtype
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         trainer.processing_class.save_pretrained(folder)
-    kept = kept_when_saved(state, start, dtype_from_name(dtype)) if start and accelerator.is_main_process else None
+    kept = kept_when_saved(state, start, dtype_from_name(dtype), adapter_base) \
+        if start and accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     return kept
+
+
+def save_adapter(trainer, folder: Path, base_name: str | None) -> None:
+    """The trained PEFT adapter (its config and weights, as PEFT saves them) plus the tokenizer, naming the base
+    it was trained over as given (a Hub ID rather than the cache folder it was read from). Returns None: what
+    saving keeps is PEFT's own dtype choice."""
+    from rejuv.io.adapter import ADAPTER_CONFIG
+
+    accelerator = trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
+    state = accelerator.get_state_dict(trainer.model_wrapped)
+    if accelerator.is_main_process:
+        model.save_pretrained(folder, state_dict=state)
+        config_file = Path(folder) / ADAPTER_CONFIG
+        config = json.loads(config_file.read_text())
+        if base_name is not None:
+            config["base_model_name_or_path"], _, revision = base_name.partition("@")
+            config["revision"] = revision or None
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        trainer.processing_class.save_pretrained(folder)
+    accelerator.wait_for_everyone()
+    return None
 
 
 def save_epoch_list(values: list[float]) -> list[float]:
