@@ -182,3 +182,56 @@ def test_smoke_demo_runs_the_alternative_arms(tmp_path):
     assert json.loads((root / "sft_conf" / "sft_config.json").read_text())["data"].endswith("sft_conf.jsonl")
 
 
+
+
+@pytest.mark.slow
+def test_a_newcomer_runs_one_seed_and_reads_the_others_from_records(tmp_path):
+    """`make demo`'s path on the smoke world: seed 1 run here and compared with its committed record, seed 0 read
+    from it; an untouched record is reproduced, a record altered by one digit names the value, a record of
+    another machine's numerics is pooled and labelled, a record of another world is refused."""
+    import shutil
+
+    committed = run_demo(DemoConfig("smoke", seeds=[0, 1], out=str(tmp_path / "committed")))
+    records = tmp_path / "committed" / "records"
+    out = tmp_path / "newcomer"
+    result = CliRunner().invoke(main, ["demo", "--preset", "smoke", "--seeds", "0,1", "--pool", str(records),
+                                       "--reproduce", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "seeds 0 read from committed records; running 1 here (seed 1 to compare with its committed record)" \
+        in result.output
+    assert "by the committed record's time]" in result.output  # time left, before this run has measured a seed
+    report = json.loads((out / "report.json").read_text())
+    provenance = report["provenance"]
+    assert provenance["ran_here"] == [1] and provenance["read_from_records"] == [0, 1]
+    assert provenance["reproduction"]["1"]["reproduced"] and provenance["reproduction"]["1"]["differences"] == []
+    assert any("seed 1, run here and compared with its committed record" in line.lower()
+               and "reproduced digit for digit" in line for line in provenance["lines"])
+    assert report["per_seed"] == committed["per_seed"]  # each seed counted once: the committed record
+    assert "Where these numbers come from" in (out / "report.html").read_text()
+    assert (out / "reproduced" / "seed-1.json").is_file() and "reproduced digit for digit" in result.output
+
+    altered = tmp_path / "altered"
+    shutil.copytree(records, altered)
+    edited = json.loads((altered / "seed-1.json").read_text())
+    value = edited["rows"]["modsft"]["after"]["overall"]
+    edited["rows"]["modsft"]["after"]["overall"] = round(value + 0.001, 6) if value < 0.5 else round(value - 0.001, 6)
+    (altered / "seed-1.json").write_text(json.dumps(edited))
+    again = run_demo(DemoConfig("smoke", seeds=[0, 1], pool=[str(altered)], reproduce=[1], out=str(out)))
+    (difference,) = again["provenance"]["reproduction"]["1"]["differences"]
+    assert difference["place"] == "['rows']['modsft']['after']['overall']"
+    assert difference["difference"] == pytest.approx(value - edited["rows"]["modsft"]["after"]["overall"])
+    assert any("1 value(s) differ, the largest ['rows']['modsft']['after']['overall']" in line
+               for line in again["provenance"]["lines"])
+
+    elsewhere = json.loads((records / "seed-0.json").read_text())
+    elsewhere["world"]["numerics"]["cpu_capability"] = "AVX2"
+    (altered / "seed-0.json").write_text(json.dumps(elsewhere))
+    labelled = run_demo(DemoConfig("smoke", seeds=[0, 1], pool=[str(altered)], reproduce=[1], out=str(out)))
+    assert labelled["provenance"]["elsewhere"] == {"0": elsewhere["world"]["numerics"]}
+    assert any("Seed 0's record was made elsewhere" in line for line in labelled["provenance"]["lines"])
+    elsewhere["world"]["settings"]["rl_steps"] += 1
+    (altered / "seed-0.json").write_text(json.dumps(elsewhere))
+    with pytest.raises(RejuvError, match=r"seed-0.json: seed 0 was run in another world \(settings.rl_steps"):
+        run_demo(DemoConfig("smoke", seeds=[0, 1], pool=[str(altered)], reproduce=[1], out=str(out)))
+    with pytest.raises(RejuvError, match="--reproduce 2: --pool holds no record of seed 2"):
+        run_demo(DemoConfig("smoke", seeds=[0, 1, 2], pool=[str(records)], reproduce=[2], out=str(out)))

@@ -139,10 +139,12 @@ def read_record(path: Path, world: dict, arms: tuple[str, ...], p: Preset) -> di
     if check.get(record, "format", "an integer") != FORMAT:
         check.fail("['format']", f"{record['format']}, but this rejuv reads format {FORMAT}")
     check.get(record, "seed", "an integer")
-    differs = _first_difference(check.get(record, "world", "an object"), world)
+    found_world = check.get(record, "world", "an object")
+    differs = _first_difference(found_world.get("settings"), world.get("settings"), "settings.")
     if differs:
         raise RejuvError(f"{path}: seed {record['seed']} was run in another world ({differs} differs from this "
-                         "run's preset or CPU numerics); only seeds of the same settings pool")
+                         "run's preset); only seeds of the same settings pool")
+    check.of(found_world.get("numerics"), "an object", "['world']['numerics']")
     found_arms = [check.of(a, "text", f"['arms'][{i}]") for i, a in enumerate(check.get(record, "arms", "a list"))]
     if found_arms != list(arms):
         raise RejuvError(f"{path}: seed {record['seed']} has the arms {','.join(found_arms)}, this run "
@@ -187,3 +189,57 @@ def pooled_records(paths: list[str], world: dict, arms: tuple[str, ...], p: Pres
         if seed in p.seeds:
             pooled[seed] = (record, str(file))
     return pooled
+
+
+def made_elsewhere(record: dict, world: dict) -> dict | None:
+    """The CPU numerics a pooled record was made with, when they are not this run's (another thread count or
+    code path: its numbers are those of another machine, within the seeds' spread, not this one's bytes)."""
+    found = record["world"].get("numerics")
+    return None if found == world.get("numerics") else found
+
+
+# What a seed's record holds that is not a result: how long it took, who wrote it, with which numerics, and
+# (at any depth) the paths of the files a step read, which name the folder it ran in.
+_NOT_RESULTS = ("seconds", "written_by", "world")
+_PATHS = ("data",)
+
+
+def compare_records(committed: dict, here: dict) -> list[dict]:
+    """Every number (or other value) in which a seed run here differs from its committed record: the place,
+    both values and, for numbers, the difference. Empty: reproduced digit for digit."""
+    found: list[dict] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                if (not where and key in _NOT_RESULTS) or key in _PATHS:
+                    continue
+                if key not in a or key not in b:
+                    found.append({"place": f"{where}[{key!r}]", "committed": a.get(key, "(missing)"),
+                                  "here": b.get(key, "(missing)")})
+                else:
+                    walk(a[key], b[key], f"{where}[{key!r}]")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{where}[{i}]")
+        elif a != b:
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+            found.append({"place": where, "committed": a, "here": b,
+                          **({"difference": b - a} if numbers else {})})
+
+    walk(committed, here, "")
+    return found
+
+
+def planner_records(paths: list[str], world: dict, arms: tuple[str, ...]) -> dict[int, tuple[dict, str]]:
+    """Seed → (record, its file) of `--preset planner` runs whose planner check a report shows (their world's
+    settings must be this run's, and their planner settings the planner preset's)."""
+    if not paths:
+        return {}
+    from dataclasses import replace
+
+    from rejuv.lab.presets import PRESETS
+
+    planner = PRESETS["planner"]
+    every_seed = replace(planner, seeds=list(range(1 << 16)))  # the records say which seeds they hold
+    return dict(sorted(pooled_records(paths, world, arms, every_seed).items()))

@@ -425,12 +425,15 @@ def planner_rows(group: dict | None) -> list[list[str]]:
              ", ".join(f"{s}: {p or '–'}" for s, p in r["picks"].items())] for r in group.get("rules", [])]
 
 
-RECORDS_HEADER = ["seed", "record", "compute (min)", "written by"]
+RECORDS_HEADER = ["seed", "record", "compute (min)", "written by", "CPU numerics"]
 
 
 def records_rows(records: dict) -> list[list[str]]:
-    return [[seed, r["from"], f"{r['seconds'] / 60:.1f}", r["written_by"]["commit"] or r["written_by"]["rejuv"] or "–"]
-            for seed, r in records.items()]
+    def numerics(found: dict | None) -> str:
+        return "–" if not found else f"{found.get('threads', '?')} threads, {found.get('cpu_capability', '?')}"
+
+    return [[seed, r["from"], f"{r['seconds'] / 60:.1f}", r["written_by"]["commit"] or r["written_by"]["rejuv"] or "–",
+             numerics(r.get("numerics"))] for seed, r in records.items()]
 
 
 def markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -490,10 +493,80 @@ def base_params(root: Path) -> int | None:
         return sum(math.prod(info.shape) for info in ckpt.tensors.values())
 
 
+def _claims_both_ways(per_seed: dict, arms: tuple[str, ...], reproduced: dict, found: list[dict]) -> list[dict]:
+    """Each claim (premise included) with the committed records and with this machine's runs of the reproduced
+    seeds in their place: decision and 95% interval both ways, as the claims table writes them."""
+    here = {**per_seed, **{str(s): {a: r["record"]["rows"][a] for a in arms} for s, r in reproduced.items()}}
+    other = premise(here, arms) + claims(here, arms)
+    both = []
+    for committed, row, row_here in zip(found, claim_rows(found), claim_rows(other), strict=True):
+        both.append({"claim": committed["claim"], "committed": {"decision": row[1], "interval": row[3]},
+                     "here": {"decision": row_here[1], "interval": row_here[3]},
+                     "same": (row[1], row[3]) == (row_here[1], row_here[3])})
+    return both
+
+
+BOTH_WAYS_HEADER = ["claim", "committed records: decision", "95% interval", "with this machine's run: decision",
+                    "95% interval"]
+
+
+def both_ways_rows(provenance: dict) -> list[list[str]]:
+    return [[c["claim"], c["committed"]["decision"], c["committed"]["interval"], c["here"]["decision"],
+             c["here"]["interval"]] for c in provenance.get("claims_both_ways", [])]
+
+
+def _provenance(preset: Preset, records: dict[int, dict], sources: dict[int, str], ran: list[int],
+                reproduced: dict, elsewhere: dict, numerics: dict) -> dict:
+    """Where every number of the report came from, as the first lines a reader sees: the seeds run on this
+    machine (with their time), the seeds read from committed records (with the commit that wrote them), and the
+    reproduction check of a seed that was both."""
+    read = [s for s in preset.seeds if s not in ran or s in reproduced]
+    machine = f"{numerics.get('threads', '?')} threads, {numerics.get('cpu_capability', numerics.get('device', '?'))}"
+    lines = []
+    if ran:
+        here = {s: reproduced[s]["record"] if s in reproduced else records[s] for s in ran}
+        lines.append(f"Run on this machine ({machine}): " + ", ".join(
+            f"seed {s} {r['seconds'] / 60:.1f} min" for s, r in here.items()) + ".")
+    if read:
+        commits = sorted({records[s]["written_by"]["commit"] or records[s]["written_by"]["rejuv"] or "?" for s in read})
+        folders = sorted({str(Path(sources[s]).parent) for s in read})
+        lines.append(f"Read from committed records ({', '.join(folders)}; written by {', '.join(commits)}): seeds "
+                     f"{', '.join(map(str, read))}.")
+    for seed, found in sorted(elsewhere.items()):
+        lines.append(f"Seed {seed}'s record was made elsewhere ({found.get('threads', '?')} threads, "
+                     f"{found.get('cpu_capability', '?')}): its numbers are that machine's, not this one's.")
+    checks = {}
+    for seed, r in sorted(reproduced.items()):
+        numbers = r["differences"]
+        if not numbers:
+            text = (f"Seed {seed}, run here and compared with its committed record ({r['committed']}): reproduced "
+                    "digit for digit.")
+        else:
+            worst = max((d for d in numbers if "difference" in d), key=lambda d: abs(d["difference"]), default=None)
+            text = (f"Seed {seed}, run here and compared with its committed record ({r['committed']}): {len(numbers)} "
+                    "value(s) differ" + (f", the largest {worst['place']} by {worst['difference']:+.6g} "
+                                         f"({worst['committed']!r} committed, {worst['here']!r} here)" if worst else "")
+                    + "; a CPU that rounds otherwise (another instruction set or thread count) gives other numbers "
+                      "within the seeds' spread. The claims count the committed record.")
+        lines.append(text)
+        checks[str(seed)] = {"committed": r["committed"], "here": r["path"], "reproduced": not numbers,
+                             "differences": numbers}
+    return {"ran_here": list(ran), "read_from_records": read, "elsewhere": {str(k): v for k, v in elsewhere.items()},
+            "reproduction": checks, "lines": lines}
+
+
 def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name: str, seconds: float,
-                 numerics: dict, records: dict[int, dict], sources: dict[int, str]) -> dict:
+                 numerics: dict, records: dict[int, dict], sources: dict[int, str], ran: list[int] | None = None,
+                 reproduced: dict | None = None, elsewhere: dict | None = None,
+                 planner_records: dict | None = None) -> dict:
     """The report over every seed's record (`lab/records.py`: this run's seeds and any pooled from other
-    sittings), in `preset.seeds`' order; `sources` says where each record came from."""
+    sittings), in `preset.seeds`' order; `sources` says where each record came from, `ran` which seeds this run
+    ran (default: those whose record it wrote in `root/records`). `reproduced`: seeds run
+    here and compared with their committed records (which the claims count); `elsewhere`: pooled records made
+    with other CPU numerics; `planner_records`: records of `--preset planner` runs whose check is shown."""
+    reproduced, elsewhere = reproduced or {}, elsewhere or {}
+    if ran is None:
+        ran = [s for s in preset.seeds if Path(sources[s]).parent == root / "records"]
     per_seed = {str(seed): {arm: records[seed]["rows"][arm] for arm in arms} for seed in preset.seeds}
     table = summarize(per_seed, arms)
     stated = preset.claims
@@ -507,11 +580,26 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     planner = summarize_planner({seed: records[seed]["planner"] for seed in preset.seeds}, preset.dev_seeds,
                                 fixed_rule=preset.planner_rule) \
         if preset.plan_epochs else None
+    if planner_records:  # the planner check of committed `--preset planner` records, beside this run's claims
+        from rejuv.lab.presets import PRESETS
+
+        planner = summarize_planner({s: r["planner"] for s, (r, _) in planner_records.items()},
+                                    PRESETS["planner"].dev_seeds)
+        planner["records"] = {str(s): f for s, (_, f) in planner_records.items()}
     params = next((records[s]["params"] for s in preset.seeds if records[s]["params"] is not None), None)
+    provenance = _provenance(preset, records, sources, ran, reproduced, elsewhere, numerics)
+    if reproduced and stated:
+        provenance["claims_both_ways"] = _claims_both_ways(per_seed, arms, reproduced, found_premise + found)
+        changed = [c["claim"] for c in provenance["claims_both_ways"] if not c["same"]]
+        provenance["lines"].append("With this machine's run in place of the committed record: " + (
+            "every decision and interval the same." if not changed else
+            f"{len(changed)} claim(s) change: " + "; ".join(changed) + " (both ways in the table below)."))
     report = {"preset": preset_name, "settings": asdict(preset), "arms": list(arms), "seeds": list(preset.seeds),
+              "provenance": provenance,
               "compute_seconds": seconds, "numerics": numerics, "claims_stated": stated,
               "records": {str(s): {"from": sources[s], "seconds": records[s]["seconds"],
-                                   "written_by": records[s]["written_by"]} for s in preset.seeds},
+                                   "written_by": records[s]["written_by"],
+                                   "numerics": records[s]["world"].get("numerics")} for s in preset.seeds},
               "judging": {"floor": FLOOR, "rule": "held when the mean per-seed difference is at least the margin "
                                                   "max(floor, t95(n-1)·sd/√n); reversed below minus the margin; "
                                                   "not shown between; the 95% interval is two-sided, "
@@ -526,7 +614,10 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     images = _plots(per_seed, arms)
     for name, png in images.items():
         (root / f"{name}.png").write_bytes(png)
-    md = [markdown_table(table, arms), "", "Per seed (overall pass@1 %; each claim's paired difference, points):",
+    md = ["Where these numbers come from:", *[f"- {line}" for line in provenance["lines"]], ""]
+    if provenance.get("claims_both_ways"):
+        md += [*markdown_rows(BOTH_WAYS_HEADER, both_ways_rows(provenance)), ""]
+    md += [markdown_table(table, arms), "", "Per seed (overall pass@1 %; each claim's paired difference, points):",
           *markdown_rows(*per_seed_table(per_seed, arms, found_premise + found)), *calibration_lines(per_seed, arms)]
     if found_premise or found:
         md += ["", *markdown_rows(CLAIM_HEADER, claim_rows(found_premise + found)), ""]
@@ -568,4 +659,5 @@ def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: fl
                   dead_rows=dead_group_rows(report["dead_groups"]), rules_header=RULES_HEADER,
                   rules_development=planner_rows(planner.get("development")),
                   rules_test=planner_rows(planner.get("test")), rl_length_lines=rl_length_lines,
-                  records_header=RECORDS_HEADER, records_rows=records_rows(report["records"]))
+                  records_header=RECORDS_HEADER, records_rows=records_rows(report["records"]),
+                  both_header=BOTH_WAYS_HEADER, both_rows=both_ways_rows(report["provenance"]))

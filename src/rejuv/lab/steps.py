@@ -122,8 +122,13 @@ class Steps:
     """Callable as `steps(out, folder, message, work)`: run `work()` unless `folder` exists, log the step
     with step i of N, elapsed and time left, and record its duration in `out/timings.jsonl`."""
 
-    def __init__(self, seeds: int, clock: Callable[[], float] = time.monotonic, echo: Callable[[str], None] = log):
+    def __init__(self, seeds: int, clock: Callable[[], float] = time.monotonic, echo: Callable[[str], None] = log,
+                 expected_seed_seconds: float | None = None):
+        """`expected_seed_seconds`: what a seed took where a committed record of it was made, the estimate of
+        the time left until this run has measured a seed of its own."""
         self.seeds, self.clock, self.echo = seeds, clock, echo
+        self.expected = expected_seed_seconds
+        self.seed_start: float | None = None
         self.start = clock()
         self.seed_index: int | None = None  # None: a step outside the seeds (the base)
         self.position = 0
@@ -138,6 +143,7 @@ class Steps:
         if self.seed_index is not None:
             self.per_seed = self.position
         self.seed_index, self.position = index, 0
+        self.seed_start = self.clock()
 
     def __call__(self, out: Path, folder: Path, message: str, work: Callable[[], object],
                  covers: Path | None = None, also: tuple[Path, ...] = ()) -> None:
@@ -186,12 +192,26 @@ class Steps:
             return None
         return sum(n * sum(self.measured[p]) / len(self.measured[p]) for p, n in needed if n)
 
+    def guessed_left(self) -> float | None:
+        """Seconds left by the committed record's time for a seed (before this run has measured one): the rest
+        of this seed at that pace, and the seeds to come."""
+        if self.expected is None or self.seed_index is None or self.seed_start is None:
+            return None
+        this_seed = max(self.expected - (self.clock() - self.seed_start), 60.0)
+        return this_seed + (self.seeds - self.seed_index - 1) * self.expected
+
     def _where(self) -> str:
         if self.seed_index is None:
-            return ""
+            if self.expected is None:
+                return ""
+            return f"  [then about {self.seeds * self.expected / 60:.0f} min for {self.seeds} seed(s), by the " \
+                   "committed record's time]"
         of = f" of {self.per_seed}" if self.per_seed else ""
         parts = [f"step {self.position}{of} of the seed", f"{(self.clock() - self.start) / 60:.0f} min in"]
         left = self.time_left()
+        guessed = self.guessed_left() if left is None else None
         if left is not None:
             parts.append(f"about {left / 60:.0f} min left")
+        elif guessed is not None:
+            parts.append(f"about {guessed / 60:.0f} min left, by the committed record's time")
         return f"  [{'; '.join(parts)}]"

@@ -57,6 +57,12 @@ class DemoConfig(Config):
     pool: list[str] = option([], path="input", help="Seed records of earlier sittings or other machines (files, "
                              "folders of seed-N.json, or demo outputs): the seeds they hold are not run here but "
                              "pooled into the report; their settings must be this run's.")
+    reproduce: list[int] = option([], help="Seeds run here although --pool holds their records: each run is "
+                                  "compared with its committed record, number by number, and the report says whether "
+                                  "this machine reproduced it (the committed record is what the claims count).",
+                                  at_least=0, below=SEED_LIMIT, distinct=True)
+    planner_records: list[str] = option([], path="input", help="Records of `--preset planner` runs (files or folders "
+                                        "of seed-N.json): the report shows their planner check beside the claims.")
     device: str | None = option(None, help="cpu or cuda.", default_text="the preset's", check=check_device)
     planner_rule: str | None = option(None, choices=RULES, help="The planner's recommendation rule, fixed in "
                                       "advance (chosen on the development seeds of an earlier run): every seed "
@@ -69,6 +75,12 @@ class DemoConfig(Config):
     def check(self) -> None:
         if "all" in self.arms and len(self.arms) > 1:
             raise OptionError("arms", "'all' stands alone")
+        if self.reproduce and not self.pool:
+            raise OptionError("reproduce", "compares a seed run here with its record in --pool; give --pool",
+                              also=("pool",))
+        outside = [s for s in self.reproduce if self.seeds is not None and s not in self.seeds]
+        if outside:
+            raise OptionError("reproduce", f"seed {outside[0]} is not one of --seeds", also=("seeds",))
 
 
 def _settings_match(root: Path, record: dict) -> bool:
@@ -87,7 +99,14 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def _demo(cfg: DemoConfig, root: Path) -> dict:
-    from rejuv.lab.records import build_record, pooled_records, write_record
+    from rejuv.lab.records import (
+        build_record,
+        compare_records,
+        made_elsewhere,
+        planner_records,
+        pooled_records,
+        write_record,
+    )
     from rejuv.lab.report import write_report
 
     arms = ARMS if list(cfg.arms) == ["all"] else tuple(cfg.arms)
@@ -101,6 +120,13 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
               "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
     world = _settings_key(record)
     pooled = pooled_records(list(cfg.pool), world, arms, p)  # checked before the output is touched
+    unpooled = [s for s in cfg.reproduce if s not in pooled]
+    if unpooled:
+        raise RejuvError(f"--reproduce {unpooled[0]}: --pool holds no record of seed {unpooled[0]} to compare with")
+    outside = [s for s in cfg.reproduce if s not in p.seeds]
+    if outside:
+        raise RejuvError(f"--reproduce {outside[0]}: not one of the seeds ({', '.join(map(str, p.seeds))})")
+    planner = planner_records(list(cfg.planner_records), world, arms)
     if root.is_dir() and any(root.iterdir()) and not _settings_match(root, record):
         if not cfg.overwrite:
             raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
@@ -113,12 +139,17 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         mark_written(root, "demo", [root / "preset.json"])
     except OSError as exc:
         raise RejuvError(f"{root}: cannot write the demo here ({exc.strerror})") from None
-    here = [seed for seed in p.seeds if seed not in pooled]
+    here = [seed for seed in p.seeds if seed not in pooled or seed in cfg.reproduce]
     if pooled:
-        log(f"seeds {', '.join(map(str, pooled))} pooled from earlier sittings; running "
-            f"{', '.join(map(str, here)) or 'none'}")
+        log(f"seeds {', '.join(str(s) for s in sorted(pooled) if s not in cfg.reproduce) or 'none'} read from "
+            "committed "
+            f"records; running {', '.join(map(str, here)) or 'none'} here"
+            + (f" (seed {', '.join(map(str, cfg.reproduce))} to compare with its committed record)"
+               if cfg.reproduce else ""))
+    # the time a seed took where its record was made: what the log says is left until this run has measured
+    expected = [pooled[s][0]["seconds"] for s in cfg.reproduce]
     with quiet_libraries(cfg.verbose), (contextlib.nullcontext() if cfg.verbose else silenced()):
-        steps = Steps(len(here))
+        steps = Steps(len(here), expected_seed_seconds=sum(expected) / len(expected) if expected else None)
         base = build_base(root, p, steps) if here else None
         for i, seed in enumerate(here):
             log(f"seed {seed}: {i + 1} of {len(here)}")
@@ -127,16 +158,23 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     timings = read_timings(root / TIMINGS)
     records = {seed: found for seed, (found, _) in pooled.items()}
     sources = {seed: source for seed, (_, source) in pooled.items()}
-    written = []
+    written, reproduced = [], {}
     for seed in here:
-        records[seed] = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed, steps.names))
+        built = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed, steps.names))
+        if seed in cfg.reproduce:  # the committed record counts; this run's is kept beside it, and compared
+            written.append(write_record(root / "reproduced", built))
+            reproduced[seed] = {"record": built, "path": str(written[-1]), "committed": sources[seed],
+                                "differences": compare_records(records[seed], built)}
+            continue
+        records[seed] = built
         written.append(write_record(root / "records", records[seed]))
         sources[seed] = str(written[-1])
     for seed in pooled:  # kept here too, so that this output pools into a later sitting with every seed it reports
         written.append(write_record(root / "records", records[seed]))
     mark_written(root, "demo", written)
+    elsewhere = {seed: found for seed in pooled if (found := made_elsewhere(records[seed], world))}
     report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics, records,
-                          sources)
+                          sources, ran=here, reproduced=reproduced, elsewhere=elsewhere, planner_records=planner)
     log(f"report: {root / 'report.html'}")
     return report
 
@@ -150,10 +188,12 @@ def _seed_seconds(timings: list[dict], seed: int, names: set[str]) -> float:
 
 
 def summary_text(cfg: DemoConfig, report: dict) -> str:
-    """What `rejuv demo` prints: the results table, the premise and claims, and where the report is."""
+    """What `rejuv demo` prints: where the numbers came from, the results table, the premise and claims, the
+    reproduction check, and where the report is."""
     from rejuv.lab.report import markdown_table
 
-    lines = [markdown_table(report["table"], tuple(report["arms"]))]
+    lines = ["- " + text for text in report["provenance"]["lines"]]
+    lines += [markdown_table(report["table"], tuple(report["arms"]))]
     lines += ["- " + claim["text"] for claim in report["premise"] + report["claims"]]
     return "\n".join([*lines, f"report: {Path(cfg.out) / 'report.html'}"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from rejuv.errors import RejuvError
 from rejuv.lab.presets import PRESETS, world_of
-from rejuv.lab.records import FORMAT, pooled_records, read_record, write_record
+from rejuv.lab.records import FORMAT, compare_records, made_elsewhere, pooled_records, read_record, write_record
 from rejuv.lab.task import TOKEN_CLASSES
 
 ARMS = ("modsft", "oversft", "oversft_fusion", "oversft_rejuv")
@@ -89,9 +89,13 @@ def test_a_record_of_another_world_or_other_arms_does_not_pool(tmp_path):
     other["world"]["settings"]["rl_steps"] = 250
     with pytest.raises(RejuvError, match=r"seed 0 was run in another world \(settings.rl_steps differs"):
         read_record(_write(tmp_path, other), WORLD, ARMS, SMALL)
-    other = copy.deepcopy(record(0))
+    other = copy.deepcopy(record(0))  # another machine's numerics: pooled, and said to be made elsewhere
     other["world"]["numerics"]["cpu_capability"] = "AVX2"
-    with pytest.raises(RejuvError, match=r"numerics.cpu_capability differs"):
+    found = read_record(_write(tmp_path, other), WORLD, ARMS, SMALL)
+    assert made_elsewhere(found, WORLD) == {"threads": 2, "cpu_capability": "AVX2"}
+    assert made_elsewhere(record(0), WORLD) is None
+    other["world"]["numerics"] = "x"
+    with pytest.raises(RejuvError, match=r"\['world'\]\['numerics'\]: expected an object"):
         read_record(_write(tmp_path, other), WORLD, ARMS, SMALL)
     with pytest.raises(RejuvError, match="has the arms modsft,oversft,oversft_fusion,oversft_rejuv, this run "
                                          "modsft,oversft"):
@@ -138,13 +142,17 @@ def test_a_report_over_pooled_records_alone(tmp_path):
     assert fusion["verdict"] == "held" and fusion["value"]["mean"] == pytest.approx(0.06)
     assert fusion["differences"] == pytest.approx({"0": 0.05, "1": 0.06, "2": 0.07})
     assert report["records"]["2"] == {"from": "/elsewhere/seed-2.json", "seconds": 60.0,
-                                      "written_by": {"rejuv": "0", "commit": None}}
+                                      "written_by": {"rejuv": "0", "commit": None}, "numerics": NUMERICS}
+    provenance = report["provenance"]
+    assert provenance["ran_here"] == [] and provenance["read_from_records"] == [0, 1, 2]
+    assert provenance["lines"] == ["Read from committed records (/elsewhere; written by 0): seeds 0, 1, 2."]
     assert report["rules"]["0"]["rho"]["chosen"] == 0.001 and report["reset"]["1"]["neurons_reset"] == 3
     page = (tmp_path / "report.html").read_text()
     assert "/elsewhere/seed-2.json" in page
     table = (tmp_path / "table.md").read_text()  # every table of the page, in Markdown
     assert "| 1 | 10.0 → 30.0 | 20.0 → 40.0 | 15.0 → 46.0 | 10.0 → 40.0 |" in table
-    assert "| Fusion + RL > OverSFT + RL" in table and "| 2 | /elsewhere/seed-2.json | 1.0 | 0 |" in table
+    assert "| Fusion + RL > OverSFT + RL" in table and "| 2 | /elsewhere/seed-2.json | 1.0 | 0 | 2 threads, AVX512 |" \
+        in table and table.startswith("Where these numbers come from:\n- Read from committed records")
 
 
 def test_a_demo_never_pools_from_inside_its_own_output(tmp_path):
@@ -158,3 +166,20 @@ def test_a_demo_never_pools_from_inside_its_own_output(tmp_path):
     assert "\n" not in str(found.value)
     with pytest.raises(RejuvError, match=r"no such file or folder \(--pool\)"):
         run_demo(DemoConfig("smoke", out=str(tmp_path / "other"), pool=[str(tmp_path / "nowhere")]))
+
+
+def test_compare_records_names_every_value_a_rerun_changed():
+    committed, here = record(3), copy.deepcopy(record(3))
+    here["seconds"], here["written_by"] = 999.0, {"rejuv": "1", "commit": "abc"}  # not results
+    here["world"] = {"settings": {}, "numerics": {"threads": 8}}
+    here["rows"]["modsft"]["forecast"]["data"] = "/elsewhere/rl.jsonl"  # a path of the folder it ran in
+    assert compare_records(committed, here) == []
+    here["rows"]["oversft"]["after"]["ood"] = 0.41
+    here["rules"]["alpha"]["chosen"] = 0.6
+    here["rows"]["modsft"]["rl"]["reward"][1] = 0.3
+    found = {d["place"]: d for d in compare_records(committed, here)}
+    assert set(found) == {"['rows']['oversft']['after']['ood']", "['rules']['alpha']['chosen']",
+                          "['rows']['modsft']['rl']['reward'][1]"}
+    assert found["['rows']['oversft']['after']['ood']"]["difference"] == pytest.approx(0.01)
+    assert found["['rows']['modsft']['rl']['reward'][1]"] == {"place": "['rows']['modsft']['rl']['reward'][1]",
+                                                              "committed": None, "here": 0.3}
