@@ -204,11 +204,11 @@ def test_a_newcomer_runs_one_seed_and_reads_the_others_from_records(tmp_path):
     provenance = report["provenance"]
     assert provenance["ran_here"] == [1] and provenance["read_from_records"] == [0, 1]
     assert provenance["reproduction"]["1"]["reproduced"] and provenance["reproduction"]["1"]["differences"] == []
-    assert any("seed 1, run here and compared with its committed record" in line.lower()
-               and "reproduced digit for digit" in line for line in provenance["lines"])
+    assert any(line.startswith("Reproduction check: seed 1, run here, reproduced its committed record digit for "
+                               "digit") for line in provenance["lines"])
     assert report["per_seed"] == committed["per_seed"]  # each seed counted once: the committed record
     assert "Where these numbers come from" in (out / "report.html").read_text()
-    assert (out / "reproduced" / "seed-1.json").is_file() and "reproduced digit for digit" in result.output
+    assert (out / "reproduced" / "seed-1.json").is_file() and "record digit for digit" in result.output
 
     altered = tmp_path / "altered"
     shutil.copytree(records, altered)
@@ -220,8 +220,9 @@ def test_a_newcomer_runs_one_seed_and_reads_the_others_from_records(tmp_path):
     (difference,) = again["provenance"]["reproduction"]["1"]["differences"]
     assert difference["place"] == "['rows']['modsft']['after']['overall']"
     assert difference["difference"] == pytest.approx(value - edited["rows"]["modsft"]["after"]["overall"])
-    assert any("1 value(s) differ, the largest ['rows']['modsft']['after']['overall']" in line
+    assert any(line.startswith("Reproduction check: seed 1, run here, did not reproduce its committed record: 1 of ")
                for line in again["provenance"]["lines"])
+    assert "ModSFT" in again["provenance"]["details"][0] and "/ here" in again["provenance"]["details"][0]
 
     elsewhere = json.loads((records / "seed-0.json").read_text())
     elsewhere["world"]["numerics"]["cpu_capability"] = "AVX2"

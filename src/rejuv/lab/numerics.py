@@ -23,10 +23,27 @@ import platform
 LAB_THREADS = 2
 
 
+# Instruction-set extensions that change which kernels MKL and oneDNN pick beyond ATen's code path (bf16 and
+# fp16 dot products, AMX tiles, VNNI): two CPUs that both report AVX512 and differ here round float32 sums
+# otherwise (measured: seed 4 of the small world did not reproduce across two such machines).
+ISA_FLAGS = ("avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "avx512_vnni", "avx_vnni")
+
+
+def cpu_isa() -> list[str] | None:
+    """The ISA_FLAGS this CPU has (Linux's /proc/cpuinfo); None where the system does not say."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if flags is None else [flag for flag in ISA_FLAGS if flag in flags]
+
+
 def pin_cpu_numerics(threads: int = LAB_THREADS) -> dict:
-    """Fix torch's thread count; returns what is in effect (threads, ATen's CPU code path, MKL's)."""
+    """Fix torch's thread count; returns what is in effect (threads, ATen's CPU code path, the CPU's kernel-
+    relevant extensions, MKL's code path)."""
     import torch
 
     torch.set_num_threads(threads)
     return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "mkl_cbwr": os.environ.get("MKL_CBWR"), "machine": platform.machine()}
+            "cpu_isa": cpu_isa(), "mkl_cbwr": os.environ.get("MKL_CBWR"), "machine": platform.machine()}

@@ -1,8 +1,9 @@
 """The lab's presets: the world's sizes, the training and RL budgets, and the seeds.
 
-`small` (the default, `make demo`) was sized to run the four default arms over three seeds within
-30 minutes on two CPU cores (26 min on the machine of 11-26; 35 and 55-60 min on two machines of 12-02,
-with the same code and numbers: the machines differ, so the world is kept and its seeds pool);
+`small` (the default) was sized to run the four default arms over three seeds within 30 minutes on two CPU
+cores (26 min on the machine of 11-26; 35 and 55-60 min on two machines of 12-02, with the same code and
+numbers: the machines differ, so the world is kept and its seeds pool); `make demo` runs one of its twelve
+committed seeds and reads the others from their records;
 `planner` adds the check of `rejuv plan` against full RL over six seeds; `smoke` checks the plumbing and
 states no claims; `full` is sized for a GPU.
 """

@@ -192,10 +192,13 @@ def pooled_records(paths: list[str], world: dict, arms: tuple[str, ...], p: Pres
 
 
 def made_elsewhere(record: dict, world: dict) -> dict | None:
-    """The CPU numerics a pooled record was made with, when they are not this run's (another thread count or
-    code path: its numbers are those of another machine, within the seeds' spread, not this one's bytes)."""
-    found = record["world"].get("numerics")
-    return None if found == world.get("numerics") else found
+    """The CPU numerics a pooled record was made with, when they are not this run's (another thread count, code
+    path or kernel-relevant extensions: its numbers are another machine's, within the seeds' spread, not this
+    one's bytes). A record that does not state the extensions (written before they were recorded) is told
+    apart by the rest alone."""
+    found, here = record["world"].get("numerics") or {}, world.get("numerics") or {}
+    keys = [k for k in set(found) | set(here) if k != "cpu_isa" or ("cpu_isa" in found and "cpu_isa" in here)]
+    return None if all(found.get(k) == here.get(k) for k in keys) else found
 
 
 # What a seed's record holds that is not a result: how long it took, who wrote it, with which numerics, and
@@ -243,3 +246,15 @@ def planner_records(paths: list[str], world: dict, arms: tuple[str, ...]) -> dic
     planner = PRESETS["planner"]
     every_seed = replace(planner, seeds=list(range(1 << 16)))  # the records say which seeds they hold
     return dict(sorted(pooled_records(paths, world, arms, every_seed).items()))
+
+
+def result_count(record: dict) -> int:
+    """How many values of a record `compare_records` compares."""
+    def count(value: Any, top: bool) -> int:
+        if isinstance(value, dict):
+            return sum(count(v, False) for k, v in value.items() if not (top and k in _NOT_RESULTS) and k not in _PATHS)
+        if isinstance(value, list):
+            return sum(count(v, False) for v in value)
+        return 1
+
+    return count(record, True)

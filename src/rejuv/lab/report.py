@@ -499,10 +499,14 @@ def _claims_both_ways(per_seed: dict, arms: tuple[str, ...], reproduced: dict, f
     here = {**per_seed, **{str(s): {a: r["record"]["rows"][a] for a in arms} for s, r in reproduced.items()}}
     other = premise(here, arms) + claims(here, arms)
     both = []
-    for committed, row, row_here in zip(found, claim_rows(found), claim_rows(other), strict=True):
+    for committed, mine, row, row_here in zip(found, other, claim_rows(found), claim_rows(other), strict=True):
+        moved = None
+        if committed.get("interval") and mine.get("interval"):
+            moved = max(abs(a - b) for a, b in zip(committed["interval"], mine["interval"], strict=True)) * \
+                committed.get("scale", 100.0)
         both.append({"claim": committed["claim"], "committed": {"decision": row[1], "interval": row[3]},
                      "here": {"decision": row_here[1], "interval": row_here[3]},
-                     "same": (row[1], row[3]) == (row_here[1], row_here[3])})
+                     "same_decision": row[1] == row_here[1], "interval_moved": moved})
     return both
 
 
@@ -510,49 +514,91 @@ BOTH_WAYS_HEADER = ["claim", "committed records: decision", "95% interval", "wit
                     "95% interval"]
 
 
+def found_table(found: list[dict], provenance: dict) -> tuple[list[str], list[list[str]]]:
+    """The premise and the claims in one table for the report's first screen: decision, mean ± sd and 95%
+    interval over the seeds, and with a reproduced seed, the decision and interval with this machine's run."""
+    rows = [[r[0], r[1], r[2], r[3]] for r in claim_rows(found)]
+    header = ["claim", "decision", "mean ± sd", "95% interval"]
+    both = provenance.get("claims_both_ways")
+    if both:
+        seeds = ", ".join(map(str, sorted(int(s) for s in provenance["reproduction"])))
+        header += [f"with this machine's seed {seeds}", "95% interval"]
+        rows = [[*row, b["here"]["decision"], b["here"]["interval"]] for row, b in zip(rows, both, strict=True)]
+    return header, rows
+
+
 def both_ways_rows(provenance: dict) -> list[list[str]]:
     return [[c["claim"], c["committed"]["decision"], c["committed"]["interval"], c["here"]["decision"],
              c["here"]["interval"]] for c in provenance.get("claims_both_ways", [])]
 
 
+def _seed_list(seeds: list[int]) -> str:
+    """`0-3, 5-11`: runs of consecutive seeds."""
+    runs, out = [], []
+    for seed in sorted(seeds):
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    for a, b in runs:
+        out.append(str(a) if a == b else f"{a}-{b}" if b > a + 1 else f"{a}, {b}")
+    return ", ".join(out)
+
+
 def _provenance(preset: Preset, records: dict[int, dict], sources: dict[int, str], ran: list[int],
                 reproduced: dict, elsewhere: dict, numerics: dict) -> dict:
-    """Where every number of the report came from, as the first lines a reader sees: the seeds run on this
-    machine (with their time), the seeds read from committed records (with the commit that wrote them), and the
-    reproduction check of a seed that was both."""
+    """Where every number of the report came from, as the first lines a reader sees (short: the seeds run on
+    this machine with their time, the seeds read from committed records with the commits that wrote them, the
+    reproduction check of a seed that was both), and the reproduction's details for further down."""
     read = [s for s in preset.seeds if s not in ran or s in reproduced]
     machine = f"{numerics.get('threads', '?')} threads, {numerics.get('cpu_capability', numerics.get('device', '?'))}"
-    lines = []
+    if numerics.get("cpu_isa"):
+        machine += " with " + ", ".join(numerics["cpu_isa"])
+    lines, details = [], []
     if ran:
         here = {s: reproduced[s]["record"] if s in reproduced else records[s] for s in ran}
-        lines.append(f"Run on this machine ({machine}): " + ", ".join(
-            f"seed {s} {r['seconds'] / 60:.1f} min" for s, r in here.items()) + ".")
+        lines.append("Run on this machine: " + ", ".join(f"seed {s} ({r['seconds'] / 60:.1f} min)"
+                                                         for s, r in here.items()) + f"; {machine}.")
     if read:
         commits = sorted({records[s]["written_by"]["commit"] or records[s]["written_by"]["rejuv"] or "?" for s in read})
         folders = sorted({str(Path(sources[s]).parent) for s in read})
-        lines.append(f"Read from committed records ({', '.join(folders)}; written by {', '.join(commits)}): seeds "
-                     f"{', '.join(map(str, read))}.")
+        lines.append(f"Read from committed records: seeds {_seed_list(read)} ({', '.join(folders)}; written at "
+                     f"{', '.join(commits)})" + (": the claims count these." if reproduced else "."))
     for seed, found in sorted(elsewhere.items()):
         lines.append(f"Seed {seed}'s record was made elsewhere ({found.get('threads', '?')} threads, "
                      f"{found.get('cpu_capability', '?')}): its numbers are that machine's, not this one's.")
     checks = {}
     for seed, r in sorted(reproduced.items()):
-        numbers = r["differences"]
+        numbers, compared = r["differences"], r["values"]
         if not numbers:
-            text = (f"Seed {seed}, run here and compared with its committed record ({r['committed']}): reproduced "
-                    "digit for digit.")
+            lines.append(f"Reproduction check: seed {seed}, run here, reproduced its committed record digit for "
+                         f"digit ({compared} values).")
         else:
-            worst = max((d for d in numbers if "difference" in d), key=lambda d: abs(d["difference"]), default=None)
-            text = (f"Seed {seed}, run here and compared with its committed record ({r['committed']}): {len(numbers)} "
-                    "value(s) differ" + (f", the largest {worst['place']} by {worst['difference']:+.6g} "
-                                         f"({worst['committed']!r} committed, {worst['here']!r} here)" if worst else "")
-                    + "; a CPU that rounds otherwise (another instruction set or thread count) gives other numbers "
-                      "within the seeds' spread. The claims count the committed record.")
-        lines.append(text)
+            arms = list(records[seed]["rows"])
+            after = "; ".join(f"{LABELS[a]} {100 * records[seed]['rows'][a]['after']['overall']:.1f} / "
+                              f"{100 * r['record']['rows'][a]['after']['overall']:.1f}" for a in arms)
+            lines.append(f"Reproduction check: seed {seed}, run here, did not reproduce its committed record: "
+                         f"{len(numbers)} of {compared} values differ (overall pass@1 after RL, committed / here: "
+                         f"{after}).")
+
+            def overall(rows: dict, arm: str) -> str:
+                return f"{100 * rows[arm]['before']['overall']:.1f} → {100 * rows[arm]['after']['overall']:.1f}"
+
+            stated = (records[seed]["world"].get("numerics") or {}).get("cpu_isa") is not None
+            details.append(
+                f"Seed {seed}: this machine's run ({r['path']}) against the committed record ({r['committed']}), "
+                "overall pass@1 before → after RL, committed / here: " + "; ".join(
+                    f"{LABELS[a]} {overall(records[seed]['rows'], a)} / {overall(r['record']['rows'], a)}"
+                    for a in arms) + ". With the same thread count and code path, this CPU rounds float32 sums "
+                "otherwise than the one that made the record (other kernels or instruction-set extensions"
+                + ("" if stated else "; the record, made before rejuv recorded them, cannot say which")
+                + "), and a thousand training steps carry the difference into other models, as far apart as "
+                  "seeds are (docs/lab.md, \"Reproducing a run\"). Every value that differs is in report.json "
+                  "(provenance.reproduction).")
         checks[str(seed)] = {"committed": r["committed"], "here": r["path"], "reproduced": not numbers,
-                             "differences": numbers}
+                             "values_compared": compared, "differences": numbers}
     return {"ran_here": list(ran), "read_from_records": read, "elsewhere": {str(k): v for k, v in elsewhere.items()},
-            "reproduction": checks, "lines": lines}
+            "reproduction": checks, "lines": lines, "details": details}
 
 
 def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name: str, seconds: float,
@@ -586,14 +632,20 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
         planner = summarize_planner({s: r["planner"] for s, (r, _) in planner_records.items()},
                                     PRESETS["planner"].dev_seeds)
         planner["records"] = {str(s): f for s, (_, f) in planner_records.items()}
+        planner["records_text"] = (f"seeds {_seed_list(list(planner_records))} of "
+                                   + ", ".join(sorted({str(Path(f).parent) for _, f in planner_records.values()})))
     params = next((records[s]["params"] for s in preset.seeds if records[s]["params"] is not None), None)
     provenance = _provenance(preset, records, sources, ran, reproduced, elsewhere, numerics)
     if reproduced and stated:
-        provenance["claims_both_ways"] = _claims_both_ways(per_seed, arms, reproduced, found_premise + found)
-        changed = [c["claim"] for c in provenance["claims_both_ways"] if not c["same"]]
-        provenance["lines"].append("With this machine's run in place of the committed record: " + (
-            "every decision and interval the same." if not changed else
-            f"{len(changed)} claim(s) change: " + "; ".join(changed) + " (both ways in the table below)."))
+        both = provenance["claims_both_ways"] = _claims_both_ways(per_seed, arms, reproduced, found_premise + found)
+        changed = [c["claim"] for c in both if not c["same_decision"]]
+        moved = [c["interval_moved"] for c in both if c["interval_moved"]]
+        provenance["lines"].append(
+            f"With this machine's run of seed {', '.join(map(str, sorted(reproduced)))} in place of its committed "
+            "record: " + (f"every decision the same ({len(both)} of {len(both)})" if not changed else
+                          f"the decision changes for {len(changed)} of {len(both)}: " + "; ".join(changed))
+            + (f"; the 95% intervals move by up to {max(moved):.1f} points at an end" if moved else
+               "; the intervals the same") + ".")
     report = {"preset": preset_name, "settings": asdict(preset), "arms": list(arms), "seeds": list(preset.seeds),
               "provenance": provenance,
               "compute_seconds": seconds, "numerics": numerics, "claims_stated": stated,
@@ -615,8 +667,9 @@ def write_report(root: Path, preset: Preset, arms: tuple[str, ...], preset_name:
     for name, png in images.items():
         (root / f"{name}.png").write_bytes(png)
     md = ["Where these numbers come from:", *[f"- {line}" for line in provenance["lines"]], ""]
-    if provenance.get("claims_both_ways"):
-        md += [*markdown_rows(BOTH_WAYS_HEADER, both_ways_rows(provenance)), ""]
+    if found_premise or found:
+        md += [*markdown_rows(*found_table(found_premise + found, provenance)), ""]
+    md += [f"- {line}" for line in provenance["details"]]
     md += [markdown_table(table, arms), "", "Per seed (overall pass@1 %; each claim's paired difference, points):",
           *markdown_rows(*per_seed_table(per_seed, arms, found_premise + found)), *calibration_lines(per_seed, arms)]
     if found_premise or found:
@@ -652,6 +705,7 @@ def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: fl
                        for a, v in report["rl_length"].items()]
     seed_header, seed_rows = per_seed_table(per_seed, arms, report["premise"] + report["claims"])
     planner = report.get("planner") or {}
+    found_header, found_rows = found_table(report["premise"] + report["claims"], report["provenance"])
     return render("lab.html.j2", report=report, p=p, name=name, seconds=seconds, images=images,
                   header=TABLE_HEADER, rows=table_rows(table, arms), seed_header=seed_header, seed_rows=seed_rows,
                   claim_header=CLAIM_HEADER, premise_rows=claim_rows(report["premise"]),
@@ -660,4 +714,5 @@ def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: fl
                   rules_development=planner_rows(planner.get("development")),
                   rules_test=planner_rows(planner.get("test")), rl_length_lines=rl_length_lines,
                   records_header=RECORDS_HEADER, records_rows=records_rows(report["records"]),
-                  both_header=BOTH_WAYS_HEADER, both_rows=both_ways_rows(report["provenance"]))
+                  both_header=BOTH_WAYS_HEADER, both_rows=both_ways_rows(report["provenance"]),
+                  found_header=found_header, found_rows=found_rows)

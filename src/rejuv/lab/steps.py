@@ -197,7 +197,9 @@ class Steps:
         of this seed at that pace, and the seeds to come."""
         if self.expected is None or self.seed_index is None or self.seed_start is None:
             return None
-        this_seed = max(self.expected - (self.clock() - self.seed_start), 60.0)
+        this_seed = self.expected - (self.clock() - self.seed_start)
+        if this_seed < 60:
+            return None  # past what the record's machine took: no honest estimate left
         return this_seed + (self.seeds - self.seed_index - 1) * self.expected
 
     def _where(self) -> str:
@@ -214,4 +216,7 @@ class Steps:
             parts.append(f"about {left / 60:.0f} min left")
         elif guessed is not None:
             parts.append(f"about {guessed / 60:.0f} min left, by the committed record's time")
+        elif self.expected is not None:
+            parts.append(f"past the committed record's {self.expected / 60:.0f} min for the seed: this machine is "
+                         "slower")
         return f"  [{'; '.join(parts)}]"

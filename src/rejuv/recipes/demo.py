@@ -47,8 +47,9 @@ class DemoConfig(Config):
     """The lab: base → ModSFT/OverSFT → α, ρ by rule → fusion/Rejuvenation → GRPO → eval, with a report."""
 
     preset: str = option("small", choices=lambda: list(PRESETS), help="smoke: a minute's plumbing check, no "
-                         "claims; small: the experiment, 3 seeds, 10-18 min a seed on 2 cores; planner: small plus "
-                         "rejuv plan against full RL over 6 seeds; full: for a GPU.")
+                         "claims; small: the experiment, 3 seeds, 10-18 min a seed on 2 cores (make demo: one of its "
+                         "twelve committed seeds run, the others read from records); planner: small plus rejuv plan "
+                         "against full RL over 6 seeds, about 1 h a seed; full: for a GPU.")
     seeds: list[int] | None = option(None, help="Seeds, comma-separated, each once.", default_text="the preset's",
                                      at_least=0, below=SEED_LIMIT, nonempty=True, distinct=True)
     arms: list[str] = option(list(DEFAULT_ARMS), commas=True, choices=lambda: [*ARMS, "all"],
@@ -105,6 +106,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         made_elsewhere,
         planner_records,
         pooled_records,
+        result_count,
         write_record,
     )
     from rejuv.lab.report import write_report
@@ -117,7 +119,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         p = replace(p, planner_rule=cfg.planner_rule, dev_seeds=[])
     numerics = pin_cpu_numerics() if p.device == "cpu" else {"device": p.device}
     record = {"preset": cfg.preset, "settings": asdict(p), "arms": list(arms),
-              "numerics": {k: numerics[k] for k in ("threads", "cpu_capability") if k in numerics}}
+              "numerics": {k: numerics[k] for k in ("threads", "cpu_capability", "cpu_isa") if k in numerics}}
     world = _settings_key(record)
     pooled = pooled_records(list(cfg.pool), world, arms, p)  # checked before the output is touched
     unpooled = [s for s in cfg.reproduce if s not in pooled]
@@ -164,7 +166,8 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         if seed in cfg.reproduce:  # the committed record counts; this run's is kept beside it, and compared
             written.append(write_record(root / "reproduced", built))
             reproduced[seed] = {"record": built, "path": str(written[-1]), "committed": sources[seed],
-                                "differences": compare_records(records[seed], built)}
+                                "differences": compare_records(records[seed], built),
+                                "values": result_count(records[seed])}
             continue
         records[seed] = built
         written.append(write_record(root / "records", records[seed]))

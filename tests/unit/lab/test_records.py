@@ -145,7 +145,7 @@ def test_a_report_over_pooled_records_alone(tmp_path):
                                       "written_by": {"rejuv": "0", "commit": None}, "numerics": NUMERICS}
     provenance = report["provenance"]
     assert provenance["ran_here"] == [] and provenance["read_from_records"] == [0, 1, 2]
-    assert provenance["lines"] == ["Read from committed records (/elsewhere; written by 0): seeds 0, 1, 2."]
+    assert provenance["lines"] == ["Read from committed records: seeds 0-2 (/elsewhere; written at 0)."]
     assert report["rules"]["0"]["rho"]["chosen"] == 0.001 and report["reset"]["1"]["neurons_reset"] == 3
     page = (tmp_path / "report.html").read_text()
     assert "/elsewhere/seed-2.json" in page

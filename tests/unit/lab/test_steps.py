@@ -120,3 +120,26 @@ def test_a_step_may_record_the_folder_its_proof_lies_in(tmp_path):
     (folder / "candidate.json").write_text('{"rho": 0.5}')  # a candidate edited: the whole step is redone
     Steps(1, clock=Clock(), echo=lines.append)(tmp_path, folder / "rules.json", "rules", work, covers=folder)
     assert ran == [1, 1] and (tmp_path / "rules.damaged-1" / "candidate.json").read_text() == '{"rho": 0.5}'
+
+
+def test_before_a_seed_is_measured_the_time_left_comes_from_the_committed_records_time(tmp_path):
+    """`make demo` runs one seed: its time left is the committed record's seed time less this seed's elapsed,
+    said to be that; past it, the log says this machine is slower instead of guessing."""
+    clock, lines = Clock(), []
+    steps = Steps(seeds=1, clock=clock, echo=lines.append, expected_seed_seconds=600)
+
+    def work(seconds):
+        def run():
+            clock.now += seconds
+        return run
+
+    steps(tmp_path, tmp_path / "base", "base", work(120))
+    steps.begin_seed(0)
+    steps(tmp_path, tmp_path / "a", "seed 4: a", work(300))
+    steps(tmp_path, tmp_path / "b", "seed 4: b", work(400))
+    steps(tmp_path, tmp_path / "c", "seed 4: c", work(10))
+    assert lines[0] == "base  [then about 10 min for 1 seed(s), by the committed record's time]"
+    assert lines[1] == "seed 4: a  [step 1 of the seed; 2 min in; about 10 min left, by the committed record's time]"
+    assert lines[2] == "seed 4: b  [step 2 of the seed; 7 min in; about 5 min left, by the committed record's time]"
+    assert lines[3] == ("seed 4: c  [step 3 of the seed; 14 min in; past the committed record's 10 min for the seed: "
+                        "this machine is slower]")
