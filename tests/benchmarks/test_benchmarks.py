@@ -150,3 +150,13 @@ def test_lora_fusion_compares_the_stream_with_merging_through_peft(tmp_path):
     # the two routes differ only by the merged copy's extra rounding to bf16
     assert summary["outputs"]["max_diff_relative_to_tensor_max"] < 2**-6
     assert summary["merge_then_fuse_seconds"] > 0 and summary["stream_peak_mb"] >= 0
+
+
+def test_probe_length_reads_the_committed_runs():
+    rows = _run("probe_length.py", "--records", str(BENCHMARKS / "lab" / "small"))
+    summary = rows[-1]
+    assert summary["seeds"] == 12 and summary["pairs"] == 12 * 6  # four arms: six pairs a seed
+    groups = rows[:-1]
+    assert sum(r["pairs"] for r in groups) == summary["pairs"]
+    for r in groups:  # a separated pair is counted among the separated ones only
+        assert all(r[f"right_order@{n}"] <= r[f"separated@{n}"] <= r["pairs"] for n in summary["lengths"])

@@ -16,6 +16,7 @@ from rejuv import fuse, rejuvenate
 from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.io.reader import Checkpoint
+from rejuv.recipes.apply import ApplyConfig, run_apply
 
 from tiny import assert_fusion_with_resets, build_model, perturbed, save, tree_digest, weights
 
@@ -499,3 +500,21 @@ def test_no_progress_still_says_each_pass_of_a_long_run(llama_pair, calib_file, 
             ends.append(said["name"])
     assert {"entropy (base)", "entropy (sft)", "attribution", "entropy (fused)", "writing"} <= set(ends), ends
     assert len(ends) == len(set(ends))
+
+
+@pytest.mark.slow
+def test_a_random_reset_control_keeps_the_attributions_count_per_module(llama_pair, calib_file, tmp_path):
+    """`--random-reset`: as many neurons per module as the attribution resets, drawn at random with the seed; the
+    manifest measures the output it describes and says what it is."""
+    base, sft = llama_pair
+    common = dict(base=str(base), sft=str(sft), calib=str(calib_file), rho=0.05, progress=False)
+    attributed = run_apply(ApplyConfig(out=str(tmp_path / "a"), **common))
+    control = run_apply(ApplyConfig(out=str(tmp_path / "r"), random_reset=True, reuse_attribution=str(tmp_path / "a"),
+                                    **common))
+    assert control["reset_by_module"] == attributed["reset_by_module"] and control["reset"] != attributed["reset"]
+    assert control["reset_choice"].startswith("random") and attributed["reset_choice"] == "attribution"
+    assert control["entropy"]["rejuvenated"] != attributed["entropy"]["rejuvenated"]
+    assert_fusion_with_resets(tmp_path / "r", base, sft, 0.5, control["reset"])
+    assert "--random-reset" in (tmp_path / "r" / "README.md").read_text()
+    with pytest.raises(RejuvError, match="random_reset: draws a reset set, and --fusion-only resets nothing"):
+        ApplyConfig(out=str(tmp_path / "x"), fusion_only=True, random_reset=True, base="b", sft="s")

@@ -236,3 +236,19 @@ def test_a_newcomer_runs_one_seed_and_reads_the_others_from_records(tmp_path):
         run_demo(DemoConfig("smoke", seeds=[0, 1], pool=[str(altered)], reproduce=[1], out=str(out)))
     with pytest.raises(RejuvError, match="--reproduce 2: --pool holds no record of seed 2"):
         run_demo(DemoConfig("smoke", seeds=[0, 1, 2], pool=[str(records)], reproduce=[2], out=str(out)))
+
+
+@pytest.mark.slow
+def test_the_random_reset_control_arm(tmp_path):
+    """OverSFT at the rules' α with a random reset of the rules' ρ's size per module: its own arm, the same GRPO."""
+    report = run_demo(DemoConfig("smoke", out=str(tmp_path / "d"), arms=["oversft_rejuv", "oversft_random"]))
+    root = tmp_path / "d" / "seed-0"
+    rules = json.loads((root / "rules" / "rules.json").read_text())
+    control = json.loads((root / "random_reset" / "rejuvenation.json").read_text())
+    attributed = json.loads((root / "rules" / rules["rejuvenation"] / "rejuvenation.json").read_text())
+    assert control["alpha"] == attributed["alpha"] and control["rho"] == attributed["rho"]
+    if attributed["rho"]:
+        assert control["reset_by_module"] == attributed["reset_by_module"]
+        assert control["reset_choice"].startswith("random")
+    row = report["per_seed"]["0"]["oversft_random"]
+    assert 0 <= row["after"]["overall"] <= 1 and len(row["rl"]["reward"]) == report["settings"]["rl_steps"]

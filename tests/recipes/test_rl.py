@@ -148,3 +148,21 @@ def test_rl_can_stop_a_collapsing_run_and_keeps_the_model_it_reached(world, tmp_
     assert screen["stopped"] and summary["steps"] == screen["collapse_step"] < 40
     assert screen["start_entropy"] > 1.0  # sampled on the first RL prompts before training
     assert (tmp_path / "rl" / "model.safetensors").is_file() and summary["dead_groups_first_tenth"] is not None
+
+
+@pytest.mark.slow
+def test_dead_groups_are_counted_on_the_outcome_when_a_term_shapes_the_reward(world, tmp_path):
+    """exact_match + format: a group that is all wrong but differs in format has a reward spread (TRL does not
+    count it dead); rejuv counts it on the outcome, reports that share, and the filter drops such groups."""
+    from rejuv.diagnostics.groups import measured_dead_share
+
+    summary = run_rl(RLRecipeConfig(model=str(world / "base"), data=str(world / "rl.jsonl"), out=str(tmp_path / "rl"),
+                                    rewards=["exact_match", "format"], reward_weights=[1.0, 0.5], learning_rate=1e-3,
+                                    max_steps=3, max_completion_length=6, filter_groups=True))
+    rows = read_plasticity_log(tmp_path / "rl" / "plasticity.jsonl")
+    assert all(0 <= r["dead_groups_outcome"] <= 1 for r in rows)
+    # a shaping term can only make fewer groups constant; the filter drops exactly the groups dead on the outcome
+    assert all(r["dead_groups_outcome"] >= r["frac_reward_zero_std"] for r in rows)
+    assert all(r["filter_dropped_share"] == r["dead_groups_outcome"] for r in rows)
+    assert summary["dead_groups_all_steps"] == measured_dead_share(rows, share=1.0) == pytest.approx(
+        sum(r["dead_groups_outcome"] for r in rows) / len(rows))

@@ -12,8 +12,10 @@ and the expected number of prompts per step that carry signal is P·(1 − that 
 From n ≥ g samples per prompt with c_i right, C(c_i, g)/C(n, g) and C(n − c_i, g)/C(n, g) estimate p_i^g and
 (1 − p_i)^g without bias (drawing g of the n without replacement, as pass@k does); with n < g the plug-in
 (c_i/n)^g is used and said. The forecast counts correctness only: with a reward that also varies within a
-group of equal correctness (a Brier term on stated confidence, a format term), fewer groups are dead, so
-the forecast is an upper bound; with a reward that is not right/wrong at all it does not apply.
+group of equal correctness (a Brier term on stated confidence, a format term), TRL's own share (on the summed
+reward) counts fewer groups dead; rejuv counts them on the outcome reward then (`dead_groups/outcome`, and the
+hard-sample filter drops on it), so the forecast and the measured share count the same thing. With a reward
+that is not right/wrong at all the forecast does not apply.
 
 p*(g) = 1 − 2^(−1/g) is the pass rate below which a prompt's group is all wrong more often than not (0.083
 for g = 8; arXiv 2606.18487): a checkpoint whose pass@1 sits below it leaves most of its groups dead.
@@ -53,9 +55,13 @@ def group_forecast(correct: list[int], samples: int, group: int, prompts_per_ste
 
 
 def measured_dead_share(rows: list[dict], share: float = 0.1) -> float | None:
-    """What GRPO measured: the mean `frac_reward_zero_std` over the first `share` of the logged steps (at least
-    one step), from plasticity.jsonl rows; None when the trainer logged none."""
-    values = [r["frac_reward_zero_std"] for r in rows if r.get("frac_reward_zero_std") is not None]
+    """What GRPO measured: the mean share of dead groups over the first `share` of the logged steps (at least
+    one step), from plasticity.jsonl rows: on the outcome (`dead_groups_outcome`, logged when other terms shape
+    the reward), else TRL's `frac_reward_zero_std`; None when the trainer logged neither. Both count groups
+    whose samples are all right or all wrong, like the forecast."""
+    key = "dead_groups_outcome" if any(r.get("dead_groups_outcome") is not None for r in rows) else \
+        "frac_reward_zero_std"
+    values = [r[key] for r in rows if r.get(key) is not None]
     if not values:
         return None
     first = values[: max(1, math.ceil(share * len(values)))]

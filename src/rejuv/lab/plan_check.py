@@ -24,6 +24,7 @@ from rejuv.errors import RejuvError, collected_warnings
 from rejuv.io.output import mark_written
 from rejuv.lab.rules import candidate
 from rejuv.lab.seeds import say_what_the_screen_flagged
+from rejuv.lab.verdicts import judge
 from rejuv.planner.field_rules import FIELD_RULES, rule_pick, rule_scores
 from rejuv.recipes.eval import EvalConfig, run_eval
 from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
@@ -139,27 +140,63 @@ def seed_result(root: Path, rl_steps: int, probe_steps: int) -> dict | None:
         "by_sft_accuracy": by_accuracy, "shortfall_by_sft_accuracy": after[best] - after[by_accuracy],
         "searched": f"searched-{searched}", "searched_minus_rule": after[f"searched-{searched}"] - after[rule_start],
         "searched_minus_half": after[f"searched-{searched}"] - after["alpha0.5"],
+        # the searched candidate the cheap signals alone rank first (no probe), and its shortfall when it is the
+        # one the check ran full RL from (else unknown: the planner's probes chose another)
+        "cheap_search": _cheap_search(plan, searched, after, best),
         "spearman_probe": spearman([probes[e]["reward_end"] for e in epochs], [after[e] for e in epochs]),
         "spearman_sft_accuracy": spearman([sft_accuracy[e] for e in epochs], [after[e] for e in epochs]),
     }
 
 
+def _cheap_search(plan: dict, searched: str, after: dict[str, float], best: str) -> dict:
+    """The searched candidate with the best cheap score (entropy recovered and accuracy kept, no probe)."""
+    candidates = plan["search"]["candidates"]
+    pick = max(candidates, key=lambda c: (c["score"], c["label"]))["label"] if candidates else None
+    name = f"searched-{pick}" if pick == searched else None
+    return {"pick": pick, "shortfall": None if name is None else after[best] - after[name]}
+
+
+# Rules that run no RL probe, fixed before the runs that judge them (issue 41): the planner spends most of its
+# time on probes, and its pick was a fusion on five of six seeds.
+PROBE_FREE = {
+    "fused_last_half": "the last SFT checkpoint fused with the base at α = 0.5 (the paper's α; no probe, no search)",
+    "cheap_search": "the α/ρ-search candidate the cheap signals rank first (entropy recovered, accuracy kept; no "
+                    "probe): known only where it is the candidate the probes chose too",
+}
+
+
 def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
-    """The planner's recommendation and each of the field's rules side by side over `group`'s seeds: the start
-    each picks per seed, its shortfall from the best start after full RL, and Spearman of its score with the
-    full-RL order of the epochs."""
+    """The planner's recommendation, the field's rules and the probe-free ones side by side over `group`'s seeds:
+    the start each picks per seed, its shortfall from the best start after full RL, Spearman of its score with
+    the full-RL order of the epochs (the field's), and each rule's paired difference from the planner."""
+    planner = {s: r["shortfall"][rule] for s, r in group.items()}
     rows = [{"rule": f"rejuv plan ({rule})", "how": "the best RL probe (`rejuv plan`'s recommendation)",
              "picks": {s: r["recommended"][rule] for s, r in group.items()},
-             "shortfall": mean_sd([r["shortfall"][rule] for r in group.values()]),
-             "best_picked": sum(r["shortfall"][rule] == 0 for r in group.values()),
-             "spearman": mean_sd([r["spearman_probe"] for r in group.values()])}]
-    for name, how in FIELD_RULES.items():
-        found = [r.get("field", {}).get(name) or {} for r in group.values()]
-        rows.append({"rule": name, "how": how, "picks": {s: f.get("pick") for s, f in zip(group, found, strict=True)},
-                     "shortfall": mean_sd([f.get("shortfall") for f in found]),
-                     "best_picked": sum(f.get("shortfall") == 0 for f in found),
-                     "spearman": mean_sd([f.get("spearman") for f in found])})
+             "shortfall": mean_sd(list(planner.values())),
+             "best_picked": sum(v == 0 for v in planner.values()),
+             "spearman": mean_sd([r["spearman_probe"] for r in group.values()]), "versus_planner": None}]
+    found: dict[str, dict[int, dict]] = {
+        name: {s: r.get("field", {}).get(name) or {} for s, r in group.items()} for name in FIELD_RULES}
+    found["fused_last_half"] = {s: {"pick": "alpha0.5", "shortfall": r["post_rl"][r["best_start"]]
+                                    - r["post_rl"]["alpha0.5"]} for s, r in group.items()
+                                if "alpha0.5" in r.get("post_rl", {})}
+    found["cheap_search"] = {s: r.get("cheap_search") or {} for s, r in group.items()}
+    for name, how in {**FIELD_RULES, **PROBE_FREE}.items():
+        picked = found[name]
+        shortfalls = [f.get("shortfall") for f in picked.values()]
+        paired = [f["shortfall"] - planner[s] for s, f in picked.items() if f.get("shortfall") is not None]
+        rows.append({"rule": name, "how": how, "picks": {s: picked.get(s, {}).get("pick") for s in group},
+                     "shortfall": mean_sd(shortfalls), "best_picked": sum(v == 0 for v in shortfalls),
+                     "spearman": mean_sd([f.get("spearman") for f in picked.values()]),
+                     "versus_planner": {**judge(paired), "seeds_known": len(paired)} if paired else None})
     return rows
+
+
+def _versus_text(row: dict, seeds: int) -> str:
+    v = row["versus_planner"]
+    known = "" if v["seeds_known"] == seeds else f", {v['seeds_known']} seeds known"
+    return (f"{row['rule']} {format_mean_sd(v['value'], 100, signed=True)} ({100 * v['interval'][0]:+.1f} to "
+            f"{100 * v['interval'][1]:+.1f}; {v['verdict']}{known})")
 
 
 def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fixed_rule: str | None = None
@@ -198,23 +235,35 @@ def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fi
         table = rules_table(group, rule)
         texts.append(f"{label}: shortfall from the best start after full RL by rule (points), " + "; ".join(
             f"{row['rule']} {format_mean_sd(row['shortfall'], 100)}" for row in table) + ".")
+        versus = [row for row in table[1:] if row["versus_planner"] and row["versus_planner"]["interval"]]
+        if versus:
+            texts.append(f"{label}: each rule's shortfall − the planner's, paired by seed (points; 95% interval; "
+                         "decision of 'the planner falls shorter'): "
+                         + "; ".join(_versus_text(row, n) for row in versus) + ".")
         beaten = [row["rule"] for row in table[1:] if row["shortfall"]["mean"] is not None
                   and rec["mean"] is not None and row["shortfall"]["mean"] < rec["mean"]]
         if beaten:
-            texts.append(f"{label}: the field's rule(s) {', '.join(beaten)} fell shorter than the planner's "
+            texts.append(f"{label}: the rule(s) {', '.join(beaten)} fell shorter than the planner's "
                          "recommendation on average: a finding, not a verdict over so few seeds.")
         return {"seeds": sorted(group), "shortfall": rec, "shortfall_by_sft_accuracy": acc, "searched_minus_rule":
                 vs_rule, "searched_minus_half": vs_half, "spearman_probe": probe, "spearman_sft_accuracy": sft,
                 "rules": table, "texts": texts}
 
     development, judged = checks(dev, "Development seeds"), checks(test, "Test seeds")
+    every = rules_table(rows, rule) if dev and test else None  # every seed, each rule paired with the planner
     texts = [f"Recommendation rule fixed in advance: {rule} (chosen on the development seeds of an earlier run); "
              "every seed here is a test seed." if fixed_rule else
              f"Recommendation rule chosen on seeds {sorted(dev) or sorted(rows)}: {rule} (mean shortfall "
              + ", ".join(f"{k} {100 * v:.1f}" for k, v in shortfalls.items()) + " points)."]
     for group in (development, judged):
         texts += group["texts"] if group else []
+    versus = [row for row in every or [] if row["versus_planner"] and row["versus_planner"]["interval"]]
+    if versus:
+        texts.append(f"All {len(rows)} seeds: each rule's shortfall − the planner's, paired by seed (points; 95% "
+                     "interval; decision of 'the planner falls shorter'): "
+                     + "; ".join(_versus_text(row, len(rows)) for row in versus) + ".")
     if skipped:
         texts.append(f"{len(skipped)} seed(s) skipped: the RL probes saw no reward signal.")
     return {"rule": rule, "rule_shortfalls": shortfalls, "development": development, "test": judged,
+            "all_seeds": {"seeds": sorted(rows), "rules": every} if every else None,
             "skipped": skipped, "per_seed": rows, "texts": texts}

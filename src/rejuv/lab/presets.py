@@ -18,7 +18,7 @@ from pathlib import Path
 from rejuv.lab.task import TaskSpec
 
 ARMS = ("modsft", "oversft", "oversft_fusion", "oversft_rejuv", "dft", "modsft_rejuv",
-        "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier")
+        "chord_mu", "chord_phi", "pear", "oversft_filter", "conf", "conf_brier", "oversft_random")
 DEFAULT_ARMS = ARMS[:4]  # what the premise and the paper's claims need; `--arms` adds the others
 # - dft: the paper's DFT baseline (OverSFT's epochs with the DFT loss);
 # - modsft_rejuv: ModSFT fused and reset with the α and ρ the rules chose on OverSFT;
@@ -28,7 +28,10 @@ DEFAULT_ARMS = ARMS[:4]  # what the premise and the paper's claims need; `--arms
 # - oversft_filter: RL from OverSFT with the hard-sample filter;
 # - conf / conf_brier: SFT for OverSFT's epochs on rows that end with "confidence: 1" (the rule is never
 #   wrong), then RL with the task reward alone / plus the Brier reward on the stated confidence; both get
-#   CONF_EXTRA more completion tokens, for the statement.
+#   CONF_EXTRA more completion tokens, for the statement;
+# - oversft_random: the control for the attribution: OverSFT fused at the rules' α, then as many neurons reset
+#   in each module (layer, kind) as the rules' ρ reset, drawn at random with the seed (`rejuv apply
+#   --random-reset`, reusing the Rejuvenation arm's attribution record for the counts).
 
 
 @dataclass

@@ -32,7 +32,7 @@ LABELS = {"modsft": "ModSFT", "oversft": "OverSFT", "dft": "DFT", "oversft_fusio
           "oversft_rejuv": "OverSFT + Rejuvenation", "modsft_rejuv": "ModSFT + Rejuvenation",
           "chord_mu": "ModSFT → CHORD-µ", "chord_phi": "ModSFT → CHORD-φ", "pear": "PEAR SFT",
           "oversft_filter": "OverSFT, filtered RL", "conf": "Conf. SFT → RL",
-          "conf_brier": "Conf. SFT → RL + Brier"}
+          "conf_brier": "Conf. SFT → RL + Brier", "oversft_random": "OverSFT + random reset"}
 FLAT = 0.1  # a reward curve has flattened when its last fifth is within this of the fifth before (±1 rewards)
 RL_CURVES = ("reward", "grad_norm", "update_l2", "kl", "entropy")
 
@@ -251,6 +251,8 @@ def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
             ("pear", "oversft", "PEAR SFT + RL > OverSFT + RL (same epochs; overall, after RL)", "overall"),
             ("oversft_filter", "oversft", "Filtered RL > plain RL from OverSFT (overall, after RL)", "overall"),
             ("dft", "oversft", "DFT + RL > OverSFT + RL (overall; paper: 15.2 vs 14.9)", "overall"),
+            ("oversft_rejuv", "oversft_random", "Rejuvenation + RL > random reset + RL (overall; the attribution "
+                                                "beats a random reset of the same size per module)", "overall"),
     ):
         if {a, b} <= have:
             out.append(_paired(name, _diff(per_seed, a, b, split=split),
@@ -266,6 +268,15 @@ def claims(per_seed: dict, arms: tuple[str, ...]) -> list[dict]:
                           f"pass@1 (paper: 54%).")
         claim["accuracy_kept"] = mean_sd(kept)
         out.append(claim)
+    if {"oversft_rejuv", "oversft_random"} <= have:  # before RL: what the attribution buys over chance
+        rows = list(per_seed.values())
+        entropy = [r["oversft_rejuv"]["entropy"] - r["oversft_random"]["entropy"] for r in rows]
+        out.append(_stated("The attributed reset restores more entropy than a random one of the same size "
+                           "(before RL)", judge(entropy, floor=0.005), "entropy Rejuvenation − random reset (nats)",
+                           1.0, ""))
+        out.append(_paired("The attributed reset keeps more accuracy than a random one of the same size (before RL)",
+                           _diff(per_seed, "oversft_rejuv", "oversft_random", stage="before"),
+                           "overall pass@1 before RL, Rejuvenation − random reset"))
     if {"conf", "conf_brier"} <= have and all(
             (r["conf"]["calibration"]["after"] and r["conf_brier"]["calibration"]["after"]) for r in per_seed.values()):
         def cal(r, arm, key):

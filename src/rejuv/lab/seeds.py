@@ -126,7 +126,7 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
         ckpt["conf"] = ckpt["conf_brier"] = root / "sft_conf" / epoch_dir_name(p.over_epochs)
     for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
         ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
-    if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv"} & set(arms):
+    if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv", "oversft_random"} & set(arms):
         rules_dir = root / "rules"
         step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
               lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed), covers=rules_dir)
@@ -142,6 +142,17 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
             step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
                   lambda c=config: run_apply(c))
             ckpt["modsft_rejuv"] = root / "modsft_rejuv"
+        if "oversft_random" in arms:
+            rho = rules["rho"]["chosen"]
+            config = ApplyConfig(base=str(base), sft=str(ckpt["oversft"]), calib=str(files["calib"]),
+                                 out=str(root / "random_reset"), alpha=rules["alpha"]["chosen"], rho=rho,
+                                 fusion_only=not rho, random_reset=bool(rho),
+                                 reuse_attribution=str(ckpt["oversft_rejuv"]) if rho else None,
+                                 max_samples=p.calib_rows, targets_per_sample=p.targets_per_sample, seed=seed,
+                                 device=p.device, progress=False)
+            step(out, root / "random_reset", f"seed {seed}: OverSFT with the rules' alpha and a random reset of "
+                 "the rules' rho's size", lambda c=config: run_apply(c))
+            ckpt["oversft_random"] = root / "random_reset"
     warned = {}
     for arm in arms:
         config = RLRecipeConfig(

@@ -38,6 +38,21 @@ def reset_entries(indices: dict[Neurons, list[int]], tensor_names: set[str]) -> 
     return plan
 
 
+def random_like(plan: dict[str, dict], sizes: dict[Neurons, int], tensor_names: set[str], seed: int
+                ) -> dict[str, dict]:
+    """A control for the attribution: in every module (layer, expert, kind) as many neurons as `plan` resets
+    there, drawn uniformly without replacement (numpy's generator, `seed`), as a plan of the same form."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    for n, size in sizes.items():  # the adapter's fixed order: the same seed draws the same set
+        count = sum(1 for i in plan.get(n.weight, {}).get("indices", ()) if n.offset <= i < n.offset + size)
+        if count:
+            chosen[n] = sorted(int(i) for i in rng.choice(size, size=count, replace=False))
+    return reset_entries(chosen, tensor_names)
+
+
 def summarize(plan: dict[str, dict], sizes: dict[Neurons, int]) -> dict:
     """The size of a reset plan: neurons reset in all, per module kind, per layer and per module (layer, expert,
     kind), with totals.

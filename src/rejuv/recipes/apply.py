@@ -48,7 +48,15 @@ from rejuv.io.writer import copy_aux_files, parse_size, shard_size, write_safete
 from rejuv.method.arch import neuron_sizes
 from rejuv.method.attribution_record import TARGET_TOKENS, Attribution, parse_attribution, reset_layout
 from rejuv.method.fusion import FusedStream, FusionLayout, fusion_layout
-from rejuv.method.reset import RANKINGS, AccuracyCost, auto_rho, reset_entries, reset_warnings, summarize
+from rejuv.method.reset import (
+    RANKINGS,
+    AccuracyCost,
+    auto_rho,
+    random_like,
+    reset_entries,
+    reset_warnings,
+    summarize,
+)
 from rejuv.modeling import (
     allow_pickle_option,
     compute_dtype_option,
@@ -135,6 +143,8 @@ class ApplyConfig(Config):
     target_token: str = option("gold", choices=TARGET_TOKENS, help="Token attributed.", affects=_ATTRIBUTION)
     ranking: str = option("global", choices=RANKINGS, help="Neuron ranking.", affects=_ATTRIBUTION)
     fusion_only: bool = option(False, help="Only fuse; skip attribution and reset.")
+    random_reset: bool = option(False, help="A control for the attribution: reset, instead of the attributed "
+                                "neurons, as many drawn at random in each module (layer and kind), with --seed.")
     chat_template: str = chat_template_option(affects=_ATTRIBUTION)
     max_reset_share: float = option(0.05, help="Warn when the reset set (the union over targets) covers more of "
                                      "the model's neurons than this.", above=0, at_most=1)
@@ -161,6 +171,9 @@ class ApplyConfig(Config):
                               "fuse", also=("fusion_only",))
         if self.fusion_only and self.reuse_attribution:
             raise OptionError("reuse_attribution", "reuses a reset set, and --fusion-only resets nothing")
+        if self.fusion_only and self.random_reset:
+            raise OptionError("random_reset", "draws a reset set, and --fusion-only resets nothing",
+                              also=("fusion_only",))
 
     def command(self, rho: float | None = None, reuse: str | None = None) -> str:
         """The `rejuv apply` command that rebuilds this output (with `rho` chosen, for `--rho auto`): the options
@@ -170,8 +183,9 @@ class ApplyConfig(Config):
         saved = ("--save-as", "adapter") if self.save_as == "adapter" else ()
         if self.fusion_only or rho == 0:
             return command_line(self, "apply", ("fusion",), flags=(*saved, "--fusion-only"))
+        control = ("--random-reset",) if self.random_reset else ()
         return command_line(self, "apply", ("fusion", "reset"), {"rho": rho},
-                            (*saved, *(("--reuse-attribution", reuse) if reuse else ())))
+                            (*saved, *control, *(("--reuse-attribution", reuse) if reuse else ())))
 
 
 def default_workers() -> int:
@@ -324,7 +338,6 @@ def _apply(cfg: ApplyConfig) -> dict:
                 grid.append({"rho": r, "neurons_reset": size["neurons_reset"],
                              "effective_reset_ratio": size["effective_reset_ratio"], "entropy": m.entropy,
                              "calibration_accuracy": m.accuracy, "entropy_at_targets": m.at_targets})
-            del model
             if grid:
                 accuracy = {k: v.accuracy for k, v in measured.items()}
                 tokens = sum(len(sample.predict_positions) for sample in calib.samples)
@@ -336,6 +349,12 @@ def _apply(cfg: ApplyConfig) -> dict:
                 if chosen is not None:
                     measured["rejuvenated"] = passes.Measured(chosen["entropy"], chosen["calibration_accuracy"],
                                                               chosen["entropy_at_targets"])
+                if cfg.random_reset and resets:  # the control: the attribution's count per module, drawn at random
+                    resets = random_like(resets, sizes, set(sft.tensors), cfg.seed)
+                    with passes.reset_in_memory(model, base, resets, layout):
+                        measured["rejuvenated"], _ = passes.measure(model, adapter, calib, opts, "random reset",
+                                                                    targets)
+            del model
 
         with atomic_output_dir(out, cfg.overwrite, command="apply") as tmp:
             if cfg.save_as == "adapter":
@@ -407,6 +426,9 @@ def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attri
         # Beyond the specification's fields: what a reader needs to interpret the ones above.
         "fusion_only": fusion_only,
         "rho_choice": choice,  # "given", or the rule `rho: auto` applied
+        # which neurons: the attribution's, or (--random-reset) as many drawn at random in each module
+        "reset_choice": ("random: the attribution's count per module (layer, kind), drawn with seed "
+                         f"{cfg.seed}" if cfg.random_reset else "attribution") if resets else None,
         # what a reset may cost in calibration accuracy: fusion's own cost plus the calibration set's noise
         "accuracy_cost_allowed": None if allowed is None else allowed.record(),
         "ranking": cfg.ranking,

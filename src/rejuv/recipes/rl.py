@@ -50,7 +50,7 @@ from rejuv.train.common import (
     training_precision,
 )
 from rejuv.train.plasticity import PlasticityCallback, first_in_line, read_plasticity_log
-from rejuv.train.rewards import needs_answer, resolve_reward, reward_names
+from rejuv.train.rewards import needs_answer, outcome_index, resolve_reward, reward_names
 
 
 @dataclass
@@ -82,8 +82,8 @@ class RLRecipeConfig(TrainingConfig):
     chord_phi: bool = option(False, help="Weight expert tokens by p(1-p) (CHORD-φ).")
     chord_expert_batch_size: int | None = option(None, help="Expert rows per step.",
                                                  default_text="prompts per device step", at_least=1)
-    filter_groups: bool = option(False, help="Drop prompts whose samples all got the same reward (pass rate 0 "
-                                 "or 1).")
+    filter_groups: bool = option(False, help="Drop prompts whose samples all got the same outcome (pass rate 0 "
+                                 "or 1; judged on the outcome reward, e.g. math_verify, when other terms shape it).")
     screen_prompts: int = option(8, help="RL prompts the start's entropy is sampled on before training (the "
                                  "pre-RL entropy screen, arXiv 2606.18487: a warning below 0.18 nats); 0: none.",
                                  at_least=0)
@@ -122,12 +122,14 @@ class RLRecipeConfig(TrainingConfig):
 
 
 def _trainer_extras(cfg: RLRecipeConfig, tokenizer, templated: bool) -> tuple[type | None, dict]:
-    """rejuv's GRPOTrainer subclass and its arguments when an option needs it (CHORD, the filter), else None."""
-    if cfg.chord_data is None and not cfg.filter_groups:
+    """rejuv's GRPOTrainer subclass and its arguments when an option needs it (CHORD, the filter, a reward that
+    shapes the outcome: dead groups are then counted on the outcome), else None."""
+    outcome = outcome_index(cfg.rewards)
+    if cfg.chord_data is None and not cfg.filter_groups and outcome is None:
         return None, {}
     from rejuv.train.grpo import rejuv_grpo_trainer_class
 
-    extras: dict = {"filter_groups": cfg.filter_groups}
+    extras: dict = {"filter_groups": cfg.filter_groups, "outcome_reward": outcome}
     if cfg.chord_data is not None:
         from rejuv.data.rows import sft_rows
         from rejuv.train.chord import ChordSchedule, ExpertBatches, tokenize_expert

@@ -2,13 +2,18 @@
 
 - CHORD (train/chord.py): `compute_loss` returns (1 − µ)·L_GRPO + µ·L_SFT.
 - Hard-sample filter: after a generation batch is scored, every group of
-  `num_generations` completions whose rewards are all equal (pass rate 0:
+  `num_generations` completions whose outcomes are all equal (pass rate 0:
   nothing to learn but shortcuts; pass rate 1: no signal) has its completion
   mask zeroed, so it adds nothing to the loss, the KL term or the token count
   that token-level losses (`dapo`, `bnpo`) divide by; the share dropped is
   logged per step (`filter/dropped_share`). With the default per-sequence loss
   (`grpo`), the dropped rows still count in the batch mean, which scales the
-  step by the kept share.
+  step by the kept share. The outcome is the outcome reward (`math_verify`,
+  `exact_match`: right or wrong) when other terms shape the reward (a Brier or
+  format term): a filter on the summed, shaped score would keep groups that are
+  all wrong but differ in their shaping (verl-project/verl-recipe#125). Its
+  dead share is then logged per step (`dead_groups/outcome`), beside TRL's
+  `frac_reward_zero_std` on the summed reward.
 TRL is imported only when one of them is used.
 """
 
@@ -32,9 +37,9 @@ def rejuv_grpo_trainer_class():
 
     class RejuvGRPOTrainer(GRPOTrainer):
         def __init__(self, *args, chord: tuple[ExpertBatches, ChordSchedule] | None = None,
-                     filter_groups: bool = False, **kwargs):
+                     filter_groups: bool = False, outcome_reward: int | None = None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.chord, self.filter_groups = chord, filter_groups
+            self.chord, self.filter_groups, self.outcome_reward = chord, filter_groups, outcome_reward
             self._rewards_per_func = None
 
         # -- hard-sample filter ----------------------------------------------------------------------
@@ -44,13 +49,21 @@ def rejuv_grpo_trainer_class():
 
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
-            if not self.filter_groups:
+            if not self.filter_groups and self.outcome_reward is None:
                 return output
             mode = "train" if self.model.training else "eval"
             group = self.num_generations if mode == "train" else self.num_generations_eval
             per_func = self._rewards_per_func
-            rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
-            rewards[torch.isnan(per_func).all(dim=1)] = torch.nan
+            if self.outcome_reward is not None:  # right or wrong: a shaping term does not make a group alive
+                rewards = (per_func[:, self.outcome_reward] > 0).float()
+                rewards[torch.isnan(per_func[:, self.outcome_reward])] = torch.nan
+                dead = constant_groups(rewards, group)
+                self._metrics[mode]["dead_groups/outcome"].append(dead[::group].float().mean().item())
+            else:
+                rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+                rewards[torch.isnan(per_func).all(dim=1)] = torch.nan
+            if not self.filter_groups:
+                return output
             dropped = constant_groups(rewards, group)
             local = len(output["completion_mask"])
             start = self.accelerator.process_index * local

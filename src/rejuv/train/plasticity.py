@@ -46,7 +46,7 @@ from rejuv.io.records import strict_loads
 from rejuv.options import Config, OptionError, option, seed_option
 
 _FROM_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "learning_rate", "completions/mean_length",
-              "frac_reward_zero_std", "chord/mu", "chord/sft_loss", "filter/dropped_share")
+              "frac_reward_zero_std", "dead_groups/outcome", "chord/mu", "chord/sft_loss", "filter/dropped_share")
 ENTROPY_FLOOR = 0.18  # nats; arXiv 2606.18487's pre-RL screen
 # What the callback adds to the trainer's logs, under stable names, from its own row.
 TRACKED = {"update_l2": "plasticity/update_l2", "drift_l2": "plasticity/drift_l2", "drift_rel": "plasticity/drift_rel",

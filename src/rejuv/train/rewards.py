@@ -29,16 +29,28 @@ from rejuv.evaluation.verl_reward import last_boxed, normalize_answer
 RewardFn = Callable[..., list[float]]
 REWARDS: dict[str, RewardFn] = {}
 _GRADED: set[str] = set()  # rewards that compare against the row's `answer`
+# rewards that are the outcome itself, right (> 0) or wrong: what a GRPO group is dead on, whatever shaping
+# terms (format, Brier) are added beside it
+OUTCOME: set[str] = set()
 
 
-def register_reward(name: str, needs_answer: bool = True) -> Callable[[RewardFn], RewardFn]:
+def register_reward(name: str, needs_answer: bool = True, outcome: bool = False) -> Callable[[RewardFn], RewardFn]:
     def wrap(fn: RewardFn) -> RewardFn:
         fn.__name__ = name  # TRL logs rewards under the function's name
         REWARDS[name] = fn
         if needs_answer:
             _GRADED.add(name)
+        if outcome:
+            OUTCOME.add(name)
         return fn
     return wrap
+
+
+def outcome_index(names: list[str]) -> int | None:
+    """The position of the first outcome reward among `names`, when another reward shapes it (a Brier or format
+    term): then a group's signal is judged on the outcome, not on the summed reward. None otherwise."""
+    first = next((i for i, name in enumerate(names) if name in OUTCOME), None)
+    return first if first is not None and len(names) > 1 else None
 
 
 def reward_names() -> list[str]:
@@ -66,13 +78,13 @@ def _answers(answer, n: int) -> list[str | list[str]]:
     return [[str(x) for x in a] if isinstance(a, list | tuple) else str(a) for a in answer][:n]
 
 
-@register_reward("math_verify")
+@register_reward("math_verify", outcome=True)
 def math_verify_reward(completions, answer=None, **_) -> list[float]:
     texts = [completion_text(c) for c in completions]
     return [1.0 if ok else -1.0 for ok in grade_many(_answers(answer, len(texts)), texts)]
 
 
-@register_reward("exact_match")
+@register_reward("exact_match", outcome=True)
 def exact_match_reward(completions, answer=None, **_) -> list[float]:
     rewards = []
     for completion, gold in zip(completions, _answers(answer, len(completions)), strict=True):

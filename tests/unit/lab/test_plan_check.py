@@ -3,7 +3,7 @@ the field's rules."""
 
 import pytest
 
-from rejuv.lab.plan_check import summarize_planner
+from rejuv.lab.plan_check import PROBE_FREE, summarize_planner
 from rejuv.planner.field_rules import FIELD_RULES
 
 
@@ -11,7 +11,9 @@ def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
     def seed(end, slope, by_accuracy, dead=0.05):
         field = {rule: {"pick": "epoch-2", "shortfall": by_accuracy, "spearman": 0.4} for rule in FIELD_RULES}
         field["fewest_dead_groups"] = {"pick": "epoch-4", "shortfall": dead, "spearman": -0.2}
-        return {"shortfall": {"end_reward": end, "slope_extrapolation": slope}, "shortfall_by_sft_accuracy":
+        return {"post_rl": {"epoch-1": 0.5 - end, "alpha0.5": 0.5 - dead / 5, "best": 0.5}, "best_start": "best",
+                "cheap_search": {"pick": "alpha0.7-rho0", "shortfall": None},
+                "shortfall": {"end_reward": end, "slope_extrapolation": slope}, "shortfall_by_sft_accuracy":
                 by_accuracy, "searched_minus_rule": 0.01, "searched_minus_half": 0.2, "spearman_probe": 0.5,
                 "spearman_sft_accuracy": 0.4, "recommended": {"end_reward": "epoch-1", "slope_extrapolation":
                                                               "epoch-8"}, "field": field}
@@ -27,10 +29,19 @@ def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
     assert fixed["rule"] == "end_reward" and fixed["development"] is None and fixed["test"]["seeds"] == [3, 4]
     assert fixed["test"]["shortfall"]["mean"] == pytest.approx(0.05) and "fixed in advance" in fixed["texts"][0]
     table = {row["rule"]: row for row in fixed["test"]["rules"]}  # every rule side by side, on the same seeds
-    assert list(table) == ["rejuv plan (end_reward)", *FIELD_RULES]
+    assert list(table) == ["rejuv plan (end_reward)", *FIELD_RULES, *PROBE_FREE]
     assert table["rejuv plan (end_reward)"]["picks"] == {3: "epoch-1", 4: "epoch-1"}
     assert table["fewest_dead_groups"]["shortfall"]["mean"] == pytest.approx(0.05)
     assert table["sft_accuracy"]["shortfall"]["mean"] == pytest.approx(0.15) and table["lowest_nll"]["best_picked"] == 0
-    assert not any("fell shorter than the planner" in t for t in fixed["texts"])  # 0.05 is no less than 0.05
+    # 0.05 is no less than 0.05: only the probe-free fusion (0.01) fell shorter
+    assert [t for t in fixed["texts"] if "fell shorter than the planner" in t] == [
+        "Test seeds: the rule(s) fused_last_half fell shorter than the planner's recommendation on average: a "
+        "finding, not a verdict over so few seeds."]
 
 
+    # the probe-free rules, and every rule paired with the planner seed by seed
+    assert table["fused_last_half"]["shortfall"]["mean"] == pytest.approx(0.01)
+    assert table["fused_last_half"]["versus_planner"]["value"]["mean"] == pytest.approx(0.01 - 0.05)
+    assert table["cheap_search"]["versus_planner"] is None and table["cheap_search"]["shortfall"]["mean"] is None
+    assert table["sft_accuracy"]["versus_planner"]["value"]["mean"] == pytest.approx(0.15 - 0.05)
+    assert summary["all_seeds"]["seeds"] == [0, 1, 2] and any(t.startswith("All 3 seeds") for t in summary["texts"])

@@ -74,3 +74,17 @@ def test_reset_warnings_by_hand():
     assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, None, None) == []
     # Fusion raised accuracy and the reset costs one token of 1,180: within the noise, no warning.
     assert reset_warnings(0.01, 0.05, 0.01, 512, kinds, AccuracyCost(0.9784, 0.9818, 1180), 0.9818 - 1 / 1180) == []
+
+
+def test_a_random_control_draws_the_same_count_in_every_module_seeded():
+    from rejuv.method.reset import random_like, summarize
+
+    q = Neurons(1, "q_proj", "m.layers.1.self_attn.qkv_proj", 0, span=(0, 32))
+    k = Neurons(1, "k_proj", "m.layers.1.self_attn.qkv_proj", 0, span=(32, 48))
+    sizes = {A: 32, B: 64, q: 32, k: 16}
+    names = {A.weight, A.bias, B.weight, q.weight}
+    plan = reset_entries({A: [1, 2, 3], B: [5], k: [0, 7]}, names)
+    drawn = random_like(plan, sizes, names, seed=0)
+    assert summarize(drawn, sizes)["by_module"] == summarize(plan, sizes)["by_module"]  # same count per module
+    assert drawn[A.weight] == drawn[A.bias] and all(32 <= i < 48 for i in drawn[q.weight]["indices"])  # k's span
+    assert drawn == random_like(plan, sizes, names, seed=0) and drawn != random_like(plan, sizes, names, seed=1)
