@@ -161,10 +161,10 @@ def timed_attribution(device: str):
 
 
 def run(args: argparse.Namespace) -> dict:
+    from rejuv.planner.plan import PlanConfig, run_plan
     from rejuv.recipes.apply import ApplyConfig, run_apply
     from rejuv.recipes.diagnose import DiagnoseConfig, run_diagnose
     from rejuv.recipes.eval import EvalConfig, run_eval
-    from rejuv.recipes.plan import PlanConfig, run_plan
     from rejuv.recipes.rl import RLRecipeConfig, run_rl
     from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 

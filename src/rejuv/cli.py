@@ -23,12 +23,12 @@ from rejuv.options import build_config, click_params
 COMMANDS = {
     "apply": ("rejuv.recipes.apply", "Fuse SFT with base, then reset the neurons that drive over-confident logits."),
     "diagnose": ("rejuv.recipes.diagnose", "Drift, entropy, top-1 mass, NLL and pass@k gap of checkpoints."),
-    "plan": ("rejuv.recipes.plan", "Which checkpoint to hand to RL, and which α/ρ, checked by short RL probes."),
+    "plan": ("rejuv.planner.plan", "Which checkpoint to hand to RL, and which α/ρ, checked by short RL probes."),
     "sft": ("rejuv.recipes.sft", "Supervised fine-tuning on TRL (NLL, DFT or PEAR loss)."),
     "rl": ("rejuv.recipes.rl", "GRPO on TRL, logging gradient norm against update size per step."),
     "eval": ("rejuv.recipes.eval", "Sample K answers per problem; Pass@1 and pass@k."),
     "export-verl": ("rejuv.recipes.export_verl", "Parquet, reward and overrides for verl's GRPO trainer."),
-    "demo": ("rejuv.recipes.demo", "The lab: the paper's experiment in miniature, with a report."),
+    "demo": ("rejuv.lab.demo", "The lab: the paper's experiment in miniature, with a report."),
 }
 
 

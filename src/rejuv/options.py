@@ -366,6 +366,14 @@ def map_paths(cfg: Any, role: str, change: Callable[[str, str], str], prefix: st
             object.__setattr__(cfg, field.name, new)
 
 
+def settings_for(settings_cls: type, cfg: Any, **given: Any) -> Any:
+    """A component's own settings (a dataclass) from a recipe's config: each field from the config's option of
+    the same name, unless `given`. The recipe builds them; the component never sees the config."""
+    names = [f.name for f in dataclasses.fields(settings_cls)]
+    return settings_cls(**{n: given[n] if n in given else getattr(cfg, n) for n in names if n in given
+                           or hasattr(cfg, n)})
+
+
 def replaced(cfg: Any, **changes: Any) -> Any:
     """`dataclasses.replace`, keeping what the config learnt when its models were resolved (`as_given`)."""
     new = dataclasses.replace(cfg, **changes)

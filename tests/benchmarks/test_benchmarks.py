@@ -160,3 +160,34 @@ def test_probe_length_reads_the_committed_runs():
     assert sum(r["pairs"] for r in groups) == summary["pairs"]
     for r in groups:  # a separated pair is counted among the separated ones only
         assert all(r[f"right_order@{n}"] <= r[f"separated@{n}"] <= r["pairs"] for n in summary["lengths"])
+
+
+def test_same_outputs_sorts_every_file_and_fails_on_a_real_difference(tmp_path):
+    """The before/after check of a refactor: paths, times and fingerprints are scrubbed; a value is not."""
+    import same_outputs
+
+    for label in ("old", "new"):
+        run = tmp_path / label / "demo"
+        (run / "seed-0" / f"lm_eval__{str(tmp_path / label).strip('/').replace('/', '__')}__x").mkdir(parents=True)
+        (run / "weights.bin").write_bytes(b"\x00\xff")
+        (run / "README.md").write_text(f"made from {tmp_path / label}/demo/base\n")
+        (run / "report.json").write_text(json.dumps({"accuracy": 0.5, "seconds": 3.1 if label == "old" else 4.2,
+                                                     "lines": [f"seed 0 ({1 if label == 'old' else 2}.0 min)"]}))
+        step_time = 0.3 if label == "old" else 0.4
+        (run / "train_log.jsonl").write_text(json.dumps({"loss": 1.0, "step_time": step_time}) + "\n")
+        (run / "seed-0" / f"lm_eval__{str(tmp_path / label).strip('/').replace('/', '__')}__x" / "r.json").write_text(
+            "{}")
+    found = same_outputs.compare(tmp_path / "old" / "demo", tmp_path / "new" / "demo")
+    assert (found["identical"], found["identical_once_paths_scrubbed"]) == (
+        ["seed-0/lm_eval__RUN__x/r.json", "weights.bin"], ["README.md"])
+    assert found["equal_once_times_scrubbed"] == ["report.json", "train_log.jsonl"]
+    assert found["different"] == found["only_before"] == found["only_after"] == []
+    assert same_outputs.main([str(tmp_path / "old" / "demo"), str(tmp_path / "new" / "demo")]) == 0
+
+    (tmp_path / "new" / "demo" / "report.json").write_text(json.dumps({"accuracy": 0.6, "seconds": 1.0, "lines": []}))
+    (tmp_path / "new" / "demo" / "extra.txt").write_text("x")
+    found = same_outputs.compare(tmp_path / "old" / "demo", tmp_path / "new" / "demo")
+    assert (found["different"], found["only_after"]) == (["report.json"], ["extra.txt"])
+    assert same_outputs.main([str(tmp_path / "old" / "demo"), str(tmp_path / "new" / "demo")]) == 1
+    with pytest.raises(SystemExit, match="differ in exactly one folder name"):
+        same_outputs.compare(tmp_path / "old" / "demo", tmp_path / "new" / "other")

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from rejuv.options import build_config
+from rejuv.planner.plan import PlanConfig
 from rejuv.recipes.apply import ApplyConfig
 from rejuv.recipes.eval import EvalConfig
-from rejuv.recipes.plan import PlanConfig
 from rejuv.recipes.rl import RLRecipeConfig
 from rejuv.recipes.sft import SFTRecipeConfig
 

@@ -174,10 +174,11 @@ def test_eval_keeps_each_result_and_resumes_after_an_interruption(bench, tmp_pat
 def test_eval_runs_float32_on_the_cpu_when_asked_for_auto(bench, tmp_path):
     import torch
 
-    from rejuv.evaluation.engines import eval_dtype
+    from rejuv.evaluation.engines import Sampling, eval_dtype
 
-    assert eval_dtype(EvalConfig(checkpoints=["m"], data=["d"], out="o")) == torch.float32
-    assert eval_dtype(EvalConfig(checkpoints=["m"], data=["d"], out="o", dtype="bfloat16")) == torch.bfloat16
+    sampling = dict(samples=1, temperature=0.6, top_p=1.0, max_new_tokens=4, batch_size=1, seed=0, device="cpu")
+    assert eval_dtype(Sampling(**sampling, dtype="auto")) == torch.float32  # auto on the CPU
+    assert eval_dtype(Sampling(**sampling, dtype="bfloat16")) == torch.bfloat16
     with pytest.raises(RejuvError, match="dtype: 'half' is not one of auto, float32, bfloat16"):
         run_eval(EvalConfig(checkpoints=[str(bench / "model")], data=[str(bench / "arith.jsonl")],
                             out=str(tmp_path / "o"), dtype="half"))

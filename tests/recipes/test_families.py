@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rejuv import diagnose, fuse, rejuvenate
 from rejuv.errors import RejuvError
-from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
+from rejuv.planner.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 
 from tiny import FAMILIES, assert_fusion_with_resets, build_model, perturbed, planning_world, save, tiny_config, weights
 

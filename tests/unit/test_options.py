@@ -169,8 +169,8 @@ def test_plan_composes_its_probes_and_evaluations_from_rl_and_eval():
     """Every option of `rejuv rl` and `rejuv eval` that plan does not set itself is a plan option."""
     from dataclasses import fields
 
+    from rejuv.planner.plan import PlanConfig, ProbeSettings
     from rejuv.recipes.eval import EvalConfig
-    from rejuv.recipes.plan import PlanConfig, ProbeSettings
     from rejuv.recipes.rl import RLRecipeConfig
 
     probe = {f.name for f in fields(ProbeSettings)}
@@ -229,13 +229,13 @@ def test_the_python_api_reads_values_as_the_command_line_does(tmp_path):
     with pytest.raises(RejuvError, match="evaluation: unknown option 'temprature'"):
         DiagnoseConfig(checkpoints=["c"], base="b", calib="c", out="o", evaluation={"temprature": 1})
     with pytest.raises(RejuvError, match="seeds: 0 is given twice"):
-        build_config(__import__("rejuv.recipes.demo", fromlist=["x"]).DemoConfig, {"seeds": "0,0,0"})
+        build_config(__import__("rejuv.lab.demo", fromlist=["x"]).DemoConfig, {"seeds": "0,0,0"})
 
 
 def test_a_section_value_refused_by_a_rule_names_the_yaml_file_and_section(tmp_path):
     """plan's YAML `evaluation: {temperature: -1}` is refused when the config is built, before any work, naming
     the file and the dotted key; the same on the command line names the flag."""
-    from rejuv.recipes.plan import PlanConfig
+    from rejuv.planner.plan import PlanConfig
 
     path = _yaml(tmp_path, "base: b\ncalib: c\nprobe_data: d\nout: o\nevaluation:\n  temperature: -1\n")
     with pytest.raises(RejuvError) as err:
@@ -253,7 +253,7 @@ def test_a_section_value_refused_by_a_rule_names_the_yaml_file_and_section(tmp_p
 
 
 def test_a_rule_between_options_is_told_by_the_one_the_user_gave(tmp_path):
-    from rejuv.recipes.plan import PlanConfig
+    from rejuv.planner.plan import PlanConfig
 
     path = _yaml(tmp_path, "base: b\ncalib: c\nprobe_data: d\nout: o\nprobe:\n  num_generations: 3\n")
     with pytest.raises(RejuvError, match=rf"^{path}: option probe.num_generations: the completions per step"):

@@ -128,28 +128,7 @@ def update_statistics(start: Checkpoint, checkpoints: list[Checkpoint], names: l
         for which, tensor in ((start, old), *zip(checkpoints, news, strict=True)):
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise RejuvError(f"{which.path}: tensor {name} holds NaN or Inf values; its update cannot be measured")
-        counts = [Counts(numel=old.numel()) for _ in range(n_ckpt)]
-        flat_old, flat_news = old.flatten(), [t.flatten() for t in news]
-        for lo in range(0, flat_old.numel(), CHUNK):
-            o = flat_old[lo: lo + CHUNK]
-            o64 = o.double()
-            start_sq = float(torch.dot(o64, o64))
-            masks = []
-            for k, new in enumerate(flat_news):
-                n = new[lo: lo + CHUNK]
-                mask = changed_exactly(n, o)
-                masks.append(mask)
-                d = n.double() - o64
-                counts[k].exact += int(mask.sum())
-                counts[k].above += int((d.abs() > tolerance).sum())
-                counts[k].bf16 += int(changed_exactly(n.bfloat16(), o.bfloat16()).sum())
-                counts[k].update_sq += float(torch.dot(d, d))
-                counts[k].start_sq += start_sq
-            for (i, j), acc in pairs.items():
-                acc[0] += int((masks[i] & masks[j]).sum())
-                acc[1] += int((masks[i] | masks[j]).sum())
-        for (i, j), acc in pairs.items():
-            acc[2] += counts[i].exact * counts[j].exact / max(old.numel(), 1)
+        counts = _changed(old, news, tolerance, pairs)
         kind, layer = module_kind(name), layer_of(name)
         for k in range(n_ckpt):
             model[k].add(counts[k])
@@ -161,35 +140,67 @@ def update_statistics(start: Checkpoint, checkpoints: list[Checkpoint], names: l
                 matrices[k][name] = rank_of(new.float() - old.float(), energy, sketch, seed)
         if base is not None:
             _count_spikes(base.read(name).float(), old.float(), [t.float() for t in news], spike_fraction, spikes)
-        del old, news, flat_old, flat_news
+        del old, news
         release_freed_memory(start.tensors[name].nbytes * (n_ckpt + 2))
         if progress is not None:
             progress.update(1)
 
-    results = []
-    for k in range(n_ckpt):
-        results.append({
-            "model": model[k].summary(),
-            "by_kind": {kind: c.summary() for kind, c in sorted(kinds[k].items())},
-            "by_layer": {str(layer): {kind: c.summary() for kind, c in sorted(g.items())}
-                         for layer, g in sorted(layers[k].items())},
-            "rank": _rank_summary(matrices[k]),
-            "matrices": matrices[k],
-            "spikes": None if base is None else {
-                "spikes": spikes[k][0], "kept": spikes[k][1] / max(spikes[k][0], 1)},
-        })
-    overlap = []
-    for (i, j), (inter, union, expected) in pairs.items():
-        a, b = model[i].exact, model[j].exact
-        random_union = a + b - expected
-        overlap.append({"a": i, "b": j, "jaccard": inter / union if union else None,
-                        "random_jaccard": expected / random_union if random_union else None})
+    results = [{
+        "model": model[k].summary(),
+        "by_kind": {kind: c.summary() for kind, c in sorted(kinds[k].items())},
+        "by_layer": {str(layer): {kind: c.summary() for kind, c in sorted(g.items())}
+                     for layer, g in sorted(layers[k].items())},
+        "rank": _rank_summary(matrices[k]),
+        "matrices": matrices[k],
+        "spikes": None if base is None else {"spikes": spikes[k][0], "kept": spikes[k][1] / max(spikes[k][0], 1)},
+    } for k in range(n_ckpt)]
+    overlap = _overlap(pairs, model)
     return {
         "start": str(start.path), "base": str(base.path) if base is not None else None,
         "stored_dtypes": {"start": _dtypes(start, names), "checkpoints": [_dtypes(c, names) for c in checkpoints]},
         "tolerance": tolerance, "energy": energy, "spike_fraction": spike_fraction, "top_share": TOP_SHARE,
         "sketch": sketch, "checkpoints": results, "overlap": overlap,
     }
+
+
+def _changed(old: torch.Tensor, news: list[torch.Tensor], tolerance: float, pairs: dict) -> list[Counts]:
+    """One tensor, in chunks: the entries each checkpoint changed (bit for bit, by more than `tolerance`, and in
+    a bf16 copy) and the squared sizes of update and start; each pair's shared and joint changed entries, and
+    the share of them two random sets of the same sizes would share, are added to `pairs`."""
+    counts = [Counts(numel=old.numel()) for _ in news]
+    flat_old, flat_news = old.flatten(), [t.flatten() for t in news]
+    for lo in range(0, flat_old.numel(), CHUNK):
+        o = flat_old[lo: lo + CHUNK]
+        o64 = o.double()
+        start_sq = float(torch.dot(o64, o64))
+        masks = []
+        for k, new in enumerate(flat_news):
+            n = new[lo: lo + CHUNK]
+            mask = changed_exactly(n, o)
+            masks.append(mask)
+            d = n.double() - o64
+            counts[k].exact += int(mask.sum())
+            counts[k].above += int((d.abs() > tolerance).sum())
+            counts[k].bf16 += int(changed_exactly(n.bfloat16(), o.bfloat16()).sum())
+            counts[k].update_sq += float(torch.dot(d, d))
+            counts[k].start_sq += start_sq
+        for (i, j), acc in pairs.items():
+            acc[0] += int((masks[i] & masks[j]).sum())
+            acc[1] += int((masks[i] | masks[j]).sum())
+    for (i, j), acc in pairs.items():
+        acc[2] += counts[i].exact * counts[j].exact / max(old.numel(), 1)
+    return counts
+
+
+def _overlap(pairs: dict, model: list[Counts]) -> list[dict]:
+    """Every pair's Jaccard index of changed entries, beside that of random sets of the same sizes."""
+    overlap = []
+    for (i, j), (inter, union, expected) in pairs.items():
+        a, b = model[i].exact, model[j].exact
+        random_union = a + b - expected
+        overlap.append({"a": i, "b": j, "jaccard": inter / union if union else None,
+                        "random_jaccard": expected / random_union if random_union else None})
+    return overlap
 
 
 def _count_spikes(base: torch.Tensor, start: torch.Tensor, news: list[torch.Tensor], fraction: float,

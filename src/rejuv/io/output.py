@@ -370,7 +370,7 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
 def check_inputs(cfg) -> list[str]:
     """Every input path `cfg` declares, checked to exist as what it is declared to be (a model argument given as
     a Hub ID is resolved to its local snapshot first: `rejuv.io.hub.resolve_models`); returns them."""
-    from rejuv.io.hub import resolve_models
+    from rejuv.io.inputs import resolve_models
     from rejuv.options import declared_paths, flag_of
 
     resolve_models(cfg)

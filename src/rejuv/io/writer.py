@@ -160,17 +160,10 @@ def write_safetensors_shards(
             fds.append(fd)
             header = _header_bytes(shard)
             os.pwrite(fd, struct.pack("<Q", len(header)) + header, 0)
-            offset = 8 + len(header)
-            for spec in shard:
-                rows, row_bytes = rows_of(spec.shape), row_nbytes(spec)
-                step = max(1, block_bytes // max(1, row_bytes))
-                for start in range(0, rows, step):  # an empty tensor has no rows and no bytes
-                    if len(pending) >= 2 * workers:  # bounded look-ahead: files appear in order
-                        _finish(pending.popleft(), on_progress)
-                    stop = min(rows, start + step)
-                    pending.append(pool.submit(write_block, fd, spec, start, stop, offset + start * row_bytes,
-                                               (stop - start) * row_bytes))
-                offset += spec.nbytes
+            for block in _blocks(shard, 8 + len(header), block_bytes):
+                if len(pending) >= 2 * workers:  # bounded look-ahead: files appear in order
+                    _finish(pending.popleft(), on_progress)
+                pending.append(pool.submit(write_block, fd, *block))
         while pending:
             _finish(pending.popleft(), on_progress)
     finally:
@@ -185,6 +178,18 @@ def write_safetensors_shards(
                  "weight_map": dict(sorted(weight_map.items()))}
         (out_dir / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return names
+
+
+def _blocks(shard: list[OutputTensor], offset: int, block_bytes: int):
+    """A shard's tensors as blocks of whole rows of about `block_bytes`, in file order: (tensor, first row,
+    row after the last, file offset, bytes)."""
+    for spec in shard:
+        rows, row_bytes = rows_of(spec.shape), row_nbytes(spec)
+        step = max(1, block_bytes // max(1, row_bytes))
+        for start in range(0, rows, step):  # an empty tensor has no rows and no bytes
+            stop = min(rows, start + step)
+            yield spec, start, stop, offset + start * row_bytes, (stop - start) * row_bytes
+        offset += spec.nbytes
 
 
 def _finish(future, on_progress: Callable[[int], None] | None) -> None:

@@ -23,11 +23,11 @@ from pathlib import Path
 from rejuv.errors import RejuvError, collected_warnings
 from rejuv.io.output import mark_written
 from rejuv.lab.rules import candidate
-from rejuv.lab.seeds import say_what_the_screen_flagged
+from rejuv.lab.seeds import say_what_the_screen_flagged, sft_step
 from rejuv.lab.verdicts import judge
 from rejuv.planner.field_rules import FIELD_RULES, rule_pick, rule_scores
+from rejuv.planner.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.eval import EvalConfig, run_eval
-from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.report.stats import format_mean_sd, mean_sd, spearman
 from rejuv.train.common import epoch_dir_name
@@ -44,7 +44,13 @@ def _overall(report: dict, runs: dict[str, str]) -> dict[str, float]:
 
 def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: dict, step,
                       arm_runs: dict[str, Path]) -> None:
-    """`arm_runs`: start checkpoint → an arm's finished GRPO run with the planner's own settings, reused."""
+    """After a seed's arms: an SFT run for the planner's epochs that are no arm's, `rejuv plan` over the
+    epochs, and full RL from every start it compares. `arm_runs`: start checkpoint → an arm's finished GRPO
+    run with the planner's own settings, reused."""
+    others = sorted(set(p.plan_epochs) - {p.mod_epochs, p.over_epochs})  # ModSFT's and OverSFT's: the arms'
+    if others:
+        step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
+             sft_step(base, files, p, seed, root / "plan_sft", "nll", others))
     epochs = [root / ("sft" if e in (p.mod_epochs, p.over_epochs) else "plan_sft") / epoch_dir_name(e)
               for e in p.plan_epochs]
     plan_dir = root / "plan"
@@ -199,6 +205,45 @@ def _versus_text(row: dict, seeds: int) -> str:
             f"{100 * v['interval'][1]:+.1f}; {v['verdict']}{known})")
 
 
+def _checks(group: dict, label: str, rule: str) -> dict | None:
+    """The planner check over one group of seeds (development or test): how far its recommendation under
+    `rule` fell short of the best start after full RL, against the probe-free rules, with the texts."""
+    if not group:
+        return None
+    rec = mean_sd([r["shortfall"][rule] for r in group.values()])
+    acc = mean_sd([r["shortfall_by_sft_accuracy"] for r in group.values()])
+    vs_rule = mean_sd([r["searched_minus_rule"] for r in group.values()])
+    vs_half = mean_sd([r["searched_minus_half"] for r in group.values()])
+    probe = mean_sd([r["spearman_probe"] for r in group.values()])
+    sft = mean_sd([r["spearman_sft_accuracy"] for r in group.values()])
+    n = len(group)
+    texts = [
+        f"{label} ({n} seeds): the recommendation ({rule}) fell {format_mean_sd(rec, 100)} points short of the "
+        f"best start after full RL, against {format_mean_sd(acc, 100)} for picking the epoch with the best SFT "
+        f"accuracy; best start recommended on {sum(r['shortfall'][rule] == 0 for r in group.values())} of {n}.",
+        f"{label}: searched candidate − the lab's rule candidate after full RL "
+        f"{format_mean_sd(vs_rule, 100, signed=True)} points; − fusion at alpha 0.5 "
+        f"{format_mean_sd(vs_half, 100, signed=True)} points.",
+        f"{label}: Spearman with the full-RL order of the epochs, probe {format_mean_sd(probe, 1, 2, True)} "
+        f"against SFT accuracy {format_mean_sd(sft, 1, 2, True)}."]
+    table = rules_table(group, rule)
+    texts.append(f"{label}: shortfall from the best start after full RL by rule (points), " + "; ".join(
+        f"{row['rule']} {format_mean_sd(row['shortfall'], 100)}" for row in table) + ".")
+    versus = [row for row in table[1:] if row["versus_planner"] and row["versus_planner"]["interval"]]
+    if versus:
+        texts.append(f"{label}: each rule's shortfall − the planner's, paired by seed (points; 95% interval; "
+                     "decision of 'the planner falls shorter'): "
+                     + "; ".join(_versus_text(row, n) for row in versus) + ".")
+    beaten = [row["rule"] for row in table[1:] if row["shortfall"]["mean"] is not None
+              and rec["mean"] is not None and row["shortfall"]["mean"] < rec["mean"]]
+    if beaten:
+        texts.append(f"{label}: the rule(s) {', '.join(beaten)} fell shorter than the planner's "
+                     "recommendation on average: a finding, not a verdict over so few seeds.")
+    return {"seeds": sorted(group), "shortfall": rec, "shortfall_by_sft_accuracy": acc, "searched_minus_rule":
+            vs_rule, "searched_minus_half": vs_half, "spearman_probe": probe, "spearman_sft_accuracy": sft,
+            "rules": table, "texts": texts}
+
+
 def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fixed_rule: str | None = None
                       ) -> dict | None:
     """The rule chosen on the development seeds (or `fixed_rule`, chosen in an earlier run: then every seed
@@ -213,43 +258,7 @@ def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fi
     shortfalls = {rule: mean_sd([r["shortfall"][rule] for r in (dev or rows).values()])["mean"] for rule in RULES}
     rule = fixed_rule or min(RULES, key=lambda k: (shortfalls[k], RULES.index(k)))
 
-    def checks(group: dict, label: str) -> dict | None:
-        if not group:
-            return None
-        rec = mean_sd([r["shortfall"][rule] for r in group.values()])
-        acc = mean_sd([r["shortfall_by_sft_accuracy"] for r in group.values()])
-        vs_rule = mean_sd([r["searched_minus_rule"] for r in group.values()])
-        vs_half = mean_sd([r["searched_minus_half"] for r in group.values()])
-        probe = mean_sd([r["spearman_probe"] for r in group.values()])
-        sft = mean_sd([r["spearman_sft_accuracy"] for r in group.values()])
-        n = len(group)
-        texts = [
-            f"{label} ({n} seeds): the recommendation ({rule}) fell {format_mean_sd(rec, 100)} points short of the "
-            f"best start after full RL, against {format_mean_sd(acc, 100)} for picking the epoch with the best SFT "
-            f"accuracy; best start recommended on {sum(r['shortfall'][rule] == 0 for r in group.values())} of {n}.",
-            f"{label}: searched candidate − the lab's rule candidate after full RL "
-            f"{format_mean_sd(vs_rule, 100, signed=True)} points; − fusion at alpha 0.5 "
-            f"{format_mean_sd(vs_half, 100, signed=True)} points.",
-            f"{label}: Spearman with the full-RL order of the epochs, probe {format_mean_sd(probe, 1, 2, True)} "
-            f"against SFT accuracy {format_mean_sd(sft, 1, 2, True)}."]
-        table = rules_table(group, rule)
-        texts.append(f"{label}: shortfall from the best start after full RL by rule (points), " + "; ".join(
-            f"{row['rule']} {format_mean_sd(row['shortfall'], 100)}" for row in table) + ".")
-        versus = [row for row in table[1:] if row["versus_planner"] and row["versus_planner"]["interval"]]
-        if versus:
-            texts.append(f"{label}: each rule's shortfall − the planner's, paired by seed (points; 95% interval; "
-                         "decision of 'the planner falls shorter'): "
-                         + "; ".join(_versus_text(row, n) for row in versus) + ".")
-        beaten = [row["rule"] for row in table[1:] if row["shortfall"]["mean"] is not None
-                  and rec["mean"] is not None and row["shortfall"]["mean"] < rec["mean"]]
-        if beaten:
-            texts.append(f"{label}: the rule(s) {', '.join(beaten)} fell shorter than the planner's "
-                         "recommendation on average: a finding, not a verdict over so few seeds.")
-        return {"seeds": sorted(group), "shortfall": rec, "shortfall_by_sft_accuracy": acc, "searched_minus_rule":
-                vs_rule, "searched_minus_half": vs_half, "spearman_probe": probe, "spearman_sft_accuracy": sft,
-                "rules": table, "texts": texts}
-
-    development, judged = checks(dev, "Development seeds"), checks(test, "Test seeds")
+    development, judged = _checks(dev, "Development seeds", rule), _checks(test, "Test seeds", rule)
     every = rules_table(rows, rule) if dev and test else None  # every seed, each rule paired with the planner
     texts = [f"Recommendation rule fixed in advance: {rule} (chosen on the development seeds of an earlier run); "
              "every seed here is a test seed." if fixed_rule else

@@ -1,7 +1,7 @@
 """A seed's results in one file, so that seeds run in other sittings or on other machines pool into one
 report.
 
-The report reads every number from a seed's step folders (`lab/report.py`); a seed record is what it reads,
+The report reads every number from a seed's step folders (`lab/results.py`); a seed record is what it reads,
 in one JSON file (`<out>/records/seed-N.json`, about 200 kB for the `small` preset, remade from the folders
 by every demo run). Seeds are deterministic on one kind of machine, so a seed run elsewhere at the same
 settings is the seed run here: `rejuv demo --pool FOLDER` takes the records of earlier sittings (or of
@@ -23,7 +23,7 @@ from rejuv.io.jsonl import strict_dumps
 from rejuv.io.records import Checked, read_json
 from rejuv.lab.plan_check import seed_result
 from rejuv.lab.presets import PLANNER_CHECK, Preset
-from rejuv.lab.report import RL_CURVES, base_params, seed_rows, seed_rules
+from rejuv.lab.results import RL_CURVES, base_params, seed_rows, seed_rules
 from rejuv.lab.task import TOKEN_CLASSES
 from rejuv.provenance import library_versions
 

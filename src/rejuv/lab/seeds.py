@@ -11,6 +11,7 @@ import json
 import random
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from rejuv.errors import collected_warnings, warn
@@ -99,17 +100,75 @@ def say_what_the_screen_flagged(seed: int, warned: dict[str, list[str]]) -> None
             + " (the report judges the screen as a hand-off rule)")
 
 
-def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...], step: Steps) -> dict[str, str]:
-    """Every arm for one seed; returns arm → checkpoint before RL."""
+def sft_step(base: Path, files: dict, p: Preset, seed: int, folder: Path, loss: str, epochs: list[float],
+             data: str = "sft"):
+    """The work of an SFT step of the lab: `rejuv sft` from the base, saving `epochs`."""
+    return lambda: run_sft(SFTRecipeConfig(
+        model=str(base), data=str(files[data]), out=str(folder), loss=loss, save_epochs=epochs,
+        learning_rate=p.sft_lr, per_device_batch_size=p.sft_batch, max_length=96, seed=seed, progress=False,
+        trl_args={"logging_steps": 25}))
+
+
+@dataclass
+class SeedRun:
+    """What a seed's arms left for the planner's stage: each arm's start, the seed's data files, and the arms'
+    GRPO runs that are the planner's own full runs from the same start (same settings)."""
+
+    starts: dict[str, str]
+    files: dict
+    plain: dict[str, Path]
+
+
+@dataclass
+class _Seed:
+    """One seed's run: where it writes, what it starts from, and the step runner that skips finished work."""
+
+    out: Path
+    base: Path
+    p: Preset
+    seed: int
+    arms: tuple[str, ...]
+    step: Steps
+    files: dict
+
+    @property
+    def root(self) -> Path:
+        return self.out / f"seed-{self.seed}"
+
+    def apply_config(self, sft: Path, out: Path, alpha: float, rho: float, **more) -> ApplyConfig:
+        p = self.p
+        return ApplyConfig(base=str(self.base), sft=str(sft), calib=str(self.files["calib"]), out=str(out),
+                           alpha=alpha, rho=rho, fusion_only=not rho, max_samples=p.calib_rows,
+                           targets_per_sample=p.targets_per_sample, seed=self.seed, device=p.device, progress=False,
+                           **more)
+
+
+def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...], step: Steps) -> SeedRun:
+    """Every arm for one seed, in stages: the starts, a GRPO run from each, what each run changed, the
+    evaluations before and after RL, the diagnosis of the starts."""
     root = out / f"seed-{seed}"
     files = write_task_files(root / "data", p.task, seed, p.sft_rows, p.rl_rows, p.eval_rows, p.calib_rows)
     mark_written(out, "demo", files.values())
+    run = _Seed(out, base, p, seed, arms, step, files)
+    ckpt = _starts(run)
+    _grpo_runs(run, ckpt)
+    for arm in arms:
+        step(out, root / "updates" / f"{arm}.json", f"seed {seed}: what GRPO changed from {arm}",
+             lambda a=arm: write_update(root / "updates" / f"{a}.json", ckpt[a], root / "rl" / a, base))
+    _evaluations(run, ckpt)
+    _diagnosis(run, ckpt)
+    plain = {str(ckpt[a]): root / "rl" / a for a in arms if not _rl_options(a, p, files)
+             and _completion_length(a, p) == p.max_completion_length}
+    return SeedRun({a: str(ckpt[a]) for a in arms}, files, plain)
+
+
+def _starts(run: _Seed) -> dict[str, Path]:
+    """Each arm's start: SFT at ModSFT's and OverSFT's epochs (and the alternatives' SFT), then α and ρ by the
+    rules and the fused, rejuvenated and randomly reset starts they give."""
+    out, root, p, seed, arms, step = run.out, run.root, run.p, run.seed, run.arms, run.step
 
     def sft(folder: Path, loss: str, epochs: list[float], data: str = "sft"):
-        return lambda: run_sft(SFTRecipeConfig(
-            model=str(base), data=str(files[data]), out=str(folder), loss=loss, save_epochs=epochs,
-            learning_rate=p.sft_lr, per_device_batch_size=p.sft_batch, max_length=96, seed=seed, progress=False,
-            trl_args={"logging_steps": 25}))
+        return sft_step(run.base, run.files, p, seed, folder, loss, epochs, data)
 
     saved = [p.mod_epochs, p.over_epochs]
     step(out, root / "sft", f"seed {seed}: SFT, saving epochs {saved}", sft(root / "sft", "nll", saved))
@@ -118,83 +177,82 @@ def run_seed(out: Path, base: Path, p: Preset, seed: int, arms: tuple[str, ...],
     for arm, loss in (("dft", "dft"), ("pear", "pear")):
         if arm in arms:
             step(out, root / arm, f"seed {seed}: {loss.upper()} SFT for {p.over_epochs} epochs",
-                  sft(root / arm, loss, [p.over_epochs]))
+                 sft(root / arm, loss, [p.over_epochs]))
             ckpt[arm] = root / arm / epoch_dir_name(p.over_epochs)
     if {"conf", "conf_brier"} & set(arms):
         step(out, root / "sft_conf", f"seed {seed}: SFT with stated confidence for {p.over_epochs} epochs",
-              sft(root / "sft_conf", "nll", [p.over_epochs], data="sft_conf"))
+             sft(root / "sft_conf", "nll", [p.over_epochs], data="sft_conf"))
         ckpt["conf"] = ckpt["conf_brier"] = root / "sft_conf" / epoch_dir_name(p.over_epochs)
     for arm, start in (("chord_mu", "modsft"), ("chord_phi", "modsft"), ("oversft_filter", "oversft")):
         ckpt[arm] = ckpt[start]  # same starting point; the arm differs in its RL run
     if {"oversft_fusion", "oversft_rejuv", "modsft_rejuv", "oversft_random"} & set(arms):
-        rules_dir = root / "rules"
-        step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
-              lambda: run_rules(rules_dir, base, ckpt["oversft"], files, p, seed), covers=rules_dir)
-        rules = json.loads((rules_dir / "rules.json").read_text())
-        ckpt["oversft_fusion"] = rules_dir / rules["fusion"]
-        ckpt["oversft_rejuv"] = rules_dir / rules["rejuvenation"]
-        if "modsft_rejuv" in arms:
-            config = ApplyConfig(base=str(base), sft=str(ckpt["modsft"]), calib=str(files["calib"]),
-                                 out=str(root / "modsft_rejuv"), alpha=rules["alpha"]["chosen"],
-                                 rho=rules["rho"]["chosen"], fusion_only=not rules["rho"]["chosen"],
-                                 max_samples=p.calib_rows, targets_per_sample=p.targets_per_sample, seed=seed,
-                                 device=p.device, progress=False)
-            step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
-                  lambda c=config: run_apply(c))
-            ckpt["modsft_rejuv"] = root / "modsft_rejuv"
-        if "oversft_random" in arms:
-            rho = rules["rho"]["chosen"]
-            config = ApplyConfig(base=str(base), sft=str(ckpt["oversft"]), calib=str(files["calib"]),
-                                 out=str(root / "random_reset"), alpha=rules["alpha"]["chosen"], rho=rho,
-                                 fusion_only=not rho, random_reset=bool(rho),
-                                 reuse_attribution=str(ckpt["oversft_rejuv"]) if rho else None,
-                                 max_samples=p.calib_rows, targets_per_sample=p.targets_per_sample, seed=seed,
-                                 device=p.device, progress=False)
-            step(out, root / "random_reset", f"seed {seed}: OverSFT with the rules' alpha and a random reset of "
-                 "the rules' rho's size", lambda c=config: run_apply(c))
-            ckpt["oversft_random"] = root / "random_reset"
-    warned = {}
-    for arm in arms:
+        ckpt.update(_rejuvenated_starts(run, ckpt))
+    return ckpt
+
+
+def _rejuvenated_starts(run: _Seed, ckpt: dict[str, Path]) -> dict[str, Path]:
+    """α and ρ by the rules on calibration problems (the fused and rejuvenated OverSFT), and the same α and ρ
+    applied to ModSFT, or with a random reset of the same size."""
+    out, root, seed, arms, step = run.out, run.root, run.seed, run.arms, run.step
+    rules_dir = root / "rules"
+    step(out, rules_dir / "rules.json", f"seed {seed}: alpha and rho by the rules, on calibration problems",
+         lambda: run_rules(rules_dir, run.base, ckpt["oversft"], run.files, run.p, seed), covers=rules_dir)
+    rules = json.loads((rules_dir / "rules.json").read_text())
+    alpha, rho = rules["alpha"]["chosen"], rules["rho"]["chosen"]
+    starts = {"oversft_fusion": rules_dir / rules["fusion"], "oversft_rejuv": rules_dir / rules["rejuvenation"]}
+    if "modsft_rejuv" in arms:
+        config = run.apply_config(ckpt["modsft"], root / "modsft_rejuv", alpha, rho)
+        step(out, root / "modsft_rejuv", f"seed {seed}: ModSFT with the rules' alpha and rho",
+             lambda c=config: run_apply(c))
+        starts["modsft_rejuv"] = root / "modsft_rejuv"
+    if "oversft_random" in arms:
+        config = run.apply_config(ckpt["oversft"], root / "random_reset", alpha, rho, random_reset=bool(rho),
+                                  reuse_attribution=str(starts["oversft_rejuv"]) if rho else None)
+        step(out, root / "random_reset", f"seed {seed}: OverSFT with the rules' alpha and a random reset of "
+             "the rules' rho's size", lambda c=config: run_apply(c))
+        starts["oversft_random"] = root / "random_reset"
+    return starts
+
+
+def _grpo_runs(run: _Seed, ckpt: dict[str, Path]) -> None:
+    """The same GRPO run from every arm's start (an arm may add its own options), then one line for what the
+    entropy screen flagged."""
+    p, root, warned = run.p, run.root, {}
+    for arm in run.arms:
         config = RLRecipeConfig(
-            model=str(ckpt[arm]), data=str(files["rl"]), out=str(root / "rl" / arm), max_steps=p.rl_steps, seed=seed,
-            progress=False, **{**p.grpo_settings(), "max_completion_length": _completion_length(arm, p),
-                               **_rl_options(arm, p, files)})
+            model=str(ckpt[arm]), data=str(run.files["rl"]), out=str(root / "rl" / arm), max_steps=p.rl_steps,
+            seed=run.seed, progress=False, **{**p.grpo_settings(), "max_completion_length": _completion_length(arm, p),
+                                              **_rl_options(arm, p, run.files)})
         with collected_warnings() as warned[arm]:
-            step(out, root / "rl" / arm, f"seed {seed}: GRPO from {arm} ({p.rl_steps} steps)",
-                  lambda c=config: run_rl(c))
-    say_what_the_screen_flagged(seed, warned)
-    for arm in arms:
-        step(out, root / "updates" / f"{arm}.json", f"seed {seed}: what GRPO changed from {arm}",
-              lambda a=arm: write_update(root / "updates" / f"{a}.json", ckpt[a], root / "rl" / a, base))
-    # One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
-    # so that arms can be added to a finished demo without redoing the others.
-    for arm in arms:
+            run.step(run.out, root / "rl" / arm, f"seed {run.seed}: GRPO from {arm} ({p.rl_steps} steps)",
+                     lambda c=config: run_rl(c))
+    say_what_the_screen_flagged(run.seed, warned)
+
+
+def _evaluations(run: _Seed, ckpt: dict[str, Path]) -> None:
+    """One evaluation per arm and stage (sampling is seeded per checkpoint, so this equals one batched run),
+    so that arms can be added to a finished demo without redoing the others."""
+    p, root = run.p, run.root
+    for arm in run.arms:
         for stage, path in (("before", ckpt[arm]), ("after", root / "rl" / arm)):
-            config = EvalConfig(checkpoints=[str(path)], data=[str(files["id"]), str(files["ood"])],
-                                out=str(root / f"eval_{stage}" / arm), chat_template="never", seed=seed,
+            config = EvalConfig(checkpoints=[str(path)], data=[str(run.files["id"]), str(run.files["ood"])],
+                                out=str(root / f"eval_{stage}" / arm), chat_template="never", seed=run.seed,
                                 progress=False, **{**p.eval_settings(), "max_new_tokens": _completion_length(arm, p)})
-            step(out, root / f"eval_{stage}" / arm, f"seed {seed}: evaluation of {arm} {stage} RL",
-                  lambda c=config: run_eval(c))
-    config = DiagnoseConfig(base=str(base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
-                            calib=str(files["calib"]), out=str(diagnose_dir(root, arms)), seed=seed, progress=False,
-                            rl_data=str(files["rl"]), group_size=p.num_generations,
+            run.step(run.out, root / f"eval_{stage}" / arm, f"seed {run.seed}: evaluation of {arm} {stage} RL",
+                     lambda c=config: run_eval(c))
+
+
+def _diagnosis(run: _Seed, ckpt: dict[str, Path]) -> None:
+    """`rejuv diagnose` of every arm's start, with its dead-group forecast on the RL prompts."""
+    p, arms = run.p, run.arms
+    config = DiagnoseConfig(base=str(run.base), checkpoints=[str(ckpt[a]) for a in arms], names=list(arms),
+                            calib=str(run.files["calib"]), out=str(diagnose_dir(run.root, arms)), seed=run.seed,
+                            progress=False, rl_data=str(run.files["rl"]), group_size=p.num_generations,
                             prompts_per_step=p.rl_prompts_per_step, chat_template="never",
                             forecast={"samples": p.num_generations, "max_new_tokens": p.max_completion_length,
                                       "max_problems": FORECAST_PROMPTS})
-    step(out, diagnose_dir(root, arms), f"seed {seed}: diagnosis of the arms before RL",
-          lambda: run_diagnose(config))
-    if p.plan_epochs:
-        from rejuv.lab.plan_check import run_planner_stage
-
-        others = sorted(set(p.plan_epochs) - set(saved))  # ModSFT's and OverSFT's epochs are the arms' own
-        if others:
-            step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
-                  sft(root / "plan_sft", "nll", others))
-        # the arms whose GRPO run is the planner's own full run from the same start (same settings)
-        plain = {str(ckpt[a]): root / "rl" / a for a in arms if not _rl_options(a, p, files)
-                 and _completion_length(a, p) == p.max_completion_length}
-        run_planner_stage(out, root, base, p, seed, files, step, plain)
-    return {a: str(ckpt[a]) for a in arms}
+    run.step(run.out, diagnose_dir(run.root, arms), f"seed {run.seed}: diagnosis of the arms before RL",
+             lambda: run_diagnose(config))
 
 
 def write_update(path: Path, start: Path, result: Path, base: Path) -> None:

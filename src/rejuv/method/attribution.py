@@ -325,6 +325,106 @@ def _writer_scores(model: nn.Module, adapter: ArchAdapter, writers: list[Neurons
     return scores
 
 
+class _Capture:
+    """What the forward pass keeps for the scores: the output of every reader and expert block, per piece, with
+    its graph (for the backwards); and at the target positions, gathered in target order, what each writer
+    reads and writes, the embedding's write and the residual stream before the final norm."""
+
+    def __init__(self, n_targets: int, head: torch.device, graph_modules: list[str]):
+        self.n_targets, self.head = n_targets, head
+        self.graph_out: dict[str, list[torch.Tensor]] = {m: [] for m in graph_modules}
+        self.at_targets: dict[tuple, torch.Tensor] = {}  # ("write", module or "embedding"), ("in"/"out", writer)..
+        self.rows = self.at = None  # the piece being run: its target indices, and their positions in it
+
+    def keep(self, key: tuple, rows: torch.Tensor) -> None:
+        if key not in self.at_targets:
+            self.at_targets[key] = rows.new_empty((self.n_targets, *rows.shape[1:]))
+        self.at_targets[key][self.rows] = rows
+
+    def embedding(self, _m, _inp, out):
+        # A leaf that requires grad makes autograd record the graph downstream of
+        # the embedding without ever computing weight gradients.
+        out = out.detach().requires_grad_(True)
+        self.keep(("write", "embedding"), out.detach()[0, self.at].float().to(self.head))
+        return out
+
+    def residual(self, _m, inp) -> None:
+        self.keep(("residual",), inp[0].detach()[0, self.at].float().to(self.head))
+
+    def reader(self, path: str):
+        def hook(_m, _inp, out):
+            self.graph_out[path].append(out)
+        return hook
+
+    def writer(self, path: str, post_normed: bool):
+        def hook(_m, inp, out):
+            self.keep(("in", path), inp[0].detach()[0, self.at].float())
+            if post_normed:  # its rms freezes the post-norm; what the stream gets is the norm's output
+                self.keep(("out", path), out.detach()[0, self.at].float())
+            else:
+                self.keep(("write", path), out.detach()[0, self.at].float().to(self.head))
+        return hook
+
+    def post_norm(self, path: str):
+        def hook(_m, _inp, out):
+            self.keep(("write", path), out.detach()[0, self.at].float().to(self.head))
+        return hook
+
+    def experts(self, path: str):
+        def hook(_m, args, kwargs, out):
+            named = dict(zip(("hidden_states", "top_k_index", "top_k_weights"), args, strict=False)) | kwargs
+            at = self.at  # the experts see the tokens flattened: [positions of the piece, hidden]
+            self.keep(("in", path), named["hidden_states"].detach()[at].float())
+            self.keep(("index", path), named["top_k_index"].detach()[at])
+            self.keep(("weight", path), named["top_k_weights"].detach()[at].float())
+            self.keep(("write", path), out.detach()[at].float().to(self.head))
+            self.graph_out[path].append(out)
+        return hook
+
+    def attach(self, model: nn.Module, adapter: ArchAdapter, final_norm: nn.Module, readers: dict,
+               writers: list[Neurons], experts: dict) -> list:
+        """The forward hooks, registered (the caller removes them)."""
+        handles = []
+        try:
+            handles.append(model.get_submodule(adapter.embedding).register_forward_hook(self.embedding))
+            handles.append(final_norm.register_forward_pre_hook(self.residual))
+            for path in readers:
+                handles.append(model.get_submodule(path).register_forward_hook(self.reader(path)))
+            for n in writers:
+                post = adapter.post_norm(n)
+                handles.append(model.get_submodule(n.module).register_forward_hook(
+                    self.writer(n.module, post is not None)))
+                if post is not None:
+                    handles.append(model.get_submodule(post).register_forward_hook(self.post_norm(n.module)))
+            for path in experts:
+                handles.append(model.get_submodule(path).register_forward_hook(self.experts(path), with_kwargs=True))
+        except BaseException:
+            for h in handles:
+                h.remove()
+            raise
+        return handles
+
+
+def _forward_in_pieces(model: nn.Module, adapter: ArchAdapter, capture: _Capture, ids: torch.Tensor,
+                       pieces: list[list[int]], targets: list[Target], head: torch.device):
+    """The sample's forward, piece by piece (the graph carried across pieces in a KV cache): the final hidden
+    state at every target, the device it was computed on, and where each piece starts."""
+    backbone = model.get_submodule(adapter.backbone)
+    cache = DynamicCache(config=model.config) if len(pieces) > 1 else None
+    hidden, starts, start, hidden_device = [], [], 0, None
+    with torch.enable_grad():
+        for rows in pieces:
+            end = targets[rows[-1]].position + 1
+            capture.rows = torch.tensor(rows)
+            capture.at = torch.tensor([targets[k].position - start for k in rows])
+            out = backbone(input_ids=ids[:, start:end], past_key_values=cache, use_cache=cache is not None)
+            hidden.append(out.last_hidden_state[0, capture.at].to(head).float())
+            hidden_device = out.last_hidden_state.device
+            starts.append(start)
+            start = end
+    return hidden, hidden_device, starts
+
+
 def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neurons],
                      sample: Sample, targets: list[Target],
                      piece_cost: int | None = None) -> tuple[dict[Neurons, torch.Tensor], torch.Tensor]:
@@ -339,89 +439,19 @@ def attribute_sample(model: nn.Module, adapter: ArchAdapter, neurons: list[Neuro
     """
     weight, bias = _unembed(model, adapter)
     head = weight.device  # per-target vectors are gathered here
-    n_targets = len(targets)
     pieces = forward_pieces([t.position for t in targets], piece_cost)
     tokens = torch.tensor([t.token for t in targets], device=head)
     ids = torch.tensor(sample.input_ids[: max(t.position for t in targets) + 1], device=_input_device(model))[None]
     readers, writers, experts = _capture_plan(adapter, neurons)
-
-    graph_out: dict[str, list[torch.Tensor]] = {m: [] for m in [*readers, *experts]}  # per piece, for backwards
-    at_targets: dict[tuple, torch.Tensor] = {}  # ("write", module or "embedding"), ("in"/"out", writer), ...
-    piece: dict[str, torch.Tensor] = {}  # the piece being run: "rows" (target indices), "at" (their positions in it)
-
-    def keep(key, rows: torch.Tensor) -> None:
-        if key not in at_targets:
-            at_targets[key] = rows.new_empty((n_targets, *rows.shape[1:]))
-        at_targets[key][piece["rows"]] = rows
-
-    def embed_hook(_m, _inp, out):
-        # A leaf that requires grad makes autograd record the graph downstream of
-        # the embedding without ever computing weight gradients.
-        out = out.detach().requires_grad_(True)
-        keep(("write", "embedding"), out.detach()[0, piece["at"]].float().to(head))
-        return out
-
-    def reader_hook(path):
-        def hook(_m, _inp, out):
-            graph_out[path].append(out)
-        return hook
-
-    def writer_hook(path, post_normed):
-        def hook(_m, inp, out):
-            keep(("in", path), inp[0].detach()[0, piece["at"]].float())
-            if post_normed:  # its rms freezes the post-norm; what the stream gets is the norm's output
-                keep(("out", path), out.detach()[0, piece["at"]].float())
-            else:
-                keep(("write", path), out.detach()[0, piece["at"]].float().to(head))
-        return hook
-
-    def post_norm_hook(path):
-        def hook(_m, _inp, out):
-            keep(("write", path), out.detach()[0, piece["at"]].float().to(head))
-        return hook
-
-    def experts_hook(path):
-        def hook(_m, args, kwargs, out):
-            named = dict(zip(("hidden_states", "top_k_index", "top_k_weights"), args, strict=False)) | kwargs
-            at = piece["at"]  # the experts see the tokens flattened: [positions of the piece, hidden]
-            keep(("in", path), named["hidden_states"].detach()[at].float())
-            keep(("index", path), named["top_k_index"].detach()[at])
-            keep(("weight", path), named["top_k_weights"].detach()[at].float())
-            keep(("write", path), out.detach()[at].float().to(head))
-            graph_out[path].append(out)
-        return hook
-
     final_norm = model.get_submodule(adapter.final_norm)
-    backbone = model.get_submodule(adapter.backbone)
-    hidden, hooks = [], []
-    cache = DynamicCache(config=model.config) if len(pieces) > 1 else None
+    capture = _Capture(len(targets), head, [*readers, *experts])
+    handles = capture.attach(model, adapter, final_norm, readers, writers, experts)
     try:
-        hooks.append(model.get_submodule(adapter.embedding).register_forward_hook(embed_hook))
-        hooks.append(final_norm.register_forward_pre_hook(
-            lambda _m, inp: keep(("residual",), inp[0].detach()[0, piece["at"]].float().to(head))))
-        for path in readers:
-            hooks.append(model.get_submodule(path).register_forward_hook(reader_hook(path)))
-        for n in writers:
-            post = adapter.post_norm(n)
-            hooks.append(model.get_submodule(n.module).register_forward_hook(writer_hook(n.module, post is not None)))
-            if post is not None:
-                hooks.append(model.get_submodule(post).register_forward_hook(post_norm_hook(n.module)))
-        for path in experts:
-            hooks.append(model.get_submodule(path).register_forward_hook(experts_hook(path), with_kwargs=True))
-        start, starts = 0, []
-        with torch.enable_grad():
-            for rows in pieces:
-                end = targets[rows[-1]].position + 1
-                piece["rows"] = torch.tensor(rows)
-                piece["at"] = torch.tensor([targets[k].position - start for k in rows])
-                out = backbone(input_ids=ids[:, start:end], past_key_values=cache, use_cache=cache is not None)
-                hidden.append(out.last_hidden_state[0, piece["at"]].to(head).float())
-                hidden_device = out.last_hidden_state.device
-                starts.append(start)
-                start = end
+        hidden, hidden_device, starts = _forward_in_pieces(model, adapter, capture, ids, pieces, targets, head)
     finally:
-        for h in hooks:
+        for h in handles:
             h.remove()
+    graph_out, at_targets = capture.graph_out, capture.at_targets
 
     w_y = weight[tokens].float()
     z, point, prefix, experts_grad = _backwards(graph_out, hidden, hidden_device, pieces, starts, targets, w_y,

@@ -1,1 +1,2 @@
-"""The hand-off planner's components: search grid, probe metrics, recommendation, report (no CLI, no I/O of models)."""
+"""The hand-off planner, an application on top of the recipes: `rejuv plan` (`plan.py`) runs diagnose, apply,
+eval and short rl probes; `search.py` and `field_rules.py` compute from their numbers, `report.py` draws the page."""

@@ -1,7 +1,7 @@
 """What the planner computes from measurements: candidate grid, cheap scores, probe metrics, ranking.
 
 Pure functions over numbers, so they are tested on small synthetic inputs; the
-recipe (`rejuv.recipes.plan`) produces the numbers with diagnose, apply, eval and rl.
+command (`rejuv.planner.plan`) produces the numbers with diagnose, apply, eval and rl.
 
 - Search score of a fused/rejuvenated candidate, before any RL: the geometric
   mean of the share of the SFT→base entropy gap it recovers (clipped to [0, 1])

@@ -30,7 +30,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rejuv import __version__
@@ -39,7 +39,7 @@ from rejuv.errors import RejuvError, warn
 from rejuv.io.adapter import ADAPTER_CONFIG, LoraCheckpoint, is_adapter, open_checkpoint, write_adapter
 from rejuv.io.fingerprint import folder_fingerprint
 from rejuv.io.format import FLOAT_DTYPES, numpy_dtype
-from rejuv.io.hub import sources
+from rejuv.io.inputs import sources
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import MARKER, atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
@@ -271,109 +271,146 @@ def run_apply(cfg: ApplyConfig) -> dict:
         return _apply(cfg)
 
 
+@dataclass
+class _Passes:
+    """What the calibration passes found (stages 2 and 3): each stage's measurements, the ρ grid measured,
+    the ρ chosen and its reset set, and the attribution it came from."""
+
+    measured: dict = field(default_factory=dict)
+    grid: list[dict] = field(default_factory=list)
+    rho: float = 0.0
+    choice: str | None = None
+    resets: dict = field(default_factory=dict)
+    allowed: AccuracyCost | None = None
+    attribution: Attribution | None = None
+
+
 def _apply(cfg: ApplyConfig) -> dict:
-    out = Path(cfg.out)
     fusion_only = cfg.fusion_only or cfg.rho == 0
     with Checkpoint(cfg.base, cfg.allow_pickle) as base, open_checkpoint(cfg.sft, cfg.allow_pickle, cfg.base) as sft:
         if cfg.save_as == "adapter" and not isinstance(sft, LoraCheckpoint):
             raise RejuvError(f"{cfg.sft}: --save-as adapter writes a rejuvenated adapter, and --sft is a full model "
                              "(an adapter folder is needed)")
         layout = fusion_layout(base, sft)
-        adapter = layout.adapter
-        sizes = neuron_sizes(adapter, sft, resettable=not fusion_only)
-        calib = None
-        if cfg.calib:
-            from transformers import AutoTokenizer
-
-            from rejuv.data.calibration import check_vocabulary, load_calibration
-
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(cfg.sft, cfg.base, cfg.allow_pickle),
-                                                          trust_remote_code=cfg.trust_remote_code)
-            except (OSError, ValueError) as exc:
-                raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
-            calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
-                                     cfg.chat_template, model_positions(sft.config, cfg.sft))
-            check_vocabulary(calib, sft.config.get("vocab_size"), cfg.sft)
+        sizes = neuron_sizes(layout.adapter, sft, resettable=not fusion_only)
+        calib = _calibration(cfg, sft)
         attribution = None
         if cfg.reuse_attribution:
-            resettable = reset_layout(adapter, sizes, set(sft.tensors))
+            resettable = reset_layout(layout.adapter, sizes, set(sft.tensors))
             attribution = _reused(cfg, calib, resettable, sft.config["vocab_size"])
-        measured: dict = {}
-        grid: list[dict] = []
-        rho, choice, resets, allowed = 0.0, None, {}, None
+        found = _Passes(attribution=attribution)
         if calib is not None:
-            import torch
-
-            from rejuv.method import passes
-            from rejuv.method.attribution import select_targets
-
-            torch.manual_seed(cfg.seed)
             cfg = replaced(cfg, device=resolve_device(cfg.device))  # the manifest names the device used
-            opts = passes.PassOptions(dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
-                                      ranking=cfg.ranking, trust_remote_code=cfg.trust_remote_code,
-                                      allow_pickle=cfg.allow_pickle, progress=cfg.progress)
-            model = passes.load_base_like_sft(cfg.base, opts, layout, sft)
-            base_stats = passes.entropy_stats(model, adapter, calib, opts, "base")
-            del model
-            model = passes.load_model(cfg.sft, opts, adapter_base=cfg.base)
-            sft_stats = passes.entropy_stats(model, adapter, calib, opts, "sft")
-            if not fusion_only and attribution is None:
-                targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample,
-                                         cfg.target_token)
-                reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, opts, rho_grid(cfg))
-                names = set(sft.tensors)
-                plans = {r: reset_entries(reset_set.indices(r), names) for r in reset_set.rhos}
-                attribution = Attribution(targets, plans, errors)
-            targets = attribution.targets if attribution else []
-            for what, stats in (("base", base_stats), ("sft", sft_stats)):
-                measured[what] = passes.Measured(passes.mean_entropy(stats), passes.token_accuracy(stats, calib),
-                                                 passes.entropy_at(stats, targets, calib))
-            passes.fuse_in_memory(model, base, sft, layout, cfg.alpha)
-            measured["fused"], _ = passes.measure(model, adapter, calib, opts, "fused", targets)
-            for r, reset in sorted((attribution.resets if attribution else {}).items()):
-                with passes.reset_in_memory(model, base, reset, layout):
-                    m, _ = passes.measure(model, adapter, calib, opts, f"rho {r:g}", targets)
-                size = summarize(reset, sizes)
-                grid.append({"rho": r, "neurons_reset": size["neurons_reset"],
-                             "effective_reset_ratio": size["effective_reset_ratio"], "entropy": m.entropy,
-                             "calibration_accuracy": m.accuracy, "entropy_at_targets": m.at_targets})
-            if grid:
-                accuracy = {k: v.accuracy for k, v in measured.items()}
-                tokens = sum(len(sample.predict_positions) for sample in calib.samples)
-                allowed = AccuracyCost(accuracy["sft"], accuracy["fused"], tokens)
-                rho, choice = (auto_rho(grid, allowed, cfg.max_reset_share) if cfg.rho == "auto"
-                               else (float(cfg.rho), "given"))
-                resets = attribution.resets.get(rho, {})
-                chosen = next((g for g in grid if g["rho"] == rho), None)
-                if chosen is not None:
-                    measured["rejuvenated"] = passes.Measured(chosen["entropy"], chosen["calibration_accuracy"],
-                                                              chosen["entropy_at_targets"])
-                if cfg.random_reset and resets:  # the control: the attribution's count per module, drawn at random
-                    resets = random_like(resets, sizes, set(sft.tensors), cfg.seed)
-                    with passes.reset_in_memory(model, base, resets, layout):
-                        measured["rejuvenated"], _ = passes.measure(model, adapter, calib, opts, "random reset",
-                                                                    targets)
-            del model
+            found = _calibration_passes(cfg, base, sft, layout, sizes, calib, attribution, fusion_only)
+        return _write(cfg, base, sft, layout, sizes, calib, found, fusion_only)
 
-        with atomic_output_dir(out, cfg.overwrite, command="apply") as tmp:
-            if cfg.save_as == "adapter":
-                write_adapter(tmp, sft, cfg.alpha, resets, as_given(cfg, cfg.base), _base_revision(cfg))
-                copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT, "README.md", ADAPTER_CONFIG))
-            else:
-                _stream_output(tmp, base, sft, layout, cfg.alpha, resets, cfg)
-            manifest = _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attribution, measured,
-                                 grid, allowed)
-            (tmp / MANIFEST).write_text(manifest_json(manifest))
-            # the same bytes in mergekit: a fusion of full models that keeps the vocabulary
-            same_in_mergekit = fusion_only and not layout.vocab_resized and not isinstance(sft, LoraCheckpoint)
-            mergekit = mergekit_config(as_given(cfg, cfg.base), as_given(cfg, cfg.sft), cfg.alpha,
-                                       _stored_dtype(layout)) if same_in_mergekit else None
-            if mergekit:
-                (tmp / MERGEKIT).write_text(mergekit)
-            (tmp / "README.md").write_text(model_card(manifest, cfg.command(rho), mergekit))
-            if attribution is not None:
-                (tmp / ATTRIBUTION).write_text(json.dumps(attribution.record(_record_header(cfg, calib))) + "\n")
+
+def _calibration(cfg: ApplyConfig, sft):
+    """Stage 1: the calibration set, tokenized by the SFT side's tokenizer (None without `--calib`)."""
+    if not cfg.calib:
+        return None
+    from transformers import AutoTokenizer
+
+    from rejuv.data.calibration import check_vocabulary, load_calibration
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(cfg.sft, cfg.base, cfg.allow_pickle),
+                                                  trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise RejuvError(f"{cfg.sft}: no usable tokenizer in the SFT folder ({exc})") from exc
+    calib = load_calibration(cfg.calib, tokenizer, cfg.max_samples, cfg.seed, cfg.max_length,
+                             cfg.chat_template, model_positions(sft.config, cfg.sft))
+    check_vocabulary(calib, sft.config.get("vocab_size"), cfg.sft)
+    return calib
+
+
+def _calibration_passes(cfg: ApplyConfig, base: Checkpoint, sft, layout: FusionLayout, sizes, calib,
+                        attribution: Attribution | None, fusion_only: bool) -> _Passes:
+    """Stages 2 and 3, one model in memory at a time: base and SFT entropies, the attribution (unless reused),
+    then the SFT model fused in place and measured, with every grid ρ's reset and without; ρ chosen."""
+    import torch
+
+    from rejuv.method import passes
+    from rejuv.method.attribution import select_targets
+
+    torch.manual_seed(cfg.seed)
+    adapter = layout.adapter
+    opts = passes.PassOptions(dtype=cfg.dtype, device=cfg.device, batch_size=cfg.batch_size,
+                              ranking=cfg.ranking, trust_remote_code=cfg.trust_remote_code,
+                              allow_pickle=cfg.allow_pickle, progress=cfg.progress)
+    model = passes.load_base_like_sft(cfg.base, opts, layout, sft)
+    base_stats = passes.entropy_stats(model, adapter, calib, opts, "base")
+    del model
+    model = passes.load_model(cfg.sft, opts, adapter_base=cfg.base)
+    sft_stats = passes.entropy_stats(model, adapter, calib, opts, "sft")
+    if not fusion_only and attribution is None:
+        targets = select_targets(calib.samples, base_stats, sft_stats, cfg.targets_per_sample, cfg.target_token)
+        reset_set, errors = passes.find_reset_set(model, adapter, sizes, calib, targets, opts, rho_grid(cfg))
+        names = set(sft.tensors)
+        attribution = Attribution(targets, {r: reset_entries(reset_set.indices(r), names) for r in reset_set.rhos},
+                                  errors)
+    found = _Passes(attribution=attribution)
+    targets = attribution.targets if attribution else []
+    for what, stats in (("base", base_stats), ("sft", sft_stats)):
+        found.measured[what] = passes.Measured(passes.mean_entropy(stats), passes.token_accuracy(stats, calib),
+                                               passes.entropy_at(stats, targets, calib))
+    passes.fuse_in_memory(model, base, sft, layout, cfg.alpha)
+    found.measured["fused"], _ = passes.measure(model, adapter, calib, opts, "fused", targets)
+    for r, reset in sorted((attribution.resets if attribution else {}).items()):
+        with passes.reset_in_memory(model, base, reset, layout):
+            m, _ = passes.measure(model, adapter, calib, opts, f"rho {r:g}", targets)
+        size = summarize(reset, sizes)
+        found.grid.append({"rho": r, "neurons_reset": size["neurons_reset"],
+                           "effective_reset_ratio": size["effective_reset_ratio"], "entropy": m.entropy,
+                           "calibration_accuracy": m.accuracy, "entropy_at_targets": m.at_targets})
+    if found.grid:
+        _choose_rho(cfg, found, calib)
+        if cfg.random_reset and found.resets:  # the control: the attribution's count per module, drawn at random
+            found.resets = random_like(found.resets, sizes, set(sft.tensors), cfg.seed)
+            with passes.reset_in_memory(model, base, found.resets, layout):
+                found.measured["rejuvenated"], _ = passes.measure(model, adapter, calib, opts, "random reset",
+                                                                  targets)
+    del model
+    return found
+
+
+def _choose_rho(cfg: ApplyConfig, found: _Passes, calib) -> None:
+    """ρ as given, or by `rho: auto`'s rule from the grid's measurements, with its reset set and measurements."""
+    from rejuv.method.passes import Measured
+
+    accuracy = {k: v.accuracy for k, v in found.measured.items()}
+    tokens = sum(len(sample.predict_positions) for sample in calib.samples)
+    found.allowed = AccuracyCost(accuracy["sft"], accuracy["fused"], tokens)
+    found.rho, found.choice = (auto_rho(found.grid, found.allowed, cfg.max_reset_share) if cfg.rho == "auto"
+                               else (float(cfg.rho), "given"))
+    found.resets = found.attribution.resets.get(found.rho, {})
+    chosen = next((g for g in found.grid if g["rho"] == found.rho), None)
+    if chosen is not None:
+        found.measured["rejuvenated"] = Measured(chosen["entropy"], chosen["calibration_accuracy"],
+                                                 chosen["entropy_at_targets"])
+
+
+def _write(cfg: ApplyConfig, base: Checkpoint, sft, layout: FusionLayout, sizes, calib, found: _Passes,
+           fusion_only: bool) -> dict:
+    """Stage 4: the weights (streamed, or an adapter), the manifest, mergekit's config where it holds, the model
+    card and the attribution record, into a temporary folder renamed into place."""
+    with atomic_output_dir(Path(cfg.out), cfg.overwrite, command="apply") as tmp:
+        if cfg.save_as == "adapter":
+            write_adapter(tmp, sft, cfg.alpha, found.resets, as_given(cfg, cfg.base), _base_revision(cfg))
+            copy_aux_files(sft.path, tmp, skip=(*_OWN_FILES, MERGEKIT, "README.md", ADAPTER_CONFIG))
+        else:
+            _stream_output(tmp, base, sft, layout, cfg.alpha, found.resets, cfg)
+        manifest = _manifest(cfg, fusion_only, layout, calib, sizes, found)
+        (tmp / MANIFEST).write_text(manifest_json(manifest))
+        # the same bytes in mergekit: a fusion of full models that keeps the vocabulary
+        same_in_mergekit = fusion_only and not layout.vocab_resized and not isinstance(sft, LoraCheckpoint)
+        mergekit = mergekit_config(as_given(cfg, cfg.base), as_given(cfg, cfg.sft), cfg.alpha,
+                                   _stored_dtype(layout)) if same_in_mergekit else None
+        if mergekit:
+            (tmp / MERGEKIT).write_text(mergekit)
+        (tmp / "README.md").write_text(model_card(manifest, cfg.command(found.rho), mergekit))
+        if found.attribution is not None:
+            (tmp / ATTRIBUTION).write_text(json.dumps(found.attribution.record(_record_header(cfg, calib))) + "\n")
     return manifest
 
 
@@ -393,19 +430,19 @@ def manifest_json(manifest: dict) -> str:
                   lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
-def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attribution, measured, grid,
-              allowed: AccuracyCost | None) -> dict:
+def _manifest(cfg: ApplyConfig, fusion_only: bool, layout: FusionLayout, calib, sizes, found: _Passes) -> dict:
+    rho, choice, resets, attribution, allowed = found.rho, found.choice, found.resets, found.attribution, found.allowed
     size = summarize(resets, sizes)
     stages = ("base", "sft", "fused", "rejuvenated")
-    value = {key: {s: getattr(measured[s], key) if s in measured else None for s in stages}
+    value = {key: {s: getattr(found.measured[s], key) if s in found.measured else None for s in stages}
              for key in ("entropy", "accuracy", "at_targets")}
     errors = attribution.errors if attribution else []
     targets = len(attribution.targets) if attribution else 0
-    found = (reset_warnings(size["effective_reset_ratio"], cfg.max_reset_share, rho, targets, size["by_kind"],
-                            allowed, value["accuracy"]["rejuvenated"]) if resets else [])
+    problems = (reset_warnings(size["effective_reset_ratio"], cfg.max_reset_share, rho, targets, size["by_kind"],
+                               allowed, value["accuracy"]["rejuvenated"]) if resets else [])
     if choice and "none qualifies" in choice:
-        found.append(f"rho auto: {choice}")
-    warnings = [warn(f"apply: {w}") for w in found]
+        problems.append(f"rho auto: {choice}")
+    warnings = [warn(f"apply: {w}") for w in problems]
     return {
         "base": as_given(cfg, cfg.base),
         "sft": as_given(cfg, cfg.sft),
@@ -437,7 +474,7 @@ def _manifest(cfg, fusion_only, rho, choice, layout, calib, sizes, resets, attri
         "entropy_at_targets": value["at_targets"],
         "calibration_accuracy": value["accuracy"],  # teacher-forced top-1 accuracy on the calibration responses
         # ρ keeps ⌈ρ·total⌉ neurons per target; the reset set is their union over all targets.
-        "rho_grid": grid,
+        "rho_grid": found.grid,
         "reset_by_kind": size["by_kind"],
         "reset_by_layer": size["by_layer"],
         "reset_by_module": size["by_module"],

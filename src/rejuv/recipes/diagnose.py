@@ -31,8 +31,9 @@ from rejuv.diagnostics.report import (
 )
 from rejuv.diagnostics.update import update_statistics
 from rejuv.errors import RejuvError, warn
+from rejuv.evaluation.sampled import EvalConfig, evaluate
 from rejuv.io.adapter import open_checkpoint
-from rejuv.io.hub import sources
+from rejuv.io.inputs import sources
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
 from rejuv.method import attribution
@@ -64,7 +65,6 @@ from rejuv.options import (
 )
 from rejuv.progress import progress_bar
 from rejuv.provenance import what_ran
-from rejuv.recipes.eval import EvalConfig, run_eval
 
 DiagnoseEvaluation = EvalConfig.section("DiagnoseEvaluation", samples=8, max_new_tokens=512)
 # The dead-group forecast samples the RL prompts as GRPO will: temperature 1.0, top-p 1.0, a group's worth.
@@ -152,7 +152,22 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         fusion_layout(base, reference)
         for c in ckpts:
             fusion_layout(reference, c)
+    report = _measure(cfg, labels, base, ckpts, layouts, adapter)
+    report["update"] = _updates(cfg, labels, base, ckpts, layouts, reference) if reference is not None else None
+    with atomic_output_dir(out, cfg.overwrite, command="diagnose") as tmp:
+        if cfg.eval:
+            _sample(cfg, report, tmp / "eval")
+        if cfg.rl_data:
+            forecast_groups(cfg, report["checkpoints"], tmp / "forecast")
+        assess(report["checkpoints"])
+        _write(report, tmp)
+    return report
 
+
+def _measure(cfg: DiagnoseConfig, labels: list[str], base: Checkpoint, ckpts: list[Checkpoint],
+             layouts: list, adapter) -> dict:
+    """The report's measurements: every checkpoint's drift from the base (streamed) and teacher-forced output
+    statistics on the calibration set, beside the base's."""
     from transformers import AutoTokenizer
 
     try:
@@ -192,49 +207,54 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
         report["checkpoints"].append({
             "path": as_given(cfg, path), "name": label, "params": drift,
             "outputs": output_stats(stats, base_stats, gold, vocab, tokenizer), "sampling": None})
-    report["update"] = None
-    if reference is not None:
-        # the tensors every checkpoint shares with the base (a vocabulary grown by SFT is left out)
-        names = [n for n in (t.name for t in layouts[0].outputs) if n in reference.tensors and all(
-            n in c.tensors and c.tensors[n].shape == reference.tensors[n].shape == base.tensors[n].shape
-            for c in ckpts)]
-        with progress_bar(cfg.progress, len(names), "update", "tensor") as bar:
-            report["update"] = update_statistics(
-                reference, ckpts, names, base=base, tolerance=cfg.update_tolerance, energy=cfg.rank_energy,
-                spike_fraction=cfg.spike_fraction, sketch=cfg.rank_sketch, seed=cfg.seed, progress=bar)
-        report["update"]["names"] = labels
-
-    with atomic_output_dir(out, cfg.overwrite, command="diagnose") as tmp:
-        if cfg.eval:
-            ev = run_eval(compose(EvalConfig, cfg.evaluation, checkpoints=list(cfg.checkpoints), data=[cfg.eval],
-                                  base=cfg.base,
-                                  out=str(tmp / "eval"), pass_k=sorted({1, cfg.k}), overwrite=False,
-                                  **passed_on(cfg, EvalConfig)))
-            for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
-                pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]
-                entry["sampling"] = {"pass@1": pass1, "pass@k": passk, "gap": passk - pass1}
-            first = ev["results"][0]
-            report["sampling"] = {"path": cfg.eval, "problems": first["problems"], "samples": cfg.evaluation.samples,
-                                  "k": cfg.k, "temperature": cfg.evaluation.temperature, "engine": ev["engine"]}
-        if cfg.rl_data:
-            forecast_groups(cfg, report["checkpoints"], tmp / "forecast")
-        assess(report["checkpoints"])
-        images = {"drift_heatmap": plot_drift_heatmaps(report["checkpoints"]),
-                  "entropy_histograms": plot_entropy_histograms(report["checkpoints"], report["base"]["outputs"])}
-        if len(report["checkpoints"]) > 1:
-            images["across_checkpoints"] = plot_across_checkpoints(report["checkpoints"])
-        for name, png in images.items():
-            (tmp / f"{name}.png").write_bytes(png)
-        report["plots"] = [f"{name}.png" for name in images]
-        (tmp / "report.json").write_text(dumps(report))
-        (tmp / "report.html").write_text(render_html(report, images))
     return report
+
+
+def _updates(cfg: DiagnoseConfig, labels: list[str], base: Checkpoint, ckpts: list[Checkpoint], layouts: list,
+             reference: Checkpoint) -> dict:
+    """What each checkpoint's update from `--reference` changed, over the tensors every checkpoint shares with
+    the base (a vocabulary grown by SFT is left out)."""
+    names = [n for n in (t.name for t in layouts[0].outputs) if n in reference.tensors and all(
+        n in c.tensors and c.tensors[n].shape == reference.tensors[n].shape == base.tensors[n].shape
+        for c in ckpts)]
+    with progress_bar(cfg.progress, len(names), "update", "tensor") as bar:
+        update = update_statistics(
+            reference, ckpts, names, base=base, tolerance=cfg.update_tolerance, energy=cfg.rank_energy,
+            spike_fraction=cfg.spike_fraction, sketch=cfg.rank_sketch, seed=cfg.seed, progress=bar)
+    update["names"] = labels
+    return update
+
+
+def _sample(cfg: DiagnoseConfig, report: dict, out: Path) -> None:
+    """pass@1, pass@k and their gap on `--eval`, sampled into `out` (the report folder's eval/)."""
+    ev = evaluate(compose(EvalConfig, cfg.evaluation, checkpoints=list(cfg.checkpoints), data=[cfg.eval],
+                          base=cfg.base, out=str(out), pass_k=sorted({1, cfg.k}), overwrite=False,
+                          **passed_on(cfg, EvalConfig)))
+    for entry, result in zip(report["checkpoints"], ev["results"], strict=True):
+        pass1, passk = result["pass@1"], result["pass@k"][str(cfg.k)]
+        entry["sampling"] = {"pass@1": pass1, "pass@k": passk, "gap": passk - pass1}
+    first = ev["results"][0]
+    report["sampling"] = {"path": cfg.eval, "problems": first["problems"], "samples": cfg.evaluation.samples,
+                          "k": cfg.k, "temperature": cfg.evaluation.temperature, "engine": ev["engine"]}
+
+
+def _write(report: dict, tmp: Path) -> None:
+    """Plots, report.json and report.html."""
+    images = {"drift_heatmap": plot_drift_heatmaps(report["checkpoints"]),
+              "entropy_histograms": plot_entropy_histograms(report["checkpoints"], report["base"]["outputs"])}
+    if len(report["checkpoints"]) > 1:
+        images["across_checkpoints"] = plot_across_checkpoints(report["checkpoints"])
+    for name, png in images.items():
+        (tmp / f"{name}.png").write_bytes(png)
+    report["plots"] = [f"{name}.png" for name in images]
+    (tmp / "report.json").write_text(dumps(report))
+    (tmp / "report.html").write_text(render_html(report, images))
 
 
 def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None:
     """Each checkpoint's dead-group forecast (diagnostics/groups.py) from `rejuv eval` on the RL prompts."""
     unique = list(dict.fromkeys(cfg.checkpoints))  # arms may share a start: each is sampled once
-    ev = run_eval(compose(EvalConfig, cfg.forecast, checkpoints=unique, data=[cfg.rl_data], out=str(out), pass_k=[1],
+    ev = evaluate(compose(EvalConfig, cfg.forecast, checkpoints=unique, data=[cfg.rl_data], out=str(out), pass_k=[1],
                           overwrite=False, base=cfg.base, **passed_on(cfg, EvalConfig)))
     by_checkpoint = {result["checkpoint"]: result for result in ev["results"]}
     for entry in entries:

@@ -29,11 +29,13 @@ from rejuv.data.rows import problem_rows
 from rejuv.diagnostics.groups import measured_dead_share
 from rejuv.errors import RejuvError
 from rejuv.io.adapter import is_adapter
+from rejuv.io.inputs import sources
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import claimed_output
 from rejuv.modeling import adapter_base_option, check_model_path, config_positions, load_tokenizer
-from rejuv.options import OptionError, Recipe, as_given, option
+from rejuv.options import OptionError, Recipe, as_given, option, recorded, settings_for
 from rejuv.train.common import (
+    Optimisation,
     TrainingConfig,
     distributed_state,
     finish_run,
@@ -45,6 +47,7 @@ from rejuv.train.common import (
     say_what_saving_kept,
     shared_trainer_args,
     silence,
+    start_model,
     training_model,
     training_output_dir,
     training_precision,
@@ -173,18 +176,12 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
     precision = training_precision(cfg.dtype, cfg.master_dtype, cfg.save_dtype, cfg.model, cfg.base)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code, cfg.base)
     templated = uses_template(tokenizer, cfg.chat_template, cfg.model)
-    positions = config_positions(cfg.model, cfg.base)
-    records, prompts = [], []
-    for where, record in problem_rows(cfg.data, need_answer=needs_answer(cfg.rewards)):
-        records.append({**record, "prompt": model_prompt(record["prompt"], templated, where)})
-        prompts.append(prompt_ids(record["prompt"], tokenizer, templated, where, positions))
-    warn_long_completions(prompts, cfg.max_completion_length, positions, f"rl on {cfg.data}")
-    if any(isinstance(r.get("answer"), list) for r in records):  # one type per dataset column: any-of lists
-        records = [{**r, "answer": r["answer"] if isinstance(r["answer"], list) else [r["answer"]]} for r in records]
+    records, prompts = _prompt_rows(cfg, tokenizer, templated)
 
     with training_output_dir(out, cfg.overwrite, "rl") as tmp, quiet_libraries(cfg.progress):
+        optimisation = settings_for(Optimisation, cfg)
         values = dict(
-            shared_trainer_args(cfg, tmp, precision), max_steps=cfg.max_steps, lr_scheduler_type="constant",
+            shared_trainer_args(optimisation, tmp, precision), max_steps=cfg.max_steps, lr_scheduler_type="constant",
             warmup_steps=0, weight_decay=0.0, num_generations=cfg.num_generations, beta=cfg.beta, epsilon=cfg.epsilon,
             temperature=cfg.temperature, top_p=cfg.top_p, max_completion_length=cfg.max_completion_length,
             loss_type=cfg.loss_type, reward_weights=cfg.reward_weights, use_vllm=cfg.use_vllm,
@@ -195,25 +192,21 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
                                         screen_tokens=min(32, cfg.max_completion_length), seed=cfg.seed,
                                         stop_on_collapse=cfg.stop_on_entropy_collapse)
         trainer_class, extras = _trainer_extras(cfg, tokenizer, templated)
-        model = training_model(cfg, args, precision)
+        model = training_model(start_model(cfg), args, precision)
         try:
             trainer = (trainer_class or GRPOTrainer)(model=model, reward_funcs=funcs, args=args, **extras,
                                   train_dataset=Dataset.from_list(records), processing_class=tokenizer,
-                                  peft_config=lora_config(cfg), callbacks=[plasticity])
+                                  peft_config=lora_config(optimisation), callbacks=[plasticity])
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"rl: the trainer refused the set-up ({exc})") from exc
         first_in_line(trainer, plasticity)
         if not cfg.progress:
             silence(trainer)
         trainer.train()
-        if cfg.save_model and cfg.continue_adapter:
-            kept = save_adapter(trainer, tmp, as_given(cfg, cfg.base) if cfg.base else _named_base(cfg.model))
-        else:
-            kept = save_model(trainer, tmp, precision.saved, start=cfg.model, adapter_base=cfg.base) \
-                if cfg.save_model else None
+        kept = _save(cfg, trainer, tmp, precision)
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
         stated = precision.statement(templated)
-        finish_run(trainer, tmp, cfg, "rl_config.json", stated)
+        finish_run(trainer, tmp, {**recorded(cfg), "sources": sources(cfg)}, "rl_config.json", stated, cfg.use_vllm)
         say_what_saving_kept(kept, precision.saved, "rl")
         logged = read_plasticity_log(tmp / "plasticity.jsonl") if (tmp / "plasticity.jsonl").exists() else []
     head, tail = rewards[:5], rewards[-5:]
@@ -229,6 +222,29 @@ def _rl(cfg: RLRecipeConfig, out: Path, GRPOConfig, GRPOTrainer, Dataset) -> dic
         "update_kept_when_saved": kept,
         **stated,
     }
+
+
+def _prompt_rows(cfg: RLRecipeConfig, tokenizer, templated: bool) -> tuple[list[dict], list[list[int]]]:
+    """The data rows as the trainer gets them (prompts by the shared rule; answers as any-of lists when one
+    row has a list, since a dataset column takes one type), and the prompts' token ids (the entropy screen's)."""
+    positions = config_positions(cfg.model, cfg.base)
+    records, prompts = [], []
+    for where, record in problem_rows(cfg.data, need_answer=needs_answer(cfg.rewards)):
+        records.append({**record, "prompt": model_prompt(record["prompt"], templated, where)})
+        prompts.append(prompt_ids(record["prompt"], tokenizer, templated, where, positions))
+    warn_long_completions(prompts, cfg.max_completion_length, positions, f"rl on {cfg.data}")
+    if any(isinstance(r.get("answer"), list) for r in records):
+        records = [{**r, "answer": r["answer"] if isinstance(r["answer"], list) else [r["answer"]]} for r in records]
+    return records, prompts
+
+
+def _save(cfg: RLRecipeConfig, trainer, tmp: Path, precision) -> float | None:
+    """The trained adapter (`--continue-adapter`) or full model; the share of the update the saved copy kept."""
+    if not cfg.save_model:
+        return None
+    if cfg.continue_adapter:
+        return save_adapter(trainer, tmp, as_given(cfg, cfg.base) if cfg.base else _named_base(cfg.model))
+    return save_model(trainer, tmp, precision.saved, start=cfg.model, adapter_base=cfg.base)
 
 
 RECIPE = Recipe(RLRecipeConfig, run_rl, lambda cfg, summary: strict_dumps(summary))

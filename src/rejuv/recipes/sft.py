@@ -31,11 +31,13 @@ from pathlib import Path
 from rejuv.data.prompts import sequence_ids, uses_template
 from rejuv.data.rows import sft_rows
 from rejuv.errors import RejuvError, warn
+from rejuv.io.inputs import sources
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import claimed_output
 from rejuv.modeling import check_model_path, config_positions, load_tokenizer
-from rejuv.options import OptionError, Recipe, option
+from rejuv.options import OptionError, Recipe, option, recorded, settings_for
 from rejuv.train.common import (
+    Optimisation,
     TrainingConfig,
     epoch_dir_name,
     finish_run,
@@ -47,6 +49,7 @@ from rejuv.train.common import (
     say_what_saving_kept,
     shared_trainer_args,
     silence,
+    start_model,
     training_model,
     training_output_dir,
     training_precision,
@@ -170,9 +173,11 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
     max_length = _length_limit(cfg, rows)
 
     with training_output_dir(out, cfg.overwrite, "sft") as tmp, quiet_libraries(cfg.progress):
+        optimisation = settings_for(Optimisation, cfg)
         values = dict(
-            shared_trainer_args(cfg, tmp, precision), num_train_epochs=epochs, lr_scheduler_type=cfg.lr_scheduler,
-            warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_length=max_length,
+            shared_trainer_args(optimisation, tmp, precision), num_train_epochs=epochs,
+            lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+            max_length=max_length,
             loss_type="nll" if cfg.loss == "pear" else cfg.loss,
             completion_only_loss="completion_mask" in rows[0],
         )
@@ -181,11 +186,11 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
         plasticity = PlasticityCallback(tmp / "plasticity.jsonl") if cfg.plasticity_log else None
         callbacks = [saver] + ([plasticity] if plasticity else [])
         trainer_class, extras = _pear_extras(cfg)
-        model = training_model(cfg, args, precision)
+        model = training_model(start_model(cfg), args, precision)
         try:
             trainer = (trainer_class or SFTTrainer)(
                 model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                peft_config=lora_config(cfg), callbacks=callbacks, **extras)
+                peft_config=lora_config(optimisation), callbacks=callbacks, **extras)
         except (ValueError, KeyError) as exc:
             raise RejuvError(f"sft: the trainer refused the set-up ({exc})") from exc
         if plasticity:
@@ -195,7 +200,8 @@ def _sft(cfg: SFTRecipeConfig, out: Path, SFTConfig, SFTTrainer, Dataset) -> dic
         saver.trainer = trainer
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        finish_run(trainer, tmp, cfg, "sft_config.json", precision.statement(templated))
+        finish_run(trainer, tmp, {**recorded(cfg), "sources": sources(cfg)}, "sft_config.json",
+                   precision.statement(templated))
         for epoch, kept in saver.kept.items():
             say_what_saving_kept(kept, precision.saved, f"sft: epoch {epoch:g}")
         missing = [e for e in save_epochs if not (tmp / epoch_dir_name(e)).is_dir()]

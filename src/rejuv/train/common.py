@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,7 +15,6 @@ import torch
 from rejuv.data.prompts import chat_template_option
 from rejuv.errors import RejuvError, warn
 from rejuv.io.format import dtype_from_name
-from rejuv.io.hub import sources
 from rejuv.io.jsonl import write_json, write_jsonl
 from rejuv.io.output import atomic_output_dir, check_output_free, check_replaceable, write_marker
 from rejuv.modeling import allow_pickle_option, loading_bars, trust_remote_code_option
@@ -26,7 +25,6 @@ from rejuv.options import (
     out_option,
     overwrite_option,
     progress_option,
-    recorded,
     seed_option,
 )
 from rejuv.provenance import what_ran
@@ -89,30 +87,47 @@ _LOADING_OWNED = {"dtype": "--master-dtype", "torch_dtype": "--master-dtype", "t
                   "ignore_mismatched_sizes": "nothing"}
 
 
-def training_model(cfg, args, precision: Precision):
+@dataclass(frozen=True)
+class StartModel:
+    """Where a training run starts and how it is loaded (`training_model`)."""
+
+    model: str  # a model folder or a PEFT adapter (local: resolved before the run)
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    progress: bool = True
+    base: str | None = None  # an adapter's base (default: the one it names)
+    continue_adapter: bool = False  # train the adapter itself, not its merged model
+    init_kwargs: dict = field(default_factory=dict)  # TRL's `model_init_kwargs` from `trl_args`
+
+
+def training_model(start: StartModel, args, precision: Precision):
     """The starting model, loaded (and checked complete) by `rejuv.modeling.load_model` in the master dtype,
     placed as TRL places a model it loads itself (one GPU: `device_map="auto"`; CPU and distributed
-    launches: none, the trainer moves it), with any other `model_init_kwargs` of `trl_args`."""
+    launches: none, the trainer moves it), with any other `model_init_kwargs`."""
     from accelerate import PartialState
 
     from rejuv.modeling import load_model
 
-    kwargs = dict(cfg.trl_args.get("model_init_kwargs") or {})
+    kwargs = dict(start.init_kwargs)
     if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
         kwargs["device_map"] = None
     kwargs.setdefault("device_map", None if PartialState().device.type in ("cpu", "mps") else "auto")
-    adapter_base = getattr(cfg, "base", None)
-    if getattr(cfg, "continue_adapter", False):  # the adapter itself is trained: PEFT's model over its base
+    loading = dict(trust_remote_code=start.trust_remote_code, allow_pickle=start.allow_pickle,
+                   progress=start.progress, **kwargs)
+    if start.continue_adapter:  # the adapter itself is trained: PEFT's model over its base
         from peft import PeftModel
 
         from rejuv.io.adapter import base_folder_of
 
-        base = load_model(base_folder_of(cfg.model, adapter_base, cfg.allow_pickle), precision.master,
-                          trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-                          progress=cfg.progress, **kwargs)
-        return PeftModel.from_pretrained(base, cfg.model, is_trainable=True)
-    return load_model(cfg.model, precision.master, trust_remote_code=cfg.trust_remote_code,
-                      allow_pickle=cfg.allow_pickle, progress=cfg.progress, adapter_base=adapter_base, **kwargs)
+        base = load_model(base_folder_of(start.model, start.base, start.allow_pickle), precision.master, **loading)
+        return PeftModel.from_pretrained(base, start.model, is_trainable=True)
+    return load_model(start.model, precision.master, adapter_base=start.base, **loading)
+
+
+def start_model(cfg: TrainingConfig) -> StartModel:
+    """The starting model of a run, from the options `rejuv sft` and `rejuv rl` share (and rl's own)."""
+    return StartModel(cfg.model, cfg.trust_remote_code, cfg.allow_pickle, cfg.progress, getattr(cfg, "base", None),
+                      getattr(cfg, "continue_adapter", False), dict(cfg.trl_args.get("model_init_kwargs") or {}))
 
 
 def distributed_state():
@@ -261,29 +276,46 @@ def make_trl_config(config_cls, values: dict, extra: dict | None, what: str):
         raise RejuvError(f"{what}: {exc}") from exc
 
 
-def shared_trainer_args(cfg, tmp: Path, precision: Precision) -> dict:
-    """TrainingArguments both recipes set the same way (cfg: an SFT or RL recipe config).
+@dataclass(frozen=True)
+class Optimisation:
+    """How both trainers step: what `shared_trainer_args` turns into TRL's config, and the LoRA to train."""
+
+    learning_rate: float
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    max_grad_norm: float
+    seed: int
+    gradient_checkpointing: bool = False
+    report_to: tuple[str, ...] = ("none",)
+    trust_remote_code: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+
+
+def shared_trainer_args(opt: Optimisation, tmp: Path, precision: Precision) -> dict:
+    """TrainingArguments both recipes set the same way.
 
     The model is loaded in the master dtype, whatever the checkpoint's (`training_model`): a bf16 checkpoint
     trained with float32 master weights starts from exactly its bf16 values.
     """
     return dict(
-        output_dir=str(tmp / "trainer"), learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed, data_seed=cfg.seed, activation_checkpointing=cfg.gradient_checkpointing, logging_steps=1,
-        report_to=list(cfg.report_to), trust_remote_code=cfg.trust_remote_code,
+        output_dir=str(tmp / "trainer"), learning_rate=opt.learning_rate,
+        per_device_train_batch_size=opt.per_device_batch_size,
+        gradient_accumulation_steps=opt.gradient_accumulation_steps, max_grad_norm=opt.max_grad_norm,
+        seed=opt.seed, data_seed=opt.seed, activation_checkpointing=opt.gradient_checkpointing, logging_steps=1,
+        report_to=list(opt.report_to), trust_remote_code=opt.trust_remote_code,
         **device_defaults(precision),
     )
 
 
-def lora_config(cfg):
-    """LoRA on every linear layer when the recipe asks for it, else None."""
-    if not cfg.lora:
+def lora_config(opt: Optimisation):
+    """LoRA on every linear layer when the run asks for it, else None."""
+    if not opt.lora:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(r=opt.lora_r, lora_alpha=opt.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
 @contextlib.contextmanager
@@ -306,14 +338,14 @@ def silence(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def finish_run(trainer, tmp: Path, cfg, config_name: str, stated: dict) -> None:
-    """Write the log history and the recipe config with what was `stated` about the run (precision, prompts);
-    drop the trainer's scratch folder."""
+def finish_run(trainer, tmp: Path, record: dict, config_name: str, stated: dict, vllm: bool = False) -> None:
+    """Write the log history and the run's `record` (the recipe's options as recorded) with what was `stated`
+    about it (precision, prompts) and what ran; drop the trainer's scratch folder."""
     if trainer.accelerator.is_main_process:
         write_jsonl(tmp / "train_log.jsonl", trainer.state.log_history)
-        engine = f"TRL {type(trainer).__name__}" + (" with vLLM" if getattr(cfg, "use_vllm", False) else "")
+        engine = f"TRL {type(trainer).__name__}" + (" with vLLM" if vllm else "")
         ran = what_ran(str(trainer.accelerator.device), stated["precision"]["compute"], engine)
-        write_json(tmp / config_name, {**recorded(cfg), **stated, "ran": ran, "sources": sources(cfg)})
+        write_json(tmp / config_name, {**record, **stated, "ran": ran})
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
 

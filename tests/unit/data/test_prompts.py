@@ -10,10 +10,10 @@ import rejuv.method.attribution
 from rejuv.data.prompts import prompt_ids, sequence_ids, uses_template
 from rejuv.errors import RejuvError
 from rejuv.evaluation.engines import TransformersEngine
+from rejuv.planner.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.apply import ApplyConfig, run_apply
 from rejuv.recipes.diagnose import DiagnoseConfig, DiagnoseEvaluation, run_diagnose
 from rejuv.recipes.eval import EvalConfig, run_eval
-from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 from rejuv.recipes.rl import RLRecipeConfig, run_rl
 from rejuv.recipes.sft import SFTRecipeConfig, run_sft
 

@@ -157,7 +157,7 @@ def test_a_report_over_pooled_records_alone(tmp_path):
 
 def test_a_demo_never_pools_from_inside_its_own_output(tmp_path):
     from rejuv.io.output import write_marker
-    from rejuv.recipes.demo import DemoConfig, run_demo
+    from rejuv.lab.demo import DemoConfig, run_demo
 
     _write(tmp_path / "demo" / "records", record(0))
     write_marker(tmp_path / "demo", "demo")  # an earlier demo's output, which this one would resume

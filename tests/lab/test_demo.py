@@ -1,4 +1,5 @@
-"""The lab end to end on the smoke preset: every arm and every number exists and is finite."""
+"""The lab (`rejuv demo`, the top of the house) end to end on the smoke preset: every arm and every number exists
+and is finite."""
 
 import json
 import math
@@ -9,9 +10,9 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
+from rejuv.lab.demo import DemoConfig, run_demo
 from rejuv.lab.presets import DEFAULT_ARMS, PRESETS
 from rejuv.lab.rules import ALPHAS, RHOS
-from rejuv.recipes.demo import DemoConfig, run_demo
 
 
 def _numbers(obj):

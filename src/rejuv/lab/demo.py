@@ -1,10 +1,11 @@
-"""`rejuv demo`: the paper's experiment in miniature, as a recipe over rejuv's public pieces.
+"""`rejuv demo`: the paper's experiment in miniature, an application on top of the recipes.
 
 base model ("pre-trained" here) → SFT saved at ModSFT's and OverSFT's epochs (and DFT, PEAR, ... when
 asked for) → α and ρ by the rules of `lab/rules.py` on calibration problems → fusion and Rejuvenation of
 OverSFT → the same GRPO run from every arm → evaluation in and out of distribution, before and after RL →
-diagnosis → report (`lab/report.py`: the premise first, then the claims). The `planner` preset adds the
-check of `rejuv plan` against full RL (`lab/plan_check.py`). Each step calls the function the CLI calls
+diagnosis → report (`lab/results.py` reads the steps' outputs, `lab/judging.py` judges the premise, then
+the claims, and `lab/report.py` renders). The `planner` preset adds the check of `rejuv plan` against full
+RL (`lab/plan_check.py`). Each step calls the function the CLI calls
 (`run_sft`, `run_apply`, `run_rl`, `run_eval`, `run_diagnose`, `run_plan`).
 
 Every step writes its own output folder atomically and is skipped when that folder already exists, so an
@@ -25,7 +26,7 @@ from rejuv.errors import RejuvError
 from rejuv.io.output import check_replaceable, claimed_output, mark_written
 from rejuv.io.records import DamagedRecord, read_json
 from rejuv.lab.numerics import pin_cpu_numerics
-from rejuv.lab.plan_check import RULES
+from rejuv.lab.plan_check import RULES, run_planner_stage
 from rejuv.lab.presets import ARMS, DEFAULT_ARMS, PRESETS, world_of
 from rejuv.lab.seeds import build_base, run_seed
 from rejuv.lab.steps import TIMINGS, Steps, log, read_timings
@@ -100,15 +101,9 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def _demo(cfg: DemoConfig, root: Path) -> dict:
-    from rejuv.lab.records import (
-        build_record,
-        compare_records,
-        made_elsewhere,
-        planner_records,
-        pooled_records,
-        result_count,
-        write_record,
-    )
+    """Settings and earlier records checked before the output is touched; then the seeds run here, their
+    records beside the pooled ones, and the report."""
+    from rejuv.lab.records import made_elsewhere, planner_records, pooled_records
     from rejuv.lab.report import write_report
 
     arms = ARMS if list(cfg.arms) == ["all"] else tuple(cfg.arms)
@@ -121,7 +116,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     record = {"preset": cfg.preset, "settings": asdict(p), "arms": list(arms),
               "numerics": {k: numerics[k] for k in ("threads", "cpu_capability", "cpu_isa") if k in numerics}}
     world = _settings_key(record)
-    pooled = pooled_records(list(cfg.pool), world, arms, p)  # checked before the output is touched
+    pooled = pooled_records(list(cfg.pool), world, arms, p)
     unpooled = [s for s in cfg.reproduce if s not in pooled]
     if unpooled:
         raise RejuvError(f"--reproduce {unpooled[0]}: --pool holds no record of seed {unpooled[0]} to compare with")
@@ -129,11 +124,31 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     if outside:
         raise RejuvError(f"--reproduce {outside[0]}: not one of the seeds ({', '.join(map(str, p.seeds))})")
     planner = planner_records(list(cfg.planner_records), world, arms)
+    _claim_folder(cfg, root, record)
+    here = [seed for seed in p.seeds if seed not in pooled or seed in cfg.reproduce]
+    if pooled:
+        log(f"seeds {', '.join(str(s) for s in sorted(pooled) if s not in cfg.reproduce) or 'none'} read from "
+            f"committed records; running {', '.join(map(str, here)) or 'none'} here"
+            + (f" (seed {', '.join(map(str, cfg.reproduce))} to compare with its committed record)"
+               if cfg.reproduce else ""))
+    steps = _run_seeds(cfg, root, p, arms, here, pooled)
+    timings = read_timings(root / TIMINGS)
+    records, sources, reproduced = _records(cfg, root, p, arms, world, here, pooled, timings, steps)
+    elsewhere = {seed: found for seed in pooled if (found := made_elsewhere(records[seed], world))}
+    report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics, records,
+                          sources, ran=here, reproduced=reproduced, elsewhere=elsewhere, planner_records=planner)
+    log(f"report: {root / 'report.html'}")
+    return report
+
+
+def _claim_folder(cfg: DemoConfig, root: Path, record: dict) -> None:
+    """The output folder holds this demo's settings: a demo with other settings there is replaced only with
+    --overwrite, and only if it holds nothing but what rejuv wrote."""
     if root.is_dir() and any(root.iterdir()) and not _settings_match(root, record):
         if not cfg.overwrite:
             raise RejuvError(f"{root}: holds a demo with other settings ({root / 'preset.json'}); pass --overwrite "
                              "or another --out")
-        check_replaceable(root, "demo")  # an earlier demo's, holding nothing but what rejuv wrote
+        check_replaceable(root, "demo")
         shutil.rmtree(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -141,13 +156,10 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         mark_written(root, "demo", [root / "preset.json"])
     except OSError as exc:
         raise RejuvError(f"{root}: cannot write the demo here ({exc.strerror})") from None
-    here = [seed for seed in p.seeds if seed not in pooled or seed in cfg.reproduce]
-    if pooled:
-        log(f"seeds {', '.join(str(s) for s in sorted(pooled) if s not in cfg.reproduce) or 'none'} read from "
-            "committed "
-            f"records; running {', '.join(map(str, here)) or 'none'} here"
-            + (f" (seed {', '.join(map(str, cfg.reproduce))} to compare with its committed record)"
-               if cfg.reproduce else ""))
+
+
+def _run_seeds(cfg: DemoConfig, root: Path, p, arms: tuple[str, ...], here: list[int], pooled: dict) -> Steps:
+    """The base, then every seed run here (its arms, then the planner's stage where the preset has one)."""
     # the time a seed took where its record was made: what the log says is left until this run has measured
     expected = [pooled[s][0]["seconds"] for s in cfg.reproduce]
     with quiet_libraries(cfg.verbose), (contextlib.nullcontext() if cfg.verbose else silenced()):
@@ -156,14 +168,24 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
         for i, seed in enumerate(here):
             log(f"seed {seed}: {i + 1} of {len(here)}")
             steps.begin_seed(i)
-            run_seed(root, base, p, seed, tuple(arms), steps)
-    timings = read_timings(root / TIMINGS)
+            run = run_seed(root, base, p, seed, tuple(arms), steps)
+            if p.plan_epochs:
+                run_planner_stage(root, root / f"seed-{seed}", base, p, seed, run.files, steps, run.plain)
+    return steps
+
+
+def _records(cfg: DemoConfig, root: Path, p, arms: tuple[str, ...], world: dict, here: list[int], pooled: dict,
+             timings: list[dict], steps: Steps) -> tuple[dict, dict, dict]:
+    """Every seed's record (those run here, those pooled) and where it came from, written into records/; a
+    seed reproduced here keeps its committed record, and this run's goes to reproduced/ with the comparison."""
+    from rejuv.lab.records import build_record, compare_records, result_count, write_record
+
     records = {seed: found for seed, (found, _) in pooled.items()}
     sources = {seed: source for seed, (_, source) in pooled.items()}
     written, reproduced = [], {}
     for seed in here:
         built = build_record(root, seed, p, tuple(arms), world, _seed_seconds(timings, seed, steps.names))
-        if seed in cfg.reproduce:  # the committed record counts; this run's is kept beside it, and compared
+        if seed in cfg.reproduce:
             written.append(write_record(root / "reproduced", built))
             reproduced[seed] = {"record": built, "path": str(written[-1]), "committed": sources[seed],
                                 "differences": compare_records(records[seed], built),
@@ -175,11 +197,7 @@ def _demo(cfg: DemoConfig, root: Path) -> dict:
     for seed in pooled:  # kept here too, so that this output pools into a later sitting with every seed it reports
         written.append(write_record(root / "records", records[seed]))
     mark_written(root, "demo", written)
-    elsewhere = {seed: found for seed in pooled if (found := made_elsewhere(records[seed], world))}
-    report = write_report(root, p, tuple(arms), cfg.preset, sum(t["seconds"] for t in timings), numerics, records,
-                          sources, ran=here, reproduced=reproduced, elsewhere=elsewhere, planner_records=planner)
-    log(f"report: {root / 'report.html'}")
-    return report
+    return records, sources, reproduced
 
 
 def _seed_seconds(timings: list[dict], seed: int, names: set[str]) -> float:

@@ -1,4 +1,6 @@
-"""The `plan` recipe: which checkpoint to hand to RL, and which α and ρ, with the evidence.
+"""`rejuv plan`: which checkpoint to hand to RL, and which α and ρ, with the evidence.
+
+An application on top of four recipes (as the lab is on top of all of them), in four stages:
 
 1. cheap signals of every checkpoint: `run_diagnose` (entropy, top-1 mass, NLL,
    drift, pass@1 and the pass@k gap on the evaluation problems);
@@ -29,7 +31,7 @@ from rejuv.data.rows import problem_rows, sft_rows
 from rejuv.diagnostics.report import distinct_labels
 from rejuv.errors import RejuvError, warn
 from rejuv.io.adapter import open_checkpoint
-from rejuv.io.hub import sources
+from rejuv.io.inputs import sources
 from rejuv.io.jsonl import strict_dumps
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
@@ -300,29 +302,8 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     for c in search:
         c["probe"] = probes.get(c["label"])
         c["command"] = _apply_command(cfg, cfg.checkpoints[searched], c, search)
-    winner = best(probes)
-    if winner in entries:
-        recommendation = {"kind": "checkpoint", "name": winner, "path": cfg.checkpoints[labels.index(winner)],
-                          "alpha": 1.0, "rho": 0.0}
-    else:
-        cand = next(c for c in search if c["label"] == winner)
-        recommendation = {"kind": "rejuvenated" if cand["rho"] > 0 else "fused", "name": winner,
-                          "from": labels[searched], "alpha": cand["alpha"], "rho": cand["rho"],
-                          "command": _apply_command(cfg, cfg.checkpoints[searched], cand, search)}
-    recommendation["probe_reward_end"] = probes[winner]["reward_end"]
-    recommendation["probe_reward_end_se"] = probes[winner]["reward_end_se"]
-    recommendation["uncertainty"] = uncertainty(probes, winner)
-    recommendation["diagnose"] = against_diagnose(winner, entries, probes, recommendation["uncertainty"])
-    warnings = [warn(f"plan: {recommendation['uncertainty']['text']}")] \
-        if not recommendation["uncertainty"]["separated"] else []
-    if recommendation["diagnose"]["disagrees"]:
-        warnings.append(warn(f"plan: {recommendation['diagnose']['text']}"))
-    start = winner if winner in entries else labels[searched]
-    dead = (entries[start].get("groups") or {}).get("dead_share")
-    if dead is not None and dead > 0.5:
-        warnings.append(warn(f"plan: {dead:.0%} of GRPO groups from {start} are forecast to get one reward for every "
-                             f"sample (groups of {cfg.probe.num_generations} at temperature "
-                             f"{cfg.probe.temperature:g}): most of an RL step would carry no signal"))
+    recommendation = _recommendation(cfg, labels, searched, entries, search, probes)
+    warnings = _warnings(cfg, recommendation, entries, labels[searched])
     probed_search = [c for c in search if c["probe"] is not None]
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {
@@ -348,6 +329,42 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
                        "samples": cfg.evaluation.samples, "k": cfg.k, "temperature": cfg.evaluation.temperature},
         "calibration": diagnosis["calibration"],
     }
+
+
+def _recommendation(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, search: list[dict],
+                    probes: dict[str, dict]) -> dict:
+    """The best probe outcome, a checkpoint as it is or a searched candidate (with the command that rebuilds
+    it), with its outcome, which candidates the probes cannot separate from it, and what diagnose said of it."""
+    winner = best(probes)
+    if winner in entries:
+        recommendation = {"kind": "checkpoint", "name": winner, "path": cfg.checkpoints[labels.index(winner)],
+                          "alpha": 1.0, "rho": 0.0}
+    else:
+        cand = next(c for c in search if c["label"] == winner)
+        recommendation = {"kind": "rejuvenated" if cand["rho"] > 0 else "fused", "name": winner,
+                          "from": labels[searched], "alpha": cand["alpha"], "rho": cand["rho"],
+                          "command": _apply_command(cfg, cfg.checkpoints[searched], cand, search)}
+    recommendation["probe_reward_end"] = probes[winner]["reward_end"]
+    recommendation["probe_reward_end_se"] = probes[winner]["reward_end_se"]
+    recommendation["uncertainty"] = uncertainty(probes, winner)
+    recommendation["diagnose"] = against_diagnose(winner, entries, probes, recommendation["uncertainty"])
+    return recommendation
+
+
+def _warnings(cfg: PlanConfig, recommendation: dict, entries: dict, searched_label: str) -> list[str]:
+    """Said as warnings too: the probes cannot separate the recommendation; it goes against diagnose; most
+    GRPO groups from its start are forecast to carry no signal."""
+    warnings = [warn(f"plan: {recommendation['uncertainty']['text']}")] \
+        if not recommendation["uncertainty"]["separated"] else []
+    if recommendation["diagnose"]["disagrees"]:
+        warnings.append(warn(f"plan: {recommendation['diagnose']['text']}"))
+    start = recommendation["name"] if recommendation["name"] in entries else searched_label
+    dead = (entries[start].get("groups") or {}).get("dead_share")
+    if dead is not None and dead > 0.5:
+        warnings.append(warn(f"plan: {dead:.0%} of GRPO groups from {start} are forecast to get one reward for every "
+                             f"sample (groups of {cfg.probe.num_generations} at temperature "
+                             f"{cfg.probe.temperature:g}): most of an RL step would carry no signal"))
+    return warnings
 
 
 def _candidate(cfg: PlanConfig, sft: str, alpha: float, rho: float, out: str, rhos: list[float] | None = None,

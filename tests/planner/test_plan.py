@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from rejuv.cli import main
 from rejuv.errors import RejuvError
-from rejuv.recipes.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
+from rejuv.planner.plan import PlanConfig, PlanEvaluation, ProbeSettings, run_plan
 
 from tiny import build_model, planning_world, save, weights
 
@@ -180,14 +180,14 @@ def test_every_flag_the_planners_messages_name_is_an_option_of_plan():
     import re
     from pathlib import Path
 
+    import rejuv.planner.plan
     import rejuv.planner.search
-    import rejuv.recipes.plan
     from rejuv.options import click_params
     from rejuv.recipes.apply import ApplyConfig
 
     flags = {opt for config in (PlanConfig, ApplyConfig) for p in click_params(config)
              for opt in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
-    for module in (rejuv.planner.search, rejuv.recipes.plan):
+    for module in (rejuv.planner.search, rejuv.planner.plan):
         named = set(re.findall(r"--[a-z][a-z-]*[a-z]", Path(module.__file__).read_text()))
         named -= {"--eval", "--probe"}  # the sections' prefixes (--eval-samples, --probe-beta, ...)
         assert named and named <= flags, (module.__name__, named - flags)
@@ -195,7 +195,7 @@ def test_every_flag_the_planners_messages_name_is_an_option_of_plan():
 
 def test_plan_refuses_bad_rows_before_the_first_step(planning, tmp_path, monkeypatch):
     """Probe rows without an answer were refused only after the diagnosis had run."""
-    import rejuv.recipes.plan as plan_recipe
+    import rejuv.planner.plan as plan_recipe
 
     def no_step(*args, **kwargs):
         raise AssertionError("a step ran before the rows were checked")
