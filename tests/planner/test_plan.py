@@ -43,9 +43,13 @@ def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path
     for c in plan["checkpoints"]:
         assert c["probe"]["steps"] == 4 and len(c["probe"]["rewards"]) == 4
         assert set(c["signals"]) == {"entropy", "top1_mass", "nll", "drift", "pass@1", "pass_gap", "dead_groups",
-                                     "pass@group"}
+                                     "pass@group", "coverage", "coverage_ratio", "diversity"}
         assert 0 <= c["signals"]["dead_groups"] <= 1 and c["probe"]["dead_groups_measured"] is not None
+        assert 0 <= c["signals"]["coverage"] <= 1 and 0 <= c["signals"]["diversity"] <= 1
         assert c["signals"]["drift"] > 0
+    sampled = json.loads((out / "diagnose" / "coverage" / "eval.json").read_text())
+    assert sampled["config"]["samples"] == 16 and len(sampled["results"]) == 3  # the base and both checkpoints
+    assert sampled["config"]["temperature"] == 1.0
     cands = plan["search"]["candidates"]
     assert [(c["alpha"], c["rho"]) for c in cands] == [(0.5, 0.0), (0.5, 0.05)]
     probed = [c for c in cands if c["probe"] is not None]

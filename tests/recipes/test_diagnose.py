@@ -56,7 +56,7 @@ def report_dir(trained, tmp_path_factory):
         "--calib", str(trained / "calib.jsonl"), "--eval", str(trained / "bench.jsonl"), "--k", "4",
         "--eval-samples", "4", "--eval-max-new-tokens", "12", "--rl-data", str(trained / "bench.jsonl"),
         "--group-size", "4", "--prompts-per-step", "2", "--rl-samples", "6", "--rl-max-new-tokens", "12",
-        "--chat-template", "never", "--out", str(out), "--no-progress"])
+        "--coverage-k", "5", "--chat-template", "never", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "epoch-16" in result.stdout and "OVER-TRAINED" in result.stdout
     return out
@@ -76,6 +76,42 @@ def test_the_dead_group_forecast_is_the_arithmetic_on_the_sampled_pass_rates(rep
         expected = sum(comb(c, 4) + comb(6 - c, 4) for c in counts) / comb(6, 4) / len(counts)
         assert groups["dead_share"] == pytest.approx(expected) and groups["group_size"] == 4
         assert groups["signal_prompts_per_step"] == pytest.approx(2 * (1 - expected))
+
+
+@pytest.mark.slow
+def test_coverage_and_diversity_are_read_from_the_base_and_checkpoints_samples(report_dir):
+    """TailSFT's pass@K against the base's and AESL's 1 − self-BLEU, from K samples per RL prompt of each model
+    at the forecast's temperature."""
+    from rejuv.diagnostics.diversity import sample_diversity
+
+    report = json.loads((report_dir / "report.json").read_text())
+    sampled = json.loads((report_dir / "coverage" / "eval.json").read_text())
+    assert sampled["config"]["samples"] == 5 and sampled["config"]["temperature"] == 1.0
+    base, *checkpoints = sampled["results"]  # the base is sampled first
+    rows = [json.loads(line) for line in (report_dir / "coverage" / "samples.jsonl").read_text().splitlines()]
+    assert report["base"]["coverage"]["pass@k"] == base["pass@k"]["5"]
+    for entry, result in zip(report["checkpoints"], checkpoints, strict=True):
+        found = entry["coverage"]
+        assert (found["k"], found["pass@k"], found["base_pass@k"]) == (5, result["pass@k"]["5"], base["pass@k"]["5"])
+        assert found["ratio"] == (pytest.approx(found["pass@k"] / found["base_pass@k"]) if found["base_pass@k"]
+                                  else None)
+        groups = {}
+        for row in rows:
+            if row["checkpoint"] == result["checkpoint"]:
+                groups.setdefault(row["problem"], []).append(row["completion"])
+        assert found["diversity"] == pytest.approx(sample_diversity(list(groups.values()))["diversity"])
+        assert found["prompts"] == len(groups) == 4 and found["samples_per_prompt"] == 5
+
+
+def test_coverage_needs_two_samples_and_the_rl_prompts(tmp_path):
+    from rejuv.options import OptionError
+    from rejuv.recipes.diagnose import DiagnoseConfig
+
+    given = dict(base=str(tmp_path), checkpoints=[str(tmp_path)], calib="c.jsonl", out=str(tmp_path / "o"))
+    with pytest.raises(OptionError, match="coverage_k.*1 sample per prompt has no diversity"):
+        DiagnoseConfig(**given, rl_data="rl.jsonl", coverage_k=1)
+    with pytest.raises(OptionError, match="coverage_k.*give --rl-data too"):
+        DiagnoseConfig(**given, coverage_k=16)
 
 
 @pytest.mark.slow

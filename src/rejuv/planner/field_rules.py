@@ -1,8 +1,9 @@
 """The field's own rules for which SFT checkpoint to hand to RL: the baselines the planner is judged against.
 
 Each rule scores every checkpoint from the cheap signals `rejuv plan` records (`SIGNALS`: diagnose's
-teacher-forced entropy and held-out NLL on the calibration rows, pass@1 on the evaluation problems, and the
-dead-group forecast with its pass@g on the RL prompts at the RL temperature), and picks the highest score;
+teacher-forced entropy and held-out NLL on the calibration rows, pass@1 on the evaluation problems, the
+dead-group forecast with its pass@g on the RL prompts at the RL temperature, and from K samples per RL prompt
+pass@K against the base's and the samples' diversity), and picks the highest score;
 ties go to the earliest checkpoint in the order given. The rules are fixed here, before the runs they are
 judged on; none is tuned on the lab.
 """
@@ -21,6 +22,13 @@ FIELD_RULES = {
                      "(Quagmires, arXiv 2510.01624: pass@large-k at a fixed budget)",
     "fewest_dead_groups": "the fewest GRPO groups forecast to get one reward for every sample (rejuv diagnose "
                           "--rl-data)",
+    # added by issue 41, fixed before the runs that judge them
+    "peak_diversity": "the most diverse samples: 1 − self-BLEU-4 among K samples per RL prompt at the RL "
+                      "temperature (AESL, ICLR 2026: the SFT checkpoint of peak diversity hands over best)",
+    "coverage_gate": "the best pass@1 among checkpoints whose pass@K on the RL prompts at the RL temperature is "
+                     "at least the base's (TailSFT's coverage ratio ≥ 1, arXiv 2608.25756, as marin#8876 gates "
+                     "the RL start on pass@16: SFT lost none of what the base could reach); the best pass@1 "
+                     "overall when none keeps it",
 }
 
 
@@ -42,6 +50,11 @@ def rule_scores(signals: dict[str, dict]) -> dict[str, dict[str, float | None]]:
             pass1 + (0.0 if entropy >= SCREEN_NATS else -2.0)
         scores["pass_at_group"][name] = pass_g
         scores["fewest_dead_groups"][name] = None if dead is None else -dead
+        scores["peak_diversity"][name] = _get(s, "diversity")
+        coverage, ratio = _get(s, "coverage"), _get(s, "coverage_ratio")
+        kept = coverage is not None and (ratio is None or ratio >= 1.0)  # no ratio: the base reached no prompt
+        scores["coverage_gate"][name] = None if pass1 is None or coverage is None else \
+            pass1 + (0.0 if kept else -2.0)
     return scores
 
 

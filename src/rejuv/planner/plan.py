@@ -90,6 +90,10 @@ SIGNALS = {
     # the dead-group forecast on the probe prompts, at the probes' temperature and group size
     "dead_groups": lambda e: (e.get("groups") or {}).get("dead_share"),
     "pass@group": lambda e: (e.get("groups") or {}).get("pass@group"),
+    # from --coverage-k samples per probe prompt of the base and every checkpoint, at the probes' temperature
+    "coverage": lambda e: (e.get("coverage") or {}).get("pass@k"),
+    "coverage_ratio": lambda e: (e.get("coverage") or {}).get("ratio"),
+    "diversity": lambda e: (e.get("coverage") or {}).get("diversity"),
 }
 
 
@@ -131,6 +135,10 @@ class PlanConfig(Config):
     k: int = option(4, help="k of pass@k (at most --eval-samples).", at_least=1)
     forecast_prompts: int = option(64, help="Probe prompts sampled, a group each at the probes' temperature, for "
                                    "the dead-group forecast of every checkpoint.", at_least=1)
+    coverage_k: int = option(16, help="Samples per probe prompt (of those --forecast-prompts) of the base and every "
+                             "checkpoint at the probes' temperature, for pass@K against the base's (TailSFT's "
+                             "coverage) and 1 − self-BLEU among them (AESL's diversity): signals the field's rules "
+                             "read. 0: off.", at_least=0)
     chat_template: str = chat_template_option()
     # calibration passes
     max_samples: int = option(64, help="Calibration rows used.", at_least=1)
@@ -150,6 +158,9 @@ class PlanConfig(Config):
             search_grid(self.alphas, self.rhos)
         except RejuvError as exc:
             raise OptionError("alphas", str(exc)) from None
+        if self.coverage_k == 1:
+            raise OptionError("coverage_k", "1 sample per prompt has no diversity to measure; give 2 or more "
+                              "(TailSFT's pass@16: 16), or 0 for none")
         if self.k > self.evaluation.samples:
             raise OptionError("k", f"{self.k} is larger than the {self.evaluation.samples} samples drawn per problem "
                               "(raise --eval-samples)", also=("evaluation.samples",))
@@ -216,7 +227,7 @@ def _plan(cfg: PlanConfig, out: Path) -> dict:
             prompts_per_step=_completions_per_step(cfg) // cfg.probe.num_generations,
             forecast=ForecastSampling(samples=cfg.probe.num_generations, temperature=cfg.probe.temperature,
                                       top_p=cfg.probe.top_p, max_new_tokens=cfg.probe.max_completion_length,
-                                      max_problems=cfg.forecast_prompts)))
+                                      max_problems=cfg.forecast_prompts), coverage_k=cfg.coverage_k))
         entries = {e["name"]: e for e in diagnosis["checkpoints"]}
 
         search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data)

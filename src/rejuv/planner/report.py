@@ -9,7 +9,9 @@ from rejuv.report.html import render
 
 SIGNAL_LABELS = {"entropy": "mean entropy (nats)", "top1_mass": "top-1 mass", "nll": "held-out NLL",
                  "drift": "relative drift", "pass@1": "pass@1", "pass_gap": "pass@k − pass@1",
-                 "dead_groups": "dead GRPO groups (forecast)", "pass@group": "pass@g (RL prompts, RL temperature)"}
+                 "dead_groups": "dead GRPO groups (forecast)", "pass@group": "pass@g (RL prompts, RL temperature)",
+                 "coverage": "pass@K (RL prompts, RL temperature)", "coverage_ratio": "pass@K / the base's",
+                 "diversity": "1 − self-BLEU (K samples)"}
 
 
 def plot_probes(plan: dict) -> bytes:
@@ -29,9 +31,11 @@ def plot_probes(plan: dict) -> bytes:
 def plot_signals(plan: dict) -> bytes:
     plt = pyplot()
     keys = list(SIGNAL_LABELS)
-    fig, axes = plt.subplots(2, 4, figsize=(13, 5.6))
+    fig, axes = plt.subplots(3, 4, figsize=(13, 8.4))
     outcome = [c["probe"]["reward_end"] for c in plan["checkpoints"]]
-    for ax, key in zip(axes.flat, keys, strict=True):
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
         xs = [c["signals"].get(key) for c in plan["checkpoints"]]
         pts = [(x, y, c["name"]) for x, y, c in zip(xs, outcome, plan["checkpoints"], strict=True) if x is not None]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts])

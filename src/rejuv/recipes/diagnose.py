@@ -9,6 +9,7 @@ benchmark; then flags, a ranking, plots, `report.json` (validated by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rejuv import __version__
 from rejuv.data.calibration import check_vocabulary, load_calibration
 from rejuv.data.prompts import chat_template_option
 from rejuv.data.rows import problem_rows
+from rejuv.diagnostics.diversity import sample_diversity
 from rejuv.diagnostics.groups import group_forecast
 from rejuv.diagnostics.outputs import output_stats
 from rejuv.diagnostics.params import parameter_drift
@@ -34,6 +36,7 @@ from rejuv.errors import RejuvError, warn
 from rejuv.evaluation.sampled import EvalConfig, evaluate
 from rejuv.io.adapter import open_checkpoint
 from rejuv.io.inputs import sources
+from rejuv.io.jsonl import read_jsonl
 from rejuv.io.output import atomic_output_dir, claimed_output
 from rejuv.io.reader import Checkpoint
 from rejuv.method import attribution
@@ -121,9 +124,18 @@ class DiagnoseConfig(Config):
     prompts_per_step: int = option(8, help="With --rl-data: prompts per GRPO step, for the prompts per step that "
                                    "carry signal.", at_least=1)
     forecast: ForecastSampling = option(ForecastSampling(), flag="--rl", help="Forecast sampling:")
+    coverage_k: int = option(0, help="With --rl-data: also sample the base and every checkpoint K times per RL "
+                             "prompt, as --rl-* says otherwise: pass@K and its ratio to the base's (TailSFT's "
+                             "coverage, arXiv 2608.25756) and the samples' diversity, 1 − self-BLEU-4 (AESL, ICLR "
+                             "2026). 0: off.", at_least=0)
 
     def check(self) -> None:
         distinct_labels(self.checkpoints, self.names)
+        if self.coverage_k == 1:
+            raise OptionError("coverage_k", "1 sample per prompt has no diversity to measure; give 2 or more "
+                              "(TailSFT's pass@16: 16), or 0 for none")
+        if self.coverage_k and not self.rl_data:
+            raise OptionError("coverage_k", "samples the RL prompts; give --rl-data too", also=("rl_data",))
         if self.eval and self.k > self.evaluation.samples:
             raise OptionError("k", f"{self.k} is larger than the {self.evaluation.samples} samples drawn per problem; "
                               f"pass@{self.k} needs at least {self.k} (raise --eval-samples)",
@@ -159,6 +171,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path, labels: list[str], base: Checkpoin
             _sample(cfg, report, tmp / "eval")
         if cfg.rl_data:
             forecast_groups(cfg, report["checkpoints"], tmp / "forecast")
+            if cfg.coverage_k:
+                coverage(cfg, report, tmp / "coverage")
         assess(report["checkpoints"])
         _write(report, tmp)
     return report
@@ -267,6 +281,30 @@ def forecast_groups(cfg: DiagnoseConfig, entries: list[dict], out: Path) -> None
                  f"get one reward for every sample (forecast from {groups['prompts']} RL prompts × "
                  f"{groups['samples_per_prompt']} samples): {groups['signal_prompts_per_step']:.1f} of "
                  f"{cfg.prompts_per_step} prompts per step carry signal")
+
+
+def coverage(cfg: DiagnoseConfig, report: dict, out: Path) -> None:
+    """The base and every checkpoint sampled `coverage_k` times per RL prompt (sampled evaluation into `out`):
+    pass@K and each checkpoint's ratio to the base's (what SFT kept of the prompts the base could reach), and
+    1 − self-BLEU-4 among each prompt's samples."""
+    unique = list(dict.fromkeys([cfg.base, *cfg.checkpoints]))
+    sampling = dataclasses.replace(cfg.forecast, samples=cfg.coverage_k)
+    ev = evaluate(compose(EvalConfig, sampling, checkpoints=unique, data=[cfg.rl_data], out=str(out),
+                          pass_k=[cfg.coverage_k], overwrite=False, base=cfg.base, **passed_on(cfg, EvalConfig)))
+    completions: dict[str, dict[int, list[str]]] = {}
+    for row in read_jsonl(out / "samples.jsonl"):
+        completions.setdefault(row["checkpoint"], {}).setdefault(row["problem"], []).append(row["completion"])
+    found = {}
+    for path, result in zip(unique, ev["results"], strict=True):
+        groups = list(completions.get(result["checkpoint"], {}).values())
+        found[path] = {"k": cfg.coverage_k, "pass@k": result["pass@k"][str(cfg.coverage_k)],
+                       **sample_diversity(groups), "temperature": cfg.forecast.temperature, "data": cfg.rl_data}
+    base = found[cfg.base]
+    report["base"]["coverage"] = base
+    for path, entry in zip(cfg.checkpoints, report["checkpoints"], strict=True):
+        mine = found[path]
+        entry["coverage"] = {**mine, "base_pass@k": base["pass@k"],
+                             "ratio": mine["pass@k"] / base["pass@k"] if base["pass@k"] else None}
 
 
 def summary_lines(cfg: DiagnoseConfig, report: dict) -> str:
