@@ -79,6 +79,36 @@ def test_plan_recommends_a_probed_candidate_with_its_evidence(planning, tmp_path
     assert (out / "probes" / "early" / "plasticity.jsonl").exists()
 
 
+@pytest.mark.slow
+def test_plan_without_probes_recommends_the_last_checkpoint_fused_at_half(planning, tmp_path):
+    """--no-probes: the probe-free rule (the lab's fused_last_half), no RL run, no search beyond α 0.5."""
+    out = tmp_path / "cheap"
+    result = CliRunner().invoke(main, [
+        "plan", "--base", str(planning / "base"), str(planning / "early"), str(planning / "late"),
+        "--calib", str(planning / "calib.jsonl"), "--probe-data", str(planning / "rl.jsonl"), "--out", str(out),
+        "--no-probes", "--k", "2", "--max-samples", "8", "--eval-samples", "2", "--eval-max-problems", "4",
+        "--eval-max-new-tokens", "6", "--probe-reward", "tiny:contains_seven", "--probe-num-generations", "4",
+        "--probe-max-completion-length", "6", "--forecast-prompts", "4", "--coverage-k", "4", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads((out / "plan.json").read_text())
+    rec = plan["recommendation"]
+    assert (rec["kind"], rec["name"], rec["from"]) == ("fused", "alpha0.5-rho0", "late")
+    assert (rec["alpha"], rec["rho"]) == (0.5, 0.0)
+    assert rec["rule"] == "fused_last_half" and rec["probe_reward_end"] is None
+    assert rec["command"].startswith("rejuv apply") and "--alpha 0.5" in rec["command"] and "--fusion-only" in \
+        rec["command"]
+    assert "no RL probe" in rec["uncertainty"]["text"] and not any("probe" in w for w in plan["warnings"])
+    assert plan["probe"] is None and plan["checkpoint_order"]["by_probe"] is None
+    assert all(c["probe"] is None for c in plan["checkpoints"]) and not (out / "probes").exists()
+    assert [c["label"] for c in plan["search"]["candidates"]] == ["alpha0.5-rho0"]
+    assert "TRL" not in plan["ran"]["engine"]
+    html = (out / "plan.html").read_text()
+    assert "No RL probe ran" in html and "Spearman with probe outcome" not in html
+    assert [p.name for p in out.glob("plan_*.png")] == ["plan_search.png"]
+    assert "recommended: alpha0.5-rho0 fused from late (α 0.5, ρ 0)" in result.stdout
+    assert "Spearman" not in result.stdout
+
+
 def test_plan_bad_inputs_are_named(planning, tmp_path):
     other, tok = build_model("qwen3", seed=0)
     save(other, tok, tmp_path / "qwen")

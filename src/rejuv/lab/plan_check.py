@@ -179,7 +179,7 @@ def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
     rows = [{"rule": f"rejuv plan ({rule})", "how": "the best RL probe (`rejuv plan`'s recommendation)",
              "picks": {s: r["recommended"][rule] for s, r in group.items()},
              "shortfall": mean_sd(list(planner.values())),
-             "best_picked": sum(v == 0 for v in planner.values()),
+             "best_picked": sum(v == 0 for v in planner.values()), "seeds_known": len(planner),
              "spearman": mean_sd([r["spearman_probe"] for r in group.values()]), "versus_planner": None}]
     found: dict[str, dict[int, dict]] = {
         name: {s: r.get("field", {}).get(name) or {} for s, r in group.items()} for name in FIELD_RULES}
@@ -193,6 +193,7 @@ def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
         paired = [f["shortfall"] - planner[s] for s, f in picked.items() if f.get("shortfall") is not None]
         rows.append({"rule": name, "how": how, "picks": {s: picked.get(s, {}).get("pick") for s in group},
                      "shortfall": mean_sd(shortfalls), "best_picked": sum(v == 0 for v in shortfalls),
+                     "seeds_known": sum(v is not None for v in shortfalls),
                      "spearman": mean_sd([f.get("spearman") for f in picked.values()]),
                      "versus_planner": {**judge(paired), "seeds_known": len(paired)} if paired else None})
     return rows
@@ -232,12 +233,12 @@ def _checks(group: dict, label: str, rule: str) -> dict | None:
     versus = [row for row in table[1:] if row["versus_planner"] and row["versus_planner"]["interval"]]
     if versus:
         texts.append(f"{label}: each rule's shortfall − the planner's, paired by seed (points; 95% interval; "
-                     "decision of 'the planner falls shorter'): "
+                     "decision of 'the rule falls further short than the planner'): "
                      + "; ".join(_versus_text(row, n) for row in versus) + ".")
     beaten = [row["rule"] for row in table[1:] if row["shortfall"]["mean"] is not None
               and rec["mean"] is not None and row["shortfall"]["mean"] < rec["mean"]]
     if beaten:
-        texts.append(f"{label}: the rule(s) {', '.join(beaten)} fell shorter than the planner's "
+        texts.append(f"{label}: the rule(s) {', '.join(beaten)} came closer to the best start than the planner's "
                      "recommendation on average: a finding, not a verdict over so few seeds.")
     return {"seeds": sorted(group), "shortfall": rec, "shortfall_by_sft_accuracy": acc, "searched_minus_rule":
             vs_rule, "searched_minus_half": vs_half, "spearman_probe": probe, "spearman_sft_accuracy": sft,
@@ -269,7 +270,7 @@ def summarize_planner(per_seed: dict[int, dict | None], dev_seeds: list[int], fi
     versus = [row for row in every or [] if row["versus_planner"] and row["versus_planner"]["interval"]]
     if versus:
         texts.append(f"All {len(rows)} seeds: each rule's shortfall − the planner's, paired by seed (points; 95% "
-                     "interval; decision of 'the planner falls shorter'): "
+                     "interval; decision of 'the rule falls further short than the planner'): "
                      + "; ".join(_versus_text(row, len(rows)) for row in versus) + ".")
     if skipped:
         texts.append(f"{len(skipped)} seed(s) skipped: the RL probes saw no reward signal.")

@@ -86,9 +86,18 @@ def planner_rows(group: dict | None) -> list[list[str]]:
     """The planner's recommendation and the field's rules side by side over one group of seeds."""
     if not group:
         return []
-    return [[r["rule"], r["how"], format_mean_sd(r["shortfall"], 100), f"{r['best_picked']} of {len(r['picks'])}",
+    return [[r["rule"], r["how"], format_mean_sd(r["shortfall"], 100), _best_picked(r),
              format_mean_sd(r["spearman"], 1, 2, signed=True),
              ", ".join(f"{s}: {p or '–'}" for s, p in r["picks"].items())] for r in group.get("rules", [])]
+
+
+def _best_picked(row: dict) -> str:
+    """On how many seeds the rule picked the best start: of those where its pick is known (a rule whose signal a
+    seed's record lacks, or a pick no full RL ran from, is unknown there)."""
+    known, seeds = row.get("seeds_known", len(row["picks"])), len(row["picks"])
+    if not known:
+        return "–"
+    return f"{row['best_picked']} of {known}" + ("" if known == seeds else f" known ({seeds} seeds)")
 
 
 RECORDS_HEADER = ["seed", "record", "compute (min)", "written by", "CPU numerics"]

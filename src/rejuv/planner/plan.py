@@ -97,6 +97,9 @@ SIGNALS = {
 }
 
 
+# --no-probes: the paper's α, the probe-free rule the lab judged against the probes (lab/plan_check.PROBE_FREE)
+PROBE_FREE_ALPHA = 0.5
+
 # The probes are `rejuv rl` runs and the evaluations `rejuv eval` runs: their settings are those recipes'
 # options (`probe:` and `evaluation:` in YAML, `--probe-*` and `--eval-*` flags), less what plan sets itself.
 ProbeSettings = settings_of(RLRecipeConfig, "ProbeSettings", owned=(
@@ -129,6 +132,9 @@ class PlanConfig(Config):
     search_on: str | None = option(None, help="Checkpoint (name or path) the α/ρ search runs on.",
                                    default_text="the last")
     probe_top: int = option(2, help="Search candidates that get an RL probe.", at_least=0)
+    probes: bool = option(True, help="RL probes. --no-probes: the probe-free rule instead, the searched checkpoint "
+                          "fused with the base at α 0.5 (no search, no RL; minutes, not hours): in the lab it was "
+                          "within the seeds' spread of the probes' pick (docs/plan.md).")
     keep_candidates: bool = option(False, help="Keep the searched candidates' weights (else only their manifests).")
     probe: ProbeSettings = option(ProbeSettings(), help="Probe:")
     evaluation: PlanEvaluation = option(PlanEvaluation(), flag="--eval", help="Evaluation:")
@@ -211,7 +217,7 @@ def _plan(cfg: PlanConfig, out: Path) -> dict:
     from rejuv.planner.report import render_html, write_plots
 
     labels, searched = cfg.labels, cfg.searched
-    if cfg.budget_steps < 8:
+    if cfg.probes and cfg.budget_steps < 8:
         warn(f"plan: with budget_steps {cfg.budget_steps} the probes' outcome is the mean of one step, so its spread "
              "cannot be estimated and the probes cannot separate the candidates; give 8 or more")
     _check_rows(cfg)
@@ -230,16 +236,10 @@ def _plan(cfg: PlanConfig, out: Path) -> dict:
                                       max_problems=cfg.forecast_prompts), coverage_k=cfg.coverage_k))
         entries = {e["name"]: e for e in diagnosis["checkpoints"]}
 
-        search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data)
-        ranked = sorted(search, key=lambda c: -c["score"])
-        probed = {label: path for label, path in zip(labels, cfg.checkpoints, strict=True)}
-        for c in ranked[: cfg.probe_top]:
-            probed[c["label"]] = c["path"]
-        probes = {}
-        for label, path in probed.items():
-            _log(cfg, f"RL probe from {label} ({cfg.budget_steps} steps)")
-            probes[label] = _probe(cfg, tmp / "probes" / label.replace("/", "_"), path)
-        check_probes_learn(probes, cfg.probe.rewards)
+        grid = search_grid(cfg.alphas, cfg.rhos) if cfg.probes else search_grid([PROBE_FREE_ALPHA], [0.0])
+        search = _search(cfg, tmp, labels[searched], cfg.checkpoints[searched], entries[labels[searched]], eval_data,
+                         grid)
+        probes = _probes(cfg, tmp, labels, search) if cfg.probes else {}
 
         plan = _assemble(cfg, labels, searched, entries, search, probes, diagnosis)
         plots = write_plots(plan, tmp)
@@ -252,8 +252,21 @@ def _plan(cfg: PlanConfig, out: Path) -> dict:
     return plan
 
 
-def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval_data: str) -> list[dict]:
-    grid = search_grid(cfg.alphas, cfg.rhos)
+def _probes(cfg: PlanConfig, tmp: Path, labels: list[str], search: list[dict]) -> dict[str, dict]:
+    """The same short GRPO run from every checkpoint and the `probe_top` best searched candidates."""
+    probed = {label: path for label, path in zip(labels, cfg.checkpoints, strict=True)}
+    for c in sorted(search, key=lambda c: -c["score"])[: cfg.probe_top]:
+        probed[c["label"]] = c["path"]
+    probes = {}
+    for label, path in probed.items():
+        _log(cfg, f"RL probe from {label} ({cfg.budget_steps} steps)")
+        probes[label] = _probe(cfg, tmp / "probes" / label.replace("/", "_"), path)
+    check_probes_learn(probes, cfg.probe.rewards)
+    return probes
+
+
+def _search(cfg: PlanConfig, tmp: Path, label: str, path: str, entry: dict, eval_data: str,
+            grid: list) -> list[dict]:
     rhos = sorted({c.rho for c in grid if c.rho > 0})
     attribution = None  # one attribution pass serves every candidate: it depends on base, SFT and calibration only
     results = []
@@ -307,8 +320,8 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
         e = entries[label]
         checkpoints.append({"name": label, "path": as_given(cfg, path),
                             "signals": {k: f(e) for k, f in SIGNALS.items()}, "flagged": e["flagged"],
-                            "probe": probes[label]})
-    outcome = [c["probe"]["reward_end"] for c in checkpoints]
+                            "probe": probes.get(label)})
+    outcome = [(c["probe"] or {}).get("reward_end") for c in checkpoints]
     correlations = {k: spearman([c["signals"][k] for c in checkpoints], outcome) for k in SIGNALS}
     for c in search:
         c["probe"] = probes.get(c["label"])
@@ -319,23 +332,25 @@ def _assemble(cfg: PlanConfig, labels: list[str], searched: int, entries: dict, 
     best_search = best({c["label"]: c["probe"] for c in probed_search}) if probed_search else None
     return {
         "version": __version__, "seed": cfg.seed, "config": recorded(cfg), "sources": sources(cfg),
-        "ran": what_ran(resolve_device(cfg.device), cfg.dtype, "transformers (passes), TRL (probes)"),
+        "ran": what_ran(resolve_device(cfg.device), cfg.dtype,
+                        "transformers (passes)" + (", TRL (probes)" if probes else "")),
         "recommendation": recommendation,
         "warnings": warnings,
         "checkpoints": checkpoints,
         "correlations_with_probe": correlations,
-        "checkpoint_order": {"by_probe": sorted(labels, key=lambda n: -probes[n]["reward_end"]),
+        "checkpoint_order": {"by_probe": sorted(labels, key=lambda n: -probes[n]["reward_end"]) if probes else None,
                              "by_pass@1": sorted(labels, key=lambda n: -(entries[n]["sampling"]["pass@1"]))},
         "search": {"on": labels[searched], "candidates": [{k: v for k, v in c.items() if k != "path"} for c in search],
                    "best_probed": best_search,
                    "best_probed_alpha": next((c["alpha"] for c in search if c["label"] == best_search), None),
                    "best_probed_rho": next((c["rho"] for c in search if c["label"] == best_search), None)},
-        "probe": {"steps": cfg.budget_steps, "rewards": cfg.probe.rewards, "learning_rate": cfg.probe.learning_rate,
-                  "num_generations": cfg.probe.num_generations,
-                  "prompts_per_step": _completions_per_step(cfg) // cfg.probe.num_generations,
-                  "outcome": "mean reward over the last quarter of the probe's steps",
-                  "uncertainty": "standard error of that mean from the per-step rewards (a floor: steps are not "
-                                 "independent); candidates are separated beyond 2 standard errors of the difference"},
+        "probe": None if not probes else {
+            "steps": cfg.budget_steps, "rewards": cfg.probe.rewards, "learning_rate": cfg.probe.learning_rate,
+            "num_generations": cfg.probe.num_generations,
+            "prompts_per_step": _completions_per_step(cfg) // cfg.probe.num_generations,
+            "outcome": "mean reward over the last quarter of the probe's steps",
+            "uncertainty": "standard error of that mean from the per-step rewards (a floor: steps are not "
+                           "independent); candidates are separated beyond 2 standard errors of the difference"},
         "evaluation": {"problems": diagnosis["sampling"]["problems"] if diagnosis.get("sampling") else None,
                        "samples": cfg.evaluation.samples, "k": cfg.k, "temperature": cfg.evaluation.temperature},
         "calibration": diagnosis["calibration"],
@@ -346,6 +361,8 @@ def _recommendation(cfg: PlanConfig, labels: list[str], searched: int, entries: 
                     probes: dict[str, dict]) -> dict:
     """The best probe outcome, a checkpoint as it is or a searched candidate (with the command that rebuilds
     it), with its outcome, which candidates the probes cannot separate from it, and what diagnose said of it."""
+    if not probes:
+        return _probe_free(cfg, labels[searched], entries, search)
     winner = best(probes)
     if winner in entries:
         recommendation = {"kind": "checkpoint", "name": winner, "path": cfg.checkpoints[labels.index(winner)],
@@ -362,11 +379,24 @@ def _recommendation(cfg: PlanConfig, labels: list[str], searched: int, entries: 
     return recommendation
 
 
+def _probe_free(cfg: PlanConfig, searched_label: str, entries: dict, search: list[dict]) -> dict:
+    """--no-probes: the searched checkpoint fused with the base at α 0.5, which no RL checked here."""
+    cand = search[0]
+    return {"kind": "fused", "name": cand["label"], "from": searched_label, "alpha": cand["alpha"], "rho": 0.0,
+            "command": _apply_command(cfg, cfg.checkpoints[cfg.searched], cand, search), "rule": "fused_last_half",
+            "probe_reward_end": None, "probe_reward_end_se": None,
+            "uncertainty": {"separated": None, "tied_with": [],
+                            "text": f"chosen with no RL probe (--no-probes): the probe-free rule, {searched_label} "
+                                    f"fused with the base at α {PROBE_FREE_ALPHA:g}; no RL checked it here "
+                                    "(docs/plan.md: what the probes add)"},
+            "diagnose": against_diagnose(cand["label"], entries, {}, {})}
+
+
 def _warnings(cfg: PlanConfig, recommendation: dict, entries: dict, searched_label: str) -> list[str]:
     """Said as warnings too: the probes cannot separate the recommendation; it goes against diagnose; most
     GRPO groups from its start are forecast to carry no signal."""
     warnings = [warn(f"plan: {recommendation['uncertainty']['text']}")] \
-        if not recommendation["uncertainty"]["separated"] else []
+        if recommendation["uncertainty"]["separated"] is False else []
     if recommendation["diagnose"]["disagrees"]:
         warnings.append(warn(f"plan: {recommendation['diagnose']['text']}"))
     start = recommendation["name"] if recommendation["name"] in entries else searched_label
@@ -403,7 +433,7 @@ def summary_lines(cfg: PlanConfig, plan: dict) -> str:
     lines = [f"recommended: {rec['name']} {how}", f"  certainty: {rec['uncertainty']['text']}",
              f"  diagnose: {rec['diagnose']['text']}"]
     lines += [f"  Spearman({name}, probe) = {'n/a' if rho is None else f'{rho:+.2f}'}"
-              for name, rho in plan["correlations_with_probe"].items()]
+              for name, rho in plan["correlations_with_probe"].items()] if plan["probe"] else []
     return "\n".join([*lines, f"plan: {Path(cfg.out) / 'plan.html'}"])
 
 

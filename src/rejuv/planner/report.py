@@ -70,17 +70,18 @@ def plot_search(plan: dict) -> bytes:
 
 
 def write_plots(plan: dict, folder: Path) -> dict[str, bytes]:
-    plots = {"probes": plot_probes(plan), "signals": plot_signals(plan), "search": plot_search(plan)}
+    plots = {"probes": plot_probes(plan), "signals": plot_signals(plan)} if plan["probe"] else {}
+    plots["search"] = plot_search(plan)
     for name, png in plots.items():
         (folder / f"plan_{name}.png").write_bytes(png)
     return plots
 
 
 def render_html(plan: dict, plots: dict[str, bytes]) -> str:
+    probe_keys = ("reward_start", "reward_end", "reward_end_se", "reward_slope", "grad_to_update", "entropy_slope")
     checkpoint_rows = [[c["name"] + (" (flagged)" if c["flagged"] else ""),
                         *[c["signals"].get(k) for k in SIGNAL_LABELS],
-                        c["probe"]["reward_start"], c["probe"]["reward_end"], c["probe"]["reward_end_se"],
-                        c["probe"]["reward_slope"], c["probe"]["grad_to_update"], c["probe"]["entropy_slope"]]
+                        *[(c["probe"] or {}).get(k) for k in probe_keys]]
                        for c in plan["checkpoints"]]
     search_rows = [[c["label"], c["alpha"], c["rho"], c["entropy"], c["entropy_recovered"], c["pass@1"],
                     c["accuracy_kept"], c["score"], (c.get("probe") or {}).get("reward_end"),

@@ -33,15 +33,23 @@ def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
     assert table["rejuv plan (end_reward)"]["picks"] == {3: "epoch-1", 4: "epoch-1"}
     assert table["fewest_dead_groups"]["shortfall"]["mean"] == pytest.approx(0.05)
     assert table["sft_accuracy"]["shortfall"]["mean"] == pytest.approx(0.15) and table["lowest_nll"]["best_picked"] == 0
-    # 0.05 is no less than 0.05: only the probe-free fusion (0.01) fell shorter
-    assert [t for t in fixed["texts"] if "fell shorter than the planner" in t] == [
-        "Test seeds: the rule(s) fused_last_half fell shorter than the planner's recommendation on average: a "
+    # 0.05 is no less than 0.05: only the probe-free fusion (0.01) came closer
+    assert [t for t in fixed["texts"] if "came closer to the best start than the planner" in t] == [
+        "Test seeds: the rule(s) fused_last_half came closer to the best start than the planner's recommendation on "
+        "average: a "
         "finding, not a verdict over so few seeds."]
-
 
     # the probe-free rules, and every rule paired with the planner seed by seed
     assert table["fused_last_half"]["shortfall"]["mean"] == pytest.approx(0.01)
     assert table["fused_last_half"]["versus_planner"]["value"]["mean"] == pytest.approx(0.01 - 0.05)
     assert table["cheap_search"]["versus_planner"] is None and table["cheap_search"]["shortfall"]["mean"] is None
+    assert table["cheap_search"]["seeds_known"] == 0 and table["fused_last_half"]["seeds_known"] == 2
+
+    from rejuv.lab.report import planner_rows
+
+    shown = {row[0]: row[3] for row in planner_rows(fixed["test"])}  # best start picked, of the seeds known
+    assert (shown["cheap_search"], shown["fused_last_half"], shown["lowest_nll"]) == ("–", "0 of 2", "0 of 2")
+    one_known = {**table["fused_last_half"], "seeds_known": 1, "best_picked": 1}
+    assert planner_rows({"rules": [one_known]})[0][3] == "1 of 1 known (2 seeds)"
     assert table["sft_accuracy"]["versus_planner"]["value"]["mean"] == pytest.approx(0.15 - 0.05)
     assert summary["all_seeds"]["seeds"] == [0, 1, 2] and any(t.startswith("All 3 seeds") for t in summary["texts"])
