@@ -133,8 +133,9 @@ class PlanConfig(Config):
                                    default_text="the last")
     probe_top: int = option(2, help="Search candidates that get an RL probe.", at_least=0)
     probes: bool = option(True, help="RL probes. --no-probes: the probe-free rule instead, the searched checkpoint "
-                          "fused with the base at α 0.5 (no search, no RL; minutes, not hours): in the lab it was "
-                          "within the seeds' spread of the probes' pick (docs/plan.md).")
+                          "fused with the base at α 0.5 (no search, no RL: a third of the time with four 25-step "
+                          "probes in the lab's world); in the lab it was within the seeds' spread of the probes' "
+                          "pick (docs/plan.md).")
     keep_candidates: bool = option(False, help="Keep the searched candidates' weights (else only their manifests).")
     probe: ProbeSettings = option(ProbeSettings(), help="Probe:")
     evaluation: PlanEvaluation = option(PlanEvaluation(), flag="--eval", help="Evaluation:")
