@@ -94,7 +94,7 @@ def planner_rows(group: dict | None) -> list[list[str]]:
 def _best_picked(row: dict) -> str:
     """On how many seeds the rule picked the best start: of those where its pick is known (a rule whose signal a
     seed's record lacks, or a pick no full RL ran from, is unknown there)."""
-    known, seeds = row.get("seeds_known", len(row["picks"])), len(row["picks"])
+    known, seeds = row["seeds_known"], len(row["picks"])
     if not known:
         return "–"
     return f"{row['best_picked']} of {known}" + ("" if known == seeds else f" known ({seeds} seeds)")
