@@ -120,6 +120,12 @@ def test_plan_bad_inputs_are_named(planning, tmp_path):
         run_plan(small_plan(planning, tmp_path / "o3", search_on="nope"))
     with pytest.raises(RejuvError, match="budget_steps: must be ≥ 4"):
         run_plan(small_plan(planning, tmp_path / "o4", budget_steps=2))
+    # --no-probes fuses at α 0.5 with no reset: a grid of the user's would be silently dropped
+    with pytest.raises(RejuvError, match="alphas: --no-probes searches no grid"):
+        small_plan(planning, tmp_path / "o5", probes=False)
+    with pytest.raises(RejuvError, match="rhos: --no-probes searches no grid"):
+        small_plan(planning, tmp_path / "o6", probes=False, alphas=[0.3, 0.5, 0.7, 0.9])
+    small_plan(planning, tmp_path / "o7", probes=False, alphas=[0.3, 0.5, 0.7, 0.9], rhos=[0.0, 0.01])
     assert not any(tmp_path.glob("o*"))
 
 

@@ -99,6 +99,7 @@ SIGNALS = {
 
 # --no-probes: the paper's α, the probe-free rule the lab judged against the probes (lab/plan_check.PROBE_FREE)
 PROBE_FREE_ALPHA = 0.5
+_DEFAULT_GRID = {"alphas": [0.3, 0.5, 0.7, 0.9], "rhos": [0.0, 0.01]}
 
 # The probes are `rejuv rl` runs and the evaluations `rejuv eval` runs: their settings are those recipes'
 # options (`probe:` and `evaluation:` in YAML, `--probe-*` and `--eval-*` flags), less what plan sets itself.
@@ -125,10 +126,10 @@ class PlanConfig(Config):
     eval_data: str | None = option(None, help="Problems for pass@1 / pass@k.", default_text="the probe data",
                                    path="file")
     budget_steps: int = option(30, help="GRPO steps per probe (8 or more give the outcome a spread).", at_least=4)
-    alphas: list[float] = option([0.3, 0.5, 0.7, 0.9], help="α grid of the search, comma-separated.", at_least=0,
+    alphas: list[float] = option(_DEFAULT_GRID["alphas"], help="α grid of the search, comma-separated.", at_least=0,
                                  at_most=1)
-    rhos: list[float] = option([0.0, 0.01], help="ρ grid of the search, comma-separated (0 = fusion only).",
-                               at_least=0, below=1)
+    rhos: list[float] = option(_DEFAULT_GRID["rhos"], help="ρ grid of the search, comma-separated (0 = fusion "
+                               "only).", at_least=0, below=1)
     search_on: str | None = option(None, help="Checkpoint (name or path) the α/ρ search runs on.",
                                    default_text="the last")
     probe_top: int = option(2, help="Search candidates that get an RL probe.", at_least=0)
@@ -165,6 +166,11 @@ class PlanConfig(Config):
             search_grid(self.alphas, self.rhos)
         except RejuvError as exc:
             raise OptionError("alphas", str(exc)) from None
+        if not self.probes:
+            for name in ("alphas", "rhos"):  # they would choose a start that --no-probes never builds
+                if getattr(self, name) != _DEFAULT_GRID[name]:
+                    raise OptionError(name, f"--no-probes searches no grid: it fuses at α {PROBE_FREE_ALPHA:g} "
+                                      "with no reset; drop this option, or the --no-probes")
         if self.coverage_k == 1:
             raise OptionError("coverage_k", "1 sample per prompt has no diversity to measure; give 2 or more "
                               "(TailSFT's pass@16: 16), or 0 for none")
