@@ -126,6 +126,8 @@ def test_plan_bad_inputs_are_named(planning, tmp_path):
     with pytest.raises(RejuvError, match="rhos: --no-probes searches no grid"):
         small_plan(planning, tmp_path / "o6", probes=False, alphas=[0.3, 0.5, 0.7, 0.9])
     small_plan(planning, tmp_path / "o7", probes=False, alphas=[0.3, 0.5, 0.7, 0.9], rhos=[0.0, 0.01])
+    with pytest.raises(RejuvError, match="coverage_k: 1 sample per prompt has no diversity"):
+        small_plan(planning, tmp_path / "o8", coverage_k=1)
     assert not any(tmp_path.glob("o*"))
 
 

@@ -17,6 +17,8 @@ import math
 import re
 from collections import Counter
 
+from rejuv.errors import RejuvError
+
 TOKENS = re.compile(r"\w+|[^\w\s]")
 MAX_N = 4
 EPSILON = 0.1
@@ -65,3 +67,11 @@ def sample_diversity(groups: list[list[str]]) -> dict:
     mean = sum(scores) / len(scores) if scores else None
     return {"self_bleu": mean, "diversity": None if mean is None else 1.0 - mean, "prompts": len(scores),
             "samples_per_prompt": max((len(g) for g in groups), default=0)}
+
+
+def coverage_samples(k: int) -> int:
+    """Samples per RL prompt for coverage and diversity: 0 (off), or at least two to compare with each other."""
+    if k == 1:
+        raise RejuvError("1 sample per prompt has no diversity to measure; give 2 or more (TailSFT's pass@16: 16), "
+                         "or 0 for none")
+    return k

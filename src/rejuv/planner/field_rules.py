@@ -37,6 +37,12 @@ def _get(signals: dict, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _gated(pass1: float, passes: bool) -> float:
+    """pass@1, with every checkpoint that fails the rule's gate ranked below every one that passes it (pass@1
+    lies in [0, 1])."""
+    return pass1 + (0.0 if passes else -2.0)
+
+
 def rule_scores(signals: dict[str, dict]) -> dict[str, dict[str, float | None]]:
     """Per rule, a score per checkpoint (higher: preferred); None where the signal is missing."""
     scores: dict[str, dict[str, float | None]] = {rule: {} for rule in FIELD_RULES}
@@ -45,16 +51,14 @@ def rule_scores(signals: dict[str, dict]) -> dict[str, dict[str, float | None]]:
         dead, pass_g = _get(s, "dead_groups"), _get(s, "pass@group")
         scores["sft_accuracy"][name] = pass1
         scores["lowest_nll"][name] = None if nll is None else -nll
-        # every checkpoint that passes the screen ranks above every one that does not (pass@1 lies in [0, 1])
         scores["entropy_screen"][name] = None if pass1 is None or entropy is None else \
-            pass1 + (0.0 if entropy >= SCREEN_NATS else -2.0)
+            _gated(pass1, entropy >= SCREEN_NATS)
         scores["pass_at_group"][name] = pass_g
         scores["fewest_dead_groups"][name] = None if dead is None else -dead
         scores["peak_diversity"][name] = _get(s, "diversity")
         coverage, ratio = _get(s, "coverage"), _get(s, "coverage_ratio")
-        kept = coverage is not None and (ratio is None or ratio >= 1.0)  # no ratio: the base reached no prompt
         scores["coverage_gate"][name] = None if pass1 is None or coverage is None else \
-            pass1 + (0.0 if kept else -2.0)
+            _gated(pass1, ratio is None or ratio >= 1.0)  # no ratio: the base reached no prompt
     return scores
 
 

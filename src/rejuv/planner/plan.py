@@ -28,6 +28,7 @@ from pathlib import Path
 from rejuv import __version__
 from rejuv.data.prompts import chat_template_option
 from rejuv.data.rows import problem_rows, sft_rows
+from rejuv.diagnostics.diversity import coverage_samples
 from rejuv.diagnostics.report import distinct_labels
 from rejuv.errors import RejuvError, warn
 from rejuv.io.adapter import open_checkpoint
@@ -146,7 +147,7 @@ class PlanConfig(Config):
     coverage_k: int = option(16, help="Samples per probe prompt (of those --forecast-prompts) of the base and every "
                              "checkpoint at the probes' temperature, for pass@K against the base's (TailSFT's "
                              "coverage) and 1 − self-BLEU among them (AESL's diversity): signals the field's rules "
-                             "read. 0: off.", at_least=0)
+                             "read. 0: off.", at_least=0, check=coverage_samples)
     chat_template: str = chat_template_option()
     # calibration passes
     max_samples: int = option(64, help="Calibration rows used.", at_least=1)
@@ -171,9 +172,6 @@ class PlanConfig(Config):
                 if getattr(self, name) != _DEFAULT_GRID[name]:
                     raise OptionError(name, f"--no-probes searches no grid: it fuses at α {PROBE_FREE_ALPHA:g} "
                                       "with no reset; drop this option, or the --no-probes")
-        if self.coverage_k == 1:
-            raise OptionError("coverage_k", "1 sample per prompt has no diversity to measure; give 2 or more "
-                              "(TailSFT's pass@16: 16), or 0 for none")
         if self.k > self.evaluation.samples:
             raise OptionError("k", f"{self.k} is larger than the {self.evaluation.samples} samples drawn per problem "
                               "(raise --eval-samples)", also=("evaluation.samples",))

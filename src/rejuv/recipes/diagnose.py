@@ -17,7 +17,7 @@ from rejuv import __version__
 from rejuv.data.calibration import check_vocabulary, load_calibration
 from rejuv.data.prompts import chat_template_option
 from rejuv.data.rows import problem_rows
-from rejuv.diagnostics.diversity import sample_diversity
+from rejuv.diagnostics.diversity import coverage_samples, sample_diversity
 from rejuv.diagnostics.groups import group_forecast
 from rejuv.diagnostics.outputs import output_stats
 from rejuv.diagnostics.params import parameter_drift
@@ -127,13 +127,10 @@ class DiagnoseConfig(Config):
     coverage_k: int = option(0, help="With --rl-data: also sample the base and every checkpoint K times per RL "
                              "prompt, as --rl-* says otherwise: pass@K and its ratio to the base's (TailSFT's "
                              "coverage, arXiv 2608.25756) and the samples' diversity, 1 − self-BLEU-4 (AESL, ICLR "
-                             "2026). 0: off.", at_least=0)
+                             "2026). 0: off.", at_least=0, check=coverage_samples)
 
     def check(self) -> None:
         distinct_labels(self.checkpoints, self.names)
-        if self.coverage_k == 1:
-            raise OptionError("coverage_k", "1 sample per prompt has no diversity to measure; give 2 or more "
-                              "(TailSFT's pass@16: 16), or 0 for none")
         if self.coverage_k and not self.rl_data:
             raise OptionError("coverage_k", "samples the RL prompts; give --rl-data too", also=("rl_data",))
         if self.eval and self.k > self.evaluation.samples:

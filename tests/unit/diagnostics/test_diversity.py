@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rejuv.diagnostics.diversity import bleu, sample_diversity, self_bleu, tokens
+from rejuv.diagnostics.diversity import bleu, coverage_samples, sample_diversity, self_bleu, tokens
+from rejuv.errors import RejuvError
 
 
 @pytest.mark.parametrize("hypothesis, references, nltk", [
@@ -34,3 +35,9 @@ def test_self_bleu_is_one_for_copies_and_falls_as_samples_differ():
     assert found["self_bleu"] == pytest.approx((1.0 + self_bleu(varied)) / 2)
     assert found["diversity"] == pytest.approx(1.0 - found["self_bleu"])
     assert sample_diversity([]) == {"self_bleu": None, "diversity": None, "prompts": 0, "samples_per_prompt": 0}
+
+
+def test_coverage_takes_no_samples_or_at_least_two():
+    assert coverage_samples(0) == 0 and coverage_samples(2) == 2 and coverage_samples(16) == 16
+    with pytest.raises(RejuvError, match="1 sample per prompt has no diversity"):
+        coverage_samples(1)
