@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from rejuv.cli import main
 from rejuv.errors import RejuvError
 from rejuv.lab.demo import DemoConfig, run_demo
+from rejuv.lab.plan_check import same_weights
 from rejuv.lab.presets import DEFAULT_ARMS, PRESETS
 from rejuv.lab.rules import ALPHAS, RHOS
 
@@ -141,6 +142,13 @@ def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
             assert check["shortfall"][rule] == pytest.approx(after[best] - after[name])
         assert check["shortfall_by_sft_accuracy"] == pytest.approx(after[best] - after[check["by_sft_accuracy"]])
         assert check["searched"].startswith("searched-alpha") and "alpha0.5" in check["post_rl"]
+        # the search's α 0.5 without a reset is the rules' fusion at α 0.5, byte for byte: the cheap pick may
+        # take that start's post-RL result
+        folder = root / f"seed-{seed}"
+        assert same_weights(folder / "plan" / "candidates" / "alpha0.5-rho0", folder / "rules" / "alpha0.5")
+        cheap = check["cheap_search"]
+        if cheap["same_weights_as"] is not None:
+            assert cheap["shortfall"] == pytest.approx(after[best] - after[cheap["same_weights_as"]])
     assert any(t.startswith("Test seeds (1 seeds)") for t in planner["texts"])
     assert "The planner against full RL" in (root / "report.html").read_text()
     # The seeds' records carry the planner's check: pooled elsewhere, the planner table is the same.

@@ -17,6 +17,7 @@ rules in `RULES`) and judged on the others, reported separately.
 
 from __future__ import annotations
 
+import filecmp
 import json
 from pathlib import Path
 
@@ -146,20 +147,37 @@ def seed_result(root: Path, rl_steps: int, probe_steps: int) -> dict | None:
         "by_sft_accuracy": by_accuracy, "shortfall_by_sft_accuracy": after[best] - after[by_accuracy],
         "searched": f"searched-{searched}", "searched_minus_rule": after[f"searched-{searched}"] - after[rule_start],
         "searched_minus_half": after[f"searched-{searched}"] - after["alpha0.5"],
-        # the searched candidate the cheap signals alone rank first (no probe), and its shortfall when it is the
-        # one the check ran full RL from (else unknown: the planner's probes chose another)
-        "cheap_search": _cheap_search(plan, searched, after, best),
+        # the searched candidate the cheap signals alone rank first (no probe), and its shortfall where the check
+        # ran full RL from the same weights (else unknown: the planner's probes chose another)
+        "cheap_search": cheap_search(root, plan, after, best, {
+            f"searched-{searched}": root / "plan" / "candidates" / searched,
+            "alpha0.5": root / "rules" / candidate(0.5),
+            rule_start: root / "rules" / rule_start.removeprefix("rule-")}),
         "spearman_probe": spearman([probes[e]["reward_end"] for e in epochs], [after[e] for e in epochs]),
         "spearman_sft_accuracy": spearman([sft_accuracy[e] for e in epochs], [after[e] for e in epochs]),
     }
 
 
-def _cheap_search(plan: dict, searched: str, after: dict[str, float], best: str) -> dict:
-    """The searched candidate with the best cheap score (entropy recovered and accuracy kept, no probe)."""
+def cheap_search(root: Path, plan: dict, after: dict[str, float], best: str, starts: dict[str, Path]) -> dict:
+    """The searched candidate with the best cheap score (entropy recovered and accuracy kept, no probe), and its
+    shortfall where full RL ran from the same weights: a start in `starts` (name → folder, the probed candidate
+    first) whose safetensors are byte-identical to the pick's. GRPO is deterministic per seed, so the same
+    weights give the same run: the search's α = 0.5 without a reset is the lab's own fusion at α = 0.5."""
     candidates = plan["search"]["candidates"]
-    pick = max(candidates, key=lambda c: (c["score"], c["label"]))["label"] if candidates else None
-    name = f"searched-{pick}" if pick == searched else None
-    return {"pick": pick, "shortfall": None if name is None else after[best] - after[name]}
+    if not candidates:
+        return {"pick": None, "shortfall": None, "same_weights_as": None}
+    pick = max(candidates, key=lambda c: (c["score"], c["label"]))["label"]
+    folder = root / "plan" / "candidates" / pick
+    same = next((name for name, start in starts.items() if name in after
+                 and (start == folder or same_weights(folder, start))), None)
+    return {"pick": pick, "shortfall": None if same is None else after[best] - after[same], "same_weights_as": same}
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two checkpoint folders hold the same safetensors files, byte for byte (False if either has none)."""
+    names = sorted(f.name for f in a.glob("*.safetensors")) if a.is_dir() else []
+    return bool(names) and names == sorted(f.name for f in b.glob("*.safetensors")) and all(
+        filecmp.cmp(a / n, b / n, shallow=False) for n in names)
 
 
 # Rules that run no RL probe, fixed before the runs that judge them (issue 41): the planner spends most of its
@@ -167,7 +185,8 @@ def _cheap_search(plan: dict, searched: str, after: dict[str, float], best: str)
 PROBE_FREE = {
     "fused_last_half": "the last SFT checkpoint fused with the base at α = 0.5 (the paper's α; no probe, no search)",
     "cheap_search": "the α/ρ-search candidate the cheap signals rank first (entropy recovered, accuracy kept; no "
-                    "probe): known only where it is the candidate the probes chose too",
+                    "probe): known where full RL ran from the same weights (the candidate the probes chose, or a "
+                    "byte-identical start: α = 0.5 without a reset is the fusion at α = 0.5)",
 }
 
 
@@ -195,7 +214,8 @@ def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
                      "shortfall": mean_sd(shortfalls), "best_picked": sum(v == 0 for v in shortfalls),
                      "seeds_known": sum(v is not None for v in shortfalls),
                      "spearman": mean_sd([f.get("spearman") for f in picked.values()]),
-                     "versus_planner": {**judge(paired), "seeds_known": len(paired)} if paired else None})
+                     "versus_planner": {**judge(paired), "seeds_known": len(paired),
+                                        "rule_ahead": sum(d < 0 for d in paired)} if paired else None})
     return rows
 
 

@@ -100,6 +100,25 @@ def _best_picked(row: dict) -> str:
     return f"{row['best_picked']} of {known}" + ("" if known == seeds else f" known ({seeds} seeds)")
 
 
+VERSUS_HEADER = ["rule", "seeds known", "shortfall (points, mean ± sd)", "best start picked",
+                 "rule − planner, paired by seed (points, mean ± sd)", "95% interval",
+                 "decision on 'the rule falls further short than the planner'", "seeds: planner ahead / rule ahead"]
+
+
+def versus_planner_rows(every: dict | None) -> list[list[str]]:
+    """Every seed: each rule's shortfall, and its paired difference from the planner's with the decision."""
+    rows = []
+    for r in (every or {}).get("rules", [])[1:]:
+        v = r["versus_planner"]
+        paired = ["–"] * 4 if v is None else [
+            format_mean_sd(v["value"], 100, signed=True),
+            "–" if v["interval"] is None else f"{100 * v['interval'][0]:+.1f} to {100 * v['interval'][1]:+.1f}",
+            v["verdict"], f"{v['seeds_ahead']} / {v['rule_ahead']}"]
+        rows.append([r["rule"], f"{r['seeds_known']} of {len(r['picks'])}", format_mean_sd(r["shortfall"], 100),
+                     _best_picked(r), *paired])
+    return rows
+
+
 RECORDS_HEADER = ["seed", "record", "compute (min)", "written by", "CPU numerics"]
 
 
@@ -226,6 +245,9 @@ def _markdown(report: dict, arms: tuple[str, ...]) -> list[str]:
             if planner.get(label):
                 md += ["", f"Rules side by side, {label} seeds:",
                        *markdown_rows(RULES_HEADER, planner_rows(planner[label]))]
+        if planner.get("all_seeds"):
+            md += ["", f"Every seed ({len(planner['all_seeds']['seeds'])}): each rule against the planner, paired by "
+                   "seed:", *markdown_rows(VERSUS_HEADER, versus_planner_rows(planner["all_seeds"]))]
     md += ["", "Where each seed's numbers come from:", *markdown_rows(RECORDS_HEADER, records_rows(report["records"]))]
     return md
 
@@ -244,7 +266,8 @@ def _page(report: dict, p: Preset, name: str, arms: tuple[str, ...], seconds: fl
                   claim_rows=claim_rows(report["claims"]), dead_header=DEAD_HEADER,
                   dead_rows=dead_group_rows(report["dead_groups"]), rules_header=RULES_HEADER,
                   rules_development=planner_rows(planner.get("development")),
-                  rules_test=planner_rows(planner.get("test")), rl_length_lines=rl_length_lines,
+                  rules_test=planner_rows(planner.get("test")), versus_header=VERSUS_HEADER,
+                  versus_rows=versus_planner_rows(planner.get("all_seeds")), rl_length_lines=rl_length_lines,
                   records_header=RECORDS_HEADER, records_rows=records_rows(report["records"]),
                   both_header=BOTH_WAYS_HEADER, both_rows=both_ways_rows(report["provenance"]),
                   found_header=found_header, found_rows=found_rows)

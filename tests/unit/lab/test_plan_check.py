@@ -53,3 +53,42 @@ def test_planner_summary_chooses_the_rule_on_development_seeds_by_hand():
     assert planner_rows({"rules": [one_known]})[0][3] == "1 of 1 known (2 seeds)"
     assert table["sft_accuracy"]["versus_planner"]["value"]["mean"] == pytest.approx(0.15 - 0.05)
     assert summary["all_seeds"]["seeds"] == [0, 1, 2] and any(t.startswith("All 3 seeds") for t in summary["texts"])
+
+    # every seed: each rule's paired difference from the planner as a table (the planner: 0, 2 and 30 points short)
+    from rejuv.lab.report import versus_planner_rows
+
+    versus = {row[0]: row[1:] for row in versus_planner_rows(summary["all_seeds"])}
+    assert list(versus) == [*FIELD_RULES, *PROBE_FREE]
+    assert versus["fewest_dead_groups"][0] == "3 of 3" and versus["fewest_dead_groups"][6] == "2 / 1"  # +3, +1, −25
+    assert versus["fused_last_half"][3] == "-9.7 ± 16.8" and versus["fused_last_half"][6] == "1 / 2"  # +1, −1, −29
+    assert versus["cheap_search"][0] == "0 of 3" and versus["cheap_search"][3:] == ["–"] * 4
+    assert versus_planner_rows(None) == []
+
+
+def test_the_cheap_pick_is_known_where_full_rl_ran_from_the_same_weights(tmp_path):
+    """The cheap signals' pick takes the post-RL result of a start whose safetensors are byte-identical (the
+    search's α 0.5 without a reset is the lab's fusion at α 0.5), never of a start that only shares its name."""
+    from rejuv.lab.plan_check import cheap_search, same_weights
+
+    def checkpoint(folder, data: bytes):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(data)
+        return folder
+
+    candidates = tmp_path / "plan" / "candidates"
+    checkpoint(candidates / "alpha0.5-rho0", b"fused at one half")
+    probed = checkpoint(candidates / "alpha0.7-rho0.01", b"probed")
+    fusion = checkpoint(tmp_path / "rules" / "alpha0.5", b"fused at one half")
+    rule = checkpoint(tmp_path / "rules" / "alpha0.5-rho0.001", b"the rule's reset")
+    plan = {"search": {"candidates": [{"label": "alpha0.5-rho0", "score": 0.4},
+                                      {"label": "alpha0.7-rho0.01", "score": 0.3}]}}
+    after = {"searched-alpha0.7-rho0.01": 0.30, "alpha0.5": 0.42, "rule-alpha0.5-rho0.001": 0.45}
+    starts = {"searched-alpha0.7-rho0.01": probed, "alpha0.5": fusion, "rule-alpha0.5-rho0.001": rule}
+    found = cheap_search(tmp_path, plan, after, "rule-alpha0.5-rho0.001", starts)
+    assert found == {"pick": "alpha0.5-rho0", "shortfall": pytest.approx(0.03), "same_weights_as": "alpha0.5"}
+    (fusion / "model.safetensors").write_bytes(b"fused at one half, other kernels")
+    assert cheap_search(tmp_path, plan, after, "rule-alpha0.5-rho0.001", starts)["shortfall"] is None
+    plan["search"]["candidates"][1]["score"] = 0.5  # the probed candidate: known by its own run
+    assert cheap_search(tmp_path, plan, after, "rule-alpha0.5-rho0.001", starts)["shortfall"] == pytest.approx(0.15)
+    assert not same_weights(tmp_path / "missing", fusion) and not same_weights(tmp_path / "plan", tmp_path / "rules")
+    assert cheap_search(tmp_path, {"search": {"candidates": []}}, after, "alpha0.5", starts)["pick"] is None
