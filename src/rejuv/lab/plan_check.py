@@ -38,9 +38,20 @@ from rejuv.train.common import epoch_dir_name
 RULES = ("end_reward", "slope_extrapolation")
 
 
-def _overall(report: dict, runs: dict[str, str]) -> dict[str, float]:
-    """Start name → pass@1 after its full RL run, averaged over the benchmarks (ID and OOD)."""
-    return {name: report["average_pass@1"][run] for name, run in runs.items()}
+def post_rl_results(root: Path, report: dict, runs: dict[str, str]) -> dict[str, float]:
+    """Start name → pass@1 after its full RL run, averaged over the benchmarks (ID and OOD). The evaluation keys
+    its results by the runs' paths when it ran; they are matched by their place inside the seed folder (`root`),
+    so a lab folder moved or copied elsewhere still reads."""
+    def place(run: str) -> tuple[str, ...]:
+        parts = Path(run).parts
+        return parts[len(parts) - parts[::-1].index(root.name):] if root.name in parts else parts
+
+    found = {place(run): value for run, value in report["average_pass@1"].items()}
+    missing = [name for name, run in runs.items() if place(run) not in found]
+    if missing:
+        raise RejuvError(f"{root / 'plan_truth' / 'eval' / 'eval.json'}: no result for the full RL run of "
+                         f"{', '.join(missing)} (listed in plan_truth/runs.json)")
+    return {name: found[place(run)] for name, run in runs.items()}
 
 
 def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: dict, step,
@@ -121,7 +132,7 @@ def seed_result(root: Path, rl_steps: int, probe_steps: int) -> dict | None:
         return None
     plan = json.loads((root / "plan" / "plan.json").read_text())
     runs = json.loads((root / "plan_truth" / "runs.json").read_text())
-    after = _overall(json.loads((root / "plan_truth" / "eval" / "eval.json").read_text()), runs)
+    after = post_rl_results(root, json.loads((root / "plan_truth" / "eval" / "eval.json").read_text()), runs)
     epochs = [c["name"] for c in plan["checkpoints"]]
     searched = plan["search"]["best_probed"]
     name_of = {**{e: e for e in epochs}, searched: f"searched-{searched}"}

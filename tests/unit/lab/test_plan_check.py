@@ -92,3 +92,18 @@ def test_the_cheap_pick_is_known_where_full_rl_ran_from_the_same_weights(tmp_pat
     assert cheap_search(tmp_path, plan, after, "rule-alpha0.5-rho0.001", starts)["shortfall"] == pytest.approx(0.15)
     assert not same_weights(tmp_path / "missing", fusion) and not same_weights(tmp_path / "plan", tmp_path / "rules")
     assert cheap_search(tmp_path, {"search": {"candidates": []}}, after, "alpha0.5", starts)["pick"] is None
+
+
+def test_post_rl_results_read_after_the_lab_folder_moved(tmp_path):
+    """The evaluation keyed its results by the runs' paths when it ran; a folder moved since (runs.json
+    rewritten by a resumed run) still reads, and a run with no result is refused by file and start."""
+    from rejuv.errors import RejuvError
+    from rejuv.lab.plan_check import post_rl_results
+
+    root = tmp_path / "moved" / "seed-6"
+    report = {"average_pass@1": {"/old/place/seed-6/rl/oversft": 0.4, "/old/place/seed-6/plan_truth/rl/epoch-1": 0.1}}
+    runs = {"epoch-32": str(root / "rl" / "oversft"), "epoch-1": str(root / "plan_truth" / "rl" / "epoch-1")}
+    assert post_rl_results(root, report, runs) == {"epoch-32": 0.4, "epoch-1": 0.1}
+    with pytest.raises(RejuvError, match=r"seed-6/plan_truth/eval/eval.json: no result for the full RL run of "
+                                         r"alpha0.5 \(listed in plan_truth/runs.json\)"):
+        post_rl_results(root, report, {**runs, "alpha0.5": str(root / "rl" / "oversft_fusion")})
