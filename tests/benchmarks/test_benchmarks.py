@@ -191,3 +191,26 @@ def test_same_outputs_sorts_every_file_and_fails_on_a_real_difference(tmp_path):
     assert same_outputs.main([str(tmp_path / "old" / "demo"), str(tmp_path / "new" / "demo")]) == 1
     with pytest.raises(SystemExit, match="differ in exactly one folder name"):
         same_outputs.compare(tmp_path / "old" / "demo", tmp_path / "new" / "other")
+
+
+def test_planner_seeds_prints_each_rules_shortfall_seed_by_seed(tmp_path, monkeypatch, capsys):
+    """One row per seed in seed order, shortfalls in points, "–" where a rule's pick is unknown."""
+    import planner_seeds
+
+    check = {"post_rl": {"epoch-1": 0.30, "epoch-2": 0.40, "alpha0.5": 0.45}, "best_start": "alpha0.5",
+             "shortfall": {"end_reward": 0.05}, "recommended": {"end_reward": "epoch-2"},
+             "field": {"lowest_nll": {"pick": "epoch-1", "shortfall": 0.15}, "peak_diversity": None},
+             "cheap_search": {"pick": "alpha0.5-rho0", "shortfall": 0.0}}
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"planner": {"rule": "end_reward", "per_seed": {
+        "10": check, "2": {**check, "cheap_search": None, "post_rl": {"epoch-1": 0.3, "alpha0.5": 0.45}}}}}))
+    monkeypatch.setattr(sys, "argv", ["planner_seeds.py", str(report)])
+    planner_seeds.main()
+    lines = capsys.readouterr().out.splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:3] == ["seed", "best start (pass@1 after RL)", "planner's pick"] and header[-1] == "planner"
+    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+    assert [r["seed"] for r in rows] == ["2", "10"]
+    assert rows[1]["best start (pass@1 after RL)"] == "alpha0.5 (45.0)" and rows[1]["planner"] == "5.0"
+    assert (rows[1]["lowest_nll"], rows[1]["peak_diversity"], rows[1]["sft_accuracy"]) == ("15.0", "–", "–")
+    assert (rows[1]["fused_last_half"], rows[1]["cheap_search"], rows[0]["cheap_search"]) == ("0.0", "0.0", "–")

@@ -1,0 +1,49 @@
+"""The planner check seed by seed: each rule's shortfall from the best start after full RL, in points.
+
+    python benchmarks/planner_seeds.py /tmp/pooled-planner/report.json
+
+Reads the `planner.per_seed` section of a `rejuv demo --preset planner` report (a run, or committed records
+pooled with `--pool`) and prints one Markdown row per seed: the best start and its post-RL overall pass@1,
+then for the planner's recommendation and every rule of the field and every probe-free rule the points it
+fell short of that start ("–" where its pick is unknown: a signal the seed's record lacks, or a start no full
+RL ran from). No run is made: the figures are the report's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+FIELD = ("sft_accuracy", "lowest_nll", "entropy_screen", "pass_at_group", "fewest_dead_groups", "peak_diversity",
+         "coverage_gate")
+
+
+def shortfalls(check: dict, rule: str) -> dict[str, float | None]:
+    """Rule name → shortfall (fraction of pass@1) for one seed's check."""
+    after, best = check["post_rl"], check["best_start"]
+    found = {"planner": check["shortfall"][rule]}
+    found.update({name: (check.get("field", {}).get(name) or {}).get("shortfall") for name in FIELD})
+    found["fused_last_half"] = after[best] - after["alpha0.5"] if "alpha0.5" in after else None
+    found["cheap_search"] = (check.get("cheap_search") or {}).get("shortfall")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", type=Path)
+    args = parser.parse_args()
+    planner = json.loads(args.report.read_text())["planner"]
+    names = ["planner", *FIELD, "fused_last_half", "cheap_search"]
+    print("| seed | best start (pass@1 after RL) | planner's pick | " + " | ".join(names[1:]) + " | planner |")
+    print("|---" * (len(names) + 3) + "|")
+    for seed, check in sorted(planner["per_seed"].items(), key=lambda item: int(item[0])):
+        found = shortfalls(check, planner["rule"])
+        cells = ["–" if found[n] is None else f"{100 * found[n]:.1f}" for n in names]
+        best = f"{check['best_start']} ({100 * check['post_rl'][check['best_start']]:.1f})"
+        print(f"| {seed} | {best} | {check['recommended'][planner['rule']]} | " + " | ".join(cells[1:])
+              + f" | {cells[0]} |")
+
+
+if __name__ == "__main__":
+    main()
