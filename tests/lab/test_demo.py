@@ -146,6 +146,8 @@ def test_the_planner_stage_on_the_smoke_world(tmp_path, monkeypatch):
         # take that start's post-RL result
         folder = root / f"seed-{seed}"
         assert same_weights(folder / "plan" / "candidates" / "alpha0.5-rho0", folder / "rules" / "alpha0.5")
+        searched = folder / "plan" / "candidates" / check["searched"].removeprefix("searched-")
+        assert (runs[check["searched"]] == runs["alpha0.5"]) == same_weights(searched, folder / "rules" / "alpha0.5")
         cheap = check["cheap_search"]
         if cheap["same_weights_as"] is not None:
             assert cheap["shortfall"] == pytest.approx(after[best] - after[cheap["same_weights_as"]])

@@ -4,8 +4,9 @@ Per seed: the planner ranks the SFT epochs by short RL probes and searches α an
 (one attribution pass for its whole grid); then every epoch, the best searched candidate, the lab's own
 rule candidate (`rules.json`) and the fusion at α = 0.5 each get the arms' full GRPO run and evaluation.
 A start that is also an arm's (ModSFT's and OverSFT's epochs, the rule's fusion and Rejuvenation) reuses
-that arm's run, which has the same settings; the other epochs come from a second SFT run of the same
-recipe (`plan_sft`). So `--preset planner` on a finished `small` demo adds only the planner's own steps.
+that arm's run, which has the same settings, as does a start with the same weights as one already run; the
+other epochs come from a second SFT run of the same recipe (`plan_sft`). So `--preset planner` on a finished
+`small` demo adds only the planner's own steps.
 What it judges, against fair baselines:
 - the recommendation's shortfall from the best start after full RL, against that of picking the epoch
   with the best SFT accuracy;
@@ -58,7 +59,7 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
                       arm_runs: dict[str, Path]) -> None:
     """After a seed's arms: an SFT run for the planner's epochs that are no arm's, `rejuv plan` over the
     epochs, and full RL from every start it compares. `arm_runs`: start checkpoint → an arm's finished GRPO
-    run with the planner's own settings, reused."""
+    run with the planner's own settings, reused (by a start with the same weights too)."""
     others = sorted(set(p.plan_epochs) - {p.mod_epochs, p.over_epochs})  # ModSFT's and OverSFT's: the arms'
     if others:
         step(out, root / "plan_sft", f"seed {seed}: SFT for the planner, saving epochs {others}",
@@ -87,7 +88,11 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     by_start = {str(k): v for k, v in arm_runs.items()}
     runs, warned = {}, {}
     for name, start in starts.items():
-        runs[name] = by_start.setdefault(str(start), truth / "rl" / name)  # one run per start
+        # one run per start, and one per weights: GRPO is deterministic per seed, so a start byte-identical to
+        # one already run (the search's α 0.5 without a reset is the rules' fusion at α 0.5) reuses its run
+        twin = next((by_start[str(other)] for other in starts.values()
+                     if str(other) in by_start and other != start and same_weights(start, other)), None)
+        runs[name] = by_start.setdefault(str(start), twin or truth / "rl" / name)
         config = RLRecipeConfig(model=str(start), data=str(files["rl"]), out=str(runs[name]), max_steps=p.rl_steps,
                                 seed=seed, progress=False, **p.grpo_settings())
         with collected_warnings() as warned[name]:
