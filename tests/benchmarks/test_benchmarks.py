@@ -214,3 +214,6 @@ def test_planner_seeds_prints_each_rules_shortfall_seed_by_seed(tmp_path, monkey
     assert rows[1]["best start (pass@1 after RL)"] == "alpha0.5 (45.0)" and rows[1]["planner"] == "5.0"
     assert (rows[1]["lowest_nll"], rows[1]["peak_diversity"], rows[1]["sft_accuracy"]) == ("15.0", "–", "–")
     assert (rows[1]["fused_last_half"], rows[1]["cheap_search"], rows[0]["cheap_search"]) == ("0.0", "0.0", "–")
+    report.write_text(json.dumps({"planner": None}))  # a report of another preset: named, no traceback
+    with pytest.raises(SystemExit, match="report.json: no planner check in this report"):
+        planner_seeds.main()

@@ -90,9 +90,10 @@ def run_planner_stage(out: Path, root: Path, base: Path, p, seed: int, files: di
     for name, start in starts.items():
         # one run per start, and one per weights: GRPO is deterministic per seed, so a start byte-identical to
         # one already run (the search's α 0.5 without a reset is the rules' fusion at α 0.5) reuses its run
-        twin = next((by_start[str(other)] for other in starts.values()
-                     if str(other) in by_start and other != start and same_weights(start, other)), None)
-        runs[name] = by_start.setdefault(str(start), twin or truth / "rl" / name)
+        if str(start) not in by_start:
+            by_start[str(start)] = next((by_start[str(other)] for other in starts.values() if str(other) in by_start
+                                         and same_weights(start, other)), truth / "rl" / name)
+        runs[name] = by_start[str(start)]
         config = RLRecipeConfig(model=str(start), data=str(files["rl"]), out=str(runs[name]), max_steps=p.rl_steps,
                                 seed=seed, progress=False, **p.grpo_settings())
         with collected_warnings() as warned[name]:
