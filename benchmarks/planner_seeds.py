@@ -15,17 +15,14 @@ import argparse
 import json
 from pathlib import Path
 
+from rejuv.lab.plan_check import PROBE_FREE, rule_picks
 from rejuv.planner.field_rules import FIELD_RULES
 
 
 def shortfalls(check: dict, rule: str) -> dict[str, float | None]:
-    """Rule name → shortfall (fraction of pass@1) for one seed's check."""
-    after, best = check["post_rl"], check["best_start"]
-    found = {"planner": check["shortfall"][rule]}
-    found.update({name: (check.get("field", {}).get(name) or {}).get("shortfall") for name in FIELD_RULES})
-    found["fused_last_half"] = after[best] - after["alpha0.5"] if "alpha0.5" in after else None
-    found["cheap_search"] = (check.get("cheap_search") or {}).get("shortfall")
-    return found
+    """Rule name → shortfall (fraction of pass@1) for one seed's check, the planner's first."""
+    return {"planner": check["shortfall"][rule],
+            **{name: found.get("shortfall") for name, found in rule_picks(check).items()}}
 
 
 def main() -> None:
@@ -35,7 +32,7 @@ def main() -> None:
     planner = json.loads(args.report.read_text()).get("planner") or {}
     if not planner.get("per_seed"):
         raise SystemExit(f"{args.report}: no planner check in this report (a `rejuv demo --preset planner` report)")
-    names = ["planner", *FIELD_RULES, "fused_last_half", "cheap_search"]
+    names = ["planner", *FIELD_RULES, *PROBE_FREE]
     print("| seed | best start (pass@1 after RL) | planner's pick | " + " | ".join(names[1:]) + " | planner |")
     print("|---" * (len(names) + 3) + "|")
     for seed, check in sorted(planner["per_seed"].items(), key=lambda item: int(item[0])):

@@ -207,6 +207,17 @@ PROBE_FREE = {
 }
 
 
+def rule_picks(check: dict) -> dict[str, dict]:
+    """Each field and probe-free rule's pick and shortfall on one seed's check ({} where unknown: a signal the
+    seed's record lacks, or a start no full RL ran from)."""
+    after = check.get("post_rl", {})
+    found = {name: check.get("field", {}).get(name) or {} for name in FIELD_RULES}
+    found["fused_last_half"] = ({"pick": "alpha0.5", "shortfall": after[check["best_start"]] - after["alpha0.5"]}
+                                if "alpha0.5" in after else {})
+    found["cheap_search"] = check.get("cheap_search") or {}
+    return found
+
+
 def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
     """The planner's recommendation, the field's rules and the probe-free ones side by side over `group`'s seeds:
     the start each picks per seed, its shortfall from the best start after full RL, Spearman of its score with
@@ -217,14 +228,9 @@ def rules_table(group: dict[int, dict], rule: str) -> list[dict]:
              "shortfall": mean_sd(list(planner.values())),
              "best_picked": sum(v == 0 for v in planner.values()), "seeds_known": len(planner),
              "spearman": mean_sd([r["spearman_probe"] for r in group.values()]), "versus_planner": None}]
-    found: dict[str, dict[int, dict]] = {
-        name: {s: r.get("field", {}).get(name) or {} for s, r in group.items()} for name in FIELD_RULES}
-    found["fused_last_half"] = {s: {"pick": "alpha0.5", "shortfall": r["post_rl"][r["best_start"]]
-                                    - r["post_rl"]["alpha0.5"]} for s, r in group.items()
-                                if "alpha0.5" in r.get("post_rl", {})}
-    found["cheap_search"] = {s: r.get("cheap_search") or {} for s, r in group.items()}
+    by_seed = {s: rule_picks(r) for s, r in group.items()}
     for name, how in {**FIELD_RULES, **PROBE_FREE}.items():
-        picked = found[name]
+        picked = {s: found[name] for s, found in by_seed.items()}
         shortfalls = [f.get("shortfall") for f in picked.values()]
         paired = [f["shortfall"] - planner[s] for s, f in picked.items() if f.get("shortfall") is not None]
         rows.append({"rule": name, "how": how, "picks": {s: picked.get(s, {}).get("pick") for s in group},
